@@ -1,0 +1,7 @@
+"""mtlrank: models — the spec, features, Keras layers and architectures, losses, run_fn.
+
+Selects tf-keras (Keras 2) before TensorFlow can be imported."""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
