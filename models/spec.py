@@ -35,7 +35,7 @@ ARCHITECTURES = ("single_task", "shared_bottom", "mmoe", "ple", "esmm", "aitm")
 BALANCING_STRATEGIES = ("fixed", "uncertainty", "gradnorm", "dwa", "pcgrad")
 DATA_SOURCES = ("census", "simulator", "files")
 THRESHOLD_DIRECTIONS = {"auc": "higher", "pr_auc": "higher", "log_loss": "lower",
-                        "mse": "lower", "mae": "lower", "ece": "lower"}
+                        "mse": "lower", "mae": "lower"}
 
 
 class SpecError(ValueError):
@@ -533,7 +533,7 @@ def _parse_evaluation(f: _Fields, tasks: List[TaskSpec],
              f"thresholds.{task_name}")
     if not isinstance(metrics, Mapping):
       f.fail("must map metric names to {value, max_regression}", f"thresholds.{task_name}")
-    allowed = ("auc", "pr_auc", "log_loss", "ece") if by_name[task_name].is_binary \
+    allowed = ("auc", "pr_auc", "log_loss") if by_name[task_name].is_binary \
         else ("mse", "mae")
     for metric, bounds in metrics.items():
       where = f"thresholds.{task_name}.{metric}"

@@ -1,0 +1,31 @@
+# mtlrank: `make run` runs the pipeline end to end on the bundled census data;
+# `make test` runs the tests. Both create the environment first if missing.
+SPEC ?= census
+HOME_DIR ?= .mtlrank
+PYTEST_ARGS ?=
+# Python 3.10 is pinned by TFX 1.16; prefer pyenv's build, else any python3.10.
+PYTHON ?= $(shell (command -v pyenv >/dev/null && ls -d "$$(pyenv root)"/versions/3.10*/bin/python 2>/dev/null | tail -n 1) || command -v python3.10)
+UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+ENV_STAMP := .venv/.mtlrank-synced
+
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: env run test bench-train bench-serving clean
+
+env: $(ENV_STAMP)
+
+$(ENV_STAMP): pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen --python "$(PYTHON)"
+	@touch $@
+
+run: env
+	$(UV) run --frozen mtlrank run --spec $(SPEC) --home $(HOME_DIR) \
+	  --summary-json $(HOME_DIR)/$(SPEC)-summary.json
+
+test: env
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(HOME_DIR)

@@ -1,0 +1,82 @@
+"""The TFMA EvalConfig, derived from the spec.
+
+One model spec whose output names are the task names; per task the metrics
+its type calls for; the spec's slices; and the release gate as
+`per_slice_thresholds` on the overall slice and on the spec's gated slices
+only. A plain `MetricConfig.threshold` would be checked on every slice, and a
+tiny single-class slice (AUC 0) would silently block every release.
+
+A conditional task (conversion given click) is evaluated on the rows where its
+parent's label is positive: TFMA weighs each example by the parent label.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+import tensorflow_model_analysis as tfma
+
+from models.spec import RankingSpec, TaskSpec, Threshold
+
+SERVING_SIGNATURE = "serving_default"
+# Spec metric name -> (TFMA metric class, the name TFMA reports it under).
+GATE_METRICS: Dict[str, tuple] = {
+    "auc": ("AUC", "auc"),
+    "pr_auc": ("AUCPrecisionRecall", "auc_precision_recall"),
+    "log_loss": ("BinaryCrossEntropy", "binary_crossentropy"),
+    "mse": ("MeanSquaredError", "mean_squared_error"),
+    "mae": ("MeanAbsoluteError", "mean_absolute_error"),
+}
+BINARY_METRICS = ("ExampleCount", "WeightedExampleCount", "AUC", "AUCPrecisionRecall",
+                  "BinaryCrossEntropy", "Calibration", "MeanLabel", "MeanPrediction")
+BINARY_PLOTS = ("CalibrationPlot",)
+REGRESSION_METRICS = ("ExampleCount", "WeightedExampleCount", "MeanSquaredError",
+                      "MeanAbsoluteError", "MeanLabel", "MeanPrediction")
+
+
+def slicing_specs(spec: RankingSpec) -> List[tfma.SlicingSpec]:
+  return [tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=list(s))
+                                 for s in spec.evaluation.slices]
+
+
+def _metric_threshold(threshold: Threshold) -> tfma.MetricThreshold:
+  higher = threshold.higher_is_better
+  result = tfma.MetricThreshold()
+  if threshold.value is not None:
+    bound = {"lower_bound" if higher else "upper_bound": {"value": threshold.value}}
+    result.value_threshold.CopyFrom(tfma.GenericValueThreshold(**bound))
+  if threshold.max_regression is not None:
+    result.change_threshold.CopyFrom(tfma.GenericChangeThreshold(
+        direction=(tfma.MetricDirection.HIGHER_IS_BETTER if higher
+                   else tfma.MetricDirection.LOWER_IS_BETTER),
+        absolute={"value": -threshold.max_regression if higher
+                  else threshold.max_regression}))
+  return result
+
+
+def _metric_configs(spec: RankingSpec, task: TaskSpec) -> List[tfma.MetricConfig]:
+  gated = [tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=list(s))
+                                  for s in spec.evaluation.gated_slices]
+  thresholds = {GATE_METRICS[t.metric][0]: t for t in spec.evaluation.thresholds
+                if t.task == task.name}
+  names = (BINARY_METRICS + BINARY_PLOTS) if task.is_binary else REGRESSION_METRICS
+  configs = []
+  for class_name in names:
+    config = tfma.MetricConfig(class_name=class_name)
+    if class_name in thresholds:
+      config.per_slice_thresholds.append(tfma.PerSliceMetricThreshold(
+          slicing_specs=gated, threshold=_metric_threshold(thresholds[class_name])))
+    configs.append(config)
+  return configs
+
+
+def eval_config_from_spec(spec: RankingSpec) -> tfma.EvalConfig:
+  example_weight_keys = {t.name: spec.parent_label(t) for t in spec.tasks if t.parent}
+  model_spec = tfma.ModelSpec(
+      signature_name=SERVING_SIGNATURE,
+      label_keys={t.name: t.label for t in spec.tasks},
+      example_weight_keys=example_weight_keys)
+  metrics_specs = [tfma.MetricsSpec(output_names=[t.name], metrics=_metric_configs(spec, t))
+                   for t in spec.tasks]
+  return tfma.EvalConfig(model_specs=[model_spec], slicing_specs=slicing_specs(spec),
+                         metrics_specs=metrics_specs)

@@ -1,0 +1,121 @@
+"""The TFX pipeline, built from a spec.
+
+ExampleGen ingests one span (a day) of impression logs; StatisticsGen,
+ExampleValidator (against the schema derived from the spec) and DataGate check
+it and stop the run on bad data; Transform and Trainer consume the latest
+`data.num_spans` spans; Evaluator judges the candidate on the newest span's
+eval split against the value thresholds and the latest blessed model; Pusher
+writes a blessed, not yet pushed model as a new TF Serving version.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from tfx import v1 as tfx
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2, range_config_pb2
+
+from components import example_gen as example_gen_lib
+from components import pusher as pusher_lib
+from components.data_gate import DataGate
+from models.features import SPEC_CONFIG_KEY
+from models.spec import RankingSpec
+from pipeline import config
+from pipeline.eval_config import eval_config_from_spec
+
+PREPROCESSING_FN = "models.features.preprocessing_fn"
+RUN_FN = "models.trainer.run_fn"
+
+
+def example_gen_input_config() -> example_gen_pb2.Input:
+  span = config.SPAN_DIR_PATTERN
+  return example_gen_pb2.Input(splits=[
+      example_gen_pb2.Input.Split(name=config.TRAIN_SPLIT, pattern=f"{span}/train/*"),
+      example_gen_pb2.Input.Split(name=config.EVAL_SPLIT, pattern=f"{span}/eval/*"),
+  ])
+
+
+def create_pipeline(spec: RankingSpec, paths: config.PipelinePaths,
+                    span: Optional[int] = None,
+                    beam_pipeline_args: Optional[List[str]] = None,
+                    enable_cache: bool = True,
+                    ingest_only: bool = False) -> tfx.dsl.Pipeline:
+  """The pipeline for one spec; `span` ingests that span (default: the latest).
+
+  With `ingest_only`, only ingestion and validation run: the runner uses it to
+  backfill the earlier spans of the training window, which then count as the
+  same pipeline's ExampleGen outputs.
+  """
+  custom_config = {SPEC_CONFIG_KEY: spec.to_json()}
+  range_config = (range_config_pb2.RangeConfig(static_range=range_config_pb2.StaticRange(
+      start_span_number=span, end_span_number=span)) if span is not None else None)
+  example_gen = FileBasedExampleGen(
+      input_base=str(paths.data_dir), input_config=example_gen_input_config(),
+      range_config=range_config,
+      custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen_lib.Executor),
+  ).with_id("ExampleGen")
+  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+  inferred_schema = tfx.components.SchemaGen(
+      statistics=statistics_gen.outputs["statistics"],
+      infer_feature_shape=True).with_id("inferred_schema_gen")
+  curated_schema = tfx.components.ImportSchemaGen(
+      schema_file=str(paths.curated_schema_path))
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs["statistics"],
+      schema=curated_schema.outputs["schema"])
+  data_gate = DataGate(examples=example_gen.outputs["examples"],
+                       statistics=statistics_gen.outputs["statistics"],
+                       anomalies=example_validator.outputs["anomalies"], spec=spec)
+  ingestion = [example_gen, statistics_gen, inferred_schema, curated_schema,
+               example_validator, data_gate]
+  pipeline_args = dict(
+      pipeline_name=pipeline_name(spec), pipeline_root=str(paths.pipeline_root),
+      enable_cache=enable_cache,
+      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          str(paths.metadata_path)),
+      beam_pipeline_args=beam_pipeline_args or config.BEAM_PIPELINE_ARGS)
+  if ingest_only:
+    return tfx.dsl.Pipeline(components=ingestion, **pipeline_args)
+
+  latest_spans = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
+      config={"range_config": range_config_pb2.RangeConfig(
+          rolling_range=range_config_pb2.RollingRange(num_spans=spec.data.num_spans))},
+      examples=example_gen.outputs["examples"]).with_id("latest_spans_resolver")
+  latest_spans.add_upstream_node(data_gate)
+  transform = tfx.components.Transform(
+      examples=latest_spans.outputs["examples"], schema=curated_schema.outputs["schema"],
+      preprocessing_fn=PREPROCESSING_FN, custom_config=custom_config)
+  transform.add_upstream_node(data_gate)
+
+  trainer = tfx.components.Trainer(
+      run_fn=RUN_FN, examples=transform.outputs["transformed_examples"],
+      transform_graph=transform.outputs["transform_graph"],
+      schema=curated_schema.outputs["schema"], custom_config=custom_config)
+
+  baseline = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+  ).with_id("latest_blessed_model_resolver")
+  evaluator = tfx.components.Evaluator(
+      examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+      baseline_model=baseline.outputs["model"],
+      example_splits=[config.EVAL_SPLIT], eval_config=eval_config_from_spec(spec))
+
+  pusher = tfx.components.Pusher(
+      model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(
+              base_directory=str(paths.model_base_path(spec.name)))),
+      custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_lib.Executor))
+
+  return tfx.dsl.Pipeline(
+      components=ingestion + [latest_spans, transform, trainer, baseline, evaluator, pusher],
+      **pipeline_args)
+
+
+def pipeline_name(spec: RankingSpec) -> str:
+  return f"mtlrank-{spec.name}"

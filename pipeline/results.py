@@ -1,0 +1,156 @@
+"""Reads a finished run back from ML Metadata and the Evaluator's output.
+
+A run's facts live in MLMD (which component ran, was cached, how long it took;
+the blessing; the push) and in the TFMA output (metrics per task and slice;
+the validation result naming every failed threshold). This module turns them
+into plain Python values for the run summary and the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from models.spec import RankingSpec
+
+_CACHED = metadata_store_pb2.Execution.CACHED
+_OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+
+
+@dataclasses.dataclass
+class RunOutcome:
+  run_id: str
+  component_seconds: Dict[str, float]
+  cached_components: List[str]
+  blessed: bool
+  not_blessed_reasons: List[str]
+  evaluation_uri: Optional[str]
+  pushed_dir: Optional[str]
+  already_pushed_version: Optional[int]
+
+
+def open_store(metadata_path: Path) -> metadata_store.MetadataStore:
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = str(metadata_path)
+  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+  return metadata_store.MetadataStore(config)
+
+
+def latest_run(metadata_path: Path) -> RunOutcome:
+  """The outcome of the most recent pipeline run recorded in `metadata_path`."""
+  store = open_store(metadata_path)
+  runs = store.get_contexts_by_type("pipeline_run")
+  if not runs:
+    raise RuntimeError(f"{metadata_path} records no pipeline run")
+  run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+  executions = sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
+  node_contexts = {c.id: c.name for c in store.get_contexts_by_type("node")}
+  attributions = {}
+  for execution in executions:
+    for context in store.get_contexts_by_execution(execution.id):
+      if context.id in node_contexts:
+        attributions[execution.id] = node_contexts[context.id].split(".", 1)[-1]
+
+  seconds: Dict[str, float] = {}
+  cached: List[str] = []
+  outputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
+  for execution in executions:
+    node = attributions.get(execution.id, execution.name or str(execution.id))
+    seconds[node] = (execution.last_update_time_since_epoch
+                     - execution.create_time_since_epoch) / 1000.0
+    if execution.last_known_state == _CACHED:
+      cached.append(node)
+    events = [e for e in store.get_events_by_execution_ids([execution.id])
+              if e.type in _OUTPUT_EVENTS]
+    outputs[node] = store.get_artifacts_by_id([e.artifact_id for e in events])
+
+  def output_of(node: str, type_name: str) -> Optional[metadata_store_pb2.Artifact]:
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    for artifact in outputs.get(node, []):
+      if types.get(artifact.type_id) == type_name:
+        return artifact
+    return None
+
+  blessing = output_of("Evaluator", "ModelBlessing")
+  evaluation = output_of("Evaluator", "ModelEvaluation")
+  pushed = output_of("Pusher", "PushedModel")
+  blessed = bool(blessing and _int(blessing, "blessed"))
+  reasons = []
+  if evaluation is not None and not blessed:
+    reasons = validation_failures(evaluation.uri)
+  pushed_dir = None
+  already = None
+  if pushed is not None and _int(pushed, "pushed"):
+    pushed_dir = pushed.custom_properties["pushed_destination"].string_value
+  elif pushed is not None and "already_pushed_as_version" in pushed.custom_properties:
+    already = _int(pushed, "already_pushed_as_version")
+  return RunOutcome(run_id=run.name, component_seconds=seconds, cached_components=cached,
+                    blessed=blessed, not_blessed_reasons=reasons,
+                    evaluation_uri=evaluation.uri if evaluation else None,
+                    pushed_dir=pushed_dir, already_pushed_version=already)
+
+
+def _int(artifact: metadata_store_pb2.Artifact, key: str) -> int:
+  value = artifact.custom_properties.get(key)
+  return int(value.int_value) if value is not None else 0
+
+
+def _slice_name(slice_key) -> str:
+  parts = [f"{c.column}={c.bytes_value.decode() if c.HasField('bytes_value') else c.int_value if c.HasField('int_value') else c.float_value}"
+           for c in slice_key.single_slice_keys]
+  return ", ".join(parts) or "overall"
+
+
+def validation_failures(evaluation_uri: str) -> List[str]:
+  """Every failed threshold: task, slice, metric, value and bound."""
+  import tensorflow_model_analysis as tfma
+
+  result = tfma.load_validation_result(evaluation_uri)
+  failures = []
+  for per_slice in result.metric_validations_per_slice:
+    slice_name = _slice_name(per_slice.slice_key)
+    for failure in per_slice.failures:
+      key = failure.metric_key
+      kind = "change vs blessed baseline" if key.HasField("is_diff") and key.is_diff \
+          else "value"
+      failures.append(f"task {key.output_name or '-'}, slice {slice_name}: "
+                      f"{key.name} ({kind}) = {failure.metric_value.double_value.value:.4f}"
+                      f" fails: {failure.message}")
+  if not failures and not result.validation_ok:
+    for reason in result.missing_thresholds:
+      failures.append(f"threshold could not be checked: {reason}")
+    for missing in result.missing_slices:
+      failures.append(f"gated slice has no data: {missing}")
+    if result.rubber_stamp:
+      failures.append("rubber stamp")
+  return failures
+
+
+def task_metrics(spec: RankingSpec, evaluation_uri: str,
+                 slice_name: str = "overall") -> Dict[str, Dict[str, float]]:
+  """{task: {metric: value}} of the candidate model on one slice."""
+  return {task: values for (task, name), values in
+          slice_metrics(spec, evaluation_uri).items() if name == slice_name}
+
+
+def slice_metrics(spec: RankingSpec,
+                  evaluation_uri: str) -> Dict[tuple, Dict[str, float]]:
+  """{(task, slice name): {metric: value}} of the candidate model, every slice."""
+  import tensorflow_model_analysis as tfma
+
+  result: Dict[tuple, Dict[str, float]] = {}
+  for metrics in tfma.load_metrics(evaluation_uri):
+    slice_name = _slice_name(metrics.slice_key)
+    for kv in metrics.metric_keys_and_values:
+      key = kv.key
+      if key.model_name == "baseline" or key.output_name not in spec.task_names:
+        continue
+      if kv.value.HasField("double_value"):
+        name = key.name + ("_diff" if key.HasField("is_diff") and key.is_diff else "")
+        result.setdefault((key.output_name, slice_name), {})[name] = \
+            kv.value.double_value.value
+  return result

@@ -1,0 +1,203 @@
+"""Runs a spec's pipeline locally (LocalDagRunner, Beam in memory) and summarises it.
+
+`run(spec, paths)` prepares the bundled data when needed, writes the schema
+derived from the spec, backfills the earlier spans of the training window
+(ingestion and validation only), runs the full pipeline on the latest span,
+and returns a `RunSummary`: per-task metrics on the eval split, whether the
+model was blessed and why not, where it was pushed, each component's duration.
+Progress goes to the console, one line per component; TFX's own log goes to
+`<pipeline_root>/logs/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from models.spec import RankingSpec
+from pipeline import config
+from pipeline.data import prepare_data
+from pipeline.schema import write_schema
+
+
+class RunError(RuntimeError):
+  """The run could not start or stopped; the message says why."""
+
+
+@dataclasses.dataclass
+class RunSummary:
+  spec: str
+  blessed: bool
+  pushed_model_dir: Optional[str]
+  metrics: Dict[str, Dict[str, float]]
+  component_seconds: Dict[str, float]
+  wall_seconds: float
+  not_blessed_reasons: List[str] = dataclasses.field(default_factory=list)
+  already_pushed_version: Optional[int] = None
+  cached_components: List[str] = dataclasses.field(default_factory=list)
+  pipeline_root: str = ""
+  evaluation_uri: Optional[str] = None
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+  def render(self) -> str:
+    lines = [f"mtlrank run of spec {self.spec!r}: {self.wall_seconds:.0f} s"]
+    metric_names = sorted({m for task in self.metrics.values() for m in task})
+    shown = [m for m in ("auc", "auc_precision_recall", "binary_crossentropy", "calibration",
+                         "mean_squared_error", "mean_absolute_error", "example_count")
+             if m in metric_names]
+    lines.append("  eval metrics (overall slice):")
+    lines.append("    " + f"{'task':<16}" + "".join(f"{m[:20]:>22}" for m in shown))
+    for task, values in self.metrics.items():
+      lines.append("    " + f"{task:<16}" + "".join(
+          f"{values[m]:>22.4f}" if m in values else f"{'-':>22}" for m in shown))
+    if self.blessed:
+      lines.append("  blessed: yes")
+    else:
+      lines.append("  blessed: NO")
+      lines += [f"    - {reason}" for reason in self.not_blessed_reasons]
+    if self.pushed_model_dir:
+      lines.append(f"  pushed: {self.pushed_model_dir}")
+    elif self.already_pushed_version is not None:
+      lines.append(f"  pushed: nothing new (this model is already version "
+                   f"{self.already_pushed_version})")
+    else:
+      lines.append("  pushed: nothing")
+    lines.append("  component durations (s):")
+    for name, seconds in self.component_seconds.items():
+      cached = " (cached)" if name in self.cached_components else ""
+      lines.append(f"    {name:<32}{seconds:>8.1f}{cached}")
+    return "\n".join(lines)
+
+
+def available_spans(data_dir: Path) -> List[int]:
+  spans = []
+  for path in data_dir.glob("span-*"):
+    match = re.fullmatch(r"span-(\d+)", path.name)
+    if match and path.is_dir():
+      spans.append(int(match.group(1)))
+  return sorted(spans)
+
+
+def check_spans(spec: RankingSpec, data_dir: Path, span: Optional[int]) -> List[int]:
+  """The spans of the training window, oldest first; fails on a missing one."""
+  spans = available_spans(data_dir)
+  if not spans:
+    raise RunError(f"no data: {data_dir} holds no span-<N> directory")
+  latest = span if span is not None else spans[-1]
+  window = [s for s in range(latest - spec.data.num_spans + 1, latest + 1) if s >= 1]
+  for s in window:
+    for split in (config.TRAIN_SPLIT, config.EVAL_SPLIT):
+      split_dir = data_dir / f"span-{s}" / split
+      if not split_dir.is_dir() or not any(p.is_file() for p in split_dir.iterdir()):
+        raise RunError(f"span {s} is empty: {split_dir} holds no data files "
+                       f"(the spec trains on the latest {spec.data.num_spans} span(s))")
+  return window
+
+
+class _Progress(logging.Handler):
+  """Turns LocalDagRunner's component start/finish log lines into console lines."""
+
+  _PATTERN = re.compile(r"Component (\S+) is (running|finished)\.")
+
+  def __init__(self, stream=sys.stdout):
+    super().__init__(logging.INFO)
+    self.started: Dict[str, float] = {}
+    self.seconds: Dict[str, float] = {}
+    self.stream = stream
+
+  def emit(self, record: logging.LogRecord) -> None:
+    match = self._PATTERN.search(record.getMessage())
+    if not match:
+      return
+    node, state = match.groups()
+    now = time.perf_counter()
+    if state == "running":
+      self.started[node] = now
+      print(f"[mtlrank] {node} ...", file=self.stream, flush=True)
+    else:
+      self.seconds[node] = now - self.started.get(node, now)
+      print(f"[mtlrank] {node} done in {self.seconds[node]:.1f} s",
+            file=self.stream, flush=True)
+
+
+def _run_tfx(pipeline, log_file: Path, progress: _Progress) -> None:
+  from tfx import v1 as tfx
+
+  absl_logger = logging.getLogger("absl")
+  root = logging.getLogger()
+  log_file.parent.mkdir(parents=True, exist_ok=True)
+  file_handler = logging.FileHandler(log_file)
+  file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+  saved_levels = absl_logger.level, root.level
+  saved_root_handlers = list(root.handlers)
+  # TFX logs through absl; keep its INFO stream out of the console.
+  for handler in saved_root_handlers:
+    root.removeHandler(handler)
+  root.addHandler(file_handler)
+  root.setLevel(logging.INFO)
+  absl_logger.setLevel(logging.INFO)
+  absl_logger.addHandler(progress)
+  try:
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+  finally:
+    absl_logger.removeHandler(progress)
+    root.removeHandler(file_handler)
+    for handler in saved_root_handlers:
+      root.addHandler(handler)
+    absl_logger.setLevel(saved_levels[0])
+    root.setLevel(saved_levels[1])
+
+
+def run(spec: RankingSpec, paths: config.PipelinePaths, span: Optional[int] = None,
+        prepare: bool = True, enable_cache: bool = True) -> RunSummary:
+  """Runs the pipeline for `spec` on the latest span (or `span`)."""
+  from pipeline.pipeline import create_pipeline
+
+  started = time.perf_counter()
+  if prepare and spec.data.source != "files":
+    prepare_data(spec, paths.data_dir)
+  window = check_spans(spec, paths.data_dir, span)
+  paths.pipeline_root.mkdir(parents=True, exist_ok=True)
+  write_schema(spec, str(paths.curated_schema_path))
+  log_file = paths.pipeline_root / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
+  print(f"[mtlrank] spec {spec.name!r}: spans {window}, pipeline root "
+        f"{paths.pipeline_root}, log {log_file}", flush=True)
+  progress = _Progress()
+  try:
+    for earlier in window[:-1]:
+      _run_tfx(create_pipeline(spec, paths, span=earlier, enable_cache=enable_cache,
+                               ingest_only=True), log_file, progress)
+    _run_tfx(create_pipeline(spec, paths, span=window[-1], enable_cache=enable_cache),
+             log_file, progress)
+  except Exception as e:  # pylint: disable=broad-except
+    raise RunError(f"the {spec.name!r} pipeline stopped: {e}\n(full log: {log_file})") from e
+  summary = summarize(spec, paths, time.perf_counter() - started)
+  return summary
+
+
+def summarize(spec: RankingSpec, paths: config.PipelinePaths,
+              wall_seconds: float) -> RunSummary:
+  """Reads the latest full run's outcome from MLMD and the artifacts."""
+  from pipeline import results
+
+  outcome = results.latest_run(paths.metadata_path)
+  metrics = results.task_metrics(spec, outcome.evaluation_uri) if outcome.evaluation_uri else {}
+  return RunSummary(
+      spec=spec.name, blessed=outcome.blessed, pushed_model_dir=outcome.pushed_dir,
+      metrics=metrics, component_seconds=outcome.component_seconds,
+      wall_seconds=wall_seconds, not_blessed_reasons=outcome.not_blessed_reasons,
+      already_pushed_version=outcome.already_pushed_version,
+      cached_components=outcome.cached_components,
+      pipeline_root=str(paths.pipeline_root), evaluation_uri=outcome.evaluation_uri)
+
+
+def summary_dict(summary: RunSummary) -> Dict[str, Any]:
+  return dataclasses.asdict(summary)
