@@ -1,0 +1,304 @@
+"""The version lifecycle of TF Serving, over the same directory layout.
+
+Each model's base path is polled for numeric version directories. A version
+becomes a load candidate once its directory is complete and unchanged since
+the previous poll (a directory still being copied keeps changing). The model's
+version policy (latest N, all, specific) picks the versions to serve; a picked
+version loads, replays its warm-up requests and only then takes traffic.
+Versions that are no longer picked unload only after their replacements are
+available, so a version that fails to load (a corrupt directory) never
+replaces a serving one; its failure shows in GetModelStatus until its
+directory changes, when it is tried again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Set, Tuple
+
+import grpc
+import tensorflow as tf
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.batching import BatchingOptions
+from serving.constants import SAVED_MODEL_FILENAME, VARIABLES_DIRNAME, VARIABLES_INDEX_FILENAME
+from serving.errors import ServingError, from_tf_error, not_found
+from serving.servable import Servable
+
+State = get_model_status_pb2.ModelVersionStatus.State
+Fingerprint = Tuple[Tuple[str, int, int], ...]
+WarmUp = Callable[[Servable], None]
+# A just-started server compares two scans this far apart before loading.
+INITIAL_SETTLE_SECONDS = 0.2
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class VersionRecord:
+  version: int
+  state: int
+  fingerprint: Optional[Fingerprint] = None
+  error: Optional[ServingError] = None
+
+
+def fingerprint(version_dir: Path) -> Optional[Fingerprint]:
+  """Every file's path, size and mtime, or None while the directory lacks
+  saved_model.pb or its variables index."""
+  if not (version_dir / SAVED_MODEL_FILENAME).is_file():
+    return None
+  variables = version_dir / VARIABLES_DIRNAME
+  if variables.is_dir() and not (variables / VARIABLES_INDEX_FILENAME).is_file():
+    return None
+  entries = []
+  for root, _, files in os.walk(version_dir):
+    for name in files:
+      path = Path(root) / name
+      try:
+        stat = path.stat()
+      except FileNotFoundError:
+        return None
+      entries.append((str(path.relative_to(version_dir)), stat.st_size, stat.st_mtime_ns))
+  return tuple(sorted(entries))
+
+
+def scan_versions(base_path: Path) -> Dict[int, Optional[Fingerprint]]:
+  try:
+    entries = list(os.scandir(base_path))
+  except (FileNotFoundError, NotADirectoryError):
+    return {}
+  return {int(e.name): fingerprint(Path(e.path)) for e in entries
+          if e.name.isdigit() and e.is_dir()}
+
+
+def _load_error(error: Exception, path: Path) -> ServingError:
+  if isinstance(error, ServingError):
+    return ServingError(error.code, f"warm-up of {path} failed: {error.message}")
+  if isinstance(error, tf.errors.OpError):
+    return from_tf_error(error)
+  return ServingError(grpc.StatusCode.UNKNOWN, f"cannot load {path}: {error}")
+
+
+class ModelManager:
+  """Serves the versions of one model that its version policy picks."""
+
+  def __init__(self, config: model_server_config_pb2.ModelConfig,
+               batching: Optional[BatchingOptions], warm_up: Optional[WarmUp]):
+    self.config = config
+    self._batching = batching
+    self._warm_up = warm_up
+    self._available: Dict[int, Servable] = {}  # replaced, never mutated: lock-free reads
+    self._records: Dict[int, VersionRecord] = {}
+    self._previous_scan: Dict[int, Optional[Fingerprint]] = {}
+    self._lock = threading.Lock()
+
+  @property
+  def name(self) -> str:
+    return self.config.name
+
+  # --- requests --------------------------------------------------------------
+
+  def servable(self, version: Optional[int] = None, label: Optional[str] = None) -> Servable:
+    """The version a request names (by number or label) or the newest one."""
+    available = self._available
+    if label:
+      if label not in self.config.version_labels:
+        raise not_found(f"Unrecognized servable version label: {label} for model {self.name}")
+      version = self.config.version_labels[label]
+    if version is None:
+      if not available:
+        raise not_found(f"Servable not found for request: Latest({self.name})")
+      return available[max(available)]
+    servable = available.get(version)
+    if servable is None:
+      raise not_found(f"Servable not found for request: Specific({self.name}, {version})")
+    return servable
+
+  def statuses(self, version: Optional[int] = None) -> List[get_model_status_pb2.ModelVersionStatus]:
+    with self._lock:
+      records = sorted(self._records.values(), key=lambda r: r.version, reverse=True)
+    if version is not None:
+      records = [r for r in records if r.version == version]
+      if not records:
+        raise not_found(f"Could not find version {version} of model {self.name}")
+    if not records:
+      raise not_found(f"Could not find any versions of model {self.name}")
+    return [_status_proto(r) for r in records]
+
+  # --- lifecycle ---------------------------------------------------------------
+
+  def poll(self) -> None:
+    """One reconciliation of the served versions with the base path."""
+    scan = scan_versions(Path(self.config.base_path))
+    settled = {v for v, fp in scan.items()
+               if fp is not None and self._previous_scan.get(v) == fp}
+    self._previous_scan = scan
+    retired = {v: r for v, r in self._records.items() if r.state == State.END}
+    candidates = {v for v in settled
+                  if v not in retired or retired[v].fingerprint != scan[v]}
+    candidates |= set(self._available) & set(scan)
+    for version in sorted(self._desired(candidates) - set(self._available), reverse=True):
+      self._load(version, scan[version])
+    failed = {v for v in candidates if v not in self._available}
+    keep = self._desired(candidates - failed)
+    for version in sorted(set(self._available) - keep):
+      self._unload(version)
+
+  def _desired(self, candidates: Set[int]) -> Set[int]:
+    policy = self.config.model_version_policy
+    choice = policy.WhichOneof("policy_choice")
+    if choice == "all":
+      return set(candidates)
+    if choice == "specific":
+      return candidates & set(policy.specific.versions)
+    count = max(policy.latest.num_versions, 1) if choice == "latest" else 1
+    return set(sorted(candidates)[-count:])
+
+  def _set_record(self, record: VersionRecord) -> None:
+    with self._lock:
+      self._records[record.version] = record
+
+  def _load(self, version: int, version_fingerprint: Fingerprint) -> None:
+    path = Path(self.config.base_path) / str(version)
+    self._set_record(VersionRecord(version, State.LOADING, version_fingerprint))
+    log.info("loading %s version %d from %s", self.name, version, path)
+    servable = None
+    try:
+      servable = Servable.load(self.name, version, path, self._batching)
+      if self._warm_up is not None:
+        self._warm_up(servable)
+    except Exception as error:  # a corrupt version must never stop the server
+      if servable is not None:
+        servable.unload()
+      failure = _load_error(error, path)
+      log.error("%s version %d failed to load: %s", self.name, version, failure.message)
+      self._set_record(VersionRecord(version, State.END, version_fingerprint, failure))
+      return
+    self._available = {**self._available, version: servable}
+    self._set_record(VersionRecord(version, State.AVAILABLE, version_fingerprint))
+    log.info("%s version %d is available", self.name, version)
+
+  def _unload(self, version: int) -> None:
+    record = self._records[version]
+    self._set_record(dataclasses.replace(record, state=State.UNLOADING))
+    servable = self._available[version]
+    self._available = {v: s for v, s in self._available.items() if v != version}
+    servable.unload()
+    self._set_record(dataclasses.replace(record, state=State.END))
+    log.info("%s version %d is unloaded", self.name, version)
+
+  def unload_all(self) -> None:
+    for version in sorted(self._available):
+      self._unload(version)
+
+
+def _status_proto(record: VersionRecord) -> get_model_status_pb2.ModelVersionStatus:
+  status = get_model_status_pb2.ModelVersionStatus(version=record.version, state=record.state)
+  status.status.SetInParent()  # TF Serving always reports a status, OK included
+  if record.error is not None:
+    status.status.error_code = record.error.code_number
+    status.status.error_message = record.error.message
+  return status
+
+
+class ServerCore:
+  """The models a server serves, kept current by a polling thread."""
+
+  def __init__(self, config: model_server_config_pb2.ModelServerConfig,
+               poll_wait_seconds: float, batching: Optional[BatchingOptions] = None,
+               warm_up: Optional[WarmUp] = None):
+    self._poll_wait = poll_wait_seconds
+    self._batching = batching
+    self._warm_up = warm_up
+    self._models: Dict[str, ModelManager] = {}
+    self._poll_lock = threading.Lock()
+    self._stop = threading.Event()
+    self._thread: Optional[threading.Thread] = None
+    self._apply_config(config)
+
+  def model(self, name: str) -> ModelManager:
+    manager = self._models.get(name)
+    if manager is None:
+      raise not_found(f"Servable not found for request: Latest({name}); "
+                      f"no model named {name!r}")
+    return manager
+
+  @property
+  def model_names(self) -> List[str]:
+    return sorted(self._models)
+
+  def start(self) -> None:
+    """Loads what is on disk now, then keeps polling in the background."""
+    self.poll_all()
+    time.sleep(INITIAL_SETTLE_SECONDS)
+    self.poll_all()
+    if self._poll_wait > 0:
+      self._thread = threading.Thread(target=self._poll_forever, name="version-poller",
+                                      daemon=True)
+      self._thread.start()
+
+  def poll_all(self) -> None:
+    with self._poll_lock:
+      for manager in list(self._models.values()):
+        manager.poll()
+
+  def _poll_forever(self) -> None:
+    while not self._stop.wait(self._poll_wait):
+      try:
+        self.poll_all()
+      except Exception:  # the poller must outlive any one bad scan
+        log.exception("polling the model directories failed")
+
+  def reload_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+    """Replaces the served models, as HandleReloadConfigRequest does; returns
+    once the new configuration's versions are loaded."""
+    validate_config(config)
+    with self._poll_lock:
+      self._apply_config(config)
+    self.poll_all()
+    time.sleep(INITIAL_SETTLE_SECONDS)
+    self.poll_all()
+
+  def _apply_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+    validate_config(config)
+    configs = {c.name: c for c in config.model_config_list.config}
+    for name in set(self._models) - set(configs):
+      self._models.pop(name).unload_all()
+    for name, model_config in configs.items():
+      current = self._models.get(name)
+      if current is not None and current.config.base_path == model_config.base_path:
+        current.config = model_config
+        continue
+      if current is not None:
+        current.unload_all()
+      self._models[name] = ModelManager(model_config, self._batching, self._warm_up)
+
+  def stop(self) -> None:
+    self._stop.set()
+    if self._thread is not None:
+      self._thread.join()
+    with self._poll_lock:
+      for manager in self._models.values():
+        manager.unload_all()
+
+
+def validate_config(config: model_server_config_pb2.ModelServerConfig) -> None:
+  """Raises INVALID_ARGUMENT for a configuration TF Serving would refuse."""
+  if config.WhichOneof("config") != "model_config_list":
+    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                       "the model config must be a model_config_list")
+  seen: Set[str] = set()
+  for model_config in config.model_config_list.config:
+    if not model_config.name or not model_config.base_path:
+      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                         "every model config needs a name and a base_path")
+    if model_config.name in seen:
+      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                         f"model {model_config.name!r} is configured twice")
+    seen.add(model_config.name)

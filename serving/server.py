@@ -1,0 +1,97 @@
+"""mtlrank's model server: TF Serving's gRPC and REST APIs over TF Serving's
+model directory layout, configured by `tensorflow_model_server`'s flags."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent import futures
+from typing import Optional
+
+import grpc
+
+from serving import inference
+from serving.config import ServerOptions
+from serving.grpc_service import add_services
+from serving.manager import ServerCore
+from serving.rest import RestApi, RestServer
+
+log = logging.getLogger(__name__)
+
+
+def _grpc_credentials(options: ServerOptions) -> Optional[grpc.ServerCredentials]:
+  ssl = options.ssl_config()
+  if ssl is None:
+    return None
+  return grpc.ssl_server_credentials(
+      [(ssl.server_key.encode(), ssl.server_cert.encode())],
+      root_certificates=ssl.custom_ca.encode() if ssl.custom_ca else None,
+      require_client_auth=ssl.client_verify)
+
+
+class ModelServer:
+  """Loads the configured models, then serves gRPC (and REST unless its port
+  is 0). Ports given as 0 for gRPC are picked free; `grpc_port` and
+  `rest_port` tell the bound ones."""
+
+  def __init__(self, options: ServerOptions):
+    self.options = options
+    self.core = ServerCore(
+        options.model_server_config(), options.file_system_poll_wait_seconds,
+        batching=options.batching(),
+        warm_up=inference.warm_up if options.enable_model_warmup else None)
+    self.grpc_port: Optional[int] = None
+    self.rest_port: Optional[int] = None
+    self._grpc: Optional[grpc.Server] = None
+    self._rest: Optional[RestServer] = None
+    self._rest_thread: Optional[threading.Thread] = None
+
+  def start(self) -> "ModelServer":
+    self.core.start()
+    self._start_grpc()
+    if self.options.rest_api_port:
+      self._start_rest()
+    log.info("serving gRPC on %s:%s, REST on %s", self.options.host, self.grpc_port,
+             self.rest_port or "(disabled)")
+    return self
+
+  def _start_grpc(self) -> None:
+    limit = self.options.max_request_bytes
+    self._grpc = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=self.options.grpc_max_threads,
+                                   thread_name_prefix="grpc"),
+        options=[("grpc.max_receive_message_length", limit),
+                 ("grpc.max_send_message_length", limit),
+                 ("grpc.so_reuseport", 0)])
+    add_services(self._grpc, self.core)
+    address = f"{self.options.host}:{self.options.port}"
+    credentials = _grpc_credentials(self.options)
+    self.grpc_port = (self._grpc.add_secure_port(address, credentials) if credentials
+                      else self._grpc.add_insecure_port(address))
+    self._grpc.start()
+
+  def _start_rest(self) -> None:
+    self._rest = RestServer((self.options.host, self.options.rest_api_port),
+                            RestApi(self.core), self.options.rest_api_num_threads,
+                            self.options.max_request_bytes)
+    self.rest_port = self._rest.server_address[1]
+    self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest",
+                                         daemon=True)
+    self._rest_thread.start()
+
+  def wait(self) -> None:
+    self._grpc.wait_for_termination()
+
+  def stop(self) -> None:
+    if self._rest is not None:
+      self._rest.shutdown()
+      self._rest.server_close()
+    if self._grpc is not None:
+      self._grpc.stop(grace=1).wait()
+    self.core.stop()
+
+  def __enter__(self) -> "ModelServer":
+    return self.start()
+
+  def __exit__(self, *exc_info) -> None:
+    self.stop()

@@ -1,0 +1,118 @@
+"""TensorProto <-> numpy conversion with fast paths for the dtypes ranking
+models exchange (strings, floats, ints); anything else goes through
+TensorFlow's own conversion. Every malformed proto becomes INVALID_ARGUMENT."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+from serving.errors import invalid_argument
+
+_NUMPY_BY_DTYPE = {
+    types_pb2.DT_FLOAT: np.float32,
+    types_pb2.DT_DOUBLE: np.float64,
+    types_pb2.DT_INT32: np.int32,
+    types_pb2.DT_INT64: np.int64,
+}
+_REPEATED_FIELD_BY_DTYPE = {
+    types_pb2.DT_FLOAT: "float_val",
+    types_pb2.DT_DOUBLE: "double_val",
+    types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_INT64: "int64_val",
+}
+_DTYPE_BY_NUMPY = {np.dtype(v): k for k, v in _NUMPY_BY_DTYPE.items()}
+
+
+def proto_shape(proto: tensor_pb2.TensorProto) -> tuple:
+  if proto.tensor_shape.unknown_rank:
+    raise invalid_argument("a request tensor must have a known shape")
+  dims = tuple(d.size for d in proto.tensor_shape.dim)
+  if any(d < 0 for d in dims):
+    raise invalid_argument(f"a request tensor has a negative dimension: {dims}")
+  return dims
+
+
+def _checked_count(values_count: int, shape: tuple, what: str) -> None:
+  expected = math.prod(shape)
+  if values_count != expected:
+    raise invalid_argument(
+        f"{what}: shape {list(shape)} needs {expected} values, got {values_count}")
+
+
+def _strings(proto: tensor_pb2.TensorProto, shape: tuple) -> np.ndarray:
+  values = proto.string_val
+  _checked_count(len(values), shape, "DT_STRING tensor")
+  array = np.empty(len(values), dtype=object)
+  array[:] = list(values)
+  return array.reshape(shape)
+
+
+def _numbers(proto: tensor_pb2.TensorProto, shape: tuple) -> np.ndarray:
+  np_dtype = _NUMPY_BY_DTYPE[proto.dtype]
+  if proto.tensor_content:
+    itemsize = np.dtype(np_dtype).itemsize
+    if len(proto.tensor_content) % itemsize:
+      raise invalid_argument("tensor_content is not a whole number of elements")
+    _checked_count(len(proto.tensor_content) // itemsize, shape, "tensor_content")
+    return np.frombuffer(proto.tensor_content, dtype=np_dtype).reshape(shape)
+  values = getattr(proto, _REPEATED_FIELD_BY_DTYPE[proto.dtype])
+  _checked_count(len(values), shape, types_pb2.DataType.Name(proto.dtype))
+  return np.array(values, dtype=np_dtype).reshape(shape)
+
+
+def _generic(proto: tensor_pb2.TensorProto, shape: tuple) -> np.ndarray:
+  try:
+    array = tf.make_ndarray(proto)
+  except (TypeError, ValueError, tf.errors.OpError) as error:
+    raise invalid_argument(f"cannot read request tensor: {error}") from None
+  if array.shape != shape:
+    raise invalid_argument(f"tensor values do not fill shape {list(shape)}")
+  return array
+
+
+def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
+  """The numpy value of a request tensor."""
+  shape = proto_shape(proto)
+  if proto.dtype == types_pb2.DT_STRING:
+    return _strings(proto, shape)
+  if proto.dtype in _NUMPY_BY_DTYPE:
+    return _numbers(proto, shape)
+  if proto.dtype == types_pb2.DT_INVALID:
+    raise invalid_argument("a request tensor has no dtype")
+  return _generic(proto, shape)
+
+
+def fill_proto(array: np.ndarray, proto: tensor_pb2.TensorProto) -> None:
+  """Writes `array` into the (empty) response tensor `proto`."""
+  proto.tensor_shape.CopyFrom(shape_proto(array.shape))
+  if array.dtype == object or array.dtype.kind in "SU":
+    proto.dtype = types_pb2.DT_STRING
+    proto.string_val.extend(_as_bytes(v) for v in array.ravel())
+    return
+  dtype = _DTYPE_BY_NUMPY.get(array.dtype)
+  if dtype is None:
+    proto.CopyFrom(tf.make_tensor_proto(array))
+    return
+  proto.dtype = dtype
+  proto.tensor_content = np.ascontiguousarray(array).tobytes()
+
+
+def shape_proto(shape: tuple) -> tensor_shape_pb2.TensorShapeProto:
+  return tensor_shape_pb2.TensorShapeProto(
+      dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in shape])
+
+
+def _as_bytes(value) -> bytes:
+  return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def numpy_dtype_for(dtype: tf.dtypes.DType) -> Callable[..., np.ndarray]:
+  return np.dtype(object) if dtype == tf.string else dtype.as_numpy_dtype
+
+
+DTYPE_NAMES: Dict[int, str] = {v: k for k, v in types_pb2.DataType.items()}
