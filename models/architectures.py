@@ -1,0 +1,315 @@
+"""Multi-task ranking architectures, built by name from the spec.
+
+    model = build_model(spec, vocab_sizes)
+    model.compile_for_spec(spec)          # optimizer, jit_compile, loss scaling
+    model.fit(train_ds, validation_data=eval_ds, epochs=..., callbacks=...)
+    outputs = model(features, training=False)   # {task_name: [B, 1] float32}
+
+Every architecture is a `MultiTaskModel`: a subclass only says how features
+become one logit per task (`task_logits`) and which layers the tasks share.
+The base class owns what is common: heads (sigmoid for binary tasks, identity
+for regression), label masks of conditional tasks, the position-bias tower,
+the training step that hands the task losses to the loss balancer
+(`models.balancing`), and the metrics.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple  # noqa: E402
+
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+from models import balancing  # noqa: E402
+from models import layers  # noqa: E402
+from models import losses  # noqa: E402
+from models.spec import RankingSpec, TaskSpec, spec_from_json  # noqa: E402
+
+Tensors = Dict[str, tf.Tensor]
+
+
+def feature_embedding(spec: RankingSpec, vocab_sizes: Mapping[str, int],
+                      name: str = "embedding") -> layers.FeatureEmbedding:
+  """The input layer of the spec's model features."""
+  embedded, numeric = [], []
+  for f in spec.model_features:
+    if f.is_embedded:
+      if f.name not in vocab_sizes:
+        raise ValueError(f"vocab_sizes has no entry for embedded feature {f.name!r}")
+      embedded.append((f.name, int(vocab_sizes[f.name]),
+                       f.embedding_dim or spec.model.embedding_dim))
+    else:
+      numeric.append(f.name)
+  return layers.FeatureEmbedding(embedded, numeric, name=name)
+
+
+class MultiTaskModel(keras.Model):
+  """Base of all architectures: heads, masks, position bias, training step."""
+
+  def __init__(self, spec: RankingSpec, vocab_sizes: Mapping[str, int], **kwargs: Any):
+    super().__init__(name=kwargs.pop("name", spec.model.architecture), **kwargs)
+    self.spec = spec
+    self.vocab_sizes = {k: int(v) for k, v in vocab_sizes.items()}
+    self.tasks: Tuple[TaskSpec, ...] = spec.tasks
+    self.huber_delta = float(spec.model.params.get("huber_delta", 1.0))
+    self.position_feature = spec.position_feature.name if (
+        spec.model.position_bias) else None
+    self.position_task = spec.model.position_bias_task or spec.tasks[0].name
+    self.position_tower = layers.PositionBiasTower(
+        spec.position_feature.max_value, spec.model.position_dropout,
+        name="position_bias") if spec.model.position_bias else None
+    self.balancer = balancing.create(spec)
+    self.loss_tracker = keras.metrics.Mean(name="loss")
+    self.task_loss_trackers = {t.name: keras.metrics.Mean(name=f"{t.name}_loss")
+                               for t in spec.tasks}
+    self.task_metrics = {
+        t.name: (keras.metrics.AUC(name=f"{t.name}_auc") if t.is_binary
+                 else keras.metrics.MeanSquaredError(name=f"{t.name}_mse"))
+        for t in spec.tasks}
+
+  # --- What an architecture defines. ---------------------------------------
+
+  def task_logits(self, features: Tensors, training: Optional[bool]
+                  ) -> Tuple[Tensors, Tensors]:
+    """({task: logit [B, 1] float32}, {gate name: weights [B, num_experts]})."""
+    raise NotImplementedError
+
+  @property
+  def shared_layers(self) -> List[keras.layers.Layer]:
+    """Layers whose variables more than one task's loss reaches."""
+    raise NotImplementedError
+
+  # --- Common. ---------------------------------------------------------------
+
+  @property
+  def shared_variables(self) -> List[tf.Variable]:
+    return [v for layer in self.shared_layers for v in layer.trainable_variables]
+
+  def forward(self, features: Tensors, training: Optional[bool] = None,
+              use_position: bool = False) -> Tuple[Tensors, Tensors]:
+    """Task logits (with the position-bias logit when `use_position` and the
+    position is present) and gate weights."""
+    logits, gates = self.task_logits(features, training)
+    if self.position_tower is not None and use_position and (
+        self.position_feature in features):
+      logits = dict(logits)
+      logits[self.position_task] = logits[self.position_task] + self.position_tower(
+          features[self.position_feature], training=training)
+    return logits, gates
+
+  def heads(self, logits: Tensors) -> Tensors:
+    return {t.name: tf.sigmoid(logits[t.name]) if t.is_binary else logits[t.name]
+            for t in self.tasks}
+
+  def call(self, features: Tensors, training: Optional[bool] = None) -> Tensors:
+    """Position-free predictions: {task: [B, 1] float32}, plus any extra outputs
+    of the architecture."""
+    logits, _ = self.forward(features, training=training, use_position=False)
+    return self.heads(logits)
+
+  def per_row_loss(self, task: TaskSpec, labels: Tensors, logits: Tensors
+                   ) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
+    """(per-row loss [B, 1], mask [B, 1] or None for every row)."""
+    y = labels[task.name]
+    if task.is_binary:
+      per_row = losses.binary_cross_entropy_from_logits(y, logits[task.name])
+    else:
+      per_row = losses.regression_loss(task, y, logits[task.name], self.huber_delta)
+    return per_row, losses.task_mask(self.spec, task, labels)
+
+  def task_losses(self, labels: Tensors, logits: Tensors
+                  ) -> Tuple[tf.Tensor, Dict[str, Optional[tf.Tensor]]]:
+    """([T] this replica's shares of the global task losses, masks)."""
+    shares, masks = [], {}
+    for task in self.tasks:
+      per_row, mask = self.per_row_loss(task, labels, logits)
+      shares.append(losses.global_masked_mean(per_row, mask))
+      masks[task.name] = mask
+    return tf.stack(shares), masks
+
+  def compile_for_spec(self, spec: Optional[RankingSpec] = None, **kwargs: Any) -> None:
+    """compile() with the spec's training options: Adam at the spec's learning
+    rate, `jit_compile`, and dynamic loss scaling under a mixed_float16 policy.
+    `steps_per_execution` comes from `spec.model.params` (default 1)."""
+    spec = spec or self.spec
+    optimizer = keras.optimizers.Adam(spec.training.learning_rate)
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+      optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
+    options = {"jit_compile": spec.training.jit_compile,
+               "steps_per_execution": int(spec.model.params.get("steps_per_execution", 1))}
+    options.update(kwargs)
+    self.compile(optimizer=optimizer, **options)
+
+  def _gradient_fn(self, tape: tf.GradientTape) -> balancing.GradientFn:
+    def gradient(target: tf.Tensor, variables: Sequence[tf.Variable]) -> List[tf.Tensor]:
+      if isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer):
+        # Seeding backprop with the loss scale is scaling the loss, without an
+        # op outside the tape.
+        scaled = tape.gradient(target, variables, output_gradients=tf.cast(
+            self.optimizer.loss_scale, target.dtype),
+            unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return self.optimizer.get_unscaled_gradients(scaled)
+      return tape.gradient(target, variables,
+                           unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return gradient
+
+  def train_step(self, data: Any) -> Dict[str, tf.Tensor]:
+    features, labels = data[0], losses.label_dict(self.spec, data[1])
+    variables = self.trainable_variables
+    with tf.GradientTape(persistent=True) as tape:
+      logits, gates = self.forward(features, training=True, use_position=True)
+      task_losses, masks = self.task_losses(labels, logits)
+      # Everything a balancer may differentiate is computed while recording.
+      objectives = self.balancer.task_objectives(task_losses)
+      request = balancing.GradientRequest(
+          task_losses=task_losses, task_loss_terms=tf.unstack(task_losses),
+          task_objectives=tf.unstack(objectives),
+          total_objective=tf.reduce_sum(objectives), gradient=self._gradient_fn(tape),
+          variables=variables, shared_variables=self.shared_variables)
+    gradients = self.balancer.gradients(request)
+    del tape
+    self.optimizer.apply_gradients(zip(gradients, variables))
+    return self._update_metrics(labels, logits, task_losses, masks)
+
+  def test_step(self, data: Any) -> Dict[str, tf.Tensor]:
+    # Validation losses include the position bias: they measure the training
+    # objective, so early stopping watches what training optimises.
+    features, labels = data[0], losses.label_dict(self.spec, data[1])
+    logits, _ = self.forward(features, training=False, use_position=True)
+    task_losses, masks = self.task_losses(labels, logits)
+    return self._update_metrics(labels, logits, task_losses, masks)
+
+  def _update_metrics(self, labels: Tensors, logits: Tensors, task_losses: tf.Tensor,
+                      masks: Dict[str, Optional[tf.Tensor]]) -> Dict[str, tf.Tensor]:
+    global_losses = losses.replica_sum(task_losses)
+    # `loss` is always the spec-weighted sum, whatever the balancer, so that
+    # runs with different strategies (and early stopping) compare.
+    self.loss_tracker.update_state(tf.reduce_sum(
+        self.balancer.initial_weights * global_losses))
+    outputs = self.heads(logits)
+    for i, task in enumerate(self.tasks):
+      self.task_loss_trackers[task.name].update_state(global_losses[i])
+      self.task_metrics[task.name].update_state(
+          labels[task.name], outputs[task.name], sample_weight=masks[task.name])
+    return {m.name: m.result() for m in self.metrics}
+
+  @property
+  def metrics(self) -> List[keras.metrics.Metric]:
+    return [self.loss_tracker, *self.task_loss_trackers.values(),
+            *self.task_metrics.values()]
+
+  def get_config(self) -> Dict[str, Any]:
+    return {"spec": self.spec.to_json(), "vocab_sizes": dict(self.vocab_sizes)}
+
+  @classmethod
+  def from_config(cls, config: Dict[str, Any], custom_objects: Any = None
+                  ) -> "MultiTaskModel":
+    return cls(spec_from_json(config["spec"]), config["vocab_sizes"])
+
+
+def _split_tasks(tasks: Sequence[TaskSpec], stacked: tf.Tensor) -> Tensors:
+  """[B, T, 1] -> {task: [B, 1] float32}."""
+  return {t.name: tf.cast(stacked[:, i], tf.float32) for i, t in enumerate(tasks)}
+
+
+def _towers(spec: RankingSpec, name: str = "towers") -> layers.ParallelMLP:
+  return layers.ParallelMLP(len(spec.tasks), (*spec.model.tower_units, 1),
+                            last_activation=None, dropout=spec.model.dropout, name=name)
+
+
+class SingleTaskModel(MultiTaskModel):
+  """The baseline: an independent network per task (own embeddings, bottom and
+  tower); nothing is shared, so the tasks cannot help or hurt each other."""
+
+  def __init__(self, spec: RankingSpec, vocab_sizes: Mapping[str, int], **kwargs: Any):
+    super().__init__(spec, vocab_sizes, **kwargs)
+    self.embeddings = [feature_embedding(spec, vocab_sizes, f"embedding_{t.name}")
+                       for t in spec.tasks]
+    self.networks = layers.ParallelMLP(
+        len(spec.tasks), (*spec.model.expert_units, *spec.model.tower_units, 1),
+        last_activation=None, dropout=spec.model.dropout, name="networks")
+
+  def task_logits(self, features: Tensors, training: Optional[bool]
+                  ) -> Tuple[Tensors, Tensors]:
+    inputs = tf.stack([e(features) for e in self.embeddings], axis=1)  # [B, T, D]
+    return _split_tasks(self.tasks, self.networks(inputs, training=training)), {}
+
+  @property
+  def shared_layers(self) -> List[keras.layers.Layer]:
+    return []
+
+
+class SharedBottomModel(MultiTaskModel):
+  """Hard parameter sharing: one bottom MLP, one tower per task."""
+
+  def __init__(self, spec: RankingSpec, vocab_sizes: Mapping[str, int], **kwargs: Any):
+    super().__init__(spec, vocab_sizes, **kwargs)
+    self.embedding = feature_embedding(spec, vocab_sizes)
+    self.bottom = layers.ParallelMLP(1, spec.model.expert_units,
+                                     dropout=spec.model.dropout, name="bottom")
+    self.towers = _towers(spec)
+
+  def task_logits(self, features: Tensors, training: Optional[bool]
+                  ) -> Tuple[Tensors, Tensors]:
+    shared = self.bottom(self.embedding(features), training=training)[:, 0]
+    return _split_tasks(self.tasks, self.towers(shared, training=training)), {}
+
+  @property
+  def shared_layers(self) -> List[keras.layers.Layer]:
+    return [self.embedding, self.bottom]
+
+
+class MMoEModel(MultiTaskModel):
+  """Multi-gate Mixture-of-Experts (Ma et al., KDD 2018): shared experts, one
+  softmax gate per task over the experts, one tower per task. The experts are
+  one fused `ParallelMLP`, the gates one `ExpertGates`, the towers one
+  `ParallelMLP`."""
+
+  def __init__(self, spec: RankingSpec, vocab_sizes: Mapping[str, int], **kwargs: Any):
+    super().__init__(spec, vocab_sizes, **kwargs)
+    m, num_tasks = spec.model, len(spec.tasks)
+    self.embedding = feature_embedding(spec, vocab_sizes)
+    self.experts = layers.ParallelMLP(m.num_experts, m.expert_units, dropout=m.dropout,
+                                      name="experts")
+    self.gates = layers.ExpertGates(num_tasks, [list(range(m.num_experts))] * num_tasks,
+                                    name="gates")
+    self.towers = _towers(spec)
+
+  def task_logits(self, features: Tensors, training: Optional[bool]
+                  ) -> Tuple[Tensors, Tensors]:
+    x = self.embedding(features)
+    mixtures, weights = self.gates(x, self.experts(x, training=training))
+    logits = _split_tasks(self.tasks, self.towers(mixtures, training=training))
+    return logits, {f"gate_{t.name}": weights[:, i] for i, t in enumerate(self.tasks)}
+
+  @property
+  def shared_layers(self) -> List[keras.layers.Layer]:
+    return [self.embedding, self.experts]
+
+
+ARCHITECTURES: Dict[str, type] = {
+    "single_task": SingleTaskModel,
+    "shared_bottom": SharedBottomModel,
+    "mmoe": MMoEModel,
+}
+
+
+def build_model(spec: RankingSpec, vocab_sizes: Mapping[str, int]) -> MultiTaskModel:
+  """The architecture `spec.model.architecture`, uncompiled: call
+  `model.compile_for_spec(spec)` before `fit`."""
+  try:
+    model_class = ARCHITECTURES[spec.model.architecture]
+  except KeyError:
+    raise ValueError(f"architecture {spec.model.architecture!r} is not built yet; "
+                     f"available: {', '.join(ARCHITECTURES)}") from None
+  return model_class(spec, vocab_sizes)
+
+
+def compile_model(model: MultiTaskModel, spec: RankingSpec) -> MultiTaskModel:
+  """Same as `model.compile_for_spec(spec)`; returns the model."""
+  model.compile_for_spec(spec)
+  return model

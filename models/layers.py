@@ -1,0 +1,252 @@
+"""Keras layers of the multi-task ranking models.
+
+Every layer is small, configured by plain values (`get_config` round-trips) and
+written in the "fused" form that keeps CPU training fast: many parallel networks
+(experts, towers, per-task bottoms) are one batched matmul instead of a Python
+loop of Dense layers, and all the embedding tables of one width are one table
+read with a single gather.
+
+Shapes: B is the batch, N the number of parallel networks, E the number of
+experts, G the number of gates, U a width.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple  # noqa: E402
+
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+
+@keras.utils.register_keras_serializable(package="mtlrank")
+class FeatureEmbedding(keras.layers.Layer):
+  """Turns the dict of transformed features into one dense vector per row.
+
+  `embedded` lists (name, vocab_size, dim) of the id features (categorical and
+  bucketized numeric), `numeric` the names of the float features. The tables of
+  all features of one width are stored as one table with row offsets, so that
+  the lookup is one gather per width instead of one per feature.
+
+  Output: [B, sum(dims) + len(numeric)] in the layer's compute dtype.
+  """
+
+  def __init__(self, embedded: Sequence[Sequence[Any]], numeric: Sequence[str],
+               **kwargs: Any):
+    super().__init__(**kwargs)
+    self.embedded = [(str(n), int(v), int(d)) for n, v, d in embedded]
+    self.numeric = [str(n) for n in numeric]
+    if not self.embedded and not self.numeric:
+      raise ValueError("FeatureEmbedding needs at least one feature")
+    groups: Dict[int, List[Tuple[str, int]]] = {}
+    for name, vocab_size, dim in self.embedded:
+      groups.setdefault(dim, []).append((name, vocab_size))
+    # (dim, feature names, row offsets, vocab sizes), one per table.
+    self._groups = tuple(
+        (dim, tuple(n for n, _ in members),
+         tuple(sum(v for _, v in members[:i]) for i in range(len(members))),
+         tuple(v for _, v in members))
+        for dim, members in groups.items())
+
+  def build(self, input_shape: Any) -> None:
+    self._tables = [self.add_weight(
+        name=f"table_{dim}", shape=(sum(sizes), dim),
+        initializer=keras.initializers.RandomUniform(-0.05, 0.05))
+        for dim, _, _, sizes in self._groups]
+    super().build(input_shape)
+
+  @property
+  def output_dim(self) -> int:
+    return sum(d for _, _, d in self.embedded) + len(self.numeric)
+
+  def call(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
+    parts = []
+    for (dim, names, offsets, sizes), table in zip(self._groups, self._tables):
+      ids = tf.concat([tf.reshape(tf.cast(features[name], tf.int64), [-1, 1])
+                       for name in names], axis=1)
+      # Serving must not crash on an id outside the vocabulary (a skewed
+      # transform graph): such ids read the feature's last (OOV) row.
+      ids = tf.clip_by_value(ids, 0, tf.constant(sizes, tf.int64) - 1) + tf.constant(
+          offsets, tf.int64)
+      vectors = tf.gather(table, ids)                       # [B, F, dim]
+      parts.append(tf.reshape(tf.cast(vectors, self.compute_dtype),
+                              [-1, len(names) * dim]))
+    if self.numeric:
+      parts.append(tf.concat(
+          [tf.reshape(tf.cast(features[name], self.compute_dtype), [-1, 1])
+           for name in self.numeric], axis=1))
+    return tf.concat(parts, axis=1) if len(parts) > 1 else parts[0]
+
+  def get_config(self) -> Dict[str, Any]:
+    return {**super().get_config(), "embedded": [list(e) for e in self.embedded],
+            "numeric": list(self.numeric)}
+
+
+@keras.utils.register_keras_serializable(package="mtlrank")
+class ParallelMLP(keras.layers.Layer):
+  """N independent MLPs evaluated as batched matmuls (fused experts/towers).
+
+  Input is either [B, U] (every network reads the same vector: the experts of
+  an MMoE) or [B, M, U] with N = M * networks_per_input (network n reads input
+  n // networks_per_input: per-task experts of a CGC level, per-task towers).
+  Output: [B, N, units[-1]]. `last_activation` applies to the last layer only
+  (None: linear, for a tower whose last unit is a logit).
+  """
+
+  def __init__(self, num_networks: int, units: Sequence[int], activation: str = "relu",
+               last_activation: Optional[str] = "relu", dropout: float = 0.0,
+               networks_per_input: int = 1, **kwargs: Any):
+    super().__init__(**kwargs)
+    self.num_networks = int(num_networks)
+    self.units = [int(u) for u in units]
+    self.activation = activation
+    self.last_activation = last_activation
+    self.dropout = float(dropout)
+    self.networks_per_input = int(networks_per_input)
+    if self.num_networks % self.networks_per_input:
+      raise ValueError("num_networks must be a multiple of networks_per_input")
+    self._activations = [keras.activations.get(activation)] * (len(self.units) - 1) + [
+        keras.activations.get(last_activation)]
+    self._dropout = keras.layers.Dropout(self.dropout) if self.dropout else None
+
+  def build(self, input_shape: tf.TensorShape) -> None:
+    input_shape = tf.TensorShape(input_shape)
+    self._shared_input = input_shape.rank == 2
+    fan_in = int(input_shape[-1])
+    self.kernels, self.biases = [], []
+    for i, width in enumerate(self.units):
+      if i == 0 and self._shared_input:
+        # One [U, N * width] matmul computes the first layer of every network.
+        shape = (fan_in, self.num_networks * width)
+      else:
+        shape = (self.num_networks, fan_in, width)
+      self.kernels.append(self.add_weight(
+          name=f"kernel_{i}", shape=shape, initializer=_glorot_per_network(fan_in, width)))
+      self.biases.append(self.add_weight(
+          name=f"bias_{i}", shape=(self.num_networks, width), initializer="zeros"))
+      fan_in = width
+    super().build(input_shape)
+
+  def call(self, inputs: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+    x = inputs
+    for i, (kernel, bias, activation) in enumerate(
+        zip(self.kernels, self.biases, self._activations)):
+      if i == 0 and self._shared_input:
+        x = tf.reshape(tf.matmul(x, kernel), [-1, self.num_networks, self.units[0]])
+      else:
+        if i == 0 and self.networks_per_input > 1:
+          x = tf.repeat(x, self.networks_per_input, axis=1)
+        x = tf.einsum("bnu,nuv->bnv", x, kernel)
+      x = activation(x + bias)
+      if self._dropout is not None and i < len(self.units) - 1:
+        x = self._dropout(x, training=training)
+    return x
+
+  def get_config(self) -> Dict[str, Any]:
+    return {**super().get_config(), "num_networks": self.num_networks,
+            "units": list(self.units), "activation": self.activation,
+            "last_activation": self.last_activation, "dropout": self.dropout,
+            "networks_per_input": self.networks_per_input}
+
+
+def _glorot_per_network(fan_in: int, fan_out: int) -> keras.initializers.Initializer:
+  """Glorot-uniform scaled by one network's fan-in/out, not the fused shape's."""
+  limit = (6.0 / (fan_in + fan_out)) ** 0.5
+  return keras.initializers.RandomUniform(-limit, limit)
+
+
+@keras.utils.register_keras_serializable(package="mtlrank")
+class ExpertGates(keras.layers.Layer):
+  """G softmax gates, each mixing its own subset of the experts.
+
+  call(gate_inputs, expert_outputs) with gate_inputs [B, U] (all gates read the
+  same vector, MMoE) or [B, G, U] (gate g reads its own, CGC), expert_outputs
+  [B, E, V]. `expert_indices[g]` lists the experts gate g mixes (default: all);
+  every gate mixes the same number of experts.
+  Returns (mixtures [B, G, V], weights [B, G, C]); weights sum to 1 over C.
+  """
+
+  def __init__(self, num_gates: int, expert_indices: Sequence[Sequence[int]],
+               **kwargs: Any):
+    super().__init__(**kwargs)
+    self.num_gates = int(num_gates)
+    self.expert_indices = [[int(i) for i in row] for row in expert_indices]
+    if len(self.expert_indices) != self.num_gates or len(
+        {len(row) for row in self.expert_indices}) != 1:
+      raise ValueError("expert_indices needs one equally long row per gate")
+    self.num_choices = len(self.expert_indices[0])
+    self._selects_all = all(row == list(range(self.num_choices))
+                            for row in self.expert_indices)
+
+  def build(self, input_shape: Any) -> None:
+    gate_shape = tf.TensorShape(input_shape)  # Keras passes the first argument's shape
+    self._shared_input = gate_shape.rank == 2
+    fan_in = int(gate_shape[-1])
+    shape = ((fan_in, self.num_gates * self.num_choices) if self._shared_input
+             else (self.num_gates, fan_in, self.num_choices))
+    self.kernel = self.add_weight(name="kernel", shape=shape,
+                                  initializer=_glorot_per_network(fan_in, self.num_choices))
+    self.bias = self.add_weight(name="bias", shape=(self.num_gates, self.num_choices),
+                                initializer="zeros")
+    super().build(input_shape)
+
+  def call(self, gate_inputs: tf.Tensor, expert_outputs: tf.Tensor
+           ) -> Tuple[tf.Tensor, tf.Tensor]:
+    if self._shared_input:
+      logits = tf.reshape(tf.matmul(gate_inputs, self.kernel),
+                          [-1, self.num_gates, self.num_choices])
+    else:
+      logits = tf.einsum("bgu,guc->bgc", gate_inputs, self.kernel)
+    # Softmax in float32: under mixed precision the weights feed telemetry and
+    # float16 rounding would show a collapsed gate as sums != 1.
+    weights = tf.nn.softmax(tf.cast(logits + self.bias, tf.float32), axis=-1)
+    if self._selects_all:
+      mixtures = tf.einsum("bgc,bcv->bgv", tf.cast(weights, expert_outputs.dtype),
+                           expert_outputs)
+    else:
+      chosen = tf.gather(expert_outputs, self.expert_indices, axis=1)  # [B, G, C, V]
+      mixtures = tf.einsum("bgc,bgcv->bgv", tf.cast(weights, expert_outputs.dtype),
+                           chosen)
+    return mixtures, weights
+
+  def get_config(self) -> Dict[str, Any]:
+    return {**super().get_config(), "num_gates": self.num_gates,
+            "expert_indices": self.expert_indices}
+
+
+@keras.utils.register_keras_serializable(package="mtlrank")
+class PositionBiasTower(keras.layers.Layer):
+  """A shallow tower reading only the displayed position: one bias logit per
+  position (YouTube's shallow tower, PAL). Its logit is added to a task's logit
+  in training only; in training each row drops it with probability
+  `dropout_rate`, so that the main tower cannot lean on the position.
+
+  call(position [B, 1] int in 1..max_position) -> logit [B, 1] float32.
+  """
+
+  def __init__(self, max_position: int, dropout_rate: float = 0.1, **kwargs: Any):
+    super().__init__(**kwargs)
+    self.max_position = int(max_position)
+    self.dropout_rate = float(dropout_rate)
+
+  def build(self, input_shape: Any) -> None:
+    self.bias_by_position = self.add_weight(
+        name="bias_by_position", shape=(self.max_position + 1,), initializer="zeros",
+        dtype=tf.float32)
+    super().build(input_shape)
+
+  def call(self, position: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+    ids = tf.clip_by_value(tf.reshape(tf.cast(position, tf.int64), [-1, 1]), 0,
+                           self.max_position)
+    logit = tf.gather(tf.cast(self.bias_by_position, tf.float32), ids)
+    if training and self.dropout_rate:
+      keep = tf.random.uniform(tf.shape(logit)) >= self.dropout_rate
+      logit = logit * tf.cast(keep, logit.dtype)
+    return logit
+
+  def get_config(self) -> Dict[str, Any]:
+    return {**super().get_config(), "max_position": self.max_position,
+            "dropout_rate": self.dropout_rate}
