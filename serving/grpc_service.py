@@ -1,15 +1,23 @@
 """TF Serving's gRPC services, `tensorflow.serving.PredictionService` and
 `tensorflow.serving.ModelService`, on the servicer base classes of
-tensorflow-serving-api."""
+tensorflow-serving-api.
+
+The services are registered as the generated `add_*_to_server` functions do,
+except that a request that does not parse reaches the servicer as a
+`MalformedRequest` and fails INVALID_ARGUMENT (gRPC itself would answer
+INTERNAL and log a traceback)."""
 
 from __future__ import annotations
 
 import logging
-from typing import Callable, TypeVar
+from typing import Any, Callable, Dict, Tuple, Type, TypeVar
 
 import grpc
-from tensorflow_serving.apis import (model_management_pb2, model_service_pb2_grpc,
-                                     prediction_service_pb2_grpc)
+from google.protobuf.message import DecodeError, Message
+from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
+                                     get_model_status_pb2, inference_pb2, model_management_pb2,
+                                     model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc, regression_pb2)
 
 from serving import inference
 from serving.errors import ServingError
@@ -19,9 +27,19 @@ log = logging.getLogger(__name__)
 Response = TypeVar("Response")
 
 
-def answer(context: grpc.ServicerContext, call: Callable[[], Response]) -> Response:
+class MalformedRequest:
+  """Request bytes that did not parse as the method's request message."""
+
+  def __init__(self, message_class: Type[Message], error: DecodeError):
+    self.description = f"cannot parse the request as {message_class.DESCRIPTOR.name}: {error}"
+
+
+def answer(context: grpc.ServicerContext, request: Any,
+           call: Callable[[], Response]) -> Response:
   """The call's response, or the call's failure as a gRPC status."""
   try:
+    if isinstance(request, MalformedRequest):
+      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, request.description)
     return call()
   except ServingError as error:
     failure = error
@@ -37,15 +55,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     self._core = core
 
   def Predict(self, request, context):
-    return answer(context, lambda: inference.predict_on(
+    return answer(context, request, lambda: inference.predict_on(
         inference.resolve(self._core, request.model_spec), request))
 
   def Classify(self, request, context):
-    return answer(context, lambda: inference.classify_on(
+    return answer(context, request, lambda: inference.classify_on(
         inference.resolve(self._core, request.model_spec), request))
 
   def Regress(self, request, context):
-    return answer(context, lambda: inference.regress_on(
+    return answer(context, request, lambda: inference.regress_on(
         inference.resolve(self._core, request.model_spec), request))
 
   def MultiInference(self, request, context):
@@ -54,10 +72,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         raise inference.invalid_argument("MultiInferenceRequest has no tasks")
       servable = inference.resolve(self._core, request.tasks[0].model_spec)
       return inference.multi_inference_on(servable, request)
-    return answer(context, call)
+    return answer(context, request, call)
 
   def GetModelMetadata(self, request, context):
-    return answer(context, lambda: inference.metadata_on(
+    return answer(context, request, lambda: inference.metadata_on(
         inference.resolve(self._core, request.model_spec), request))
 
 
@@ -67,16 +85,53 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     self._core = core
 
   def GetModelStatus(self, request, context):
-    return answer(context, lambda: inference.model_status(self._core, request))
+    return answer(context, request, lambda: inference.model_status(self._core, request))
 
   def HandleReloadConfigRequest(self, request, context):
     def call():
       self._core.reload_config(request.config)
       return model_management_pb2.ReloadConfigResponse()
-    return answer(context, call)
+    return answer(context, request, call)
+
+
+_PREDICTION_METHODS: Dict[str, Tuple[Type[Message], Type[Message]]] = {
+    "Predict": (predict_pb2.PredictRequest, predict_pb2.PredictResponse),
+    "Classify": (classification_pb2.ClassificationRequest,
+                 classification_pb2.ClassificationResponse),
+    "Regress": (regression_pb2.RegressionRequest, regression_pb2.RegressionResponse),
+    "MultiInference": (inference_pb2.MultiInferenceRequest,
+                       inference_pb2.MultiInferenceResponse),
+    "GetModelMetadata": (get_model_metadata_pb2.GetModelMetadataRequest,
+                         get_model_metadata_pb2.GetModelMetadataResponse),
+}
+_MODEL_METHODS: Dict[str, Tuple[Type[Message], Type[Message]]] = {
+    "GetModelStatus": (get_model_status_pb2.GetModelStatusRequest,
+                       get_model_status_pb2.GetModelStatusResponse),
+    "HandleReloadConfigRequest": (model_management_pb2.ReloadConfigRequest,
+                                  model_management_pb2.ReloadConfigResponse),
+}
+
+
+def _tolerant_parser(message_class: Type[Message]) -> Callable[[bytes], Any]:
+  def parse(data: bytes) -> Any:
+    try:
+      return message_class.FromString(data)
+    except DecodeError as error:
+      return MalformedRequest(message_class, error)
+  return parse
+
+
+def _handler(service: str, servicer: Any,
+             methods: Dict[str, Tuple[Type[Message], Type[Message]]]) -> grpc.GenericRpcHandler:
+  return grpc.method_handlers_generic_handler(service, {
+      name: grpc.unary_unary_rpc_method_handler(
+          getattr(servicer, name), request_deserializer=_tolerant_parser(request),
+          response_serializer=response.SerializeToString)
+      for name, (request, response) in methods.items()})
 
 
 def add_services(server: grpc.Server, core: ServerCore) -> None:
-  prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-      PredictionService(core), server)
-  model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core), server)
+  server.add_generic_rpc_handlers((
+      _handler("tensorflow.serving.PredictionService", PredictionService(core),
+               _PREDICTION_METHODS),
+      _handler("tensorflow.serving.ModelService", ModelService(core), _MODEL_METHODS)))

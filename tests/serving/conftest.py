@@ -30,7 +30,7 @@ from serving.config import ServerOptions
 from serving.examples import serialize_rows
 from serving.server import ModelServer
 from serving.testing import SYNTHETIC_COLUMNS, random_rows
-from serving_endpoint import AVAILABLE, MODEL_NAME, Endpoint, free_port
+from serving.conformance import AVAILABLE, MODEL_NAME, Endpoint, free_port
 
 
 def _first_version() -> int:

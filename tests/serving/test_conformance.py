@@ -19,7 +19,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 from serving.client import GrpcClient, RestClient, examples_request, ranked
 from serving.testing import (CLASSIFY_SIGNATURE, REGRESS_SIGNATURE, SYNTHETIC_COLUMNS,
                              SYNTHETIC_TASKS, TRANSFORM_SIGNATURE)
-from serving_endpoint import AVAILABLE, assert_close
+from serving.conformance import AVAILABLE, assert_close
 
 OUTPUTS = sorted(SYNTHETIC_TASKS + ("score",))
 

@@ -1,5 +1,7 @@
-"""The endpoint under test (bundled server or any TF Serving) and the
-assertions the serving tests share; conftest.py explains the environment."""
+"""Helpers for conformance tests of a TF Serving endpoint (mtlrank's server or
+TF Serving itself): the endpoint with its model directory, in-process
+reference outputs, waiting for version states, and float comparison.
+tests/serving/conftest.py explains how to point the tests at an endpoint."""
 
 from __future__ import annotations
 

@@ -1,0 +1,198 @@
+"""The version lifecycle of the bundled server, driven poll by poll: what
+takes traffic, when, and what GetModelStatus reports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from google.protobuf import text_format
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving import inference
+from serving.errors import ServingError
+from serving.manager import ServerCore
+from serving.testing import build_ranking_model
+from serving.warmup import write_warmup_requests
+from serving.conformance import AVAILABLE, END, MODEL_NAME
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("MTLRANK_TFSERVING_TARGET") is not None,
+    reason="drives the bundled server's version manager directly")
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory) -> Path:
+  return build_ranking_model(tmp_path_factory.mktemp("source") / "model", MODEL_NAME, seed=5)
+
+
+def core_for(base_path: Path, policy: str = "", labels=None, warm_up=None) -> ServerCore:
+  config = model_server_config_pb2.ModelServerConfig()
+  model = config.model_config_list.config.add(name=MODEL_NAME, base_path=str(base_path))
+  if policy:
+    text_format.Parse(policy, model.model_version_policy)
+  for label, version in (labels or {}).items():
+    model.version_labels[label] = version
+  return ServerCore(config, poll_wait_seconds=0, warm_up=warm_up or inference.warm_up)
+
+
+def poll_twice(core: ServerCore) -> None:
+  """A version loads once two polls see the same complete directory."""
+  core.poll_all()
+  core.poll_all()
+
+
+def states(core: ServerCore):
+  try:
+    return {s.version: s.state for s in core.model(MODEL_NAME).statuses()}
+  except ServingError as error:
+    assert error.code == grpc.StatusCode.NOT_FOUND
+    return {}
+
+
+def test_a_partially_copied_version_waits_until_complete(tmp_path, saved_model):
+  core = core_for(tmp_path)
+  version_dir = tmp_path / "1"
+  version_dir.mkdir()
+  shutil.copy(saved_model / "saved_model.pb", version_dir)
+  (version_dir / "variables").mkdir()
+  poll_twice(core)
+  with pytest.raises(ServingError) as error:
+    core.model(MODEL_NAME).servable()
+  assert error.value.code == grpc.StatusCode.NOT_FOUND
+  shutil.rmtree(version_dir)
+  shutil.copytree(saved_model, version_dir)
+  core.poll_all()
+  assert states(core) == {}, "a directory seen once may still be growing"
+  core.poll_all()
+  assert states(core) == {1: AVAILABLE}
+  core.stop()
+
+
+def test_a_directory_that_keeps_changing_is_not_loaded(tmp_path, saved_model):
+  core = core_for(tmp_path)
+  shutil.copytree(saved_model, tmp_path / "1")
+  core.poll_all()
+  (tmp_path / "1" / "assets.extra" / "late_file").write_text("still copying")
+  core.poll_all()
+  assert states(core) == {}
+  core.poll_all()
+  assert states(core) == {1: AVAILABLE}
+  core.stop()
+
+
+def test_a_corrupt_version_never_replaces_the_serving_one(tmp_path, saved_model):
+  core = core_for(tmp_path)
+  shutil.copytree(saved_model, tmp_path / "1")
+  poll_twice(core)
+  shutil.copytree(saved_model, tmp_path / "2")
+  (tmp_path / "2" / "saved_model.pb").write_bytes(b"\x00not a saved model")
+  poll_twice(core)
+  poll_twice(core)
+  assert core.model(MODEL_NAME).servable().version == 1
+  statuses = {s.version: s for s in core.model(MODEL_NAME).statuses()}
+  assert statuses[1].state == AVAILABLE and statuses[1].status.error_code == 0
+  assert statuses[2].state == END and statuses[2].status.error_code != 0
+  assert statuses[2].status.error_message
+  # Fixing the directory by hand makes the version load.
+  shutil.rmtree(tmp_path / "2")
+  shutil.copytree(saved_model, tmp_path / "2")
+  poll_twice(core)
+  assert states(core) == {2: AVAILABLE, 1: END}
+  core.stop()
+
+
+def test_a_failing_warm_up_fails_the_load(tmp_path, saved_model):
+  core = core_for(tmp_path)
+  shutil.copytree(saved_model, tmp_path / "1")
+  poll_twice(core)
+  shutil.copytree(saved_model, tmp_path / "2")
+  write_warmup_requests(tmp_path / "2", [b"\x07garbage"], MODEL_NAME)
+  poll_twice(core)
+  statuses = {s.version: s for s in core.model(MODEL_NAME).statuses()}
+  assert statuses[2].state == END
+  assert "warm-up" in statuses[2].status.error_message
+  assert core.model(MODEL_NAME).servable().version == 1
+  core.stop()
+
+
+def test_warm_up_runs_before_a_version_is_available(tmp_path, saved_model):
+  seen = []
+
+  def record_warm_up(servable):
+    seen.append((servable.version, dict(states(core))))
+
+  core = core_for(tmp_path, warm_up=record_warm_up)
+  shutil.copytree(saved_model, tmp_path / "1")
+  poll_twice(core)
+  assert seen == [(1, {1: get_model_status_pb2.ModelVersionStatus.State.LOADING})]
+  core.stop()
+
+
+def test_latest_policy_serves_the_newest_versions(tmp_path, saved_model):
+  core = core_for(tmp_path, "latest { num_versions: 2 }")
+  for version in (1, 2, 3):
+    shutil.copytree(saved_model, tmp_path / str(version))
+  poll_twice(core)
+  assert states(core) == {3: AVAILABLE, 2: AVAILABLE}
+  shutil.rmtree(tmp_path / "3")
+  poll_twice(core)
+  assert states(core) == {3: END, 2: AVAILABLE, 1: AVAILABLE}
+  core.stop()
+
+
+def test_specific_and_all_policies(tmp_path, saved_model):
+  for version in (1, 2, 3):
+    shutil.copytree(saved_model, tmp_path / str(version))
+  specific = core_for(tmp_path, "specific { versions: 1 versions: 3 }", labels={"stable": 1})
+  poll_twice(specific)
+  assert states(specific) == {3: AVAILABLE, 1: AVAILABLE}
+  assert specific.model(MODEL_NAME).servable(label="stable").version == 1
+  with pytest.raises(ServingError) as error:
+    specific.model(MODEL_NAME).servable(version=2)
+  assert error.value.code == grpc.StatusCode.NOT_FOUND
+  specific.stop()
+  every = core_for(tmp_path, "all {}")
+  poll_twice(every)
+  assert states(every) == {3: AVAILABLE, 2: AVAILABLE, 1: AVAILABLE}
+  every.stop()
+
+
+def test_versions_serve_their_own_weights(tmp_path, saved_model, examples):
+  core = core_for(tmp_path, "all {}")
+  shutil.copytree(saved_model, tmp_path / "1")
+  build_ranking_model(tmp_path / "2", MODEL_NAME, seed=6)
+  poll_twice(core)
+  model = core.model(MODEL_NAME)
+  inputs = {"examples": np.array(examples, dtype=object)}
+  first = model.servable(1).signature("serving_default")(inputs)["score"]
+  second = model.servable(2).signature("serving_default")(inputs)["score"]
+  assert not np.allclose(first, second)
+  core.stop()
+
+
+def test_reload_config_adds_and_removes_models(tmp_path, saved_model):
+  shutil.copytree(saved_model, tmp_path / "a" / "1")
+  shutil.copytree(saved_model, tmp_path / "b" / "7")
+  core = core_for(tmp_path / "a")
+  poll_twice(core)
+  config = model_server_config_pb2.ModelServerConfig()
+  config.model_config_list.config.add(name="other", base_path=str(tmp_path / "b"))
+  core.reload_config(config)
+  assert core.model_names == ["other"]
+  assert core.model("other").servable().version == 7
+  with pytest.raises(ServingError) as error:
+    core.model(MODEL_NAME)
+  assert error.value.code == grpc.StatusCode.NOT_FOUND
+  duplicate = model_server_config_pb2.ModelServerConfig()
+  for _ in range(2):
+    duplicate.model_config_list.config.add(name="x", base_path=str(tmp_path / "b"))
+  with pytest.raises(ServingError) as error:
+    core.reload_config(duplicate)
+  assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
+  core.stop()
