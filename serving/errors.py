@@ -3,10 +3,14 @@ code plus a message, mapped to an HTTP status by the REST API."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import grpc
-import tensorflow as tf
 
 from serving.constants import CODE_BY_NUMBER, HTTP_STATUS_FOR_CODE
+
+if TYPE_CHECKING:
+  import tensorflow as tf
 
 
 class ServingError(Exception):
@@ -34,7 +38,7 @@ def not_found(message: str) -> ServingError:
   return ServingError(grpc.StatusCode.NOT_FOUND, message)
 
 
-def from_tf_error(error: tf.errors.OpError) -> ServingError:
+def from_tf_error(error: "tf.errors.OpError") -> ServingError:
   """TensorFlow's error codes are gRPC's, by number."""
   code = CODE_BY_NUMBER.get(error.error_code, grpc.StatusCode.UNKNOWN)
   return ServingError(code, error.message)

@@ -1,0 +1,186 @@
+"""`mtlrank serve` and `mtlrank predict`: `register(subparsers)` adds both to
+the `mtlrank` command; `python -m serving.cli` runs them on their own."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from serving.config import ConfigError, ServerOptions
+from serving.constants import (DEFAULT_GRPC_MAX_THREADS, DEFAULT_GRPC_PORT, DEFAULT_HOST,
+                               DEFAULT_MAX_REQUEST_BYTES, DEFAULT_POLL_WAIT_SECONDS,
+                               DEFAULT_REST_NUM_THREADS, DEFAULT_REST_PORT, DEFAULT_SIGNATURE,
+                               FUSED_SCORE_OUTPUT, PREDICT_FILE_FORMATS)
+
+PREDICT_CHUNK_ROWS = 512
+
+
+def _bool_flag(text: str) -> bool:
+  """TF Serving's boolean flags: `--flag`, `--flag=true`, `--flag=false`."""
+  value = text.strip().lower()
+  if value in ("1", "true", "yes"):
+    return True
+  if value in ("0", "false", "no"):
+    return False
+  raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
+  add = parser.add_argument
+  add("--port", type=int, default=DEFAULT_GRPC_PORT, help="gRPC port")
+  add("--rest_api_port", type=int, default=DEFAULT_REST_PORT, help="REST port; 0 disables REST")
+  add("--host", default=DEFAULT_HOST, help="address to bind (default: loopback only)")
+  add("--model_name", default="", help="name of the single model served")
+  add("--model_base_path", default="", help="directory of the single model's numeric versions")
+  add("--model_config_file", default="", help="a ModelServerConfig text proto (several models)")
+  add("--file_system_poll_wait_seconds", type=float, default=DEFAULT_POLL_WAIT_SECONDS,
+      help="seconds between polls for new versions; 0 polls only at start")
+  add("--enable_batching", type=_bool_flag, nargs="?", const=True, default=False)
+  add("--batching_parameters_file", default="", help="a BatchingParameters text proto")
+  add("--enable_model_warmup", type=_bool_flag, nargs="?", const=True, default=True,
+      help="replay assets.extra/tf_serving_warmup_requests before serving a version")
+  add("--rest_api_num_threads", type=int, default=DEFAULT_REST_NUM_THREADS,
+      help="REST connections served at once")
+  add("--grpc_max_threads", type=int, default=DEFAULT_GRPC_MAX_THREADS,
+      help="gRPC requests served at once")
+  add("--ssl_config_file", default="", help="an SSLConfig text proto: TLS for gRPC")
+  add("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
+      help="largest gRPC message or REST body accepted")
+
+
+def server_options(args: argparse.Namespace) -> ServerOptions:
+  return ServerOptions(
+      port=args.port, rest_api_port=args.rest_api_port, host=args.host,
+      model_name=args.model_name, model_base_path=args.model_base_path,
+      model_config_file=args.model_config_file,
+      file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
+      enable_batching=args.enable_batching, batching_parameters_file=args.batching_parameters_file,
+      enable_model_warmup=args.enable_model_warmup, rest_api_num_threads=args.rest_api_num_threads,
+      grpc_max_threads=args.grpc_max_threads, ssl_config_file=args.ssl_config_file,
+      max_request_bytes=args.max_request_bytes)
+
+
+def serve(args: argparse.Namespace) -> int:
+  from serving.server import ModelServer  # imports TensorFlow: only when serving
+
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+  stop = threading.Event()
+  for signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(signum, lambda *_: stop.set())
+  try:
+    server = ModelServer(server_options(args)).start()
+  except ConfigError as error:
+    print(f"mtlrank serve: {error}", file=sys.stderr)
+    return 2
+  except OSError as error:
+    print(f"mtlrank serve: cannot listen: {error}", file=sys.stderr)
+    return 1
+  print(f"mtlrank serve: gRPC on {args.host}:{server.grpc_port}, REST on "
+        f"{f'{args.host}:{server.rest_port}' if server.rest_port else 'nothing'}", flush=True)
+  stop.wait()
+  server.stop()
+  return 0
+
+
+def read_rows(path: Path, file_format: Optional[str] = None) -> List[Dict[str, Any]]:
+  """Rows from a CSV file with a header, a JSON list of objects, or JSON lines."""
+  file_format = file_format or path.suffix.lstrip(".").lower().replace("jsonl", "json")
+  text = path.read_text()
+  if file_format == "csv":
+    return list(csv.DictReader(text.splitlines()))
+  if file_format == "json":
+    stripped = text.lstrip()
+    rows = (json.loads(stripped) if stripped.startswith("[")
+            else [json.loads(line) for line in text.splitlines() if line.strip()])
+    if not all(isinstance(row, dict) for row in rows):
+      raise ValueError(f"{path}: every JSON row must be an object")
+    return rows
+  raise ValueError(f"{path}: unknown format {file_format!r}; use one of {PREDICT_FILE_FORMATS}")
+
+
+def format_ranking(ranking: Sequence[Dict[str, float]], score_key: str) -> str:
+  """A table: rank, input row, the fused score, then each task's output."""
+  tasks = sorted(k for k in ranking[0] if k not in ("row", score_key)) if ranking else []
+  header = ["rank", "row", score_key] + tasks
+  lines = ["  ".join(f"{h:>12}" for h in header)]
+  for rank, entry in enumerate(ranking, start=1):
+    values = [f"{rank:>12}", f"{entry['row']:>12}"] + [
+        f"{entry[k]:>12.6f}" for k in [score_key] + tasks]
+    lines.append("  ".join(values))
+  return "\n".join(lines)
+
+
+def predict(args: argparse.Namespace) -> int:
+  from models.spec import SpecError, load_spec
+  from serving.client import GrpcClient, RestClient, ServingClientError, ranked
+
+  try:
+    spec = load_spec(args.spec)
+    rows = read_rows(Path(args.input), args.format)
+  except (SpecError, OSError, ValueError) as error:
+    print(f"mtlrank predict: {error}", file=sys.stderr)
+    return 2
+  if not rows:
+    print("mtlrank predict: no rows to score", file=sys.stderr)
+    return 2
+  model_name = args.model_name or spec.name
+  options = dict(signature_name=args.signature_name, version=args.version)
+  client = (RestClient(args.rest, model_name, spec.raw_columns, **options) if args.rest
+            else GrpcClient(args.grpc, model_name, spec.raw_columns, **options))
+  try:
+    scores: Dict[str, List[float]] = {}
+    for start in range(0, len(rows), PREDICT_CHUNK_ROWS):
+      for name, values in client.predict_rows(rows[start:start + PREDICT_CHUNK_ROWS]).items():
+        scores.setdefault(name, []).extend(values.tolist())
+    ranking = ranked({k: v for k, v in scores.items()}, FUSED_SCORE_OUTPUT)
+  except (ServingClientError, ValueError) as error:
+    print(f"mtlrank predict: {error}", file=sys.stderr)
+    return 1
+  finally:
+    client.close()
+  print(format_ranking(ranking[:args.top] if args.top else ranking, FUSED_SCORE_OUTPUT))
+  return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+  """Adds `serve` and `predict` to the `mtlrank` command's subcommands."""
+  serve_parser = subparsers.add_parser(
+      "serve", help="serve pushed SavedModels over TF Serving's gRPC and REST APIs",
+      description="Serves <model_base_path>/<version> SavedModels with TF Serving's APIs; "
+                  "takes tensorflow_model_server's flags.")
+  _add_serve_flags(serve_parser)
+  serve_parser.set_defaults(func=serve)
+
+  predict_parser = subparsers.add_parser(
+      "predict", help="score raw rows (CSV or JSON) against a served model, ranked by score")
+  add = predict_parser.add_argument
+  add("--spec", required=True, help="spec name or path: its raw columns type the tf.Examples")
+  add("--input", required=True, help="CSV (with header) or JSON rows")
+  add("--format", choices=PREDICT_FILE_FORMATS, help="input format (default: from the suffix)")
+  add("--model_name", default="", help="served model name (default: the spec's name)")
+  target = predict_parser.add_mutually_exclusive_group()
+  target.add_argument("--grpc", default=f"{DEFAULT_HOST}:{DEFAULT_GRPC_PORT}",
+                      help="gRPC host:port (default)")
+  target.add_argument("--rest", default="", help="REST host:port, instead of gRPC")
+  add("--signature_name", default=DEFAULT_SIGNATURE)
+  add("--version", type=int, default=None, help="a specific version (default: the latest)")
+  add("--top", type=int, default=0, help="print only the best N rows")
+  predict_parser.set_defaults(func=predict)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m serving.cli")
+  register(parser.add_subparsers(dest="command", required=True))
+  args = parser.parse_args(argv)
+  return args.func(args)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
