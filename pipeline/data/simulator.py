@@ -1,0 +1,526 @@
+"""Impression-log simulator: users see slates of items; clicks, conversions
+after clicks and dwell times after clicks, with the ground truth.
+
+`simulate(spec, out_dir)` writes `<out_dir>/span-<N>/{train,eval}/data-*.tfrecord.gz`
+for N = 1..num_spans (see `pipeline.data.io`), with the columns of
+`spec.raw_columns` (specs/synthetic.yaml). Parameters come from
+`spec.data.params`: num_spans, requests_per_span, slate_size (K), num_users,
+num_items, latent_dim (d), seed, eval_fraction.
+
+The model
+---------
+The world (fixed for a seed, shared by all spans):
+- Users: click factors u and conversion factors u' (d-dim Gaussians scaled so
+  that a dot product has unit variance), an activity weight (lognormal), a
+  segment (new / casual / regular / loyal / premium, with its own click bias,
+  conversion bias and price sensitivity) and a primary device.
+- Items: click factors v, conversion factors v'' (independent of u/v), a click
+  bias b ("clickbait": attracts, does not convert), a quality q (converts,
+  does not attract), a popularity weight (lognormal, correlated with b), a
+  category = argmax of v over 12 fixed random directions (so the category
+  tells something about v) and a price: lognormal around the category's
+  typical price, shifted by v'' (so price tells something about v'').
+
+A request (one per `request_id`): a user drawn by activity, a device (the
+user's primary device with probability 0.85, else uniform), an hour of day
+from a diurnal curve peaking at 20:00, and a slate of K distinct items drawn
+by popularity. A noisy production ranker orders the slate: by the true
+attraction logit plus N(0, 1) noise, so the top positions hold somewhat more
+attractive items (position and relevance are confounded, as in real logs).
+
+For the item at position p (1..K):
+- attraction      a = sigmoid(alpha + u.v + b + segment + device + device x category
+                                + 0.3 cos(2 pi (hour - peak_hour(category)) / 24))
+- examination     e(p) = 1 / p^0.7
+- click           = examined AND attracted, both sampled:  p_click = e(p) * a
+- conversion      only after a click, with
+                  p_conv_given_click = sigmoid(gamma + 0.3 u.v + 1.0 u'.v'' + q
+                                               - 0.8 * sensitivity(segment) * (log price - mean)
+                                               + segment + device + hour)
+  so it shares little with the click (0.3 u.v only): a high-CTR item is not
+  necessarily a converter, and price lowers conversion but not attraction.
+- dwell_seconds   only after a click: lognormal with
+                  log mean = ln 20 + 0.4 u.v + 0.3 u'.v'' + 0.3 conversion + device,
+                  sigma 0.7; exactly 0 where there is no click.
+
+Base rates at the synthetic spec's parameters: CTR about 7 %, CVR given click
+about 10 %, median dwell about 25 s (docs/data.md has the measured figures).
+
+Randomness: the world from numpy Generator seeded with (seed, 0), span N from
+(seed, N), so every span is deterministic and independent of the others; all
+of it vectorized (no Python loop per row). The train/eval split takes whole
+requests: request r of span N goes to eval when splitmix64(seed, N, r) / 2^64 <
+eval_fraction.
+
+Speed: `python -m pipeline.data.simulator --rows 1000000` generates and
+writes one million rows and prints rows/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pyarrow as pa  # pylint: disable=wrong-import-position
+
+from models.spec import RankingSpec  # pylint: disable=wrong-import-position
+from pipeline.data import io  # pylint: disable=wrong-import-position
+
+SIMULATOR_VERSION = 1
+
+# The columns the simulator produces, with their dtypes.
+COLUMNS: Dict[str, str] = {
+    "request_id": "string", "user_id": "string", "item_id": "string",
+    "item_category": "string", "user_segment": "string", "device": "string",
+    "hour": "int", "item_price": "float", "position": "int",
+    "p_click": "float", "p_conv_given_click": "float",
+    "click": "int", "conversion": "int", "dwell_seconds": "float",
+}
+PARAMS = ("num_spans", "requests_per_span", "slate_size", "num_users", "num_items",
+          "latent_dim", "seed", "eval_fraction")
+
+SEGMENTS = ("new", "casual", "regular", "loyal", "premium")
+SEGMENT_SHARE = (0.15, 0.35, 0.25, 0.15, 0.10)
+SEGMENT_CLICK = np.array([-0.3, -0.1, 0.0, 0.2, 0.1])
+SEGMENT_CONV = np.array([-0.6, -0.2, 0.0, 0.4, 0.3])
+SEGMENT_PRICE_SENSITIVITY = np.array([1.3, 1.1, 1.0, 0.8, 0.4])
+
+DEVICES = ("mobile", "desktop", "tablet")
+DEVICE_SHARE = (0.6, 0.3, 0.1)
+DEVICE_CLICK = np.array([0.1, 0.0, -0.05])
+DEVICE_CONV = np.array([-0.3, 0.2, 0.0])
+DEVICE_DWELL = np.array([-0.2, 0.1, 0.0])
+PRIMARY_DEVICE_PROB = 0.85
+
+# Category name -> typical price (log dollars).
+CATEGORIES = ("apparel", "auto", "beauty", "books", "electronics", "garden",
+              "grocery", "home", "jewelry", "music", "sports", "toys")
+CATEGORY_LOG_PRICE = np.array([3.6, 4.2, 3.0, 2.7, 5.0, 3.5, 2.0, 3.9, 4.6, 2.8, 3.7, 3.2])
+
+# Calibration of the base rates (see the module docstring).
+CLICK_BIAS = -2.6           # alpha
+CONV_BIAS = -2.95           # gamma
+EXAMINATION_DECAY = 0.7     # e(p) = 1 / p^0.7
+RANKER_NOISE = 1.5
+HOUR_CLICK_AMPLITUDE = 0.3
+HOUR_CONV_AMPLITUDE = 0.15
+CONV_CLICK_MATCH = 0.3      # w1
+CONV_OWN_MATCH = 1.0        # w2
+PRICE_EFFECT = 0.8
+DWELL_LOG_MEDIAN = math.log(20.0)
+DWELL_SIGMA = 0.7
+
+
+@dataclasses.dataclass(frozen=True)
+class SimParams:
+  num_spans: int
+  requests_per_span: int
+  slate_size: int
+  num_users: int
+  num_items: int
+  latent_dim: int
+  seed: int
+  eval_fraction: float
+
+  @classmethod
+  def from_spec(cls, spec: RankingSpec) -> "SimParams":
+    raw = dict(spec.data.params)
+    unknown = sorted(set(raw) - set(PARAMS))
+    if unknown:
+      raise ValueError(f"simulator: unknown data.params {unknown} (known: {', '.join(PARAMS)})")
+    if "num_spans" in raw and raw["num_spans"] != spec.data.num_spans:
+      raise ValueError(f"simulator: data.params.num_spans ({raw['num_spans']}) and "
+                       f"data.num_spans ({spec.data.num_spans}) disagree")
+    raw.setdefault("num_spans", spec.data.num_spans)
+    missing = [p for p in PARAMS if p not in raw]
+    if missing:
+      raise ValueError(f"simulator: data.params is missing {missing}")
+    params = cls(**{p: (float(raw[p]) if p == "eval_fraction" else int(raw[p])) for p in PARAMS})
+    params.validate()
+    return params
+
+  def validate(self) -> None:
+    for name in ("num_spans", "requests_per_span", "slate_size", "num_users", "latent_dim"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"simulator: data.params.{name} must be >= 1")
+    if self.num_items < self.slate_size:
+      raise ValueError(f"simulator: num_items ({self.num_items}) must be >= slate_size "
+                       f"({self.slate_size}): a slate holds distinct items")
+    if not 0.0 <= self.eval_fraction <= 1.0:
+      raise ValueError("simulator: eval_fraction must be in [0, 1]")
+    if self.seed < 0:
+      raise ValueError("simulator: seed must be >= 0")
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+  return 1.0 / (1.0 + np.exp(-x))
+
+
+def _ids(prefix: str, n: int, width: int) -> pa.Array:
+  """prefix + zero-padded 0..n-1, built without a Python loop per value."""
+  width = max(width, len(str(max(n - 1, 0))))
+  digits = (np.arange(n, dtype=np.int64)[:, None] //
+            (10 ** np.arange(width - 1, -1, -1, dtype=np.int64))[None, :]) % 10
+  chars = np.empty((n, len(prefix) + width), dtype=np.uint8)
+  chars[:, :len(prefix)] = np.frombuffer(prefix.encode(), dtype=np.uint8)
+  chars[:, len(prefix):] = digits + ord("0")
+  offsets = (np.arange(n + 1, dtype=np.int32) * chars.shape[1])
+  return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets),
+                                                pa.py_buffer(chars.reshape(-1))])
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+  """The splitmix64 finalizer, vectorized (uint64 in, uint64 out)."""
+  with np.errstate(over="ignore"):
+    z = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def eval_requests(seed: int, span: int, num_requests: int, eval_fraction: float) -> np.ndarray:
+  """Which requests of a span go to eval: a hash of (seed, span, request)."""
+  with np.errstate(over="ignore"):
+    key = splitmix64(np.uint64(seed) * np.uint64(0x100000001B3) + np.uint64(span)
+                     + np.zeros(1, np.uint64))
+    h = splitmix64(np.arange(num_requests, dtype=np.uint64) ^ key)
+  return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53) < eval_fraction
+
+
+@dataclasses.dataclass
+class World:
+  user_click: np.ndarray      # (U, d) u
+  user_conv: np.ndarray       # (U, d) u'
+  user_activity: np.ndarray   # (U,) sampling probabilities
+  user_segment: np.ndarray    # (U,) index into SEGMENTS
+  user_device: np.ndarray     # (U,) primary device, index into DEVICES
+  item_click: np.ndarray      # (I, d) v
+  item_conv: np.ndarray       # (I, d) v''
+  item_bias: np.ndarray       # (I,) b
+  item_quality: np.ndarray    # (I,) q
+  item_popularity: np.ndarray  # (I,) sampling probabilities
+  item_category: np.ndarray   # (I,) index into CATEGORIES
+  item_price: np.ndarray      # (I,) dollars
+  device_category: np.ndarray  # (devices, categories) click interaction
+  category_peak_hour: np.ndarray  # (categories,)
+  hour_share: np.ndarray      # (24,)
+
+
+def make_world(p: SimParams) -> World:
+  rng = np.random.default_rng([p.seed, 0])
+  d = p.latent_dim
+  scale = d ** -0.25  # so that u.v has unit variance
+  user_click = rng.normal(0.0, scale, (p.num_users, d))
+  user_conv = rng.normal(0.0, scale, (p.num_users, d))
+  activity = np.exp(rng.normal(0.0, 0.8, p.num_users))
+  user_segment = rng.choice(len(SEGMENTS), p.num_users, p=SEGMENT_SHARE)
+  user_device = rng.choice(len(DEVICES), p.num_users, p=DEVICE_SHARE)
+  item_click = rng.normal(0.0, scale, (p.num_items, d))
+  item_conv = rng.normal(0.0, scale, (p.num_items, d))
+  item_bias = rng.normal(0.0, 0.5, p.num_items)
+  item_quality = rng.normal(0.0, 0.5, p.num_items)
+  popularity = np.exp(rng.normal(0.0, 1.0, p.num_items) + 1.0 * item_bias)
+  directions = rng.normal(0.0, 1.0, (d, len(CATEGORIES)))
+  directions /= np.linalg.norm(directions, axis=0, keepdims=True)
+  item_category = np.argmax(item_click @ directions, axis=1)
+  price_direction = rng.normal(0.0, 1.0, d)
+  price_direction /= np.linalg.norm(price_direction)
+  log_price = (CATEGORY_LOG_PRICE[item_category]
+               + 0.4 * (item_conv @ price_direction) / scale
+               + rng.normal(0.0, 0.3, p.num_items))
+  item_price = np.maximum(np.round(np.exp(log_price), 2), 0.5)
+  device_category = rng.normal(0.0, 0.25, (len(DEVICES), len(CATEGORIES)))
+  category_peak_hour = rng.uniform(0.0, 24.0, len(CATEGORIES))
+  hours = np.arange(24)
+  hour_share = 1.0 + 0.7 * np.cos(2 * np.pi * (hours - 20) / 24)
+  return World(
+      user_click=user_click, user_conv=user_conv,
+      user_activity=activity / activity.sum(), user_segment=user_segment,
+      user_device=user_device, item_click=item_click, item_conv=item_conv,
+      item_bias=item_bias, item_quality=item_quality,
+      item_popularity=popularity / popularity.sum(), item_category=item_category,
+      item_price=item_price, device_category=device_category,
+      category_peak_hour=category_peak_hour, hour_share=hour_share / hour_share.sum())
+
+
+def _draw(rng: np.random.Generator, probabilities: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
+  cdf = np.cumsum(probabilities)
+  cdf /= cdf[-1]
+  return np.minimum(np.searchsorted(cdf, rng.random(shape), side="right"), len(cdf) - 1)
+
+
+def _distinct_slates(rng: np.random.Generator, popularity: np.ndarray, num_requests: int,
+                     k: int) -> np.ndarray:
+  """(num_requests, k) items drawn by popularity, distinct within a row:
+  rows with a repeated item are redrawn whole until none is left."""
+  slates = _draw(rng, popularity, (num_requests, k))
+  for _ in range(1000):
+    ordered = np.sort(slates, axis=1)
+    repeated = np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))
+    if not len(repeated):
+      return slates
+    slates[repeated] = _draw(rng, popularity, (len(repeated), k))
+  raise RuntimeError("simulator: could not draw slates of distinct items; popularity is "
+                     "too concentrated for the slate size")
+
+
+def simulate_span(world: World, p: SimParams, span: int) -> Dict[str, Any]:
+  """All rows of one span, in request order then position order, plus an
+  `is_eval` row mask. Columns are numpy arrays or pyarrow string arrays."""
+  rng = np.random.default_rng([p.seed, span])
+  n_req, k = p.requests_per_span, p.slate_size
+  n = n_req * k
+
+  # Requests: user, device, hour.
+  user = _draw(rng, world.user_activity, (n_req,))
+  device = np.where(rng.random(n_req) < PRIMARY_DEVICE_PROB, world.user_device[user],
+                    rng.integers(0, len(DEVICES), n_req))
+  hour = _draw(rng, world.hour_share, (n_req,))
+  items = _distinct_slates(rng, world.item_popularity, n_req, k)        # (n_req, k)
+
+  # Per impression (n_req, k).
+  u, u2 = world.user_click[user], world.user_conv[user]                 # (n_req, d)
+  click_match = np.einsum("rd,rkd->rk", u, world.item_click[items])
+  conv_match = np.einsum("rd,rkd->rk", u2, world.item_conv[items])
+  segment = world.user_segment[user]
+  category = world.item_category[items]
+  hour_k = hour[:, None]
+  attraction_logit = (CLICK_BIAS + click_match + world.item_bias[items]
+                      + SEGMENT_CLICK[segment][:, None] + DEVICE_CLICK[device][:, None]
+                      + world.device_category[device[:, None], category]
+                      + HOUR_CLICK_AMPLITUDE * np.cos(
+                          2 * np.pi * (hour_k - world.category_peak_hour[category]) / 24))
+
+  # The production ranker orders the slate by a noisy attraction score.
+  order = np.argsort(-(attraction_logit + rng.normal(0.0, RANKER_NOISE, (n_req, k))),
+                     axis=1, kind="stable")
+  items = np.take_along_axis(items, order, axis=1)
+  click_match = np.take_along_axis(click_match, order, axis=1)
+  conv_match = np.take_along_axis(conv_match, order, axis=1)
+  category = np.take_along_axis(category, order, axis=1)
+  attraction_logit = np.take_along_axis(attraction_logit, order, axis=1)
+
+  position = np.broadcast_to(np.arange(1, k + 1), (n_req, k))
+  examination = position ** -EXAMINATION_DECAY
+  attraction = _sigmoid(attraction_logit)
+  p_click = examination * attraction
+  log_price = np.log(world.item_price[items])
+  mean_log_price = float(np.log(world.item_price).mean())
+  conv_logit = (CONV_BIAS + CONV_CLICK_MATCH * click_match + CONV_OWN_MATCH * conv_match
+                + world.item_quality[items]
+                - PRICE_EFFECT * SEGMENT_PRICE_SENSITIVITY[segment][:, None]
+                * (log_price - mean_log_price)
+                + SEGMENT_CONV[segment][:, None] + DEVICE_CONV[device][:, None]
+                + HOUR_CONV_AMPLITUDE * np.cos(2 * np.pi * (hour_k - 21) / 24))
+  p_conv = _sigmoid(conv_logit)
+
+  examined = rng.random((n_req, k)) < examination
+  attracted = rng.random((n_req, k)) < attraction
+  click = examined & attracted
+  conversion = click & (rng.random((n_req, k)) < p_conv)
+  dwell_log_mean = (DWELL_LOG_MEDIAN + 0.4 * click_match + 0.3 * conv_match
+                    + 0.3 * conversion + DEVICE_DWELL[device][:, None])
+  dwell = np.where(click, np.exp(dwell_log_mean + rng.normal(0.0, DWELL_SIGMA, (n_req, k))), 0.0)
+
+  request_of_row = np.repeat(np.arange(n_req), k)
+  is_eval = np.repeat(eval_requests(p.seed, span, n_req, p.eval_fraction), k)
+  user_row = user[request_of_row]
+
+  def vocab(names, index: np.ndarray) -> pa.Array:
+    return pa.array(names, pa.string()).take(pa.array(index.reshape(-1)))
+
+  columns = {
+      "request_id": _ids(f"s{span}-r", n_req, 6).take(pa.array(request_of_row)),
+      "user_id": _ids("u", p.num_users, 5).take(pa.array(user_row)),
+      "item_id": _ids("i", p.num_items, 5).take(pa.array(items.reshape(-1))),
+      "item_category": vocab(CATEGORIES, category),
+      "user_segment": vocab(SEGMENTS, segment[request_of_row]),
+      "device": vocab(DEVICES, device[request_of_row]),
+      "hour": hour[request_of_row].astype(np.int64),
+      "item_price": world.item_price[items].reshape(-1).astype(np.float32),
+      "position": position.reshape(-1).astype(np.int64),
+      "p_click": p_click.reshape(-1).astype(np.float32),
+      "p_conv_given_click": p_conv.reshape(-1).astype(np.float32),
+      "click": click.reshape(-1).astype(np.int64),
+      "conversion": conversion.reshape(-1).astype(np.int64),
+      "dwell_seconds": dwell.reshape(-1).astype(np.float32),
+  }
+  assert all(len(v) == n for v in columns.values())
+  return {"columns": columns, "is_eval": is_eval}
+
+
+def _check_columns(spec: RankingSpec) -> Dict[str, str]:
+  wanted = spec.raw_columns
+  unknown = sorted(set(wanted) - set(COLUMNS))
+  if unknown:
+    raise ValueError(f"simulator: the spec reads column(s) {unknown} that the simulator does "
+                     f"not produce (it produces: {', '.join(COLUMNS)})")
+  wrong = {c: (d, COLUMNS[c]) for c, d in wanted.items() if COLUMNS[c] != d}
+  if wrong:
+    raise ValueError("simulator: dtype mismatch (spec, simulator): " +
+                     ", ".join(f"{c}: {a} vs {b}" for c, (a, b) in wrong.items()))
+  return wanted
+
+
+def _take(values: Any, mask: np.ndarray) -> Any:
+  if isinstance(values, pa.Array):
+    return values.filter(pa.array(mask))
+  return values[mask]
+
+
+def _span_stats(columns: Mapping[str, Any], is_eval: np.ndarray) -> Dict[str, Any]:
+  click = columns["click"].astype(bool)
+  clicks = int(click.sum())
+  stats = {
+      "rows": {"train": int((~is_eval).sum()), "eval": int(is_eval.sum())},
+      "requests": int((columns["position"] == 1).sum()),
+      "ctr": float(click.mean()) if len(click) else float("nan"),
+      "mean_p_click": float(columns["p_click"].mean()) if len(click) else float("nan"),
+      "clicks": clicks,
+      "cvr_given_click": float(columns["conversion"][click].mean()) if clicks else float("nan"),
+      "mean_p_conv_given_click_on_clicks":
+          float(columns["p_conv_given_click"][click].mean()) if clicks else float("nan"),
+      "conversions": int(columns["conversion"].sum()),
+      "mean_dwell_given_click":
+          float(columns["dwell_seconds"][click].mean()) if clicks else float("nan"),
+  }
+  return stats
+
+
+def _warm_up() -> float:
+  """Imports what the first span would otherwise pay for inside its timer:
+  TensorFlow (the TFRecord writer) and pandas (pyarrow imports it lazily on
+  the first `pa.array`). Returns the seconds spent."""
+  started = time.time()
+  import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
+  pa.array(np.zeros(1))
+  return time.time() - started
+
+
+def simulate(spec: RankingSpec, out_dir: str | Path, overwrite: bool = False,
+             progress: bool = True) -> Dict[str, Any]:
+  """Writes spans 1..num_spans of simulated impression logs under `out_dir`.
+
+  Returns a summary: {'source', 'out_dir', 'spans': [per-span stats: rows
+  {train, eval}, ctr, cvr_given_click, mean_p_click, ..., seconds, skipped],
+  'rows', 'ctr', 'cvr_given_click', 'seconds', 'rows_per_second'}. Complete
+  existing spans written with the same parameters are kept (fast no-op)
+  unless `overwrite`; one written with other parameters raises ValueError.
+  """
+  if spec.data.source != "simulator":
+    raise ValueError(f"spec {spec.name!r} has data.source {spec.data.source!r}, not 'simulator'")
+  p = SimParams.from_spec(spec)
+  columns_spec = _check_columns(spec)
+  out_dir = Path(out_dir)
+  started = time.time()
+  world: Optional[World] = None
+  spans: List[Dict[str, Any]] = []
+  for span in range(1, p.num_spans + 1):
+    span_started = time.time()
+    fp = io.fingerprint({"adapter": "simulator", "version": SIMULATOR_VERSION,
+                         "params": dataclasses.asdict(p), "span": span,
+                         "columns": columns_spec})
+    if not overwrite:
+      existing = io.existing_span(out_dir, span, fp)
+      if existing is not None:
+        spans.append(existing)
+        if progress:
+          print(f"simulator: span {span}/{p.num_spans}: {io.span_dir(out_dir, span)} exists, "
+                "skipped", flush=True)
+        continue
+    if world is None:
+      warm_up = _warm_up()
+      started += warm_up
+      span_started = time.time()
+      if progress:
+        print(f"simulator: imports took {warm_up:.1f} s (TensorFlow, pandas; not counted in "
+              "the rates below)", flush=True)
+      world = make_world(p)
+    data = simulate_span(world, p, span)
+    columns = {name: data["columns"][name] for name in columns_spec}
+    is_eval = data["is_eval"]
+    stats = {"span": span, "fingerprint": fp, **_span_stats(data["columns"], is_eval)}
+    generated = time.time()
+    with io.atomic_span(out_dir, span) as tmp:
+      for split, mask in (("train", ~is_eval), ("eval", is_eval)):
+        io.write_examples({k: _take(v, mask) for k, v in columns.items()}, columns_spec,
+                          tmp / split / io.DATA_FILE)
+      io.write_span_summary(tmp, stats)
+    seconds = time.time() - span_started
+    spans.append({**stats, "skipped": False, "seconds": round(seconds, 3),
+                  "generate_seconds": round(generated - span_started, 3)})
+    if progress:
+      rows = sum(stats["rows"].values())
+      print(f"simulator: span {span}/{p.num_spans}: {rows} rows ({stats['rows']['train']} train"
+            f" / {stats['rows']['eval']} eval), CTR {100 * stats['ctr']:.2f} %, CVR|click "
+            f"{100 * stats['cvr_given_click']:.2f} %, {seconds:.1f} s (generate "
+            f"{generated - span_started:.1f} s; {rows / max(seconds, 1e-9):,.0f} rows/s) "
+            f"-> {io.span_dir(out_dir, span)}",
+            flush=True)
+  return _summary(out_dir, spans, time.time() - started)
+
+
+def _summary(out_dir: Path, spans: List[Dict[str, Any]], seconds: float) -> Dict[str, Any]:
+  rows = {split: sum(s["rows"][split] for s in spans) for split in io.SPLITS}
+  total = sum(rows.values())
+  clicks = sum(s["clicks"] for s in spans)
+  written = sum(sum(s["rows"].values()) for s in spans if not s.get("skipped"))
+  return {
+      "source": "simulator", "out_dir": str(out_dir), "spans": spans, "rows": rows,
+      "ctr": clicks / total if total else float("nan"),
+      "cvr_given_click": sum(s["conversions"] for s in spans) / clicks if clicks else float("nan"),
+      "seconds": round(seconds, 3),
+      "rows_per_second": written / seconds if written and seconds > 0 else None,
+      "skipped": all(s.get("skipped") for s in spans),
+  }
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  parser = argparse.ArgumentParser(
+      prog="python -m pipeline.data.simulator",
+      description="Simulate impression logs for a spec and print the throughput.")
+  parser.add_argument("--spec", default="synthetic", help="spec name or YAML path")
+  parser.add_argument("--rows", type=int, default=None,
+                      help="total rows to write (overrides requests_per_span)")
+  parser.add_argument("--spans", type=int, default=None,
+                      help="number of spans (default: the spec's; 1 with --rows)")
+  parser.add_argument("--out", default=None,
+                      help="output directory (default: a temporary one, deleted after)")
+  parser.add_argument("--overwrite", action="store_true")
+  args = parser.parse_args(argv)
+
+  from models.spec import load_spec  # pylint: disable=g-import-not-at-top
+  spec = load_spec(args.spec)
+  params = dict(spec.data.params)
+  num_spans = args.spans or (1 if args.rows else spec.data.num_spans)
+  params["num_spans"] = num_spans
+  if args.rows:
+    params["requests_per_span"] = max(1, math.ceil(args.rows / (num_spans * params["slate_size"])))
+  spec = spec.replace(data={"params": params, "num_spans": num_spans})
+  out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="mtlrank-sim-"))
+  try:
+    summary = simulate(spec, out, overwrite=args.overwrite)
+  finally:
+    if not args.out:
+      shutil.rmtree(out, ignore_errors=True)
+  total = sum(summary["rows"].values())
+  rate = summary["rows_per_second"]
+  print(f"simulator: {total:,} rows in {summary['seconds']:.1f} s"
+        + (f" = {rate:,.0f} rows/s (generate + encode + write)" if rate else " (all skipped)")
+        + f"; CTR {100 * summary['ctr']:.2f} %, CVR|click {100 * summary['cvr_given_click']:.2f} %")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
