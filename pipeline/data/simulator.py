@@ -422,6 +422,10 @@ def simulate(spec: RankingSpec, out_dir: str | Path, overwrite: bool = False,
     raise ValueError(f"spec {spec.name!r} has data.source {spec.data.source!r}, not 'simulator'")
   p = SimParams.from_spec(spec)
   columns_spec = _check_columns(spec)
+  position = spec.position_feature
+  if position is not None and p.slate_size > position.max_value:
+    raise ValueError(f"simulator: slate_size ({p.slate_size}) exceeds the max_value "
+                     f"({position.max_value}) of the position feature {position.name!r}")
   out_dir = Path(out_dir)
   started = time.time()
   world: Optional[World] = None
