@@ -62,6 +62,10 @@ class MultiTaskModel(keras.Model):
     self.position_tower = layers.PositionBiasTower(
         spec.position_feature.max_value, spec.model.position_dropout,
         name="position_bias") if spec.model.position_bias else None
+    if self.position_tower is not None:
+      # Built now: serving calls never reach it, yet it must exist (and be
+      # saved) before the first training step lists the trainable variables.
+      self.position_tower.build(tf.TensorShape([None, 1]))
     self.balancer = balancing.create(spec)
     self.loss_tracker = keras.metrics.Mean(name="loss")
     self.task_loss_trackers = {t.name: keras.metrics.Mean(name=f"{t.name}_loss")
@@ -159,10 +163,11 @@ class MultiTaskModel(keras.Model):
 
   def train_step(self, data: Any) -> Dict[str, tf.Tensor]:
     features, labels = data[0], losses.label_dict(self.spec, data[1])
-    variables = self.trainable_variables
     with tf.GradientTape(persistent=True) as tape:
       logits, gates = self.forward(features, training=True, use_position=True)
       task_losses, masks = self.task_losses(labels, logits)
+      # Listed after the forward pass: an unbuilt model creates them there.
+      variables = self.trainable_variables
       # Everything a balancer may differentiate is computed while recording.
       objectives = self.balancer.task_objectives(task_losses)
       request = balancing.GradientRequest(
@@ -291,10 +296,109 @@ class MMoEModel(MultiTaskModel):
     return [self.embedding, self.experts]
 
 
+class PLEModel(MultiTaskModel):
+  """Progressive Layered Extraction (Tang et al., RecSys 2020): `levels`
+  stacked CGC levels with shared and task-specific experts, one tower per
+  task on the last level's task outputs."""
+
+  def __init__(self, spec: RankingSpec, vocab_sizes: Mapping[str, int], **kwargs: Any):
+    super().__init__(spec, vocab_sizes, **kwargs)
+    m = spec.model
+    if m.levels < 1:
+      raise ValueError("ple needs model.levels >= 1")
+    self.embedding = feature_embedding(spec, vocab_sizes)
+    self.levels = [layers.CGCLayer(len(spec.tasks), m.shared_experts, m.task_experts,
+                                   m.expert_units, is_last=level == m.levels - 1,
+                                   dropout=m.dropout, name=f"cgc_{level}")
+                   for level in range(m.levels)]
+    self.towers = _towers(spec)
+
+  def task_logits(self, features: Tensors, training: Optional[bool]
+                  ) -> Tuple[Tensors, Tensors]:
+    x = self.embedding(features)
+    task_inputs, shared_input, gates = x, x, {}
+    for level, cgc in enumerate(self.levels):
+      out = cgc(task_inputs, shared_input, training=training)
+      task_inputs = out["tasks"]
+      for i, t in enumerate(self.tasks):
+        gates[f"level{level}_gate_{t.name}"] = out["task_gates"][:, i]
+      if "shared" in out:
+        shared_input = out["shared"]
+        gates[f"level{level}_gate_shared"] = out["shared_gate"][:, 0]
+    return _split_tasks(self.tasks, self.towers(task_inputs, training=training)), gates
+
+  @property
+  def shared_layers(self) -> List[keras.layers.Layer]:
+    return [self.embedding] + [s for cgc in self.levels for s in cgc.shared_sublayers]
+
+
+class ESMMModel(MultiTaskModel):
+  """Entire Space Multi-task Model (Ma et al., SIGIR 2018).
+
+  A pCTR and a pCVR tower on a shared embedding; pCTCVR = pCTR * pCVR. CTR and
+  CTCVR (label click * conversion) are supervised on every impression, which
+  removes the sample-selection bias of training pCVR on clicks only; pCVR is
+  the conversion task's output and `<conversion>_ctcvr` an extra output.
+  The conversion task is `model.params.esmm_conversion_task` or the first
+  binary task whose parent is a binary root task (the CTR task). Other tasks
+  get their own tower on the shared embedding and their usual (masked) loss.
+  """
+
+  def __init__(self, spec: RankingSpec, vocab_sizes: Mapping[str, int], **kwargs: Any):
+    super().__init__(spec, vocab_sizes, **kwargs)
+    self.cvr_task = esmm_conversion_task(spec)
+    self.ctr_task = spec.task(self.cvr_task.parent)
+    self.ctcvr_output = f"{self.cvr_task.name}_ctcvr"
+    self.embedding = feature_embedding(spec, vocab_sizes)
+    self.towers = layers.ParallelMLP(
+        len(spec.tasks), (*spec.model.expert_units, *spec.model.tower_units, 1),
+        last_activation=None, dropout=spec.model.dropout, name="towers")
+
+  def task_logits(self, features: Tensors, training: Optional[bool]
+                  ) -> Tuple[Tensors, Tensors]:
+    return _split_tasks(self.tasks, self.towers(self.embedding(features),
+                                                training=training)), {}
+
+  @property
+  def shared_layers(self) -> List[keras.layers.Layer]:
+    return [self.embedding]
+
+  def heads(self, logits: Tensors) -> Tensors:
+    outputs = super().heads(logits)
+    outputs[self.ctcvr_output] = outputs[self.ctr_task.name] * outputs[self.cvr_task.name]
+    return outputs
+
+  def per_row_loss(self, task: TaskSpec, labels: Tensors, logits: Tensors
+                   ) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
+    if task.name != self.cvr_task.name:
+      return super().per_row_loss(task, labels, logits)
+    ctcvr_labels = labels[self.ctr_task.name] * labels[task.name]
+    log_ctcvr = (tf.math.log_sigmoid(logits[self.ctr_task.name])
+                 + tf.math.log_sigmoid(logits[task.name]))
+    return losses.binary_cross_entropy_from_log_probability(ctcvr_labels, log_ctcvr), None
+
+
+def esmm_conversion_task(spec: RankingSpec) -> TaskSpec:
+  """The task ESMM models as pCVR (see `ESMMModel`)."""
+  name = spec.model.params.get("esmm_conversion_task")
+  if name is not None:
+    task = spec.task(name)
+  else:
+    task = next((t for t in spec.tasks if t.is_binary and t.parent is not None
+                 and spec.task(t.parent).parent is None), None)
+  if task is None or not task.is_binary or task.parent is None or not spec.task(
+      task.parent).is_binary:
+    raise ValueError("esmm needs a binary task conditional on a binary task (conversion "
+                     "given click); set model.params.esmm_conversion_task")
+  return task
+
+
 ARCHITECTURES: Dict[str, type] = {
     "single_task": SingleTaskModel,
     "shared_bottom": SharedBottomModel,
     "mmoe": MMoEModel,
+    "ple": PLEModel,
+    "esmm": ESMMModel,
 }
 
 

@@ -250,3 +250,70 @@ class PositionBiasTower(keras.layers.Layer):
   def get_config(self) -> Dict[str, Any]:
     return {**super().get_config(), "max_position": self.max_position,
             "dropout_rate": self.dropout_rate}
+
+
+@keras.utils.register_keras_serializable(package="mtlrank")
+class CGCLayer(keras.layers.Layer):
+  """One Customized Gate Control level of PLE (Tang et al., RecSys 2020).
+
+  Each task has `task_experts` experts of its own, all tasks share
+  `shared_experts`; task t's gate mixes its own and the shared experts. Below
+  the last level a shared gate mixes every expert into the next level's shared
+  input.
+
+  call(task_inputs, shared_input): task_inputs [B, U] at the first level (every
+  branch reads the embedding) or [B, T, U] above it; shared_input [B, U].
+  Returns {"tasks": [B, T, V], "task_gates": [B, T, task_experts +
+  shared_experts]} and, below the last level, {"shared": [B, V],
+  "shared_gate": [B, 1, T * task_experts + shared_experts]}.
+  """
+
+  def __init__(self, num_tasks: int, shared_experts: int, task_experts: int,
+               units: Sequence[int], is_last: bool, dropout: float = 0.0,
+               **kwargs: Any):
+    super().__init__(**kwargs)
+    self.num_tasks = int(num_tasks)
+    self.shared_experts = int(shared_experts)
+    self.task_experts = int(task_experts)
+    self.units = [int(u) for u in units]
+    self.is_last = bool(is_last)
+    self.dropout = float(dropout)
+    if self.shared_experts < 1 or self.task_experts < 1:
+      raise ValueError("CGC needs at least one shared and one task expert")
+    num_task_experts = self.num_tasks * self.task_experts
+    self.task_expert_networks = ParallelMLP(
+        num_task_experts, self.units, dropout=self.dropout,
+        networks_per_input=self.task_experts, name="task_experts")
+    self.shared_expert_networks = ParallelMLP(
+        self.shared_experts, self.units, dropout=self.dropout, name="shared_experts")
+    # Experts are concatenated [task experts of task 0, 1, ..., shared experts].
+    shared_ids = list(range(num_task_experts, num_task_experts + self.shared_experts))
+    self.task_gates = ExpertGates(
+        self.num_tasks,
+        [list(range(t * self.task_experts, (t + 1) * self.task_experts)) + shared_ids
+         for t in range(self.num_tasks)], name="task_gates")
+    self.shared_gate = None if self.is_last else ExpertGates(
+        1, [list(range(num_task_experts + self.shared_experts))], name="shared_gate")
+
+  def call(self, task_inputs: tf.Tensor, shared_input: tf.Tensor,
+           training: Optional[bool] = None) -> Dict[str, tf.Tensor]:
+    experts = tf.concat([self.task_expert_networks(task_inputs, training=training),
+                         self.shared_expert_networks(shared_input, training=training)],
+                        axis=1)
+    task_outputs, task_weights = self.task_gates(task_inputs, experts)
+    result = {"tasks": task_outputs, "task_gates": task_weights}
+    if self.shared_gate is not None:
+      shared_output, shared_weights = self.shared_gate(shared_input, experts)
+      result.update(shared=shared_output[:, 0], shared_gate=shared_weights)
+    return result
+
+  @property
+  def shared_sublayers(self) -> List[keras.layers.Layer]:
+    """The sublayers every task's loss reaches."""
+    return [self.shared_expert_networks] + (
+        [self.shared_gate] if self.shared_gate is not None else [])
+
+  def get_config(self) -> Dict[str, Any]:
+    return {**super().get_config(), "num_tasks": self.num_tasks,
+            "shared_experts": self.shared_experts, "task_experts": self.task_experts,
+            "units": list(self.units), "is_last": self.is_last, "dropout": self.dropout}

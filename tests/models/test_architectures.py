@@ -13,7 +13,7 @@ import tf_keras as keras  # noqa: E402
 
 from models import architectures  # noqa: E402
 
-ARCHITECTURES = ["single_task", "shared_bottom", "mmoe"]
+ARCHITECTURES = ["single_task", "shared_bottom", "mmoe", "ple", "esmm"]
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
@@ -48,9 +48,11 @@ def test_get_config_round_trip_rebuilds_the_same_model(tiny, architecture):
 def test_masked_row_contributes_zero_gradient(tiny):
   spec = tiny.make_spec("mmoe")
   model = architectures.build_model(spec, tiny.VOCAB_SIZES)
-  features, labels = tiny.make_batch(spec, n=8)
+  features, labels = tiny.make_batch(spec, n=32)
   labels = {k: v.numpy().copy() for k, v in labels.items()}
+  assert labels["click"][1:].sum() > 0
   labels["click"][0] = 0.0                  # row 0 has no conversion label
+  model(features)
 
   def conversion_gradients(conversion_row0):
     labels["conversion"][0] = conversion_row0
@@ -58,10 +60,14 @@ def test_masked_row_contributes_zero_gradient(tiny):
       logits, _ = model.forward(features, training=False)
       task_losses, _ = model.task_losses(
           {k: tf.constant(v) for k, v in labels.items()}, logits)
-    return tape.gradient(task_losses[1], model.trainable_variables,
+      conversion_loss = task_losses[1]
+    return tape.gradient(conversion_loss, model.trainable_variables,
                          unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
-  for a, b in zip(conversion_gradients(0.0), conversion_gradients(1.0)):
+  unlabelled_negative, unlabelled_positive = (conversion_gradients(0.0),
+                                              conversion_gradients(1.0))
+  assert sum(float(tf.norm(tf.convert_to_tensor(g))) for g in unlabelled_negative) > 0
+  for a, b in zip(unlabelled_negative, unlabelled_positive):
     np.testing.assert_array_equal(tf.convert_to_tensor(a), tf.convert_to_tensor(b))
 
 
@@ -97,3 +103,59 @@ def test_short_fit_lowers_every_task_loss(tiny, architecture):
   after = model.evaluate(train, return_dict=True, verbose=0)
   for task in spec.task_names:
     assert after[f"{task}_loss"] < before[f"{task}_loss"], task
+
+
+def test_esmm_ctcvr_is_ctr_times_cvr_and_at_most_ctr(tiny):
+  spec = tiny.make_spec("esmm")
+  model = architectures.build_model(spec, tiny.VOCAB_SIZES)
+  features, _ = tiny.make_batch(spec, n=32)
+  outputs = model(features, training=False)
+  np.testing.assert_allclose(outputs["conversion_ctcvr"],
+                             outputs["click"] * outputs["conversion"], rtol=1e-6)
+  assert np.all(outputs["conversion_ctcvr"] <= outputs["click"])
+
+
+def test_esmm_supervises_ctcvr_on_unclicked_impressions(tiny):
+  spec = tiny.make_spec("esmm")
+  model = architectures.build_model(spec, tiny.VOCAB_SIZES)
+  features, labels = tiny.make_batch(spec, n=1)
+  labels = {"click": tf.zeros([1, 1]), "conversion": tf.zeros([1, 1]),
+            "dwell": tf.zeros([1, 1])}
+  model(features)
+  with tf.GradientTape() as tape:
+    logits, _ = model.forward(features)
+    task_losses, masks = model.task_losses(labels, logits)
+    conversion_loss = task_losses[1]
+  assert masks["conversion"] is None and masks["dwell"] is not None
+  gradients = tape.gradient(conversion_loss, model.towers.trainable_variables)
+  assert float(tf.norm(gradients[-2])) > 0  # the conversion tower learns from it
+  assert float(task_losses[2]) == 0.0        # dwell stays masked to clicks
+
+
+def test_position_bias_enters_training_logits_only(tiny):
+  spec = tiny.make_spec("mmoe", position_bias=True, position_bias_task="click",
+                        position_dropout=0.0)
+  model = architectures.build_model(spec, tiny.VOCAB_SIZES)
+  features, _ = tiny.make_batch(spec, n=8)
+  model(features)
+  model.position_tower.bias_by_position.assign(np.linspace(0, 1, 6))
+  without_position = {k: v for k, v in features.items() if k != "position"}
+  served = model(features, training=False)
+  for name, value in model(without_position, training=False).items():
+    np.testing.assert_array_equal(served[name], value)
+  trained, _ = model.forward(features, training=True, use_position=True)
+  plain, _ = model.forward(features, training=True)
+  np.testing.assert_allclose(trained["click"] - plain["click"],
+                             tf.gather(np.linspace(0, 1, 6), features["position"]),
+                             rtol=1e-5)
+  np.testing.assert_array_equal(trained["conversion"], plain["conversion"])
+
+
+def test_position_bias_tower_learns_that_low_positions_are_clicked_less(tiny):
+  spec = tiny.make_spec("shared_bottom", tasks="single", position_bias=True,
+                        position_dropout=0.1)
+  model = architectures.build_model(spec, tiny.VOCAB_SIZES)
+  model.compile_for_spec(spec)
+  model.fit(tiny.make_dataset(spec, n=2048, batch_size=128), epochs=4, verbose=0)
+  bias = model.position_tower.bias_by_position.numpy()[1:]
+  assert bias[0] > bias[-1] + 0.3   # data: logit falls by 0.3 per position

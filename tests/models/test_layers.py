@@ -1,0 +1,100 @@
+"""Layers: the fused formulations compute what their unfused definitions do."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from models import layers  # noqa: E402
+
+
+def test_feature_embedding_reads_each_feature_from_its_own_rows():
+  layer = layers.FeatureEmbedding([("a", 3, 2), ("b", 4, 2), ("c", 5, 3)], ["x"])
+  features = {"a": tf.constant([[2], [0]], tf.int64), "b": tf.constant([[3], [1]], tf.int64),
+              "c": tf.constant([[4], [0]], tf.int64), "x": tf.constant([[0.5], [-1.0]])}
+  out = layer(features).numpy()
+  table_2, table_3 = [w.numpy() for w in layer.weights]    # widths 2 and 3
+  assert out.shape == (2, layer.output_dim) == (2, 2 + 2 + 3 + 1)
+  np.testing.assert_array_equal(out[0, 0:2], table_2[2])        # a=2
+  np.testing.assert_array_equal(out[0, 2:4], table_2[3 + 3])    # b=3 after a's 3 rows
+  np.testing.assert_array_equal(out[0, 4:7], table_3[4])        # c=4
+  np.testing.assert_array_equal(out[:, 7], [0.5, -1.0])
+
+
+def test_feature_embedding_clips_out_of_vocabulary_ids_to_the_last_row():
+  layer = layers.FeatureEmbedding([("a", 3, 2), ("b", 4, 2)], [])
+  out = layer({"a": tf.constant([[7]], tf.int64), "b": tf.constant([[0]], tf.int64)})
+  np.testing.assert_array_equal(out[0, :2], layer.weights[0].numpy()[2])
+
+
+@pytest.mark.parametrize("shared_input", [True, False])
+def test_parallel_mlp_equals_independent_networks(shared_input):
+  num_networks, units = 3, [5, 2]
+  layer = layers.ParallelMLP(num_networks, units, last_activation=None)
+  x = tf.random.normal([4, 6] if shared_input else [4, num_networks, 6])
+  out = layer(x).numpy()
+  assert out.shape == (4, num_networks, 2)
+  k0, b0, k1, b1 = [w.numpy() for w in layer.weights]
+  for n in range(num_networks):
+    x_n = x.numpy() if shared_input else x.numpy()[:, n]
+    first = k0[:, n * 5:(n + 1) * 5] if shared_input else k0[n]
+    hidden = np.maximum(x_n @ first + b0[n], 0)
+    np.testing.assert_allclose(out[:, n], hidden @ k1[n] + b1[n], rtol=1e-5, atol=1e-6)
+
+
+def test_parallel_mlp_feeds_each_input_to_its_group_of_networks():
+  layer = layers.ParallelMLP(4, [3], networks_per_input=2)
+  x = tf.random.normal([2, 2, 5])
+  out = layer(x).numpy()
+  kernel, bias = [w.numpy() for w in layer.weights]
+  np.testing.assert_allclose(out[:, 3], np.maximum(x.numpy()[:, 1] @ kernel[3] + bias[3], 0),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_gate_weights_sum_to_one_and_mix_only_their_experts():
+  gates = layers.ExpertGates(2, [[0, 2], [1, 2]])
+  experts = tf.random.normal([5, 3, 4])
+  mixtures, weights = gates(tf.random.normal([5, 7]), experts)
+  np.testing.assert_allclose(tf.reduce_sum(weights, -1), np.ones((5, 2)), rtol=1e-6)
+  expected = (weights[:, 1, :1] * experts[:, 1] + weights[:, 1, 1:] * experts[:, 2])
+  np.testing.assert_allclose(mixtures[:, 1], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cgc_levels_chain_and_only_the_last_drops_the_shared_gate():
+  first = layers.CGCLayer(3, shared_experts=2, task_experts=1, units=[4], is_last=False)
+  last = layers.CGCLayer(3, shared_experts=2, task_experts=1, units=[4], is_last=True)
+  x = tf.random.normal([5, 6])
+  out = first(x, x)
+  assert out["tasks"].shape == (5, 3, 4) and out["shared"].shape == (5, 4)
+  assert out["task_gates"].shape == (5, 3, 1 + 2) and out["shared_gate"].shape == (5, 1, 5)
+  top = last(out["tasks"], out["shared"])
+  assert set(top) == {"tasks", "task_gates"}
+  np.testing.assert_allclose(tf.reduce_sum(top["task_gates"], -1), np.ones((5, 3)),
+                             rtol=1e-6)
+
+
+def test_position_bias_tower_drops_rows_only_in_training():
+  tower = layers.PositionBiasTower(max_position=3, dropout_rate=0.5)
+  position = tf.constant([[1]] * 1000, tf.int64)
+  tower(position)
+  tower.bias_by_position.assign([0.0, 2.0, 1.0, 0.5])
+  np.testing.assert_array_equal(tower(position, training=False), np.full((1000, 1), 2.0))
+  dropped = (tower(position, training=True).numpy() == 0).mean()
+  assert 0.4 < dropped < 0.6
+
+
+@pytest.mark.parametrize("layer", [
+    layers.FeatureEmbedding([("a", 3, 2)], ["x"]),
+    layers.ParallelMLP(3, [4, 1], last_activation=None, dropout=0.1, networks_per_input=3),
+    layers.ExpertGates(2, [[0, 1], [1, 2]]),
+    layers.CGCLayer(2, 1, 2, [4], is_last=True),
+    layers.PositionBiasTower(10, 0.2),
+])
+def test_get_config_round_trip(layer):
+  clone = type(layer).from_config(layer.get_config())
+  assert clone.get_config() == layer.get_config()
