@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -82,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+  # google-cloud packages pulled in by TFX warn that Python 3.10 is old; TFX 1.16 pins it.
+  warnings.filterwarnings("ignore", message="You are using a non-supported Python version",
+                          category=FutureWarning)
   args = build_parser().parse_args(argv)
   try:
     return args.func(args)

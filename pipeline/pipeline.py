@@ -87,7 +87,10 @@ def create_pipeline(spec: RankingSpec, paths: config.PipelinePaths,
   latest_spans.add_upstream_node(data_gate)
   transform = tfx.components.Transform(
       examples=latest_spans.outputs["examples"], schema=curated_schema.outputs["schema"],
-      preprocessing_fn=PREPROCESSING_FN, custom_config=custom_config)
+      preprocessing_fn=PREPROCESSING_FN, custom_config=custom_config,
+      # StatisticsGen already profiles the raw span; Transform's own pre- and
+      # post-transform statistics would be two more full TFDV passes.
+      disable_statistics=True)
   transform.add_upstream_node(data_gate)
 
   trainer = tfx.components.Trainer(
