@@ -1,0 +1,104 @@
+"""Everything derived from the spec: schema, preprocessing_fn (run by the real
+TFT Beam implementation), TFMA EvalConfig, export's fused score."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx_bsl.public import tfxio
+
+from models import export
+from models.features import SPEC_CONFIG_KEY, preprocessing_fn, vocab_sizes
+from models.spec import load_spec
+from pipeline.eval_config import eval_config_from_spec
+from pipeline.schema import schema_from_spec
+
+
+@pytest.fixture(scope="module")
+def spec():
+  return load_spec("synthetic")
+
+
+def test_schema_requires_every_column_and_bounds_labels(spec):
+  schema = schema_from_spec(spec)
+  features = {f.name: f for f in schema.feature}
+  assert set(features) == set(spec.raw_columns)
+  assert all(f.presence.min_fraction == 1.0 for f in features.values())
+  assert features["click"].type == schema_pb2.INT
+  assert (features["click"].int_domain.min, features["click"].int_domain.max) == (0, 1)
+  assert features["position"].int_domain.max == 10
+  assert features["item_price"].type == schema_pb2.FLOAT
+  assert features["device"].type == schema_pb2.BYTES
+
+
+def _rows(n: int):
+  rng = np.random.default_rng(1)
+  for i in range(n):
+    click = int(rng.random() < 0.3)
+    yield {"request_id": f"r{i // 10}", "user_id": f"u{i % 7}", "item_id": f"i{i % 11}",
+           "item_category": ["a", "b", "c"][i % 3], "user_segment": "s", "device":
+           ["ios", "web"][i % 2], "hour": i % 24, "item_price": float(1 + i % 50),
+           "position": i % 10 + 1, "p_click": 0.3, "p_conv_given_click": 0.1,
+           "click": click, "conversion": click * int(rng.random() < 0.2),
+           "dwell_seconds": click * float(rng.uniform(1, 100))}
+
+
+def test_preprocessing_fn_with_tft_beam(spec):
+  schema = schema_from_spec(spec)
+  raw_metadata = tft.DatasetMetadata(schema)
+  rows = [{k: [v] for k, v in row.items()} for row in _rows(200)]
+  with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=False):
+    (transformed, _), transform_fn = (
+        (rows, raw_metadata) | tft_beam.AnalyzeAndTransformDataset(
+            lambda inputs: preprocessing_fn(inputs, {SPEC_CONFIG_KEY: spec.to_json()}),
+            output_record_batches=False))
+    out_dir = tempfile.mkdtemp()
+    _ = transform_fn | tft_beam.WriteTransformFn(out_dir)
+  tft_output = tft.TFTransformOutput(out_dir)
+  sizes = vocab_sizes(spec, tft_output)
+  assert sizes["device"] == 2 + 1 and sizes["item_category"] == 3 + 1
+  assert sizes["user_id"] == 5000 and sizes["position"] == 11
+  first = transformed[0]
+  expected_keys = {f.name for f in spec.model_features} | {"position"} | set(spec.label_columns)
+  assert set(first) == expected_keys
+  prices = np.array([r["item_price"] for r in transformed])
+  assert abs(prices.mean()) < 1e-5 and abs(prices.std() - 1) < 1e-2
+  dwell = np.array([r["dwell_seconds"] for r in transformed]).reshape(-1)
+  raw_dwell = np.array([r["dwell_seconds"][0] for r in rows])
+  np.testing.assert_allclose(dwell, np.log1p(raw_dwell), rtol=1e-5)
+  assert all(0 <= r["device"] < sizes["device"] for r in transformed)
+
+
+def test_eval_config_is_per_task_with_gates_only_on_named_slices(spec):
+  config = eval_config_from_spec(spec)
+  (model_spec,) = config.model_specs
+  assert dict(model_spec.label_keys) == {"click": "click", "conversion": "conversion",
+                                        "dwell": "dwell_seconds"}
+  # Conditional tasks are judged on the rows where the parent happened.
+  assert dict(model_spec.example_weight_keys) == {"conversion": "click", "dwell": "click"}
+  assert [list(s.output_names) for s in config.metrics_specs] == [["click"], ["conversion"],
+                                                                  ["dwell"]]
+  for metrics_spec in config.metrics_specs:
+    for metric in metrics_spec.metrics:
+      assert not metric.HasField("threshold"), "plain thresholds apply to every slice"
+  click_auc = next(m for m in config.metrics_specs[0].metrics if m.class_name == "AUC")
+  (gate,) = click_auc.per_slice_thresholds
+  assert [list(s.feature_keys) for s in gate.slicing_specs] == [[], ["device"]]
+  assert gate.threshold.value_threshold.lower_bound.value == 0.55
+  assert gate.threshold.change_threshold.absolute.value == -0.01
+  slices = [list(s.feature_keys) for s in config.slicing_specs]
+  assert slices == [[], ["device"], ["position"], ["device", "hour"]]
+
+
+def test_fused_score_is_the_declared_product(spec):
+  outputs = {"click": tf.constant([0.5, 0.1]), "conversion": tf.constant([0.2, 0.5]),
+             "dwell": tf.constant([16.0, 4.0])}
+  score = export.fused_score(spec, outputs).numpy()
+  np.testing.assert_allclose(score, [0.5 * 0.2 * 4.0, 0.1 * 0.5 * 2.0], rtol=1e-5)

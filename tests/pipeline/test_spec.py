@@ -1,0 +1,73 @@
+"""The spec loads, validates, and names the field at fault."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from models.spec import SPECS_DIR, SpecError, load_spec, parse_spec, spec_from_json
+
+
+def _raw(name: str = "synthetic") -> dict:
+  return yaml.safe_load((SPECS_DIR / f"{name}.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", ["census", "synthetic"])
+def test_bundled_specs_load_and_round_trip_through_json(name):
+  spec = load_spec(name)
+  assert spec_from_json(spec.to_json()) == spec
+
+
+def test_conditional_tasks_and_derived_views():
+  spec = load_spec("synthetic")
+  assert spec.task_names == ("click", "conversion", "dwell")
+  assert spec.parent_label(spec.task("conversion")) == "click"
+  assert spec.parent_label(spec.task("click")) is None
+  assert spec.position_feature.name == "position"
+  model_inputs = {f.name for f in spec.model_features}
+  assert "position" not in model_inputs and "request_id" not in model_inputs
+  assert "p_click" not in model_inputs
+  assert spec.raw_columns["click"] == "int" and spec.raw_columns["dwell_seconds"] == "float"
+
+
+def test_census_never_uses_a_label_or_the_survey_weight_as_a_feature():
+  spec = load_spec("census")
+  columns = {f.column for f in spec.features}
+  assert not {"marital_stat", "instance_weight", "income_50k"} & columns
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda r: r["tasks"][1].update(parent="clik"), "tasks[1].parent"),
+    (lambda r: r["features"][1].update(kind="embedding"), "features[1].kind"),
+    (lambda r: r["features"][1].update(encoding="hash", hash_buckets=0), "hash_buckets"),
+    (lambda r: r["tasks"].append(dict(r["tasks"][0])), "tasks[3].name"),
+    (lambda r: r["evaluation"]["thresholds"].update(ctr={"auc": {"value": 0.5}}),
+     "thresholds.ctr"),
+    (lambda r: r["evaluation"]["thresholds"]["dwell"].update(auc={"value": 0.5}),
+     "thresholds.dwell.auc"),
+    (lambda r: r["evaluation"].update(slices=["country"]), "slices[0]"),
+    (lambda r: r["model"].update(architecture="transformer"), "model.architecture"),
+    (lambda r: r["training"].update(batch_size="big"), "training.batch_size"),
+    (lambda r: r.update(extra=1), "unknown field"),
+    (lambda r: r["serving"]["score"].update(ctcvr=1), "serving.score.ctcvr"),
+    (lambda r: r["tasks"][0].update(label="device"), "tasks[0].label"),
+])
+def test_invalid_specs_name_the_field(mutate, field):
+  raw = copy.deepcopy(_raw())
+  mutate(raw)
+  with pytest.raises(SpecError, match=field.replace("[", r"\[").replace("]", r"\]")):
+    parse_spec(raw, origin="synthetic.yaml")
+
+
+def test_parent_cycle_is_rejected():
+  raw = copy.deepcopy(_raw())
+  raw["tasks"][0]["parent"] = "conversion"
+  with pytest.raises(SpecError, match="cycle"):
+    parse_spec(raw)
+
+
+def test_unknown_bundled_name_lists_the_bundled_specs():
+  with pytest.raises(SpecError, match="census, synthetic"):
+    load_spec("nope")
