@@ -87,6 +87,11 @@ class MultiTaskModel(keras.Model):
     """Layers whose variables more than one task's loss reaches."""
     raise NotImplementedError
 
+  @property
+  def last_shared_variables(self) -> List[tf.Variable]:
+    """The last shared layer's kernel(s): GradNorm's W (empty: nothing shared)."""
+    raise NotImplementedError
+
   # --- Common. ---------------------------------------------------------------
 
   @property
@@ -174,7 +179,9 @@ class MultiTaskModel(keras.Model):
           task_losses=task_losses, task_loss_terms=tf.unstack(task_losses),
           task_objectives=tf.unstack(objectives),
           total_objective=tf.reduce_sum(objectives), gradient=self._gradient_fn(tape),
-          variables=variables, shared_variables=self.shared_variables)
+          variables=variables, shared_variables=self.shared_variables,
+          last_shared_variables=self.last_shared_variables,
+          step=self.optimizer.iterations)
     gradients = self.balancer.gradients(request)
     del tape
     self.optimizer.apply_gradients(zip(gradients, variables))
@@ -247,6 +254,10 @@ class SingleTaskModel(MultiTaskModel):
   def shared_layers(self) -> List[keras.layers.Layer]:
     return []
 
+  @property
+  def last_shared_variables(self) -> List[tf.Variable]:
+    return []
+
 
 class SharedBottomModel(MultiTaskModel):
   """Hard parameter sharing: one bottom MLP, one tower per task."""
@@ -266,6 +277,10 @@ class SharedBottomModel(MultiTaskModel):
   @property
   def shared_layers(self) -> List[keras.layers.Layer]:
     return [self.embedding, self.bottom]
+
+  @property
+  def last_shared_variables(self) -> List[tf.Variable]:
+    return [self.bottom.kernels[-1]]
 
 
 class MMoEModel(MultiTaskModel):
@@ -294,6 +309,10 @@ class MMoEModel(MultiTaskModel):
   @property
   def shared_layers(self) -> List[keras.layers.Layer]:
     return [self.embedding, self.experts]
+
+  @property
+  def last_shared_variables(self) -> List[tf.Variable]:
+    return [self.experts.kernels[-1]]
 
 
 class PLEModel(MultiTaskModel):
@@ -331,6 +350,10 @@ class PLEModel(MultiTaskModel):
   def shared_layers(self) -> List[keras.layers.Layer]:
     return [self.embedding] + [s for cgc in self.levels for s in cgc.shared_sublayers]
 
+  @property
+  def last_shared_variables(self) -> List[tf.Variable]:
+    return [self.levels[-1].shared_expert_networks.kernels[-1]]
+
 
 class ESMMModel(MultiTaskModel):
   """Entire Space Multi-task Model (Ma et al., SIGIR 2018).
@@ -362,6 +385,10 @@ class ESMMModel(MultiTaskModel):
   @property
   def shared_layers(self) -> List[keras.layers.Layer]:
     return [self.embedding]
+
+  @property
+  def last_shared_variables(self) -> List[tf.Variable]:
+    return list(self.embedding.trainable_variables)
 
   def heads(self, logits: Tensors) -> Tensors:
     outputs = super().heads(logits)
