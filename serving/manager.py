@@ -143,9 +143,14 @@ class ModelManager:
     candidates = {v for v in settled
                   if v not in retired or retired[v].fingerprint != scan[v]}
     candidates |= set(self._available) & set(scan)
-    for version in sorted(self._desired(candidates) - set(self._available), reverse=True):
-      self._load(version, scan[version])
-    failed = {v for v in candidates if v not in self._available}
+    failed: Set[int] = set()
+    while True:  # a version that fails to load hands its place to the next candidate
+      wanted = self._desired(candidates - failed) - set(self._available)
+      if not wanted:
+        break
+      for version in sorted(wanted, reverse=True):
+        if not self._load(version, scan[version]):
+          failed.add(version)
     keep = self._desired(candidates - failed)
     for version in sorted(set(self._available) - keep):
       self._unload(version)
@@ -164,7 +169,8 @@ class ModelManager:
     with self._lock:
       self._records[record.version] = record
 
-  def _load(self, version: int, version_fingerprint: Fingerprint) -> None:
+  def _load(self, version: int, version_fingerprint: Fingerprint) -> bool:
+    """Loads and warms up a version; False if it failed."""
     path = Path(self.config.base_path) / str(version)
     self._set_record(VersionRecord(version, State.LOADING, version_fingerprint))
     log.info("loading %s version %d from %s", self.name, version, path)
@@ -179,10 +185,11 @@ class ModelManager:
       failure = _load_error(error, path)
       log.error("%s version %d failed to load: %s", self.name, version, failure.message)
       self._set_record(VersionRecord(version, State.END, version_fingerprint, failure))
-      return
+      return False
     self._available = {**self._available, version: servable}
     self._set_record(VersionRecord(version, State.AVAILABLE, version_fingerprint))
     log.info("%s version %d is available", self.name, version)
+    return True
 
   def _unload(self, version: int) -> None:
     record = self._records[version]

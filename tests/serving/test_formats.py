@@ -13,7 +13,7 @@ import tensorflow as tf
 from serving import rest_json
 from serving.errors import ServingError
 from serving.examples import make_example
-from serving.servable import InputSpec
+from serving.servable import InputSpec, Servable
 from serving.signatures import read_signature_defs, set_signature_method_names
 from serving.tensors import fill_proto, to_ndarray
 from serving.testing import CLASSIFY_SIGNATURE, build_ranking_model
@@ -102,3 +102,17 @@ def test_set_signature_method_names_and_warm_up_file(tmp_path):
   assert (request.model_spec.name, request.model_spec.signature_name) == (
       "rank", "transform_features")
   assert list(request.inputs["examples"].string_val) == [b"two"]
+
+
+def test_signatures_with_several_inputs_get_each_input_by_name(tmp_path):
+  class TwoInputs(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="b"),
+                                  tf.TensorSpec([None], tf.float32, name="a")])
+    def difference(self, b, a):
+      return {"b_minus_a": b - a}
+
+  module = TwoInputs()
+  tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": module.difference})
+  signature = Servable.load("m", 1, tmp_path / "1").signature("serving_default")
+  outputs = signature({"a": np.array([1.0], np.float32), "b": np.array([10.0], np.float32)})
+  np.testing.assert_array_equal(outputs["b_minus_a"], [9.0])

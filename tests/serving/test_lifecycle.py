@@ -196,3 +196,14 @@ def test_reload_config_adds_and_removes_models(tmp_path, saved_model):
     core.reload_config(duplicate)
   assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
   core.stop()
+
+
+def test_a_server_starting_on_a_corrupt_newest_version_serves_the_one_before(tmp_path,
+                                                                              saved_model):
+  shutil.copytree(saved_model, tmp_path / "1")
+  (tmp_path / "2").mkdir()
+  (tmp_path / "2" / "saved_model.pb").write_bytes(b"garbage")
+  core = core_for(tmp_path)
+  poll_twice(core)
+  assert states(core) == {2: END, 1: AVAILABLE}
+  core.stop()
