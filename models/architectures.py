@@ -27,6 +27,7 @@ import tf_keras as keras  # noqa: E402
 from models import balancing  # noqa: E402
 from models import layers  # noqa: E402
 from models import losses  # noqa: E402
+from models import telemetry  # noqa: E402
 from models.spec import RankingSpec, TaskSpec, spec_from_json  # noqa: E402
 
 Tensors = Dict[str, tf.Tensor]
@@ -74,6 +75,22 @@ class MultiTaskModel(keras.Model):
         t.name: (keras.metrics.AUC(name=f"{t.name}_auc") if t.is_binary
                  else keras.metrics.MeanSquaredError(name=f"{t.name}_mse"))
         for t in spec.tasks}
+    self.telemetry_every_n_steps = max(1, spec.training.telemetry_every_n_steps)
+    self.telemetry: Optional[telemetry.TelemetryState] = None
+
+  def build_variables(self) -> None:
+    """Creates every variable now, in the caller's distribution scope, by
+    running the model on a one-row batch; then the telemetry state, whose
+    shapes that run reveals. `build_model` calls it."""
+    features: Tensors = {}
+    for f in self.spec.model_features:
+      features[f.name] = (tf.zeros([1, 1], tf.int64) if f.is_embedded
+                          else tf.zeros([1, 1], tf.float32))
+    self(features, training=False)
+    _, gates = self.forward(features, training=False)
+    self.telemetry = telemetry.TelemetryState(
+        [t.name for t in self.tasks], {name: int(w.shape[-1]) for name, w in gates.items()},
+        name="telemetry")
 
   # --- What an architecture defines. ---------------------------------------
 
@@ -188,9 +205,20 @@ class MultiTaskModel(keras.Model):
           last_shared_variables=self.last_shared_variables,
           step=self.optimizer.iterations)
     gradients = self.balancer.gradients(request)
+    self.telemetry.record_gates(gates)
+    if self.shared_variables:
+      tf.cond(self.optimizer.iterations % self.telemetry_every_n_steps == 0,
+              lambda: self._record_task_gradients(request), tf.no_op)
     del tape
     self.optimizer.apply_gradients(zip(gradients, variables))
     return self._update_metrics(labels, logits, task_losses, masks)
+
+  def _record_task_gradients(self, request: balancing.GradientRequest) -> tf.Operation:
+    task_gradients = tf.stack([
+        balancing.flatten(request.gradient(objective, request.shared_variables))
+        for objective in request.task_objectives])
+    self.telemetry.record_gradients(task_gradients)
+    return tf.no_op()
 
   @tf.autograph.experimental.do_not_convert
   def test_step(self, data: Any) -> Dict[str, tf.Tensor]:
@@ -226,7 +254,7 @@ class MultiTaskModel(keras.Model):
   @classmethod
   def from_config(cls, config: Dict[str, Any], custom_objects: Any = None
                   ) -> "MultiTaskModel":
-    return cls(spec_from_json(config["spec"]), config["vocab_sizes"])
+    return build_model(spec_from_json(config["spec"]), config["vocab_sizes"])
 
 
 def _split_tasks(tasks: Sequence[TaskSpec], stacked: tf.Tensor) -> Tensors:
@@ -436,14 +464,17 @@ ARCHITECTURES: Dict[str, type] = {
 
 
 def build_model(spec: RankingSpec, vocab_sizes: Mapping[str, int]) -> MultiTaskModel:
-  """The architecture `spec.model.architecture`, uncompiled: call
+  """The architecture `spec.model.architecture` with all its variables
+  created (in the current distribution scope), uncompiled: call
   `model.compile_for_spec(spec)` before `fit`."""
   try:
     model_class = ARCHITECTURES[spec.model.architecture]
   except KeyError:
     raise ValueError(f"architecture {spec.model.architecture!r} is not built yet; "
                      f"available: {', '.join(ARCHITECTURES)}") from None
-  return model_class(spec, vocab_sizes)
+  model = model_class(spec, vocab_sizes)
+  model.build_variables()
+  return model
 
 
 def compile_model(model: MultiTaskModel, spec: RankingSpec) -> MultiTaskModel:

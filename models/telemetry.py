@@ -1,0 +1,172 @@
+"""Training telemetry to TensorBoard, cheap enough to leave on.
+
+The model's `train_step` records, into a few float32 variables of a
+`TelemetryState` layer:
+  * per gate, the batch-mean weight of each expert and the mean per-row
+    entropy of the gate (every step: a reduce_mean over [B, E]);
+  * every `spec.training.telemetry_every_n_steps` steps, the norm of each
+    task's gradient on the shared parameters (of the task's balanced
+    objective) and the cosine similarity of every pair of those gradients
+    (one extra backward pass per task, only on those steps).
+`callbacks(spec, log_dir)` returns the callbacks that write them, together with
+the per-task losses and metrics and the balancer's loss weights, every N steps,
+and warn when a gate collapses onto one expert.
+
+Under a distribution strategy the recorded statistics are the first replica's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from pathlib import Path  # noqa: E402
+from typing import Any, Dict, List, Mapping, Optional, Sequence  # noqa: E402
+
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+from models.spec import RankingSpec  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+def gate_statistics(weights: tf.Tensor) -> Dict[str, tf.Tensor]:
+  """weights [B, E] (rows sum to 1) -> mean weight per expert [E] and the
+  mean per-row entropy (nats; log(E) for a uniform gate, 0 for a hard one)."""
+  weights = tf.cast(weights, tf.float32)
+  entropy = -tf.reduce_sum(weights * tf.math.log(tf.maximum(weights, 1e-12)), axis=-1)
+  return {"mean_weights": tf.reduce_mean(weights, axis=0),
+          "entropy": tf.reduce_mean(entropy)}
+
+
+def gradient_statistics(task_gradients: tf.Tensor) -> Dict[str, tf.Tensor]:
+  """task_gradients [T, P] -> norms [T] and pairwise cosine similarities [T, T]."""
+  norms = tf.norm(task_gradients, axis=1)
+  unit = task_gradients / tf.maximum(norms, 1e-12)[:, None]
+  return {"norms": norms, "cosines": tf.matmul(unit, unit, transpose_b=True)}
+
+
+class TelemetryState(keras.layers.Layer):
+  """The variables `train_step` writes and the telemetry callback reads."""
+
+  def __init__(self, task_names: Sequence[str], gate_sizes: Mapping[str, int],
+               **kwargs: Any):
+    super().__init__(dtype="float32", trainable=False, **kwargs)
+    self.task_names = list(task_names)
+    self.gate_sizes = dict(gate_sizes)
+    num_tasks = len(self.task_names)
+    self.gate_mean_weights = {
+        gate: self._state(f"{gate}_mean_weights", [size])
+        for gate, size in self.gate_sizes.items()}
+    self.gate_entropy = {gate: self._state(f"{gate}_entropy", [])
+                         for gate in self.gate_sizes}
+    self.gradient_norms = self._state("task_gradient_norms", [num_tasks])
+    self.gradient_cosines = self._state("task_gradient_cosines", [num_tasks, num_tasks])
+
+  def _state(self, name: str, shape: List[int]) -> tf.Variable:
+    return self.add_weight(name=name, shape=shape, initializer="zeros", trainable=False,
+                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+  def record_gates(self, gates: Mapping[str, tf.Tensor]) -> None:
+    for gate, weights in gates.items():
+      stats = gate_statistics(weights)
+      self.gate_mean_weights[gate].assign(stats["mean_weights"])
+      self.gate_entropy[gate].assign(stats["entropy"])
+
+  def record_gradients(self, task_gradients: tf.Tensor) -> None:
+    stats = gradient_statistics(task_gradients)
+    self.gradient_norms.assign(stats["norms"])
+    self.gradient_cosines.assign(stats["cosines"])
+
+  def get_config(self) -> Dict[str, Any]:
+    return {**super().get_config(), "task_names": self.task_names,
+            "gate_sizes": self.gate_sizes}
+
+
+class TelemetryCallback(keras.callbacks.Callback):
+  """Writes step-level telemetry every `every_n_steps` optimizer steps to
+  `<log_dir>/train` and warns once when a gate collapses (one expert's mean
+  weight >= `collapse_threshold`; re-armed when it recovers)."""
+
+  def __init__(self, log_dir: str, every_n_steps: int, collapse_threshold: float = 0.9):
+    super().__init__()
+    self.log_dir = str(Path(log_dir) / "train")
+    self.every_n_steps = max(1, int(every_n_steps))
+    self.collapse_threshold = float(collapse_threshold)
+    self.collapsed: set = set()
+    self._writer: Optional[tf.summary.SummaryWriter] = None
+    self._last_logged = -1
+    # Logs stay tensors: converting them every batch would sync the host.
+    self._supports_tf_logs = True
+
+  def on_train_begin(self, logs: Optional[Dict[str, Any]] = None) -> None:
+    self._writer = tf.summary.create_file_writer(self.log_dir)
+
+  def on_train_batch_end(self, batch: int, logs: Optional[Dict[str, Any]] = None) -> None:
+    step = int(self.model.optimizer.iterations.numpy())
+    if step // self.every_n_steps == self._last_logged // self.every_n_steps:
+      return
+    self._last_logged = step
+    with self._writer.as_default(step=step):
+      for name, value in (logs or {}).items():
+        tf.summary.scalar(f"step/{name}", value)
+      self.write_model_telemetry()
+    self._writer.flush()
+
+  def write_model_telemetry(self) -> None:
+    model = self.model
+    tasks = [t.name for t in model.tasks]
+    for name, weight in zip(tasks, model.balancer.loss_weights().numpy()):
+      tf.summary.scalar(f"loss_weight/{name}", weight)
+    state: TelemetryState = model.telemetry
+    for gate in state.gate_sizes:
+      weights = state.gate_mean_weights[gate].numpy()
+      for i, w in enumerate(weights):
+        tf.summary.scalar(f"gate/{gate}/expert_{i}", w)
+      tf.summary.scalar(f"gate/{gate}/entropy", state.gate_entropy[gate].numpy())
+      self.check_collapse(gate, weights)
+    norms, cosines = state.gradient_norms.numpy(), state.gradient_cosines.numpy()
+    if not norms.any():  # not measured yet (or nothing shared)
+      return
+    for i, a in enumerate(tasks):
+      tf.summary.scalar(f"gradient/norm/{a}", norms[i])
+      for j in range(i + 1, len(tasks)):
+        b = tasks[j]
+        tf.summary.scalar(f"gradient/cosine/{a}__{b}", cosines[i, j])
+        tf.summary.scalar(f"gradient/norm_ratio/{a}__{b}", norms[i] / max(norms[j], 1e-12))
+
+  def check_collapse(self, gate: str, mean_weights: Sequence[float]) -> None:
+    top = max(mean_weights)
+    if top >= self.collapse_threshold and gate not in self.collapsed:
+      self.collapsed.add(gate)
+      log.warning("gate %s collapsed: expert %d takes %.1f%% of the weight on average",
+                  gate, list(mean_weights).index(top), 100 * top)
+    elif top < self.collapse_threshold:
+      self.collapsed.discard(gate)
+
+  def on_train_end(self, logs: Optional[Dict[str, Any]] = None) -> None:
+    if self._writer is not None:
+      self._writer.close()
+
+
+def callbacks(spec: RankingSpec, log_dir: str, early_stopping: bool = True,
+              collapse_threshold: float = 0.9) -> List[keras.callbacks.Callback]:
+  """The training callbacks: step telemetry every
+  `spec.training.telemetry_every_n_steps` steps, epoch curves (train and
+  validation) through Keras' TensorBoard callback, and, with `early_stopping`
+  and `spec.training.early_stopping_patience` > 0, early stopping on
+  `val_loss` (the spec-weighted sum of the task losses) restoring the best
+  weights."""
+  result: List[keras.callbacks.Callback] = [
+      TelemetryCallback(log_dir, spec.training.telemetry_every_n_steps, collapse_threshold),
+      keras.callbacks.TensorBoard(log_dir, update_freq="epoch", write_graph=False,
+                                  profile_batch=0),
+  ]
+  if early_stopping and spec.training.early_stopping_patience > 0:
+    result.append(keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=spec.training.early_stopping_patience,
+        restore_best_weights=True))
+  return result
