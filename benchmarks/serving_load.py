@@ -40,6 +40,9 @@ num_batch_threads { value: 2 }
 max_enqueued_batches { value: 1000 }
 """
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
+PAIRED_FORMAT = ("p50 overhead at batch 1, one client, batching off, measured alternately: "
+                 "served {served_p50_ms:.3f} ms - in-process {in_process_p50_ms:.3f} ms = "
+                 "{overhead_p50_ms:+.3f} ms")
 
 
 # --- client processes: grpc and the standard library only ---------------------------
@@ -152,6 +155,29 @@ def in_process(model_dir: Path, examples: Sequence[bytes], batch: int,
   return summary(latencies, seconds, batch)
 
 
+def paired_overhead(model_dir: Path, examples: Sequence[bytes], request_path: Path,
+                    target: str, api: str, rest_path: str, count: int) -> Dict[str, float]:
+  """p50 of served minus in-process latency at batch 1, one client, measured
+  alternately in one process so that both see the same machine load."""
+  import tensorflow as tf
+  function = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+  payload = request_path.read_bytes()
+  tensor = tf.constant(list(examples[:1]))
+  local = lambda: {k: v.numpy() for k, v in function(examples=tensor).items()}  # noqa: E731
+  send = _grpc_sender(target, payload) if api == "grpc" else _rest_sender(target, rest_path,
+                                                                          payload)
+  served, in_process_times = [], []
+  for index in range(count + count // 10):
+    for run, times in ((local, in_process_times), (send, served)):
+      before = time.perf_counter()
+      run()
+      if index >= count // 10:
+        times.append(time.perf_counter() - before)
+  return {"in_process_p50_ms": percentile(in_process_times, 50) * 1e3,
+          "served_p50_ms": percentile(served, 50) * 1e3,
+          "overhead_p50_ms": (percentile(served, 50) - percentile(in_process_times, 50)) * 1e3}
+
+
 def summary(latencies: Sequence[float], seconds: float, batch: int) -> Dict[str, float]:
   return {"p50_ms": percentile(latencies, 50) * 1e3, "p99_ms": percentile(latencies, 99) * 1e3,
           "qps": len(latencies) / seconds, "rows_per_s": len(latencies) * batch / seconds}
@@ -217,17 +243,22 @@ def orchestrate(args: argparse.Namespace) -> None:
     requests = build_requests(workdir, examples, args.api)
     rows: List[Dict[str, object]] = []
     baseline: Dict[int, float] = {}
-    for batch in BATCH_SIZES:
+    for batch in args.batch_sizes:
       result = in_process(version_dir, examples, batch, args.seconds)
       baseline[batch] = result["p50_ms"]
       rows.append({"mode": "in-process", "batching": "-", "batch": batch, "clients": 1, **result})
       print(format_table(rows[-1:]).splitlines()[-1], flush=True)
     rest_path = f"/v1/models/{MODEL_NAME}:predict"
+    paired: Dict[str, float] = {}
     for batching in (False, True):
       server, target = start_server(base_path, batching, workdir, args.api)
       try:
-        for batch in BATCH_SIZES:
-          for count in CLIENT_COUNTS:
+        if not batching:
+          paired = paired_overhead(version_dir, examples, requests[1], target, args.api,
+                                   rest_path, args.paired_requests)
+          print(PAIRED_FORMAT.format(**paired), flush=True)
+        for batch in args.batch_sizes:
+          for count in args.clients:
             latencies = run_clients(count, args.api, target, requests[batch], args.seconds,
                                     rest_path)
             result = summary(latencies, args.seconds, batch)
@@ -240,6 +271,8 @@ def orchestrate(args: argparse.Namespace) -> None:
         server.wait(timeout=60)
   print()
   print(format_table(rows))
+  print()
+  print(PAIRED_FORMAT.format(**paired))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -251,6 +284,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
   parser.add_argument("--api", choices=("grpc", "rest"), default="grpc")
+  parser.add_argument("--batch_sizes", type=int, nargs="+", default=list(BATCH_SIZES),
+                      choices=BATCH_SIZES)
+  parser.add_argument("--clients", type=int, nargs="+", default=list(CLIENT_COUNTS))
+  parser.add_argument("--paired_requests", type=int, default=3000,
+                      help="alternating in-process/served calls for the overhead figure")
   parser.add_argument("--model_dir", help="a model base path with numeric versions")
   parser.add_argument("--spec", default="census", help="the spec typing --model_dir's examples")
   orchestrate(parser.parse_args(argv))

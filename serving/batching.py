@@ -1,9 +1,10 @@
 """Server-side batching: concurrent requests to one signature are merged along
 the batch dimension, run as one call, and the outputs split back.
 
-Semantics follow TF Serving's BatchingParameters: a batch closes when it
-reaches `max_batch_size` or `batch_timeout_micros` after its first request;
-`num_batch_threads` batches run at once; at most `max_enqueued_batches` full
+Semantics follow TF Serving's BatchingParameters: one batch is open at a
+time and closes when it reaches `max_batch_size` or `batch_timeout_micros`
+after its first request arrived; `num_batch_threads` closed batches run at
+once; at most `max_enqueued_batches` full
 batches wait, beyond which requests fail UNAVAILABLE. A request larger than
 `max_batch_size` runs on its own instead of failing.
 """
@@ -36,11 +37,12 @@ class BatchingOptions:
 
 
 class _Task:
-  __slots__ = ("inputs", "size", "key", "done", "outputs", "error")
+  __slots__ = ("inputs", "size", "key", "arrived", "done", "outputs", "error")
 
   def __init__(self, inputs: Tensors, size: int):
     self.inputs = inputs
     self.size = size
+    self.arrived = time.monotonic()
     # Requests merge only when every input agrees on dtype and inner shape.
     self.key = tuple((k, v.dtype.str, v.shape[1:]) for k, v in sorted(inputs.items()))
     self.done = threading.Event()
@@ -69,7 +71,11 @@ class Batcher:
         maxsize=options.max_enqueued_batches * options.max_batch_size)
     # Guards `_stopped` so that no request is queued behind the stop markers.
     self._lock = threading.Lock()
+    # Held while a batch is open: batch threads fill batches one at a time
+    # and run them in parallel.
+    self._collecting = threading.Lock()
     self._stopped = False
+    self._carried: Optional[_Task] = None  # taken from the queue, fits the next batch
     self._threads = [
         threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
         for i in range(options.num_batch_threads)]
@@ -103,13 +109,13 @@ class Batcher:
         self._queue.put(self._STOP)
 
   def _work(self) -> None:
-    carried: Optional[_Task] = None
     while True:
-      first = carried if carried is not None else self._queue.get()
-      carried = None
-      if first is self._STOP:
-        return
-      batch, carried = self._collect(first)
+      with self._collecting:
+        first = self._carried if self._carried is not None else self._queue.get()
+        self._carried = None
+        if first is self._STOP:
+          return
+        batch, self._carried = self._collect(first)
       self._execute(batch)
 
   def _collect(self, first: _Task):
@@ -117,7 +123,7 @@ class Batcher:
     timeout passes; returns the batch and a task that did not fit, if any."""
     batch = [first]
     size = first.size
-    deadline = time.monotonic() + self._timeout
+    deadline = first.arrived + self._timeout
     while size < self._options.max_batch_size:
       remaining = deadline - time.monotonic()
       try:
