@@ -9,7 +9,7 @@ import dataclasses
 import socket
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
 import grpc
 import numpy as np
@@ -17,7 +17,6 @@ import tensorflow as tf
 from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc,
                                      prediction_service_pb2_grpc)
 
-from serving.server import ModelServer
 from serving.testing import build_ranking_model
 
 MODEL_NAME = "rank"
@@ -41,6 +40,16 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
   raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def push_version(model_dir: Path, model_name: str, version: int, seed: int) -> Path:
+  """Writes a fixture version as the pipeline does: into a temporary
+  directory, then a rename."""
+  staging = model_dir / f".staging-{version}"
+  build_ranking_model(staging, model_name, seed=seed)
+  target = model_dir / str(version)
+  staging.rename(target)
+  return target
+
+
 @dataclasses.dataclass
 class Endpoint:
   """A TF Serving endpoint and the model directory it polls."""
@@ -49,7 +58,6 @@ class Endpoint:
   model_name: str
   model_dir: Path
   server_model_dir: str
-  server: Optional[ModelServer] = None
   _references: Dict[int, object] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
@@ -60,10 +68,6 @@ class Endpoint:
   @property
   def rest_url(self) -> str:
     return f"http://{self.rest_address}"
-
-  @property
-  def is_bundled(self) -> bool:
-    return self.server is not None
 
   def statuses(self) -> Dict[int, get_model_status_pb2.ModelVersionStatus]:
     request = get_model_status_pb2.GetModelStatusRequest()
@@ -87,12 +91,7 @@ class Endpoint:
     return wait_until(reached, timeout, f"version {version} to reach state {state}")
 
   def push(self, version: int, seed: int) -> Path:
-    """Writes a version as the pipeline does: into a temp dir, then a rename."""
-    staging = self.model_dir / f".staging-{version}"
-    build_ranking_model(staging, self.model_name, seed=seed)
-    target = self.model_dir / str(version)
-    staging.rename(target)
-    return target
+    return push_version(self.model_dir, self.model_name, version, seed)
 
   def reference(self, version: int, examples, signature: str = "serving_default"):
     """The outputs of an in-process call of the same version's signature."""

@@ -13,7 +13,6 @@ DEFAULT_POLL_WAIT_SECONDS = 1.0
 DEFAULT_GRPC_MAX_THREADS = 64
 DEFAULT_REST_NUM_THREADS = 64
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
-DEFAULT_WARMUP_ITERATIONS = 1
 # TF Serving reads at most this many warm-up records.
 MAX_WARMUP_RECORDS = 1000
 
@@ -33,10 +32,8 @@ DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
-CLASSIFY_INPUTS = "inputs"
 CLASSIFY_OUTPUT_CLASSES = "classes"
 CLASSIFY_OUTPUT_SCORES = "scores"
-REGRESS_INPUTS = "inputs"
 REGRESS_OUTPUTS = "outputs"
 SIGNATURE_DEF_METADATA_FIELD = "signature_def"
 FUSED_SCORE_OUTPUT = "score"
@@ -45,7 +42,6 @@ EXAMPLES_INPUT = "examples"
 # REST: TF Serving base64-encodes the values of outputs whose name ends so.
 BYTES_OUTPUT_SUFFIX = "_bytes"
 B64_KEY = "b64"
-REST_API_PREFIX = "/v1/models/"
 
 # HTTP status for each gRPC status, as TF Serving's REST API maps them.
 HTTP_STATUS_FOR_CODE = {

@@ -20,7 +20,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      prediction_service_pb2_grpc, regression_pb2)
 
 from serving import inference
-from serving.errors import ServingError
+from serving.errors import ServingError, invalid_argument
 from serving.manager import ServerCore
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
   def MultiInference(self, request, context):
     def call():
       if not request.tasks:
-        raise inference.invalid_argument("MultiInferenceRequest has no tasks")
+        raise invalid_argument("MultiInferenceRequest has no tasks")
       servable = inference.resolve(self._core, request.tasks[0].model_spec)
       return inference.multi_inference_on(servable, request)
     return answer(context, request, call)

@@ -129,11 +129,3 @@ class Servable:
     for signature in self.signatures.values():
       signature.stop()
 
-
-def raise_for(error: Exception) -> ServingError:
-  """A ServingError for any failure while serving a request."""
-  if isinstance(error, ServingError):
-    return error
-  if isinstance(error, tf.errors.OpError):
-    return from_tf_error(error)
-  return invalid_argument(str(error))

@@ -5,7 +5,6 @@ TensorFlow's own conversion. Every malformed proto becomes INVALID_ARGUMENT."""
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict
 
 import numpy as np
 import tensorflow as tf
@@ -110,9 +109,3 @@ def shape_proto(shape: tuple) -> tensor_shape_pb2.TensorShapeProto:
 def _as_bytes(value) -> bytes:
   return value.encode() if isinstance(value, str) else bytes(value)
 
-
-def numpy_dtype_for(dtype: tf.dtypes.DType) -> Callable[..., np.ndarray]:
-  return np.dtype(object) if dtype == tf.string else dtype.as_numpy_dtype
-
-
-DTYPE_NAMES: Dict[int, str] = {v: k for k, v in types_pb2.DataType.items()}

@@ -30,7 +30,7 @@ from serving.config import ServerOptions
 from serving.examples import serialize_rows
 from serving.server import ModelServer
 from serving.testing import SYNTHETIC_COLUMNS, random_rows
-from serving.conformance import AVAILABLE, MODEL_NAME, Endpoint, free_port
+from serving.conformance import AVAILABLE, MODEL_NAME, Endpoint, free_port, push_version
 
 
 def _first_version() -> int:
@@ -55,11 +55,10 @@ def endpoint(tmp_path_factory) -> Iterator[Endpoint]:
   model_dir.mkdir()
   options = ServerOptions(port=0, rest_api_port=free_port(), model_name=MODEL_NAME,
                           model_base_path=str(model_dir), file_system_poll_wait_seconds=0.2)
-  bundled = Endpoint("", "", MODEL_NAME, model_dir, str(model_dir))
-  bundled.push(_first_version(), seed=1)
+  push_version(model_dir, MODEL_NAME, _first_version(), seed=1)
   with ModelServer(options) as server:
     endpoint = Endpoint(f"127.0.0.1:{server.grpc_port}", f"127.0.0.1:{server.rest_port}",
-                        MODEL_NAME, model_dir, str(model_dir), server)
+                        MODEL_NAME, model_dir, str(model_dir))
     yield endpoint
     endpoint.channel.close()
 
