@@ -4,6 +4,7 @@ the numbers of an in-process call of the same SavedModel version."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -286,3 +287,20 @@ def test_clients_return_the_same_per_task_scores(endpoint, rows, examples):
   assert_close(by_rest, expected)
   order = [r["row"] for r in ranked(by_grpc, "score")]
   assert order == list(np.argsort(-expected["score"], kind="stable"))
+
+
+def test_rest_keeps_connections_alive_and_honours_expect_continue(endpoint, examples):
+  host, _, port = endpoint.rest_address.rpartition(":")
+  connection = http.client.HTTPConnection(host, int(port), timeout=30)
+  path = f"/v1/models/{endpoint.model_name}:predict"
+  body = json.dumps({"inputs": b64(examples)}).encode()
+  try:
+    for headers in ({}, {"Expect": "100-continue"}, {}):
+      connection.request("POST", path, body, {"Content-Type": "application/json", **headers})
+      response = connection.getresponse()
+      assert response.status == 200
+      assert len(json.loads(response.read())["outputs"]["score"]) == len(examples)
+    connection.request("GET", f"/v1/models/{endpoint.model_name}")
+    assert connection.getresponse().status == 200
+  finally:
+    connection.close()
