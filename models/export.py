@@ -4,13 +4,18 @@
 (the same one training used, so training and serving cannot drift) and returns
 one named output per task (probabilities for binary tasks, the label's own unit
 for regression tasks) and the fused ranking `score` the spec declares.
+`raw_features` takes one typed tensor per raw feature, for clients that do not
+build `tf.Example`s. `classification` (or `regression`) serves the spec's
+`serving.classify_task` to TF Serving's Classify (Regress) API.
 `transform_features` returns the transformed features (TFMA and debugging).
 The position never enters a served request: served scores are position-free.
+Warm-up requests (`assets.extra/tf_serving_warmup_requests`) are written into
+the export, so a server replays them before a version takes traffic.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Mapping
+from typing import Dict, List, Mapping
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -19,8 +24,17 @@ from models.features import inverse_label_transform, serving_raw_columns
 from models.spec import RankingSpec
 
 SERVING_SIGNATURE = "serving_default"
+RAW_SIGNATURE = "raw_features"
 TRANSFORM_SIGNATURE = "transform_features"
+CLASSIFY_SIGNATURE = "classification"
+REGRESS_SIGNATURE = "regression"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
 EXAMPLES_INPUT = "examples"
+# TF Serving's Classify/Regress signatures take serialized examples as `inputs`.
+CLASSIFY_INPUT = "inputs"
+WARMUP_REQUESTS = 8
+_TF_DTYPES = {"string": tf.string, "int": tf.int64, "float": tf.float32}
 SCORE_OUTPUT = "score"
 # Exponents act on probabilities and regression outputs alike; a small floor
 # keeps a zero prediction from making the log-space product undefined.
@@ -64,19 +78,75 @@ class ServingModule(tf.Module):
     parsed = tf.io.parse_example(examples, self._serving_feature_spec)
     return self.predict_transformed(self.tft_layer(parsed))
 
+  def serve_raw_features(self, **columns: tf.Tensor) -> Dict[str, tf.Tensor]:
+    parsed = {name: tf.reshape(value, [-1, 1]) for name, value in columns.items()}
+    return self.predict_transformed(self.tft_layer(parsed))
+
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
   def transform_features(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
     parsed = tf.io.parse_example(examples, self._transform_feature_spec)
     return self.tft_layer(parsed)
 
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=CLASSIFY_INPUT)])
+  def classify(self, inputs: tf.Tensor) -> Dict[str, tf.Tensor]:
+    probability = self.serve_examples(inputs)[self._spec.serving.classify_task]
+    batch = tf.shape(probability)[0]
+    return {"scores": tf.stack([1.0 - probability, probability], axis=1),
+            "classes": tf.tile(tf.constant([["0", "1"]]), [batch, 1])}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=CLASSIFY_INPUT)])
+  def regress(self, inputs: tf.Tensor) -> Dict[str, tf.Tensor]:
+    return {"outputs": self.serve_examples(inputs)[self._spec.serving.classify_task]}
+
+
+def raw_input_signature(spec: RankingSpec) -> Dict[str, tf.TensorSpec]:
+  return {column: tf.TensorSpec([None], _TF_DTYPES[dtype], name=column)
+          for column, dtype in serving_raw_columns(spec).items()}
+
+
+def warmup_examples(spec: RankingSpec, tft_output: tft.TFTransformOutput,
+                    count: int = WARMUP_REQUESTS) -> List[bytes]:
+  """Plausible raw requests: categorical values taken from the vocabularies."""
+  vocabularies = {f.column: tft_output.vocabulary_by_name(f.name)
+                  for f in spec.model_features
+                  if f.kind == "categorical" and f.encoding == "vocabulary"}
+  examples = []
+  for i in range(count):
+    example = tf.train.Example()
+    for column, dtype in serving_raw_columns(spec).items():
+      feature = example.features.feature[column]
+      if dtype == "string":
+        vocabulary = vocabularies.get(column) or [f"warmup-{i}".encode()]
+        feature.bytes_list.value.append(vocabulary[i % len(vocabulary)])
+      elif dtype == "int":
+        feature.int64_list.value.append(i)
+      else:
+        feature.float_list.value.append(float(i))
+    examples.append(example.SerializeToString())
+  return examples
+
 
 def export_serving_model(model: tf.keras.Model, spec: RankingSpec,
                          tft_output: tft.TFTransformOutput, export_dir: str) -> ServingModule:
-  """Writes the SavedModel with its signatures; returns the module saved."""
+  """Writes the SavedModel with its signatures and warm-up requests."""
+  from serving.signatures import set_signature_method_names
+  from serving.warmup import write_warmup_requests
+
   module = ServingModule(model, tft_output, spec)
+  raw = tf.function(module.serve_raw_features)
+  classify_task = spec.task(spec.serving.classify_task)
   signatures = {
       SERVING_SIGNATURE: module.serve_examples.get_concrete_function(),
+      RAW_SIGNATURE: raw.get_concrete_function(**raw_input_signature(spec)),
       TRANSFORM_SIGNATURE: module.transform_features.get_concrete_function(),
   }
+  if classify_task.is_binary:
+    signatures[CLASSIFY_SIGNATURE] = module.classify.get_concrete_function()
+    method_names = {CLASSIFY_SIGNATURE: CLASSIFY_METHOD}
+  else:
+    signatures[REGRESS_SIGNATURE] = module.regress.get_concrete_function()
+    method_names = {REGRESS_SIGNATURE: REGRESS_METHOD}
   tf.saved_model.save(module, export_dir, signatures=signatures)
+  set_signature_method_names(export_dir, method_names)
+  write_warmup_requests(export_dir, warmup_examples(spec, tft_output), model_name=spec.name)
   return module

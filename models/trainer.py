@@ -74,13 +74,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   model = architectures.build_model(spec, vocab_sizes(spec, tft_output))
   architectures.compile_model(model, spec)
   log_dir = os.path.join(fn_args.model_run_dir, "logs")
-  callbacks = telemetry.callbacks(spec, log_dir)
-  if spec.training.early_stopping_patience > 0:
-    callbacks.append(tf.keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=spec.training.early_stopping_patience,
-        restore_best_weights=True))
   started = time.perf_counter()
   model.fit(train_ds, validation_data=eval_ds, epochs=spec.training.epochs,
-            callbacks=callbacks, verbose=2)
+            callbacks=telemetry.callbacks(spec, log_dir), verbose=2)
   logging.info("Training took %.1f s", time.perf_counter() - started)
   export.export_serving_model(model, spec, tft_output, fn_args.serving_model_dir)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from models.spec import SpecError, load_spec
-from pipeline import config
+from pipeline import config, report_cli
 
 
 def _paths(args: argparse.Namespace, spec_name: str) -> config.PipelinePaths:
@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="write the spec's bundled data as spans")
   _add_location_flags(prepare)
   prepare.set_defaults(func=_prepare_data)
+  report_cli.register(commands)
   return parser
 
 

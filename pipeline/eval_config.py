@@ -19,6 +19,7 @@ import tensorflow_model_analysis as tfma
 from models.spec import RankingSpec, TaskSpec, Threshold
 
 SERVING_SIGNATURE = "serving_default"
+INFERENCE_BATCH_SIZE = 4096
 # Spec metric name -> (TFMA metric class, the name TFMA reports it under).
 GATE_METRICS: Dict[str, tuple] = {
     "auc": ("AUC", "auc"),
@@ -75,8 +76,13 @@ def eval_config_from_spec(spec: RankingSpec) -> tfma.EvalConfig:
   model_spec = tfma.ModelSpec(
       signature_name=SERVING_SIGNATURE,
       label_keys={t.name: t.label for t in spec.tasks},
-      example_weight_keys=example_weight_keys)
+      example_weight_keys=example_weight_keys,
+      # TFMA's adaptive batching settles on batches of ~40 examples; one large
+      # batch per inference call is several times faster on CPU.
+      inference_batch_size=INFERENCE_BATCH_SIZE)
   metrics_specs = [tfma.MetricsSpec(output_names=[t.name], metrics=_metric_configs(spec, t))
                    for t in spec.tasks]
+  options = tfma.Options()
+  options.min_slice_size.value = spec.evaluation.min_slice_size
   return tfma.EvalConfig(model_specs=[model_spec], slicing_specs=slicing_specs(spec),
-                         metrics_specs=metrics_specs)
+                         metrics_specs=metrics_specs, options=options)

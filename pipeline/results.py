@@ -115,8 +115,7 @@ def validation_failures(evaluation_uri: str) -> List[str]:
     slice_name = _slice_name(per_slice.slice_key)
     for failure in per_slice.failures:
       key = failure.metric_key
-      kind = "change vs blessed baseline" if key.HasField("is_diff") and key.is_diff \
-          else "value"
+      kind = "change vs blessed baseline" if key.is_diff else "value"
       failures.append(f"task {key.output_name or '-'}, slice {slice_name}: "
                       f"{key.name} ({kind}) = {failure.metric_value.double_value.value:.4f}"
                       f" fails: {failure.message}")
@@ -150,7 +149,7 @@ def slice_metrics(spec: RankingSpec,
       if key.model_name == "baseline" or key.output_name not in spec.task_names:
         continue
       if kv.value.HasField("double_value"):
-        name = key.name + ("_diff" if key.HasField("is_diff") and key.is_diff else "")
+        name = key.name + ("_diff" if key.is_diff else "")
         result.setdefault((key.output_name, slice_name), {})[name] = \
             kv.value.double_value.value
   return result

@@ -144,11 +144,11 @@ def _run_tfx(pipeline, log_file: Path, progress: _Progress) -> None:
   root.addHandler(file_handler)
   root.setLevel(logging.INFO)
   absl_logger.setLevel(logging.INFO)
-  absl_logger.addHandler(progress)
+  root.addHandler(progress)
   try:
     tfx.orchestration.LocalDagRunner().run(pipeline)
   finally:
-    absl_logger.removeHandler(progress)
+    root.removeHandler(progress)
     root.removeHandler(file_handler)
     for handler in saved_root_handlers:
       root.addHandler(handler)
