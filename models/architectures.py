@@ -32,6 +32,10 @@ from models.spec import RankingSpec, TaskSpec, spec_from_json  # noqa: E402
 
 Tensors = Dict[str, tf.Tensor]
 
+# Training steps per tf.function call: on CPU, Keras' per-call overhead
+# dominates a small ranking model's step (docs/models.md).
+DEFAULT_STEPS_PER_EXECUTION = 16
+
 
 def feature_embedding(spec: RankingSpec, vocab_sizes: Mapping[str, int],
                       name: str = "embedding") -> layers.FeatureEmbedding:
@@ -77,6 +81,7 @@ class MultiTaskModel(keras.Model):
         for t in spec.tasks}
     self.telemetry_every_n_steps = max(1, spec.training.telemetry_every_n_steps)
     self.telemetry: Optional[telemetry.TelemetryState] = None
+    self.dense_gradients = False
 
   def build_variables(self) -> None:
     """Creates every variable now, in the caller's distribution scope, by
@@ -161,27 +166,39 @@ class MultiTaskModel(keras.Model):
   def compile_for_spec(self, spec: Optional[RankingSpec] = None, **kwargs: Any) -> None:
     """compile() with the spec's training options: Adam at the spec's learning
     rate, `jit_compile`, and dynamic loss scaling under a mixed_float16 policy.
-    `steps_per_execution` comes from `spec.model.params` (default 1)."""
+    `steps_per_execution` (training steps per tf.function call) comes from
+    `spec.model.params` (default `DEFAULT_STEPS_PER_EXECUTION`, see
+    docs/models.md for the measurements). Keyword arguments override."""
     spec = spec or self.spec
-    optimizer = keras.optimizers.Adam(spec.training.learning_rate)
+    # The optimizer's own per-variable XLA clusters cost more to launch than
+    # they save on CPU; under jit_compile the whole step is one cluster anyway.
+    optimizer = keras.optimizers.Adam(spec.training.learning_rate, jit_compile=False)
     if keras.mixed_precision.global_policy().name == "mixed_float16":
       optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
     options = {"jit_compile": spec.training.jit_compile,
-               "steps_per_execution": int(spec.model.params.get("steps_per_execution", 1))}
+               "steps_per_execution": int(spec.model.params.get(
+                   "steps_per_execution", DEFAULT_STEPS_PER_EXECUTION))}
     options.update(kwargs)
     self.compile(optimizer=optimizer, **options)
+    # XLA turns sparse embedding updates into scatters over dynamically sized
+    # unique ids, which run ~10x slower on CPU than updating the (small)
+    # tables densely; without XLA the sparse path is the fast one.
+    self.dense_gradients = bool(options["jit_compile"])
 
   def _gradient_fn(self, tape: tf.GradientTape) -> balancing.GradientFn:
     def gradient(target: tf.Tensor, variables: Sequence[tf.Variable]) -> List[tf.Tensor]:
-      if isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer):
-        # Seeding backprop with the loss scale is scaling the loss, without an
-        # op outside the tape.
-        scaled = tape.gradient(target, variables, output_gradients=tf.cast(
-            self.optimizer.loss_scale, target.dtype),
-            unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return self.optimizer.get_unscaled_gradients(scaled)
-      return tape.gradient(target, variables,
-                           unconnected_gradients=tf.UnconnectedGradients.ZERO)
+      scale_loss = isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer)
+      # Seeding backprop with the loss scale is scaling the loss, without an
+      # op outside the tape.
+      gradients = tape.gradient(
+          target, variables, output_gradients=tf.cast(
+              self.optimizer.loss_scale, target.dtype) if scale_loss else None,
+          unconnected_gradients=tf.UnconnectedGradients.ZERO)
+      if scale_loss:
+        gradients = self.optimizer.get_unscaled_gradients(gradients)
+      if self.dense_gradients:
+        gradients = [tf.convert_to_tensor(g) for g in gradients]
+      return gradients
     return gradient
 
   # No data-dependent Python control flow below: skipping AutoGraph's source
@@ -454,12 +471,117 @@ def esmm_conversion_task(spec: RankingSpec) -> TaskSpec:
   return task
 
 
+class AITMModel(MultiTaskModel):
+  """Adaptive Information Transfer Multi-task (Xi et al., KDD 2021) for a chain
+  of binary tasks such as click -> cart -> purchase.
+
+  Each chain task has its own tower on a shared embedding; from the second
+  task on, an `AdaptiveInformationTransfer` mixes the previous task's
+  representation into the task's own. Each chain task's output stays its
+  conditional probability (cart given click), as every other architecture's;
+  the end-to-end probabilities (`<task>_entire`: the product along the chain,
+  so never above the parent's) are supervised on every impression, ESM2
+  style. The product makes AITM's behavioural-expectation calibrator
+  (penalising p(purchase) > p(cart)) unnecessary: the ordering holds by
+  construction.
+
+  The chain is `model.params.aitm_chain` (task names, root first) or the
+  longest chain of binary tasks following parents. Other tasks get their own
+  tower on the shared embedding and their usual (masked) loss.
+  """
+
+  def __init__(self, spec: RankingSpec, vocab_sizes: Mapping[str, int], **kwargs: Any):
+    super().__init__(spec, vocab_sizes, **kwargs)
+    m = spec.model
+    self.chain = aitm_chain(spec)
+    chain_names = {t.name for t in self.chain}
+    self.other_tasks = [t for t in spec.tasks if t.name not in chain_names]
+    self.embedding = feature_embedding(spec, vocab_sizes)
+    self.chain_towers = layers.ParallelMLP(len(self.chain), m.expert_units,
+                                           dropout=m.dropout, name="chain_towers")
+    self.transfers = [layers.AdaptiveInformationTransfer(m.expert_units[-1],
+                                                         name=f"ait_{t.name}")
+                      for t in self.chain[1:]]
+    self.chain_heads = layers.ParallelMLP(len(self.chain), (*m.tower_units, 1),
+                                          last_activation=None, dropout=m.dropout,
+                                          name="chain_heads")
+    self.other_towers = layers.ParallelMLP(
+        len(self.other_tasks), (*m.expert_units, *m.tower_units, 1), last_activation=None,
+        dropout=m.dropout, name="other_towers") if self.other_tasks else None
+
+  def task_logits(self, features: Tensors, training: Optional[bool]
+                  ) -> Tuple[Tensors, Tensors]:
+    x = self.embedding(features)
+    own = self.chain_towers(x, training=training)                       # [B, C, U]
+    representations, gates = [own[:, 0]], {}
+    for k, transfer in enumerate(self.transfers, start=1):
+      mixed, weights = transfer(representations[-1], own[:, k])
+      representations.append(mixed)
+      gates[f"ait_{self.chain[k].name}"] = weights
+    logits = _split_tasks(self.chain, self.chain_heads(
+        tf.stack(representations, axis=1), training=training))
+    if self.other_towers is not None:
+      logits.update(_split_tasks(self.other_tasks, self.other_towers(x, training=training)))
+    return logits, gates
+
+  @property
+  def shared_layers(self) -> List[keras.layers.Layer]:
+    return [self.embedding, self.chain_towers, *self.transfers]
+
+  @property
+  def last_shared_variables(self) -> List[tf.Variable]:
+    return list(self.embedding.trainable_variables)
+
+  def _log_entire(self, logits: Tensors, k: int) -> tf.Tensor:
+    return tf.add_n([tf.math.log_sigmoid(logits[t.name]) for t in self.chain[:k + 1]])
+
+  def heads(self, logits: Tensors) -> Tensors:
+    outputs = super().heads(logits)
+    for k, task in enumerate(self.chain[1:], start=1):
+      outputs[f"{task.name}_entire"] = tf.exp(self._log_entire(logits, k))
+    return outputs
+
+  def per_row_loss(self, task: TaskSpec, labels: Tensors, logits: Tensors
+                   ) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
+    position = next((k for k, t in enumerate(self.chain) if t.name == task.name), 0)
+    if position == 0:
+      return super().per_row_loss(task, labels, logits)
+    entire_labels = labels[task.name] * labels[self.chain[position - 1].name]
+    return losses.binary_cross_entropy_from_log_probability(
+        entire_labels, self._log_entire(logits, position)), None
+
+
+def aitm_chain(spec: RankingSpec) -> List[TaskSpec]:
+  """The chain of binary tasks AITM links (see `AITMModel`)."""
+  names = spec.model.params.get("aitm_chain")
+  if names is not None:
+    chain = [spec.task(n) for n in names]
+  else:
+    chain = []
+    for root in (t for t in spec.tasks if t.parent is None and t.is_binary):
+      candidate = [root]
+      while True:
+        child = next((t for t in spec.tasks if t.parent == candidate[-1].name
+                      and t.is_binary), None)
+        if child is None:
+          break
+        candidate.append(child)
+      if len(candidate) > len(chain):
+        chain = candidate
+  if len(chain) < 2 or not all(t.is_binary for t in chain) or any(
+      chain[k].parent != chain[k - 1].name for k in range(1, len(chain))):
+    raise ValueError("aitm needs a chain of >= 2 binary tasks, each the parent of the "
+                     "next (click -> cart -> purchase); set model.params.aitm_chain")
+  return chain
+
+
 ARCHITECTURES: Dict[str, type] = {
     "single_task": SingleTaskModel,
     "shared_bottom": SharedBottomModel,
     "mmoe": MMoEModel,
     "ple": PLEModel,
     "esmm": ESMMModel,
+    "aitm": AITMModel,
 }
 
 

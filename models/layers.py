@@ -317,3 +317,34 @@ class CGCLayer(keras.layers.Layer):
     return {**super().get_config(), "num_tasks": self.num_tasks,
             "shared_experts": self.shared_experts, "task_experts": self.task_experts,
             "units": list(self.units), "is_last": self.is_last, "dropout": self.dropout}
+
+
+@keras.utils.register_keras_serializable(package="mtlrank")
+class AdaptiveInformationTransfer(keras.layers.Layer):
+  """AITM's AIT module (Xi et al., KDD 2021): what the previous task of a
+  chain (click -> cart -> purchase) passes to the next.
+
+  call(previous, current), both [B, U]: the previous task's representation is
+  transferred through a ReLU layer, then self-attention over the two items
+  {transferred, current} decides how much of each the task uses.
+  Returns (representation [B, U], attention weights [B, 2]: transferred, own).
+  """
+
+  def __init__(self, units: int, **kwargs: Any):
+    super().__init__(**kwargs)
+    self.units = int(units)
+    self.transfer = keras.layers.Dense(self.units, activation="relu", name="transfer")
+    self.query = keras.layers.Dense(self.units, name="query")
+    self.key = keras.layers.Dense(self.units, name="key")
+    self.value = keras.layers.Dense(self.units, name="value")
+
+  def call(self, previous: tf.Tensor, current: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    items = tf.stack([self.transfer(previous), current], axis=1)        # [B, 2, U]
+    scores = tf.reduce_sum(self.query(items) * self.key(items), axis=-1) / (
+        self.units ** 0.5)
+    weights = tf.nn.softmax(tf.cast(scores, tf.float32), axis=-1)       # [B, 2]
+    mixed = tf.einsum("bi,biu->bu", tf.cast(weights, items.dtype), self.value(items))
+    return mixed, weights
+
+  def get_config(self) -> Dict[str, Any]:
+    return {**super().get_config(), "units": self.units}

@@ -13,7 +13,7 @@ import tf_keras as keras  # noqa: E402
 
 from models import architectures  # noqa: E402
 
-ARCHITECTURES = ["single_task", "shared_bottom", "mmoe", "ple", "esmm"]
+ARCHITECTURES = ["single_task", "shared_bottom", "mmoe", "ple", "esmm", "aitm"]
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
@@ -159,3 +159,18 @@ def test_position_bias_tower_learns_that_low_positions_are_clicked_less(tiny):
   model.fit(tiny.make_dataset(spec, n=2048, batch_size=128), epochs=4, verbose=0)
   bias = model.position_tower.bias_by_position.numpy()[1:]
   assert bias[0] > bias[-1] + 0.3   # data: logit falls by 0.3 per position
+
+
+def test_aitm_chain_outputs_conditional_and_ordered_entire_space_probabilities(tiny):
+  spec = tiny.make_spec("aitm", tasks="chain")
+  model = architectures.build_model(spec, tiny.VOCAB_SIZES)
+  features, _ = tiny.make_batch(spec, n=16)
+  outputs = model(features, training=False)
+  np.testing.assert_allclose(outputs["cart_entire"], outputs["click"] * outputs["cart"],
+                             rtol=1e-5)
+  np.testing.assert_allclose(outputs["purchase_entire"],
+                             outputs["cart_entire"] * outputs["purchase"], rtol=1e-5)
+  assert np.all(outputs["purchase_entire"] <= outputs["cart_entire"])
+  _, gates = model.forward(features)
+  assert set(gates) == {"ait_cart", "ait_purchase"}
+  np.testing.assert_allclose(tf.reduce_sum(gates["ait_cart"], -1), np.ones(16), rtol=1e-6)

@@ -94,6 +94,7 @@ def test_position_bias_tower_drops_rows_only_in_training():
     layers.ExpertGates(2, [[0, 1], [1, 2]]),
     layers.CGCLayer(2, 1, 2, [4], is_last=True),
     layers.PositionBiasTower(10, 0.2),
+    layers.AdaptiveInformationTransfer(6),
 ])
 def test_get_config_round_trip(layer):
   clone = type(layer).from_config(layer.get_config())
