@@ -107,7 +107,14 @@ def raw_input_signature(spec: RankingSpec) -> Dict[str, tf.TensorSpec]:
 def warmup_examples(spec: RankingSpec, tft_output: tft.TFTransformOutput,
                     count: int = WARMUP_REQUESTS) -> List[bytes]:
   """Plausible raw requests: categorical values taken from the vocabularies."""
-  vocabularies = {f.column: tft_output.vocabulary_by_name(f.name)
+  from models.features import SHARED_VOCABULARY, uses_shared_vocabulary
+
+  shared: Dict[str, List[bytes]] = {}
+  for key in tft_output.vocabulary_by_name(SHARED_VOCABULARY) if any(
+      uses_shared_vocabulary(f) for f in spec.model_features) else []:
+    name, _, value = key.partition(b"=")
+    shared.setdefault(name.decode(), []).append(value)
+  vocabularies = {f.column: shared.get(f.name) or tft_output.vocabulary_by_name(f.name)
                   for f in spec.model_features
                   if f.kind == "categorical" and f.encoding == "vocabulary"}
   examples = []

@@ -63,7 +63,9 @@ def test_preprocessing_fn_with_tft_beam(spec):
     _ = transform_fn | tft_beam.WriteTransformFn(out_dir)
   tft_output = tft.TFTransformOutput(out_dir)
   sizes = vocab_sizes(spec, tft_output)
-  assert sizes["device"] == 2 + 1 and sizes["item_category"] == 3 + 1
+  # device (2), item_category (3), user_segment (1) and hour (24) share one
+  # vocabulary, plus one OOV id.
+  assert sizes["device"] == sizes["item_category"] == sizes["hour"] == 2 + 3 + 1 + 24 + 1
   assert sizes["user_id"] == 5000 and sizes["position"] == 11
   first = transformed[0]
   expected_keys = {f.name for f in spec.model_features} | {"position"} | set(spec.label_columns)
