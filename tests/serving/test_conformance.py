@@ -9,13 +9,11 @@ import json
 import urllib.error
 import urllib.request
 
-import grpc
 import numpy as np
-import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
-                                     get_model_status_pb2, inference_pb2, input_pb2,
-                                     model_management_pb2, predict_pb2, regression_pb2)
+                                     get_model_status_pb2, inference_pb2, model_management_pb2,
+                                     regression_pb2)
 
 from serving.client import GrpcClient, RestClient, examples_request, ranked
 from serving.testing import (CLASSIFY_SIGNATURE, REGRESS_SIGNATURE, SYNTHETIC_COLUMNS,
