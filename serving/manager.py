@@ -154,6 +154,20 @@ class ModelManager:
     keep = self._desired(candidates - failed)
     for version in sorted(set(self._available) - keep):
       self._unload(version)
+    self._mark_aspired(scan, settled, candidates - failed)
+
+  def _mark_aspired(self, scan: Dict[int, Optional[Fingerprint]], settled: Set[int],
+                    candidates: Set[int]) -> None:
+    """Reports as START the versions the policy will pick once their
+    directories settle, as TF Serving reports the versions it aspires to."""
+    unsettled = {v for v, fp in scan.items() if fp is not None and v not in settled}
+    aspired = self._desired(candidates | unsettled) & unsettled
+    with self._lock:
+      for version, record in list(self._records.items()):
+        if record.state == State.START and version not in aspired:
+          del self._records[version]
+      for version in aspired - set(self._records):
+        self._records[version] = VersionRecord(version, State.START, scan[version])
 
   def _desired(self, candidates: Set[int]) -> Set[int]:
     policy = self.config.model_version_policy

@@ -21,6 +21,8 @@ from serving.testing import build_ranking_model
 from serving.warmup import write_warmup_requests
 from serving.conformance import AVAILABLE, END, MODEL_NAME
 
+START = get_model_status_pb2.ModelVersionStatus.State.START
+
 pytestmark = pytest.mark.skipif(
     os.environ.get("MTLRANK_TFSERVING_TARGET") is not None,
     reason="drives the bundled server's version manager directly")
@@ -68,7 +70,7 @@ def test_a_partially_copied_version_waits_until_complete(tmp_path, saved_model):
   shutil.rmtree(version_dir)
   shutil.copytree(saved_model, version_dir)
   core.poll_all()
-  assert states(core) == {}, "a directory seen once may still be growing"
+  assert states(core) == {1: START}, "a directory seen once may still be growing"
   core.poll_all()
   assert states(core) == {1: AVAILABLE}
   core.stop()
@@ -80,7 +82,7 @@ def test_a_directory_that_keeps_changing_is_not_loaded(tmp_path, saved_model):
   core.poll_all()
   (tmp_path / "1" / "assets.extra" / "late_file").write_text("still copying")
   core.poll_all()
-  assert states(core) == {}
+  assert states(core) == {1: START}
   core.poll_all()
   assert states(core) == {1: AVAILABLE}
   core.stop()
@@ -206,4 +208,18 @@ def test_a_server_starting_on_a_corrupt_newest_version_serves_the_one_before(tmp
   core = core_for(tmp_path)
   poll_twice(core)
   assert states(core) == {2: END, 1: AVAILABLE}
+  core.stop()
+
+
+def test_only_versions_the_policy_will_pick_are_reported_as_start(tmp_path, saved_model):
+  core = core_for(tmp_path)
+  shutil.copytree(saved_model, tmp_path / "1")
+  poll_twice(core)
+  shutil.copytree(saved_model, tmp_path / "3")
+  shutil.copytree(saved_model, tmp_path / "2")
+  core.poll_all()
+  assert states(core) == {3: START, 1: AVAILABLE}, "2 is not aspired: 3 is newer"
+  shutil.rmtree(tmp_path / "3")
+  core.poll_all()
+  assert states(core) == {2: AVAILABLE, 1: END}
   core.stop()
