@@ -223,7 +223,11 @@ class MultiTaskModel(keras.Model):
           step=self.optimizer.iterations)
     gradients = self.balancer.gradients(request)
     self.telemetry.record_gates(gates)
-    if self.shared_variables:
+    # The task-gradient statistics need T extra backward passes, so they run
+    # only every N steps, under a tf.cond; TF cannot differentiate through the
+    # loss's cross-replica sums inside a cond, so with several replicas they
+    # are not measured (docs/models.md).
+    if self.shared_variables and losses.num_replicas() == 1:
       tf.cond(self.optimizer.iterations % self.telemetry_every_n_steps == 0,
               lambda: self._record_task_gradients(request), tf.no_op)
     del tape

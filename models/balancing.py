@@ -117,11 +117,13 @@ class UncertaintyWeighting(LossBalancer):
 
 
 def _state(layer: keras.layers.Layer, name: str, value: Any) -> tf.Variable:
-  """A non-trainable statistic, assigned identically by every replica."""
+  """A non-trainable statistic. Every replica computes the same update from
+  all-reduced values and writes its own copy, without a sync point."""
   value = tf.constant(value, tf.float32)
   return layer.add_weight(
       name=name, shape=value.shape, trainable=False,
       initializer=keras.initializers.Constant(value.numpy()),
+      synchronization=tf.VariableSynchronization.ON_READ,
       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
 

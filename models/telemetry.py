@@ -67,7 +67,10 @@ class TelemetryState(keras.layers.Layer):
     self.gradient_cosines = self._state("task_gradient_cosines", [num_tasks, num_tasks])
 
   def _state(self, name: str, shape: List[int]) -> tf.Variable:
+    # Each replica writes its own copy (no cross-replica sync, which would not
+    # be allowed inside the every-N-steps tf.cond); reads see the first one.
     return self.add_weight(name=name, shape=shape, initializer="zeros", trainable=False,
+                           synchronization=tf.VariableSynchronization.ON_READ,
                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
   def record_gates(self, gates: Mapping[str, tf.Tensor]) -> None:
