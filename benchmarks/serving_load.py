@@ -220,12 +220,17 @@ def format_table(rows: List[Dict[str, object]]) -> str:
   return "\n".join(lines)
 
 
+def _load_average() -> str:
+  return " ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
 def orchestrate(args: argparse.Namespace) -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import serving  # noqa: F401  (selects tf-keras before TensorFlow loads)
   from serving.examples import serialize_rows
   from serving.testing import random_rows
 
+  load_at_start = _load_average()
   with tempfile.TemporaryDirectory() as tmp:
     workdir = Path(tmp)
     if args.model_dir:
@@ -272,6 +277,8 @@ def orchestrate(args: argparse.Namespace) -> None:
   print(format_table(rows))
   print()
   print(PAIRED_FORMAT.format(**paired))
+  print(f"load average at start {load_at_start}, at end {_load_average()} "
+        "(the machine is shared: figures under load are inflated)")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
