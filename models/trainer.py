@@ -33,6 +33,14 @@ def _files(patterns: List[str]) -> List[str]:
   return files
 
 
+def count_records(patterns: List[str]) -> int:
+  """Examples in the files; Keras needs step counts to run several steps per call."""
+  dataset = tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP")
+  return int(dataset.batch(65536).reduce(tf.constant(0, tf.int64),
+                                         lambda total, batch: total + tf.size(batch,
+                                                                              tf.int64)))
+
+
 def make_dataset(patterns: List[str], tft_output: tft.TFTransformOutput,
                  spec: RankingSpec, batch_size: int, shuffle: bool) -> tf.data.Dataset:
   """(features, labels) batches: labels keyed by task name, shape [batch, 1]."""
@@ -70,12 +78,15 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                           spec.training.batch_size, shuffle=True)
   eval_ds = make_dataset(fn_args.eval_files, tft_output, spec,
                          spec.training.eval_batch_size, shuffle=False)
+  train_steps = max(1, count_records(fn_args.train_files) // spec.training.batch_size)
+  eval_steps = -(-count_records(fn_args.eval_files) // spec.training.eval_batch_size)
 
   model = architectures.build_model(spec, vocab_sizes(spec, tft_output))
   architectures.compile_model(model, spec)
   log_dir = os.path.join(fn_args.model_run_dir, "logs")
   started = time.perf_counter()
-  model.fit(train_ds, validation_data=eval_ds, epochs=spec.training.epochs,
+  model.fit(train_ds.repeat(), steps_per_epoch=train_steps, validation_data=eval_ds,
+            validation_steps=eval_steps, epochs=spec.training.epochs,
             callbacks=telemetry.callbacks(spec, log_dir), verbose=2)
   logging.info("Training took %.1f s", time.perf_counter() - started)
   export.export_serving_model(model, spec, tft_output, fn_args.serving_model_dir)

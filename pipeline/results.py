@@ -116,6 +116,11 @@ def validation_failures(evaluation_uri: str) -> List[str]:
     for failure in per_slice.failures:
       key = failure.metric_key
       kind = "change vs blessed baseline" if key.is_diff else "value"
+      if failure.message == "Metric not found.":
+        failures.append(f"task {key.output_name or '-'}, slice {slice_name}: {key.name} "
+                        f"({kind}) was not computed: a gated slice needs at least "
+                        "evaluation.min_slice_size examples")
+        continue
       failures.append(f"task {key.output_name or '-'}, slice {slice_name}: "
                       f"{key.name} ({kind}) = {failure.metric_value.double_value.value:.4f}"
                       f" fails: {failure.message}")

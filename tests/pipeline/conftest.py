@@ -38,4 +38,4 @@ def small_census_spec(census_sample: Path) -> RankingSpec:
       evaluation={"thresholds": (
           Threshold(task="income", metric="auc", value=0.7, max_regression=0.05),
           Threshold(task="never_married", metric="auc", value=0.8, max_regression=0.05)),
-          "slices": (("sex",),), "gated_slices": (("sex",),)})
+          "slices": (("sex",),), "gated_slices": (("sex",),), "min_slice_size": 100})
