@@ -37,7 +37,7 @@ def report_spec(tmp_path_factory) -> RankingSpec:
       evaluation={"thresholds": (
           Threshold(task="income", metric="auc", value=0.7),
           Threshold(task="never_married", metric="auc", value=UNREACHABLE_AUC)),
-          "slices": (("sex",),), "gated_slices": (("sex",),)})
+          "slices": (("sex",),), "gated_slices": (("sex",),), "min_slice_size": 100})
 
 
 @pytest.fixture(scope="session")
