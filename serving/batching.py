@@ -2,17 +2,21 @@
 the batch dimension, run as one call, and the outputs split back.
 
 Semantics follow TF Serving's BatchingParameters: one batch is open at a
-time and closes when it reaches `max_batch_size` or `batch_timeout_micros`
-after its first request arrived; `num_batch_threads` closed batches run at
-once; at most `max_enqueued_batches` full
-batches wait, beyond which requests fail UNAVAILABLE. A request larger than
-`max_batch_size` runs on its own instead of failing.
+time; it stops waiting for more requests when it reaches `max_batch_size` or
+`batch_timeout_micros` after its first request arrived; `num_batch_threads`
+batches run at once, and a batch that waits for a free slot keeps gathering
+requests; beyond `max_enqueued_batches` waiting batches, requests fail
+UNAVAILABLE. A request larger than `max_batch_size` runs on its own instead of
+failing.
+
+There are no batch threads: the request that opens a batch leads it (waits,
+runs it and wakes the others), which saves two thread hand-offs per batch; a
+lone request therefore runs in its own thread after the timeout.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import queue
 import threading
 import time
 from typing import Callable, Dict, List, Optional
@@ -37,17 +41,25 @@ class BatchingOptions:
 
 
 class _Task:
-  __slots__ = ("inputs", "size", "key", "arrived", "done", "outputs", "error")
+  __slots__ = ("inputs", "size", "done", "outputs", "error")
 
   def __init__(self, inputs: Tensors, size: int):
     self.inputs = inputs
     self.size = size
-    self.arrived = time.monotonic()
-    # Requests merge only when every input agrees on dtype and inner shape.
-    self.key = tuple((k, v.dtype.str, v.shape[1:]) for k, v in sorted(inputs.items()))
     self.done = threading.Event()
     self.outputs: Optional[Tensors] = None
     self.error: Optional[BaseException] = None
+
+
+class _Batch:
+  __slots__ = ("key", "tasks", "size", "closing")
+
+  def __init__(self, key: tuple):
+    self.key = key
+    self.tasks: List[_Task] = []
+    self.size = 0
+    # Set when the batch is full or must give way to an incompatible request.
+    self.closing = threading.Event()
 
 
 def batch_size_of(inputs: Tensors) -> Optional[int]:
@@ -58,95 +70,77 @@ def batch_size_of(inputs: Tensors) -> Optional[int]:
   return sizes.pop()
 
 
+def _merge_key(inputs: Tensors) -> tuple:
+  """Requests merge only when every input agrees on dtype and inner shape."""
+  return tuple((k, v.dtype.str, v.shape[1:]) for k, v in sorted(inputs.items()))
+
+
 class Batcher:
   """Merges concurrent calls of `run` into batches."""
 
-  _STOP = object()
-
-  def __init__(self, run: RunFn, options: BatchingOptions, name: str = "batcher"):
+  def __init__(self, run: RunFn, options: BatchingOptions):
     self._run = run
     self._options = options
     self._timeout = options.batch_timeout_micros / 1e6
-    self._queue: queue.Queue = queue.Queue(
-        maxsize=options.max_enqueued_batches * options.max_batch_size)
-    # Guards `_stopped` so that no request is queued behind the stop markers.
     self._lock = threading.Lock()
-    # Held while a batch is open: batch threads fill batches one at a time
-    # and run them in parallel.
-    self._collecting = threading.Lock()
-    self._stopped = False
-    self._carried: Optional[_Task] = None  # taken from the queue, fits the next batch
-    self._threads = [
-        threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
-        for i in range(options.num_batch_threads)]
-    for thread in self._threads:
-      thread.start()
+    self._open: Optional[_Batch] = None
+    self._waiting_batches = 0
+    self._slots = threading.BoundedSemaphore(options.num_batch_threads)
 
   def __call__(self, inputs: Tensors) -> Tensors:
     size = batch_size_of(inputs)
     if size is None or size == 0 or size > self._options.max_batch_size:
       return self._run(inputs)
     task = _Task(inputs, size)
-    with self._lock:
-      if self._stopped:
-        return self._run(inputs)
-      try:
-        self._queue.put_nowait(task)
-      except queue.Full:
-        raise ServingError(grpc.StatusCode.UNAVAILABLE,
-                           "the batch queue is full; retry later") from None
-    task.done.wait()
+    batch, leads = self._join(task, _merge_key(inputs))
+    if leads:
+      self._lead(batch, started=time.monotonic())
+    else:
+      task.done.wait()
     if task.error is not None:
       raise task.error
     return task.outputs
 
-  def stop(self) -> None:
-    """Lets the batch threads finish what is queued, then end; later calls
-    run unbatched."""
+  def _join(self, task: _Task, key: tuple):
+    """Adds the task to the open batch, or opens a batch it leads."""
     with self._lock:
-      self._stopped = True
-      for _ in self._threads:
-        self._queue.put(self._STOP)
+      batch = self._open
+      leads = batch is None or batch.key != key or (
+          batch.size + task.size > self._options.max_batch_size)
+      if leads:
+        if self._waiting_batches >= self._options.max_enqueued_batches:
+          raise ServingError(grpc.StatusCode.UNAVAILABLE,
+                             "the batch queue is full; retry later")
+        if batch is not None:
+          batch.closing.set()
+        batch = self._open = _Batch(key)
+        self._waiting_batches += 1
+      batch.tasks.append(task)
+      batch.size += task.size
+      if batch.size >= self._options.max_batch_size:
+        batch.closing.set()
+        self._open = None
+    return batch, leads
 
-  def _work(self) -> None:
-    while True:
-      with self._collecting:
-        first = self._carried if self._carried is not None else self._queue.get()
-        self._carried = None
-        if first is self._STOP:
-          return
-        batch, self._carried = self._collect(first)
-      self._execute(batch)
+  def _lead(self, batch: _Batch, started: float) -> None:
+    batch.closing.wait(self._timeout - (time.monotonic() - started))
+    with self._slots:
+      with self._lock:
+        if self._open is batch:
+          self._open = None
+        self._waiting_batches -= 1
+      self._execute(batch.tasks)
 
-  def _collect(self, first: _Task):
-    """Gathers tasks compatible with `first` until the batch is full or its
-    timeout passes; returns the batch and a task that did not fit, if any."""
-    batch = [first]
-    size = first.size
-    deadline = first.arrived + self._timeout
-    while size < self._options.max_batch_size:
-      remaining = deadline - time.monotonic()
+  def _execute(self, tasks: List[_Task]) -> None:
+    if len(tasks) > 1:
       try:
-        task = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-      except queue.Empty:
-        break
-      if task is self._STOP or task.key != first.key or (
-          size + task.size > self._options.max_batch_size):
-        return batch, task
-      batch.append(task)
-      size += task.size
-    return batch, None
-
-  def _execute(self, batch: List[_Task]) -> None:
-    if len(batch) > 1:
-      try:
-        self._split(batch, self._run(_merge(batch)))
+        self._split(tasks, self._run(_merge(tasks)))
       except Exception:  # one malformed request must not fail the others
-        for task in batch:
+        for task in tasks:
           self._run_alone(task)
     else:
-      self._run_alone(batch[0])
-    for task in batch:
+      self._run_alone(tasks[0])
+    for task in tasks:
       task.done.set()
 
   def _run_alone(self, task: _Task) -> None:
@@ -155,20 +149,20 @@ class Batcher:
     except BaseException as error:  # the waiter re-raises it
       task.error = error
 
-  def _split(self, batch: List[_Task], outputs: Tensors) -> None:
-    total = sum(task.size for task in batch)
+  def _split(self, tasks: List[_Task], outputs: Tensors) -> None:
+    total = sum(task.size for task in tasks)
     if batch_size_of(outputs) != total:
       # Outputs without a batch dimension cannot be split: run one by one.
-      for task in batch:
+      for task in tasks:
         self._run_alone(task)
       return
     start = 0
-    for task in batch:
+    for task in tasks:
       end = start + task.size
       task.outputs = {k: v[start:end] for k, v in outputs.items()}
       start = end
 
 
-def _merge(batch: List[_Task]) -> Tensors:
-  keys = batch[0].inputs.keys()
-  return {k: np.concatenate([task.inputs[k] for task in batch]) for k in keys}
+def _merge(tasks: List[_Task]) -> Tensors:
+  keys = tasks[0].inputs.keys()
+  return {k: np.concatenate([task.inputs[k] for task in tasks]) for k in keys}

@@ -188,14 +188,11 @@ class ModelManager:
     path = Path(self.config.base_path) / str(version)
     self._set_record(VersionRecord(version, State.LOADING, version_fingerprint))
     log.info("loading %s version %d from %s", self.name, version, path)
-    servable = None
     try:
       servable = Servable.load(self.name, version, path, self._batching)
       if self._warm_up is not None:
         self._warm_up(servable)
     except Exception as error:  # a corrupt version must never stop the server
-      if servable is not None:
-        servable.unload()
       failure = _load_error(error, path)
       log.error("%s version %d failed to load: %s", self.name, version, failure.message)
       self._set_record(VersionRecord(version, State.END, version_fingerprint, failure))
@@ -208,9 +205,8 @@ class ModelManager:
   def _unload(self, version: int) -> None:
     record = self._records[version]
     self._set_record(dataclasses.replace(record, state=State.UNLOADING))
-    servable = self._available[version]
+    # Requests holding the version finish on it; it is freed with the last one.
     self._available = {v: s for v, s in self._available.items() if v != version}
-    servable.unload()
     self._set_record(dataclasses.replace(record, state=State.END))
     log.info("%s version %d is unloaded", self.name, version)
 

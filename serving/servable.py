@@ -61,7 +61,7 @@ class Signature:
     self._flat_order = sorted(self.input_specs)
     self._captured = list(function.captured_inputs)
     self.output_names = tuple(sorted(signature_def.outputs))
-    self._call = (Batcher(self._run, batching, name=f"batch-{key}")
+    self._call = (Batcher(self._run, batching)
                   if batching is not None else self._run)
 
   @property
@@ -93,10 +93,6 @@ class Signature:
       raise invalid_argument(str(error)) from None
     return {k: v.numpy() for k, v in outputs.items()}
 
-  def stop(self) -> None:
-    if isinstance(self._call, Batcher):
-      self._call.stop()
-
 
 class Servable:
   """A model version loaded from `<base_path>/<version>`."""
@@ -124,8 +120,3 @@ class Servable:
     except KeyError:
       raise not_found(f"Serving signature key \"{key}\" not found in model "
                       f"'{self.name}' version {self.version}") from None
-
-  def unload(self) -> None:
-    for signature in self.signatures.values():
-      signature.stop()
-

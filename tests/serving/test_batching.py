@@ -4,6 +4,7 @@ isolating a bad request, and the batching-parameters file."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Dict, List
 
 import grpc
@@ -58,7 +59,6 @@ def test_concurrent_requests_are_merged_and_split_back():
   for value, result in zip(values, results):
     np.testing.assert_array_equal(result["y"], value * 2)
   assert sum(model.calls) == 12 and len(model.calls) < 6, model.calls
-  batcher.stop()
 
 
 def test_batches_never_exceed_the_maximum_size():
@@ -70,7 +70,6 @@ def test_batches_never_exceed_the_maximum_size():
   for thread in threads:
     thread.join(10)
   assert max(model.calls) <= 4 and all(r["y"].shape == (3,) for r in results)
-  batcher.stop()
 
 
 def test_a_bad_request_fails_alone():
@@ -86,7 +85,6 @@ def test_a_bad_request_fails_alone():
   assert results[1].code == grpc.StatusCode.INVALID_ARGUMENT
   np.testing.assert_array_equal(results[0]["y"], values[0] * 2)
   np.testing.assert_array_equal(results[2]["y"], values[2] * 2)
-  batcher.stop()
 
 
 def test_a_full_queue_answers_unavailable():
@@ -94,21 +92,35 @@ def test_a_full_queue_answers_unavailable():
   batcher = Batcher(model, BatchingOptions(max_batch_size=1, batch_timeout_micros=0,
                                            num_batch_threads=1, max_enqueued_batches=1))
   threads, results = run_concurrently(batcher, [np.ones(1, np.float32)] * 4)
-  threading.Event().wait(0.5)
+  time.sleep(0.5)
   model.gate.set()
   for thread in threads:
     thread.join(10)
   refused = [r for r in results if isinstance(r, ServingError)]
   assert refused and all(r.code == grpc.StatusCode.UNAVAILABLE for r in refused)
-  batcher.stop()
 
 
-def test_after_stop_requests_run_unbatched():
+def test_a_lone_request_runs_after_the_timeout_in_its_own_thread():
   model = RecordingModel()
   model.gate.set()
-  batcher = Batcher(model, BatchingOptions(max_batch_size=8, num_batch_threads=2))
-  batcher.stop()
+  batcher = Batcher(model, BatchingOptions(max_batch_size=8, batch_timeout_micros=50_000))
+  started = time.monotonic()
   np.testing.assert_array_equal(batcher({"x": np.ones(2, np.float32)})["y"], [2, 2])
+  assert 0.05 <= time.monotonic() - started < 1.0
+  assert model.calls == [2]
+
+
+def test_a_waiting_batch_keeps_gathering_requests():
+  model = RecordingModel()
+  batcher = Batcher(model, BatchingOptions(max_batch_size=64, batch_timeout_micros=0,
+                                           num_batch_threads=1))
+  threads, results = run_concurrently(batcher, [np.ones(1, np.float32)] * 10)
+  time.sleep(0.3)  # the first batch runs (blocked on the gate); the rest queue
+  model.gate.set()
+  for thread in threads:
+    thread.join(10)
+  assert all(r["y"].shape == (1,) for r in results)
+  assert len(model.calls) < 10 and sum(model.calls) == 10, model.calls
 
 
 def test_batching_parameters_file(tmp_path):
