@@ -189,7 +189,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                       choices=ARCHITECTURES)
   parser.add_argument("--batch-sizes", nargs="+", type=int, default=[256, 512, 1024])
   parser.add_argument("--jit", nargs="+", choices=["off", "on"], default=["off", "on"])
-  parser.add_argument("--steps-per-execution", nargs="+", type=int, default=[1])
+  parser.add_argument("--steps-per-execution", nargs="+", type=int,
+                      default=[architectures.DEFAULT_STEPS_PER_EXECUTION])
   parser.add_argument("--steps", type=int, default=200,
                       help="steps per timed run (after an equal warm-up)")
   parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median counts")
