@@ -7,7 +7,6 @@ show. A pipeline run costs minutes: it runs once per session.
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import pytest
@@ -15,24 +14,14 @@ import pytest
 from models.spec import RankingSpec, Threshold, load_spec
 from pipeline import config, runner
 
-CENSUS_FILE = config.REPO_ROOT.parent / "shared" / "data" / "census-income.test.gz"
-SAMPLE_ROWS = 5000
 UNREACHABLE_AUC = 0.9999
 
 
 @pytest.fixture(scope="session")
-def report_spec(tmp_path_factory) -> RankingSpec:
+def report_spec(census_sample: Path) -> RankingSpec:
   """The census spec on a sample, with a small budget and one unreachable gate."""
-  if not CENSUS_FILE.exists():
-    pytest.fail(f"{CENSUS_FILE} is missing: the tests need ../shared/data beside the repo")
-  sample = tmp_path_factory.mktemp("census") / "census-sample.gz"
-  with gzip.open(CENSUS_FILE, "rt") as source, gzip.open(sample, "wt") as target:
-    for index, line in enumerate(source):
-      if index == SAMPLE_ROWS:
-        break
-      target.write(line)
   return load_spec("census").replace(
-      data={"params": {"path": str(sample), "eval_every": 5}},
+      data={"params": {"path": str(census_sample), "eval_every": 5}},
       training={"epochs": 2, "batch_size": 256},
       evaluation={"thresholds": (
           Threshold(task="income", metric="auc", value=0.7),
