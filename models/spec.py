@@ -160,6 +160,8 @@ class EvaluationSpec:
   slices: Tuple[Tuple[str, ...], ...] = ()
   gated_slices: Tuple[Tuple[str, ...], ...] = ()
   thresholds: Tuple[Threshold, ...] = ()
+  # Slices with fewer examples are left out of summaries and the report; the
+  # release gate still checks the gated slices whatever their size.
   min_slice_size: int = 200
   query_key: Optional[str] = None
   ndcg_cutoffs: Tuple[int, ...] = (5, 10)

@@ -118,8 +118,7 @@ def validation_failures(evaluation_uri: str) -> List[str]:
       kind = "change vs blessed baseline" if key.is_diff else "value"
       if failure.message == "Metric not found.":
         failures.append(f"task {key.output_name or '-'}, slice {slice_name}: {key.name} "
-                        f"({kind}) was not computed: a gated slice needs at least "
-                        "evaluation.min_slice_size examples")
+                        f"({kind}) was not computed: the slice has no examples")
         continue
       failures.append(f"task {key.output_name or '-'}, slice {slice_name}: "
                       f"{key.name} ({kind}) = {failure.metric_value.double_value.value:.4f}"
@@ -143,7 +142,8 @@ def task_metrics(spec: RankingSpec, evaluation_uri: str,
 
 def slice_metrics(spec: RankingSpec,
                   evaluation_uri: str) -> Dict[tuple, Dict[str, float]]:
-  """{(task, slice name): {metric: value}} of the candidate model, every slice."""
+  """{(task, slice name): {metric: value}} of the candidate model, on the overall
+  slice and every slice with at least `evaluation.min_slice_size` examples."""
   import tensorflow_model_analysis as tfma
 
   result: Dict[tuple, Dict[str, float]] = {}
@@ -157,4 +157,6 @@ def slice_metrics(spec: RankingSpec,
         name = key.name + ("_diff" if key.is_diff else "")
         result.setdefault((key.output_name, slice_name), {})[name] = \
             kv.value.double_value.value
-  return result
+  minimum = spec.evaluation.min_slice_size
+  return {key: values for key, values in result.items()
+          if key[1] == "overall" or values.get("example_count", 0) >= minimum}
