@@ -100,9 +100,26 @@ def _int(artifact: metadata_store_pb2.Artifact, key: str) -> int:
 
 
 def _slice_name(slice_key) -> str:
-  parts = [f"{c.column}={c.bytes_value.decode() if c.HasField('bytes_value') else c.int_value if c.HasField('int_value') else c.float_value}"
-           for c in slice_key.single_slice_keys]
+  parts = []
+  for key in slice_key.single_slice_keys:
+    value = getattr(key, key.WhichOneof("kind"))
+    parts.append(f"{key.column}={value.decode() if isinstance(value, bytes) else value}")
   return ", ".join(parts) or "overall"
+
+
+def _bound(threshold) -> str:
+  """The violated bound, in words (TFMA leaves value-threshold messages empty)."""
+  parts = []
+  if threshold.HasField("value_threshold"):
+    bounds = threshold.value_threshold
+    if bounds.HasField("lower_bound"):
+      parts.append(f">= {bounds.lower_bound.value:g}")
+    if bounds.HasField("upper_bound"):
+      parts.append(f"<= {bounds.upper_bound.value:g}")
+  if threshold.HasField("change_threshold"):
+    parts.append(f"a change of at most {threshold.change_threshold.absolute.value:+g} "
+                 "against the blessed baseline")
+  return "the bound " + " and ".join(parts) if parts else "its threshold"
 
 
 def validation_failures(evaluation_uri: str) -> List[str]:
@@ -122,7 +139,7 @@ def validation_failures(evaluation_uri: str) -> List[str]:
         continue
       failures.append(f"task {key.output_name or '-'}, slice {slice_name}: "
                       f"{key.name} ({kind}) = {failure.metric_value.double_value.value:.4f}"
-                      f" fails: {failure.message}")
+                      f" fails {_bound(failure.metric_threshold)}")
   if not failures and not result.validation_ok:
     for reason in result.missing_thresholds:
       failures.append(f"threshold could not be checked: {reason}")

@@ -93,7 +93,7 @@ def test_eval_config_is_per_task_with_gates_only_on_named_slices(spec):
   click_auc = next(m for m in config.metrics_specs[0].metrics if m.class_name == "AUC")
   (gate,) = click_auc.per_slice_thresholds
   assert [list(s.feature_keys) for s in gate.slicing_specs] == [[], ["device"]]
-  assert gate.threshold.value_threshold.lower_bound.value == 0.55
+  assert gate.threshold.value_threshold.lower_bound.value == 0.52
   assert gate.threshold.change_threshold.absolute.value == -0.01
   slices = [list(s.feature_keys) for s in config.slicing_specs]
   assert slices == [[], ["device"], ["position"], ["device", "hour"]]
