@@ -18,7 +18,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 from models.spec import RankingSpec
 from pipeline import config
@@ -179,8 +179,7 @@ def run(spec: RankingSpec, paths: config.PipelinePaths, span: Optional[int] = No
              log_file, progress)
   except Exception as e:  # pylint: disable=broad-except
     raise RunError(f"the {spec.name!r} pipeline stopped: {e}\n(full log: {log_file})") from e
-  summary = summarize(spec, paths, time.perf_counter() - started)
-  return summary
+  return summarize(spec, paths, time.perf_counter() - started)
 
 
 def summarize(spec: RankingSpec, paths: config.PipelinePaths,
@@ -198,6 +197,3 @@ def summarize(spec: RankingSpec, paths: config.PipelinePaths,
       cached_components=outcome.cached_components,
       pipeline_root=str(paths.pipeline_root), evaluation_uri=outcome.evaluation_uri)
 
-
-def summary_dict(summary: RunSummary) -> Dict[str, Any]:
-  return dataclasses.asdict(summary)
