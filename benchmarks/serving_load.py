@@ -15,6 +15,7 @@ TensorFlow. Every run is bounded in time and requests.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import base64
 import json
 import os
@@ -47,22 +48,29 @@ PAIRED_FORMAT = ("p50 overhead at batch 1, one client, batching off, measured al
 # --- client processes: grpc and the standard library only ---------------------------
 
 def run_client(api: str, target: str, request_path: str, seconds: float, path: str) -> None:
-  """Sends the prebuilt request in a closed loop; prints latencies (seconds)
-  measured after the warm-up as one JSON line."""
+  """Sends the prebuilt request in a closed loop; prints as one JSON line the
+  latencies (seconds) measured after the warm-up, the requests sent in all
+  and this process's CPU seconds over the measured ones."""
   payload = Path(request_path).read_bytes()
   send = _grpc_sender(target, payload) if api == "grpc" else _rest_sender(target, path, payload)
   start = time.perf_counter()
   warm_until, stop_at = start + WARMUP_SECONDS, start + WARMUP_SECONDS + seconds
   latencies: List[float] = []
-  for _ in range(MAX_REQUESTS_PER_CLIENT):
+  sent = 0
+  cpu_at_warm: Optional[float] = None
+  for sent in range(1, MAX_REQUESTS_PER_CLIENT + 1):
     before = time.perf_counter()
     if before >= stop_at:
+      sent -= 1
       break
+    if cpu_at_warm is None and before >= warm_until:
+      cpu_at_warm = time.process_time()
     send()
     after = time.perf_counter()
     if before >= warm_until:
       latencies.append(after - before)
-  print(json.dumps(latencies))
+  cpu = time.process_time() - (cpu_at_warm if cpu_at_warm is not None else 0.0)
+  print(json.dumps({"latencies": latencies, "sent": sent, "cpu_seconds": cpu}))
 
 
 def _grpc_sender(target: str, payload: bytes):
@@ -100,39 +108,103 @@ def percentile(values: Sequence[float], q: float) -> float:
   return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
-def start_server(base_path: Path, batching: bool, workdir: Path, api: str):
+def start_server(base_path: Path, batching: bool, workdir: Path, api: str,
+                 extra_flags: Sequence[str] = ()):
   """A `mtlrank serve` subprocess; returns it and its target address."""
   grpc_port, rest_port = free_port(), free_port()
   command = [sys.executable, "-m", "serving.cli", "serve", f"--port={grpc_port}",
              f"--rest_api_port={rest_port if api == 'rest' else 0}",
              f"--model_name={MODEL_NAME}", f"--model_base_path={base_path}",
-             "--file_system_poll_wait_seconds=0"]
+             "--file_system_poll_wait_seconds=0", *extra_flags]
   if batching:
     params = workdir / "batching.txt"
     params.write_text(BATCHING_PARAMETERS)
     command += ["--enable_batching", f"--batching_parameters_file={params}"]
+  process = _started(command)
+  return process, f"127.0.0.1:{grpc_port if api == 'grpc' else rest_port}"
+
+
+def start_empty_server(response_path: Path):
+  """The transport floor: a grpcio server configured as `mtlrank serve`'s
+  whose Predict handler returns prebuilt response bytes without parsing the
+  request. Returns it and its target address."""
+  port = free_port()
+  process = _started([sys.executable, "-m", "benchmarks.serving_load", "--empty_server",
+                      str(port), str(response_path)])
+  return process, f"127.0.0.1:{port}"
+
+
+def _started(command: List[str]) -> subprocess.Popen:
   process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, text=True)
   banner = process.stdout.readline()
   if "gRPC on" not in banner:
     process.kill()
     raise RuntimeError(f"the server did not start: {banner!r}")
-  return process, f"127.0.0.1:{grpc_port if api == 'grpc' else rest_port}"
+  return process
+
+
+def serve_empty(port: int, response_path: str) -> None:
+  """Runs the empty servicer until killed (the --empty_server mode)."""
+  import threading
+  from concurrent import futures
+
+  import grpc
+  from serving.constants import DEFAULT_GRPC_MAX_THREADS, DEFAULT_MAX_REQUEST_BYTES
+  response = Path(response_path).read_bytes()
+  server = grpc.server(
+      futures.ThreadPoolExecutor(max_workers=DEFAULT_GRPC_MAX_THREADS),
+      options=[("grpc.max_receive_message_length", DEFAULT_MAX_REQUEST_BYTES),
+               ("grpc.max_send_message_length", DEFAULT_MAX_REQUEST_BYTES),
+               ("grpc.so_reuseport", 0)])
+  service, method = PREDICT_METHOD.strip("/").split("/")
+  server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+      service, {method: grpc.unary_unary_rpc_method_handler(lambda request, context: response)}),))
+  server.add_insecure_port(f"127.0.0.1:{port}")
+  server.start()
+  print(f"empty servicer: gRPC on 127.0.0.1:{port}", flush=True)
+  threading.Event().wait()
+
+
+@dataclasses.dataclass
+class Load:
+  """What a closed-loop run of clients measured."""
+  latencies: List[float]
+  sent: int                   # requests in all, warm-up included
+  client_cpu_seconds: float   # summed over clients, measured requests only
+  server_cpu_seconds: float   # the server process over the whole run
+
+  def cpu_ms_per_request(self) -> Dict[str, float]:
+    return {"server_cpu_ms": self.server_cpu_seconds / max(self.sent, 1) * 1e3,
+            "client_cpu_ms": self.client_cpu_seconds / max(len(self.latencies), 1) * 1e3}
+
+
+def process_cpu_seconds(pid: int) -> float:
+  """User + system CPU seconds of a process, all its threads, from /proc.
+  CPU per request barely depends on the other jobs on the machine, unlike
+  wall-clock latency."""
+  fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+  return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_clients(count: int, api: str, target: str, request_path: Path, seconds: float,
-                path: str) -> List[float]:
+                path: str, server_pid: int) -> Load:
   command = [sys.executable, "-m", "benchmarks.serving_load", "--client", api, target,
              str(request_path), str(seconds), path]
+  server_cpu_before = process_cpu_seconds(server_pid)
   clients = [subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
              for _ in range(count)]
-  latencies: List[float] = []
+  load = Load([], 0, 0.0, 0.0)
   for client in clients:
     out, _ = client.communicate(timeout=seconds + 120)
     if client.returncode != 0:
       raise RuntimeError(f"a client failed with exit code {client.returncode}")
-    latencies.extend(json.loads(out.strip().splitlines()[-1]))
-  return latencies
+    report = json.loads(out.strip().splitlines()[-1])
+    load.latencies.extend(report["latencies"])
+    load.sent += report["sent"]
+    load.client_cpu_seconds += report["cpu_seconds"]
+  load.server_cpu_seconds = process_cpu_seconds(server_pid) - server_cpu_before
+  return load
 
 
 def in_process(model_dir: Path, examples: Sequence[bytes], batch: int,
@@ -146,35 +218,53 @@ def in_process(model_dir: Path, examples: Sequence[bytes], batch: int,
   while time.perf_counter() < stop_at:
     run()
   latencies = []
+  cpu_before = time.process_time()
   stop_at = time.perf_counter() + seconds
   while time.perf_counter() < stop_at and len(latencies) < MAX_REQUESTS_PER_CLIENT:
     before = time.perf_counter()
     run()
     latencies.append(time.perf_counter() - before)
-  return summary(latencies, seconds, batch)
+  cpu_ms = (time.process_time() - cpu_before) / len(latencies) * 1e3
+  return {**summary(latencies, seconds, batch), "server_cpu_ms": cpu_ms}
 
 
 def paired_overhead(model_dir: Path, examples: Sequence[bytes], request_path: Path,
-                    target: str, api: str, rest_path: str, count: int) -> Dict[str, float]:
-  """p50 of served minus in-process latency at batch 1, one client, measured
-  alternately in one process so that both see the same machine load."""
+                    target: str, floor_target: Optional[str], api: str, rest_path: str,
+                    count: int) -> Dict[str, float]:
+  """p50s at batch 1, one client, of the in-process call, the served call and
+  (gRPC) the empty servicer's round trip, measured alternately in one process
+  so that all see the same machine load."""
   import tensorflow as tf
   function = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
   payload = request_path.read_bytes()
   tensor = tf.constant(list(examples[:1]))
-  local = lambda: {k: v.numpy() for k, v in function(examples=tensor).items()}  # noqa: E731
-  send = _grpc_sender(target, payload) if api == "grpc" else _rest_sender(target, rest_path,
-                                                                          payload)
-  served, in_process_times = [], []
+  runs = {"in_process": lambda: {k: v.numpy() for k, v in function(examples=tensor).items()},
+          "served": (_grpc_sender(target, payload) if api == "grpc"
+                     else _rest_sender(target, rest_path, payload))}
+  if floor_target:
+    runs["floor"] = _grpc_sender(floor_target, payload)
+  times: Dict[str, List[float]] = {name: [] for name in runs}
   for index in range(count + count // 10):
-    for run, times in ((local, in_process_times), (send, served)):
+    for name, run in runs.items():
       before = time.perf_counter()
       run()
       if index >= count // 10:
-        times.append(time.perf_counter() - before)
-  return {"in_process_p50_ms": percentile(in_process_times, 50) * 1e3,
-          "served_p50_ms": percentile(served, 50) * 1e3,
-          "overhead_p50_ms": (percentile(served, 50) - percentile(in_process_times, 50)) * 1e3}
+        times[name].append(time.perf_counter() - before)
+  p50 = {name: percentile(values, 50) * 1e3 for name, values in times.items()}
+  result = {"in_process_p50_ms": p50["in_process"], "served_p50_ms": p50["served"],
+            "overhead_p50_ms": p50["served"] - p50["in_process"]}
+  if floor_target:
+    result.update(floor_p50_ms=p50["floor"],
+                  beyond_floor_ms=p50["served"] - p50["in_process"] - p50["floor"])
+  return result
+
+
+def paired_report(paired: Dict[str, float]) -> str:
+  text = PAIRED_FORMAT.format(**paired)
+  if "floor_p50_ms" in paired:
+    text += (f"; the empty servicer's round trip alone {paired['floor_p50_ms']:.3f} ms, "
+             f"so beyond the transport floor {paired['beyond_floor_ms']:+.3f} ms")
+  return text
 
 
 def summary(latencies: Sequence[float], seconds: float, batch: int) -> Dict[str, float]:
@@ -209,19 +299,87 @@ def stand_in_model(base_path: Path) -> Dict[str, str]:
 
 def format_table(rows: List[Dict[str, object]]) -> str:
   header = ["mode", "batching", "batch", "clients", "p50 ms", "p99 ms", "QPS", "rows/s",
-            "p50 overhead ms"]
+            "p50 overhead ms", "server CPU ms/req", "client CPU ms/req"]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+  def optional(key: str, form: str) -> str:
+    return "" if row.get(key) is None else format(row[key], form)
+
   for row in rows:
     lines.append("| " + " | ".join([
         str(row["mode"]), str(row["batching"]), str(row["batch"]), str(row["clients"]),
         f"{row['p50_ms']:.3f}", f"{row['p99_ms']:.3f}", f"{row['qps']:.0f}",
-        f"{row['rows_per_s']:.0f}",
-        "" if row.get("overhead_ms") is None else f"{row['overhead_ms']:+.3f}"]) + " |")
+        f"{row['rows_per_s']:.0f}", optional("overhead_ms", "+.3f"),
+        optional("server_cpu_ms", ".3f"), optional("client_cpu_ms", ".3f")]) + " |")
   return "\n".join(lines)
+
+
+def batching_bound(rows: List[Dict[str, object]], clients: int) -> Optional[str]:
+  """The QPS ratio batching gave to `clients` batch-1 clients, beside the most
+  it could give if every CPU-ms per request beyond the empty servicer's (server
+  and client together) were batched away: on a CPU-bound machine QPS is
+  inversely proportional to CPU per request."""
+  def find(mode_prefix: str, batching: str) -> Optional[Dict[str, object]]:
+    return next((r for r in rows if str(r["mode"]).startswith(mode_prefix)
+                 and r["batching"] == batching and r["batch"] == 1
+                 and r["clients"] == clients), None)
+  off, on, floor = find("served", "off"), find("served", "on"), find("transport floor", "-")
+  if not (off and on and floor):
+    return None
+  cpu = {name: row["server_cpu_ms"] + row["client_cpu_ms"]
+         for name, row in (("off", off), ("on", on), ("floor", floor))}
+  return (f"{clients} clients, batch 1: batching on/off QPS {on['qps'] / off['qps']:.2f}x "
+          f"({on['qps']:.0f} / {off['qps']:.0f}); CPU ms per request, server + clients: "
+          f"off {cpu['off']:.3f}, on {cpu['on']:.3f}, empty servicer {cpu['floor']:.3f}; "
+          f"bound if batching removed all but the transport: "
+          f"{cpu['off'] / cpu['floor']:.2f}x; the empty servicer's QPS / batching off: "
+          f"{floor['qps'] / off['qps']:.2f}x")
 
 
 def _load_average() -> str:
   return " ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+def _served_rows(base_path: Path, batching: bool, workdir: Path, args: argparse.Namespace,
+                 requests: Dict[int, Path], baseline: Dict[int, float], rest_path: str,
+                 rows: List[Dict[str, object]], on_server=None) -> None:
+  server, target = start_server(base_path, batching, workdir, args.api, args.server_flags)
+  try:
+    if on_server is not None:
+      on_server(target)
+    for batch in args.batch_sizes:
+      for count in args.clients:
+        load = run_clients(count, args.api, target, requests[batch], args.seconds,
+                           rest_path, server.pid)
+        result = summary(load.latencies, args.seconds, batch)
+        rows.append({"mode": f"served ({args.api})", "batching": "on" if batching else "off",
+                     "batch": batch, "clients": count, **result, **load.cpu_ms_per_request(),
+                     "overhead_ms": result["p50_ms"] - baseline[batch] if count == 1 else None})
+        print(format_table(rows[-1:]).splitlines()[-1], flush=True)
+  finally:
+    server.terminate()
+    server.wait(timeout=60)
+
+
+def _floor_rows(batch: int, floor, floor_target: str, args: argparse.Namespace,
+                requests: Dict[int, Path], rows: List[Dict[str, object]]) -> None:
+  for count in args.clients:
+    load = run_clients(count, "grpc", floor_target, requests[batch], args.seconds, "",
+                       floor.pid)
+    rows.append({"mode": "transport floor (empty servicer)", "batching": "-",
+                 "batch": batch, "clients": count,
+                 **summary(load.latencies, args.seconds, batch), **load.cpu_ms_per_request()})
+    print(format_table(rows[-1:]).splitlines()[-1], flush=True)
+
+
+def response_bytes(version_dir: Path, request_path: Path) -> bytes:
+  """The served response to a request, built in process, for the empty servicer."""
+  from tensorflow_serving.apis import predict_pb2
+  from serving import inference
+  from serving.servable import Servable
+  servable = Servable.load(MODEL_NAME, int(version_dir.name), version_dir)
+  request = predict_pb2.PredictRequest.FromString(request_path.read_bytes())
+  return inference.predict_on(servable, request).SerializeToString()
 
 
 def orchestrate(args: argparse.Namespace) -> None:
@@ -254,29 +412,39 @@ def orchestrate(args: argparse.Namespace) -> None:
       print(format_table(rows[-1:]).splitlines()[-1], flush=True)
     rest_path = f"/v1/models/{MODEL_NAME}:predict"
     paired: Dict[str, float] = {}
-    for batching in (False, True):
-      server, target = start_server(base_path, batching, workdir, args.api)
-      try:
-        if not batching:
-          paired = paired_overhead(version_dir, examples, requests[1], target, args.api,
-                                   rest_path, args.paired_requests)
-          print(PAIRED_FORMAT.format(**paired), flush=True)
+    # The transport floor: one empty servicer per batch size, answering with
+    # that batch's real response bytes.
+    floors: Dict[int, tuple] = {}
+    try:
+      if args.api == "grpc":
         for batch in args.batch_sizes:
-          for count in args.clients:
-            latencies = run_clients(count, args.api, target, requests[batch], args.seconds,
-                                    rest_path)
-            result = summary(latencies, args.seconds, batch)
-            rows.append({"mode": f"served ({args.api})", "batching": "on" if batching else "off",
-                         "batch": batch, "clients": count, **result,
-                         "overhead_ms": result["p50_ms"] - baseline[batch] if count == 1 else None})
-            print(format_table(rows[-1:]).splitlines()[-1], flush=True)
-      finally:
-        server.terminate()
-        server.wait(timeout=60)
+          response_path = workdir / f"response-{batch}.grpc"
+          response_path.write_bytes(response_bytes(version_dir, requests[batch]))
+          floors[batch] = start_empty_server(response_path)
+
+      def measure_paired(target: str) -> None:
+        floor_target = floors[1][1] if 1 in floors else None
+        paired.update(paired_overhead(version_dir, examples, requests[1], target, floor_target,
+                                      args.api, rest_path, args.paired_requests))
+        print(paired_report(paired), flush=True)
+      _served_rows(base_path, False, workdir, args, requests, baseline, rest_path, rows,
+                   on_server=measure_paired if 1 in args.batch_sizes else None)
+      _served_rows(base_path, True, workdir, args, requests, baseline, rest_path, rows)
+      for batch, (floor, floor_target) in floors.items():
+        _floor_rows(batch, floor, floor_target, args, requests, rows)
+    finally:
+      for floor, _ in floors.values():
+        floor.terminate()
+        floor.wait(timeout=60)
   print()
   print(format_table(rows))
   print()
-  print(PAIRED_FORMAT.format(**paired))
+  if paired:
+    print(paired_report(paired))
+  for count in args.clients:
+    bound = batching_bound(rows, count)
+    if bound:
+      print(bound)
   print(f"load average at start {load_at_start}, at end {_load_average()} "
         "(the machine is shared: figures under load are inflated)")
 
@@ -286,6 +454,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if argv and argv[0] == "--client":
     api, target, request_path, seconds, path = argv[1:6]
     run_client(api, target, request_path, float(seconds), path)
+    return 0
+  if argv and argv[0] == "--empty_server":
+    serve_empty(int(argv[1]), argv[2])
     return 0
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
@@ -297,6 +468,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help="alternating in-process/served calls for the overhead figure")
   parser.add_argument("--model_dir", help="a model base path with numeric versions")
   parser.add_argument("--spec", default="census", help="the spec typing --model_dir's examples")
+  parser.add_argument("--server_flags", nargs="*", default=[],
+                      help="extra `mtlrank serve` flags, e.g. --server_flags=--grpc_max_threads=32")
   orchestrate(parser.parse_args(argv))
   return 0
 

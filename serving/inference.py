@@ -3,9 +3,10 @@ gRPC and REST front ends and by warm-up replay."""
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, TypeVar
 
 import numpy as np
+from google.protobuf.message import Message
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      get_model_status_pb2, inference_pb2, input_pb2, model_pb2,
                                      predict_pb2, prediction_log_pb2, regression_pb2)
@@ -145,24 +146,32 @@ def regression_result(signature: Signature, examples: np.ndarray
   return result
 
 
-def classify_on(servable: Servable, request: classification_pb2.ClassificationRequest
-                ) -> classification_pb2.ClassificationResponse:
+ExamplesResponse = TypeVar("ExamplesResponse", classification_pb2.ClassificationResponse,
+                            regression_pb2.RegressionResponse)
+
+
+def _answer_on_examples(servable: Servable, request, method: str,
+                        result: Callable[[Signature, np.ndarray], Message],
+                        response: ExamplesResponse) -> ExamplesResponse:
+  """Classify or Regress: runs the request's signature of that method on its
+  examples and fills `response`."""
   key = signature_name(request.model_spec)
-  signature = _method_signature(servable, key, CLASSIFY_METHOD)
-  response = classification_pb2.ClassificationResponse()
-  response.result.CopyFrom(classification_result(signature, serialized_examples(request.input)))
+  signature = _method_signature(servable, key, method)
+  response.result.CopyFrom(result(signature, serialized_examples(request.input)))
   fill_model_spec(response.model_spec, servable, key)
   return response
+
+
+def classify_on(servable: Servable, request: classification_pb2.ClassificationRequest
+                ) -> classification_pb2.ClassificationResponse:
+  return _answer_on_examples(servable, request, CLASSIFY_METHOD, classification_result,
+                             classification_pb2.ClassificationResponse())
 
 
 def regress_on(servable: Servable, request: regression_pb2.RegressionRequest
                ) -> regression_pb2.RegressionResponse:
-  key = signature_name(request.model_spec)
-  signature = _method_signature(servable, key, REGRESS_METHOD)
-  response = regression_pb2.RegressionResponse()
-  response.result.CopyFrom(regression_result(signature, serialized_examples(request.input)))
-  fill_model_spec(response.model_spec, servable, key)
-  return response
+  return _answer_on_examples(servable, request, REGRESS_METHOD, regression_result,
+                             regression_pb2.RegressionResponse())
 
 
 def _check_multi_inference_tasks(request: inference_pb2.MultiInferenceRequest) -> None:

@@ -13,6 +13,9 @@ import tensorflow as tf
 from models.spec import RankingSpec
 from pipeline import config, runner
 from pipeline.data import read_examples, split_files
+from serving.client import GrpcClient
+from serving.config import ServerOptions
+from serving.server import ModelServer
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +74,35 @@ def test_second_run_is_cached_and_pushes_nothing_new(first_run, small_census_spe
   assert second.already_pushed_version == int(Path(first.pushed_model_dir).name)
   versions = [p.name for p in paths.model_base_path(small_census_spec.name).iterdir()]
   assert versions == [Path(first.pushed_model_dir).name]
+
+
+def test_server_answers_grpc_predict_on_the_pushed_model_as_in_process(first_run,
+                                                                       small_census_spec):
+  paths, summary = first_run
+  name = small_census_spec.name
+  records = [r for r in tf.data.TFRecordDataset(
+      [str(f) for f in split_files(paths.data_dir, 1, "eval")], compression_type="GZIP")
+      .take(8).as_numpy_iterator()]
+  labels = {task.label for task in small_census_spec.tasks}
+  requests = []
+  for record in records:
+    example = tf.train.Example.FromString(record)
+    for label in labels:
+      del example.features.feature[label]
+    requests.append(example.SerializeToString())
+  function = tf.saved_model.load(summary.pushed_model_dir).signatures["serving_default"]
+  expected = {k: v.numpy() for k, v in function(examples=tf.constant(requests)).items()}
+
+  options = ServerOptions(port=0, rest_api_port=0, model_name=name,
+                          model_base_path=str(paths.model_base_path(name)),
+                          file_system_poll_wait_seconds=0)
+  with ModelServer(options) as server:
+    client = GrpcClient(f"127.0.0.1:{server.grpc_port}", name, {})
+    try:
+      served = client.predict_examples(requests)
+    finally:
+      client.close()
+  assert sorted(served) == sorted(expected)
+  for output, values in expected.items():
+    assert served[output].shape == values.shape == (len(requests),)
+    np.testing.assert_allclose(served[output], values, rtol=1e-6, err_msg=output)

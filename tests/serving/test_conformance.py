@@ -38,6 +38,16 @@ def example_protos(examples):
   return [tf.train.Example.FromString(e) for e in examples]
 
 
+def examples_input_request(request_class, endpoint, signature: str, examples=()):
+  """A Classify or Regress request for `signature` over the examples."""
+  request = request_class()
+  request.model_spec.name = endpoint.model_name
+  request.model_spec.signature_name = signature
+  if examples:
+    request.input.example_list.examples.extend(example_protos(examples))
+  return request
+
+
 def test_grpc_predict_matches_in_process_call(endpoint, examples):
   version = endpoint.serving_version()
   response = endpoint.prediction.Predict(examples_request(examples, endpoint.model_name), 10)
@@ -74,10 +84,8 @@ def test_grpc_predict_transform_features_signature(endpoint, examples):
 
 def test_grpc_classify(endpoint, examples):
   version = endpoint.serving_version()
-  request = classification_pb2.ClassificationRequest()
-  request.model_spec.name = endpoint.model_name
-  request.model_spec.signature_name = CLASSIFY_SIGNATURE
-  request.input.example_list.examples.extend(example_protos(examples))
+  request = examples_input_request(classification_pb2.ClassificationRequest, endpoint,
+                                   CLASSIFY_SIGNATURE, examples)
   response = endpoint.prediction.Classify(request, 10)
   expected = endpoint.reference(version, examples, CLASSIFY_SIGNATURE)
   assert response.model_spec.version.value == version
@@ -96,9 +104,8 @@ def test_grpc_classify_merges_context_features(endpoint, rows, examples):
     for name, feature in full.features.feature.items():
       if name != "device":
         proto.features.feature[name].CopyFrom(feature)
-  request = classification_pb2.ClassificationRequest()
-  request.model_spec.name = endpoint.model_name
-  request.model_spec.signature_name = CLASSIFY_SIGNATURE
+  request = examples_input_request(classification_pb2.ClassificationRequest, endpoint,
+                                   CLASSIFY_SIGNATURE)
   request.input.example_list_with_context.context.CopyFrom(context)
   request.input.example_list_with_context.examples.extend(partial)
   response = endpoint.prediction.Classify(request, 10)
@@ -115,10 +122,8 @@ def test_grpc_classify_merges_context_features(endpoint, rows, examples):
 
 def test_grpc_regress(endpoint, examples):
   version = endpoint.serving_version()
-  request = regression_pb2.RegressionRequest()
-  request.model_spec.name = endpoint.model_name
-  request.model_spec.signature_name = REGRESS_SIGNATURE
-  request.input.example_list.examples.extend(example_protos(examples))
+  request = examples_input_request(regression_pb2.RegressionRequest, endpoint,
+                                   REGRESS_SIGNATURE, examples)
   response = endpoint.prediction.Regress(request, 10)
   np.testing.assert_allclose([r.value for r in response.result.regressions],
                              endpoint.reference(version, examples, REGRESS_SIGNATURE)["outputs"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Callable, Iterator
 
 import grpc
 import numpy as np
@@ -33,14 +34,35 @@ def saved_model(tmp_path_factory) -> Path:
   return build_ranking_model(tmp_path_factory.mktemp("source") / "model", MODEL_NAME, seed=5)
 
 
-def core_for(base_path: Path, policy: str = "", labels=None, warm_up=None) -> ServerCore:
-  config = model_server_config_pb2.ModelServerConfig()
-  model = config.model_config_list.config.add(name=MODEL_NAME, base_path=str(base_path))
-  if policy:
-    text_format.Parse(policy, model.model_version_policy)
-  for label, version in (labels or {}).items():
-    model.version_labels[label] = version
-  return ServerCore(config, poll_wait_seconds=0, warm_up=warm_up or inference.warm_up)
+@pytest.fixture
+def core_for() -> Iterator[Callable[..., ServerCore]]:
+  """Makes ServerCores for one model (policy and labels as text); stops them
+  all when the test ends, failed or not."""
+  cores = []
+
+  def make(base_path: Path, policy: str = "", labels=None, warm_up=None) -> ServerCore:
+    config = model_server_config_pb2.ModelServerConfig()
+    model = config.model_config_list.config.add(name=MODEL_NAME, base_path=str(base_path))
+    if policy:
+      text_format.Parse(policy, model.model_version_policy)
+    for label, version in (labels or {}).items():
+      model.version_labels[label] = version
+    cores.append(ServerCore(config, poll_wait_seconds=0, warm_up=warm_up or inference.warm_up))
+    return cores[-1]
+  yield make
+  for core in cores:
+    core.stop()
+
+
+def copy_versions(saved_model: Path, base_path: Path, *versions: int) -> None:
+  for version in versions:
+    shutil.copytree(saved_model, base_path / str(version))
+
+
+def assert_not_found(call: Callable[[], object]) -> None:
+  with pytest.raises(ServingError) as error:
+    call()
+  assert error.value.code == grpc.StatusCode.NOT_FOUND
 
 
 def poll_twice(core: ServerCore) -> None:
@@ -57,42 +79,38 @@ def states(core: ServerCore):
     return {}
 
 
-def test_a_partially_copied_version_waits_until_complete(tmp_path, saved_model):
+def test_a_partially_copied_version_waits_until_complete(core_for, tmp_path, saved_model):
   core = core_for(tmp_path)
   version_dir = tmp_path / "1"
   version_dir.mkdir()
   shutil.copy(saved_model / "saved_model.pb", version_dir)
   (version_dir / "variables").mkdir()
   poll_twice(core)
-  with pytest.raises(ServingError) as error:
-    core.model(MODEL_NAME).servable()
-  assert error.value.code == grpc.StatusCode.NOT_FOUND
+  assert_not_found(lambda: core.model(MODEL_NAME).servable())
   shutil.rmtree(version_dir)
   shutil.copytree(saved_model, version_dir)
   core.poll_all()
   assert states(core) == {1: START}, "a directory seen once may still be growing"
   core.poll_all()
   assert states(core) == {1: AVAILABLE}
-  core.stop()
 
 
-def test_a_directory_that_keeps_changing_is_not_loaded(tmp_path, saved_model):
+def test_a_directory_that_keeps_changing_is_not_loaded(core_for, tmp_path, saved_model):
   core = core_for(tmp_path)
-  shutil.copytree(saved_model, tmp_path / "1")
+  copy_versions(saved_model, tmp_path, 1)
   core.poll_all()
   (tmp_path / "1" / "assets.extra" / "late_file").write_text("still copying")
   core.poll_all()
   assert states(core) == {1: START}
   core.poll_all()
   assert states(core) == {1: AVAILABLE}
-  core.stop()
 
 
-def test_a_corrupt_version_never_replaces_the_serving_one(tmp_path, saved_model):
+def test_a_corrupt_version_never_replaces_the_serving_one(core_for, tmp_path, saved_model):
   core = core_for(tmp_path)
-  shutil.copytree(saved_model, tmp_path / "1")
+  copy_versions(saved_model, tmp_path, 1)
   poll_twice(core)
-  shutil.copytree(saved_model, tmp_path / "2")
+  copy_versions(saved_model, tmp_path, 2)
   (tmp_path / "2" / "saved_model.pb").write_bytes(b"\x00not a saved model")
   poll_twice(core)
   poll_twice(core)
@@ -103,71 +121,61 @@ def test_a_corrupt_version_never_replaces_the_serving_one(tmp_path, saved_model)
   assert statuses[2].status.error_message
   # Fixing the directory by hand makes the version load.
   shutil.rmtree(tmp_path / "2")
-  shutil.copytree(saved_model, tmp_path / "2")
+  copy_versions(saved_model, tmp_path, 2)
   poll_twice(core)
   assert states(core) == {2: AVAILABLE, 1: END}
-  core.stop()
 
 
-def test_a_failing_warm_up_fails_the_load(tmp_path, saved_model):
+def test_a_failing_warm_up_fails_the_load(core_for, tmp_path, saved_model):
   core = core_for(tmp_path)
-  shutil.copytree(saved_model, tmp_path / "1")
+  copy_versions(saved_model, tmp_path, 1)
   poll_twice(core)
-  shutil.copytree(saved_model, tmp_path / "2")
+  copy_versions(saved_model, tmp_path, 2)
   write_warmup_requests(tmp_path / "2", [b"\x07garbage"], MODEL_NAME)
   poll_twice(core)
   statuses = {s.version: s for s in core.model(MODEL_NAME).statuses()}
   assert statuses[2].state == END
   assert "warm-up" in statuses[2].status.error_message
   assert core.model(MODEL_NAME).servable().version == 1
-  core.stop()
 
 
-def test_warm_up_runs_before_a_version_is_available(tmp_path, saved_model):
+def test_warm_up_runs_before_a_version_is_available(core_for, tmp_path, saved_model):
   seen = []
 
   def record_warm_up(servable):
     seen.append((servable.version, dict(states(core))))
 
   core = core_for(tmp_path, warm_up=record_warm_up)
-  shutil.copytree(saved_model, tmp_path / "1")
+  copy_versions(saved_model, tmp_path, 1)
   poll_twice(core)
   assert seen == [(1, {1: get_model_status_pb2.ModelVersionStatus.State.LOADING})]
-  core.stop()
 
 
-def test_latest_policy_serves_the_newest_versions(tmp_path, saved_model):
+def test_latest_policy_serves_the_newest_versions(core_for, tmp_path, saved_model):
   core = core_for(tmp_path, "latest { num_versions: 2 }")
-  for version in (1, 2, 3):
-    shutil.copytree(saved_model, tmp_path / str(version))
+  copy_versions(saved_model, tmp_path, 1, 2, 3)
   poll_twice(core)
   assert states(core) == {3: AVAILABLE, 2: AVAILABLE}
   shutil.rmtree(tmp_path / "3")
   poll_twice(core)
   assert states(core) == {3: END, 2: AVAILABLE, 1: AVAILABLE}
-  core.stop()
 
 
-def test_specific_and_all_policies(tmp_path, saved_model):
-  for version in (1, 2, 3):
-    shutil.copytree(saved_model, tmp_path / str(version))
+def test_specific_and_all_policies(core_for, tmp_path, saved_model):
+  copy_versions(saved_model, tmp_path, 1, 2, 3)
   specific = core_for(tmp_path, "specific { versions: 1 versions: 3 }", labels={"stable": 1})
   poll_twice(specific)
   assert states(specific) == {3: AVAILABLE, 1: AVAILABLE}
   assert specific.model(MODEL_NAME).servable(label="stable").version == 1
-  with pytest.raises(ServingError) as error:
-    specific.model(MODEL_NAME).servable(version=2)
-  assert error.value.code == grpc.StatusCode.NOT_FOUND
-  specific.stop()
+  assert_not_found(lambda: specific.model(MODEL_NAME).servable(version=2))
   every = core_for(tmp_path, "all {}")
   poll_twice(every)
   assert states(every) == {3: AVAILABLE, 2: AVAILABLE, 1: AVAILABLE}
-  every.stop()
 
 
-def test_versions_serve_their_own_weights(tmp_path, saved_model, examples):
+def test_versions_serve_their_own_weights(core_for, tmp_path, saved_model, examples):
   core = core_for(tmp_path, "all {}")
-  shutil.copytree(saved_model, tmp_path / "1")
+  copy_versions(saved_model, tmp_path, 1)
   build_ranking_model(tmp_path / "2", MODEL_NAME, seed=6)
   poll_twice(core)
   model = core.model(MODEL_NAME)
@@ -175,10 +183,9 @@ def test_versions_serve_their_own_weights(tmp_path, saved_model, examples):
   first = model.servable(1).signature("serving_default")(inputs)["score"]
   second = model.servable(2).signature("serving_default")(inputs)["score"]
   assert not np.allclose(first, second)
-  core.stop()
 
 
-def test_reload_config_adds_and_removes_models(tmp_path, saved_model):
+def test_reload_config_adds_and_removes_models(core_for, tmp_path, saved_model):
   shutil.copytree(saved_model, tmp_path / "a" / "1")
   shutil.copytree(saved_model, tmp_path / "b" / "7")
   core = core_for(tmp_path / "a")
@@ -188,38 +195,33 @@ def test_reload_config_adds_and_removes_models(tmp_path, saved_model):
   core.reload_config(config)
   assert core.model_names == ["other"]
   assert core.model("other").servable().version == 7
-  with pytest.raises(ServingError) as error:
-    core.model(MODEL_NAME)
-  assert error.value.code == grpc.StatusCode.NOT_FOUND
+  assert_not_found(lambda: core.model(MODEL_NAME))
   duplicate = model_server_config_pb2.ModelServerConfig()
   for _ in range(2):
     duplicate.model_config_list.config.add(name="x", base_path=str(tmp_path / "b"))
   with pytest.raises(ServingError) as error:
     core.reload_config(duplicate)
   assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
-  core.stop()
 
 
-def test_a_server_starting_on_a_corrupt_newest_version_serves_the_one_before(tmp_path,
+def test_a_server_starting_on_a_corrupt_newest_version_serves_the_one_before(core_for, tmp_path,
                                                                               saved_model):
-  shutil.copytree(saved_model, tmp_path / "1")
+  copy_versions(saved_model, tmp_path, 1)
   (tmp_path / "2").mkdir()
   (tmp_path / "2" / "saved_model.pb").write_bytes(b"garbage")
   core = core_for(tmp_path)
   poll_twice(core)
   assert states(core) == {2: END, 1: AVAILABLE}
-  core.stop()
 
 
-def test_only_versions_the_policy_will_pick_are_reported_as_start(tmp_path, saved_model):
+def test_only_versions_the_policy_will_pick_are_reported_as_start(core_for, tmp_path, saved_model):
   core = core_for(tmp_path)
-  shutil.copytree(saved_model, tmp_path / "1")
+  copy_versions(saved_model, tmp_path, 1)
   poll_twice(core)
-  shutil.copytree(saved_model, tmp_path / "3")
-  shutil.copytree(saved_model, tmp_path / "2")
+  copy_versions(saved_model, tmp_path, 3)
+  copy_versions(saved_model, tmp_path, 2)
   core.poll_all()
   assert states(core) == {3: START, 1: AVAILABLE}, "2 is not aspired: 3 is newer"
   shutil.rmtree(tmp_path / "3")
   core.poll_all()
   assert states(core) == {2: AVAILABLE, 1: END}
-  core.stop()
