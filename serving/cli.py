@@ -53,6 +53,10 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
   add("--ssl_config_file", default="", help="an SSLConfig text proto: TLS for gRPC")
   add("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
       help="largest gRPC message or REST body accepted")
+  add("--tensorflow_intra_op_parallelism", type=int, default=0,
+      help="threads one TensorFlow op may use; 0 lets TensorFlow pick")
+  add("--tensorflow_inter_op_parallelism", type=int, default=0,
+      help="TensorFlow ops run at once; 0 lets TensorFlow pick")
 
 
 def server_options(args: argparse.Namespace) -> ServerOptions:
@@ -64,7 +68,9 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
       enable_batching=args.enable_batching, batching_parameters_file=args.batching_parameters_file,
       enable_model_warmup=args.enable_model_warmup, rest_api_num_threads=args.rest_api_num_threads,
       grpc_max_threads=args.grpc_max_threads, ssl_config_file=args.ssl_config_file,
-      max_request_bytes=args.max_request_bytes)
+      max_request_bytes=args.max_request_bytes,
+      tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
+      tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism)
 
 
 def serve(args: argparse.Namespace) -> int:

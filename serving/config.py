@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Optional, Type
+from typing import Dict, Optional, Type
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message, text_format, wrappers_pb2
 from google.protobuf import message_factory
@@ -128,6 +128,9 @@ class ServerOptions:
   grpc_max_threads: int = DEFAULT_GRPC_MAX_THREADS
   ssl_config_file: str = ""
   max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+  # TensorFlow's thread pools; 0 lets TensorFlow pick (one thread per core).
+  tensorflow_intra_op_parallelism: int = 0
+  tensorflow_inter_op_parallelism: int = 0
 
   def model_server_config(self) -> model_server_config_pb2.ModelServerConfig:
     if self.model_config_file:
@@ -145,6 +148,15 @@ class ServerOptions:
 
   def batching(self) -> Optional[BatchingOptions]:
     return batching_options(self.batching_parameters_file) if self.enable_batching else None
+
+  def tensorflow_threads(self) -> Dict[str, int]:
+    """The thread-pool flags that are set, by flag name."""
+    flags = {"tensorflow_intra_op_parallelism": self.tensorflow_intra_op_parallelism,
+             "tensorflow_inter_op_parallelism": self.tensorflow_inter_op_parallelism}
+    for flag, value in flags.items():
+      if value < 0:
+        raise ConfigError(f"--{flag} must be 0 (TensorFlow's choice) or positive, not {value}")
+    return {flag: value for flag, value in flags.items() if value}
 
   def ssl_config(self) -> Optional[message.Message]:
     return parse_text_proto(self.ssl_config_file, SSLConfig) if self.ssl_config_file else None

@@ -9,9 +9,10 @@ from concurrent import futures
 from typing import Optional
 
 import grpc
+import tensorflow as tf
 
 from serving import inference
-from serving.config import ServerOptions
+from serving.config import ConfigError, ServerOptions
 from serving.grpc_service import add_services
 from serving.manager import ServerCore
 from serving.rest import RestApi, RestServer
@@ -29,6 +30,30 @@ def _grpc_credentials(options: ServerOptions) -> Optional[grpc.ServerCredentials
       require_client_auth=ssl.client_verify)
 
 
+_THREADING = {
+    "tensorflow_intra_op_parallelism": (tf.config.threading.get_intra_op_parallelism_threads,
+                                        tf.config.threading.set_intra_op_parallelism_threads),
+    "tensorflow_inter_op_parallelism": (tf.config.threading.get_inter_op_parallelism_threads,
+                                        tf.config.threading.set_inter_op_parallelism_threads),
+}
+
+
+def configure_tensorflow_threads(options: ServerOptions) -> None:
+  """Sizes TensorFlow's thread pools as TF Serving's flags of the same names
+  do. TensorFlow fixes them when its runtime starts, so a server sharing a
+  process that already ran TensorFlow ops cannot change them."""
+  for flag, value in options.tensorflow_threads().items():
+    get, set_ = _THREADING[flag]
+    if get() == value:
+      continue
+    try:
+      set_(value)
+    except RuntimeError:
+      raise ConfigError(f"--{flag}={value}: TensorFlow already runs in this process with "
+                        f"{get() or 'its default'}; the flag takes effect only before "
+                        "TensorFlow's first op") from None
+
+
 class ModelServer:
   """Loads the configured models, then serves gRPC (and REST unless its port
   is 0). Ports given as 0 for gRPC are picked free; `grpc_port` and
@@ -36,6 +61,7 @@ class ModelServer:
 
   def __init__(self, options: ServerOptions):
     self.options = options
+    configure_tensorflow_threads(options)
     self.core = ServerCore(
         options.model_server_config(), options.file_system_poll_wait_seconds,
         batching=options.batching(),

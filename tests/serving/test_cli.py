@@ -36,7 +36,8 @@ def test_serve_takes_tensorflow_model_server_flags(tmp_path):
   args = parse(["serve", "--port=9000", "--rest_api_port=0", "--model_name=rank",
                 f"--model_base_path={tmp_path}", "--enable_batching",
                 f"--batching_parameters_file={batching}", "--enable_model_warmup=false",
-                "--file_system_poll_wait_seconds=5"])
+                "--file_system_poll_wait_seconds=5", "--tensorflow_intra_op_parallelism=2",
+                "--tensorflow_inter_op_parallelism=1"])
   assert args.func is cli.serve
   options = cli.server_options(args)
   assert (options.port, options.rest_api_port, options.host) == (9000, 0, "127.0.0.1")
@@ -44,6 +45,8 @@ def test_serve_takes_tensorflow_model_server_flags(tmp_path):
   assert options.batching().max_batch_size == 32
   assert options.batching().batch_timeout_micros == 500
   assert options.model_server_config().model_config_list.config[0].name == "rank"
+  assert options.tensorflow_threads() == {"tensorflow_intra_op_parallelism": 2,
+                                          "tensorflow_inter_op_parallelism": 1}
 
 
 def test_predict_prints_rows_ranked_by_the_fused_score(endpoint, tmp_path, capsys):

@@ -7,20 +7,23 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import grpc
 import pytest
+import tensorflow as tf
 from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc,
                                      prediction_service_pb2_grpc)
 
 from serving.client import examples_request
 from serving.conformance import free_port
-from serving.config import ServerOptions
+from serving.config import ConfigError, ServerOptions
 from serving.server import ModelServer
 
+REPO = Path(__file__).resolve().parent.parent.parent
 pytestmark = pytest.mark.skipif(os.environ.get("MTLRANK_TFSERVING_TARGET") is not None,
                                 reason="starts bundled servers with other flags")
 
@@ -96,3 +99,29 @@ def test_oversized_requests_are_refused_and_serving_goes_on(endpoint, examples):
     response = stub.Predict(examples_request(examples[:1], endpoint.model_name), timeout=30)
     assert "score" in response.outputs
     channel.close()
+
+
+def test_tensorflow_thread_flags_size_the_pools_of_a_fresh_process():
+  script = ("from serving.config import ServerOptions\n"
+            "from serving.server import configure_tensorflow_threads\n"
+            "import tensorflow as tf\n"
+            "configure_tensorflow_threads(ServerOptions(tensorflow_intra_op_parallelism=1,"
+            " tensorflow_inter_op_parallelism=3))\n"
+            "tf.constant(1.0) + 1.0\n"
+            "print(tf.config.threading.get_intra_op_parallelism_threads(),"
+            " tf.config.threading.get_inter_op_parallelism_threads())\n")
+  result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.split() == ["1", "3"]
+
+
+def test_tensorflow_thread_flags_name_themselves_when_they_cannot_act(endpoint):
+  base = dict(port=0, rest_api_port=0, model_name=endpoint.model_name,
+              model_base_path=str(endpoint.model_dir), file_system_poll_wait_seconds=0)
+  with pytest.raises(ConfigError, match="--tensorflow_inter_op_parallelism must be 0"):
+    ModelServer(ServerOptions(**base, tensorflow_inter_op_parallelism=-1))
+  # This process has run TensorFlow ops already: its pools are fixed.
+  running = tf.config.threading.get_intra_op_parallelism_threads()
+  with pytest.raises(ConfigError, match="--tensorflow_intra_op_parallelism=.*already runs"):
+    ModelServer(ServerOptions(**base, tensorflow_intra_op_parallelism=running + 7))
