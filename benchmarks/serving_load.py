@@ -108,9 +108,10 @@ def percentile(values: Sequence[float], q: float) -> float:
   return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
-def start_server(base_path: Path, batching: bool, workdir: Path, api: str,
+def start_server(base_path: Path, batching: Optional[str], workdir: Path, api: str,
                  extra_flags: Sequence[str] = ()):
-  """A `mtlrank serve` subprocess; returns it and its target address."""
+  """A `mtlrank serve` subprocess, batching with the given BatchingParameters
+  text or not at all; returns it and its target address."""
   grpc_port, rest_port = free_port(), free_port()
   command = [sys.executable, "-m", "serving.cli", "serve", f"--port={grpc_port}",
              f"--rest_api_port={rest_port if api == 'rest' else 0}",
@@ -118,7 +119,7 @@ def start_server(base_path: Path, batching: bool, workdir: Path, api: str,
              "--file_system_poll_wait_seconds=0", *extra_flags]
   if batching:
     params = workdir / "batching.txt"
-    params.write_text(BATCHING_PARAMETERS)
+    params.write_text(batching)
     command += ["--enable_batching", f"--batching_parameters_file={params}"]
   process = _started(command)
   return process, f"127.0.0.1:{grpc_port if api == 'grpc' else rest_port}"
@@ -343,7 +344,8 @@ def _load_average() -> str:
 def _served_rows(base_path: Path, batching: bool, workdir: Path, args: argparse.Namespace,
                  requests: Dict[int, Path], baseline: Dict[int, float], rest_path: str,
                  rows: List[Dict[str, object]], on_server=None) -> None:
-  server, target = start_server(base_path, batching, workdir, args.api, args.server_flags)
+  server, target = start_server(base_path, args.batching_parameters if batching else None,
+                                workdir, args.api, args.server_flags)
   try:
     if on_server is not None:
       on_server(target)
@@ -445,6 +447,8 @@ def orchestrate(args: argparse.Namespace) -> None:
     bound = batching_bound(rows, count)
     if bound:
       print(bound)
+  print(f"server flags: {' '.join(args.server_flags) or 'none'}; batching parameters: "
+        f"{' '.join(args.batching_parameters.split())}")
   print(f"load average at start {load_at_start}, at end {_load_average()} "
         "(the machine is shared: figures under load are inflated)")
 
@@ -468,8 +472,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help="alternating in-process/served calls for the overhead figure")
   parser.add_argument("--model_dir", help="a model base path with numeric versions")
   parser.add_argument("--spec", default="census", help="the spec typing --model_dir's examples")
-  parser.add_argument("--server_flags", nargs="*", default=[],
-                      help="extra `mtlrank serve` flags, e.g. --server_flags=--grpc_max_threads=32")
+  parser.add_argument("--server_flag", dest="server_flags", action="append", default=[],
+                      help="an extra `mtlrank serve` flag (repeatable), e.g. "
+                           "--server_flag=--tensorflow_inter_op_parallelism=1")
+  parser.add_argument("--batching_parameters", default=BATCHING_PARAMETERS,
+                      help="the BatchingParameters text proto of the batching-on runs")
   orchestrate(parser.parse_args(argv))
   return 0
 
