@@ -4,6 +4,7 @@ beside an in-process call of the same signature's ConcreteFunction.
 
   uv run python -m benchmarks.serving_load [--seconds 5] [--api grpc|rest]
       [--model_dir DIR --spec NAME]   # a pushed model instead of the stand-in
+      [--server_flags "..."]          # `mtlrank serve` flags; '' for TensorFlow's pools
 
 Without --model_dir it serves a stand-in for the census MMoE (the census
 spec's 40 raw columns, 4 experts of 64 units, 2 tasks). Each client is its own
@@ -19,6 +20,7 @@ import dataclasses
 import base64
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -39,6 +41,10 @@ batch_timeout_micros { value: 1000 }
 num_batch_threads { value: 2 }
 max_enqueued_batches { value: 1000 }
 """
+# One TensorFlow thread per op and one op at a time: on 2 cores, concurrent
+# requests and batches keep the cores busy, and TensorFlow's default pools
+# (one thread per core each) mostly spin: measured in docs/serving.md.
+SERVER_FLAGS = ("--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=1")
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 PAIRED_FORMAT = ("p50 overhead at batch 1, one client, batching off, measured alternately: "
                  "served {served_p50_ms:.3f} ms - in-process {in_process_p50_ms:.3f} ms = "
@@ -472,9 +478,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help="alternating in-process/served calls for the overhead figure")
   parser.add_argument("--model_dir", help="a model base path with numeric versions")
   parser.add_argument("--spec", default="census", help="the spec typing --model_dir's examples")
-  parser.add_argument("--server_flag", dest="server_flags", action="append", default=[],
-                      help="an extra `mtlrank serve` flag (repeatable), e.g. "
-                           "--server_flag=--tensorflow_inter_op_parallelism=1")
+  parser.add_argument("--server_flags", type=shlex.split, default=list(SERVER_FLAGS),
+                      help="extra `mtlrank serve` flags as one string; '' for none "
+                           f"(default: {' '.join(SERVER_FLAGS)})")
   parser.add_argument("--batching_parameters", default=BATCHING_PARAMETERS,
                       help="the BatchingParameters text proto of the batching-on runs")
   orchestrate(parser.parse_args(argv))

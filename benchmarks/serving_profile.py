@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import serving  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
@@ -75,24 +75,23 @@ def instrument() -> None:
   batching.Batcher._execute = counted
 
 
-def thread_cpu() -> Dict[str, float]:
-  """CPU seconds of each thread of this process, by thread id."""
+def thread_cpu() -> Dict[str, Tuple[str, float]]:
+  """(kernel thread name, CPU seconds) of each thread of this process, by id."""
   result = {}
   for task in Path("/proc/self/task").iterdir():
     try:
+      comm = (task / "comm").read_text().strip()
       fields = (task / "stat").read_text().rpartition(")")[2].split()
     except FileNotFoundError:  # the thread ended
       continue
-    result[task.name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    result[task.name] = (comm, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
   return result
 
 
-def thread_group(thread_id: str, python_names: Dict[str, str]) -> str:
+def thread_group(thread_id: str, comm: str, python_names: Dict[str, str]) -> str:
   name = python_names.get(thread_id)
   if name is None:
-    comm = Path(f"/proc/self/task/{thread_id}/comm")
-    comm_name = comm.read_text().strip() if comm.exists() else "?"
-    return ("gRPC event engine" if comm_name.startswith("event_engine")
+    return ("gRPC event engine" if comm.startswith("event_engine")
             else "TensorFlow thread pools and other native threads")
   if name.startswith("grpc"):
     return "gRPC worker threads (handlers)"
@@ -104,10 +103,13 @@ def thread_group(thread_id: str, python_names: Dict[str, str]) -> str:
 def profile(args: argparse.Namespace) -> None:
   from serving.config import ServerOptions
   from serving.examples import serialize_rows
-  from serving.server import ModelServer
+  from serving.server import ModelServer, configure_tensorflow_threads
   from serving.testing import random_rows
 
   instrument()
+  threads = ServerOptions(tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
+                          tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism)
+  configure_tensorflow_threads(threads)  # before building the model runs TensorFlow
   with tempfile.TemporaryDirectory() as tmp:
     workdir = Path(tmp)
     base_path = workdir / serving_load.MODEL_NAME
@@ -120,6 +122,8 @@ def profile(args: argparse.Namespace) -> None:
         port=0, rest_api_port=0, model_name=serving_load.MODEL_NAME,
         model_base_path=str(base_path), file_system_poll_wait_seconds=0,
         enable_batching=args.batching,
+        tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
+        tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism,
         batching_parameters_file=str(batching_file) if args.batching else "")
     with ModelServer(options) as server:
       target = f"127.0.0.1:{server.grpc_port}"
@@ -133,13 +137,17 @@ def profile(args: argparse.Namespace) -> None:
   report(args, load, before, after, python_names)
 
 
-def report(args: argparse.Namespace, load: "serving_load.Load", before: Dict[str, float],
-           after: Dict[str, float], python_names: Dict[str, str]) -> None:
+def report(args: argparse.Namespace, load: "serving_load.Load",
+           before: Dict[str, Tuple[str, float]], after: Dict[str, Tuple[str, float]],
+           python_names: Dict[str, str]) -> None:
   per_request = 1e3 / max(load.sent, 1)
   groups: Dict[str, float] = collections.defaultdict(float)
-  for thread_id, seconds in after.items():
-    groups[thread_group(thread_id, python_names)] += seconds - before.get(thread_id, 0.0)
-  print(f"{args.clients} client(s), batch 1, batching {'on' if args.batching else 'off'}: "
+  for thread_id, (comm, seconds) in after.items():
+    groups[thread_group(thread_id, comm, python_names)] += (
+        seconds - before.get(thread_id, (comm, 0.0))[1])
+  print(f"{args.clients} client(s), batch 1, batching {'on' if args.batching else 'off'}, "
+        f"TensorFlow threads intra {args.tensorflow_intra_op_parallelism} inter "
+        f"{args.tensorflow_inter_op_parallelism} (0: TensorFlow's choice): "
         f"{load.sent} requests, {len(load.latencies) / args.seconds:.0f} QPS; "
         f"CPU ms per request:")
   print(f"  server process       {load.server_cpu_seconds * per_request:7.3f}")
@@ -162,6 +170,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--seconds", type=float, default=4.0)
   parser.add_argument("--batching", action="store_true")
   parser.add_argument("--batching_parameters", default=serving_load.BATCHING_PARAMETERS)
+  parser.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0)
+  parser.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0)
   profile(parser.parse_args(argv))
   return 0
 
