@@ -1,10 +1,13 @@
-"""Load test of `mtlrank serve` (not a timed test): p50/p99 latency and QPS at
-batch 1 and 64 with 1, 8 and 32 concurrent clients, batching off and on,
-beside an in-process call of the same signature's ConcreteFunction.
+"""Load test of `mtlrank serve` (not a timed test): p50/p99 latency, QPS and
+CPU per request (server and clients) at batch 1 and 64 with 1, 8 and 32
+concurrent clients, batching off and on, beside an in-process call of the same
+signature's ConcreteFunction and beside the transport floor (the same clients
+against an empty grpcio servicer); it ends with the batching ratio and its
+bound implied by the measured CPU per request.
 
   uv run python -m benchmarks.serving_load [--seconds 5] [--api grpc|rest]
       [--model_dir DIR --spec NAME]   # a pushed model instead of the stand-in
-      [--server_flags "..."]          # `mtlrank serve` flags; '' for TensorFlow's pools
+      [--server_flags="..."]          # `mtlrank serve` flags; '' for TensorFlow's pools
 
 Without --model_dir it serves a stand-in for the census MMoE (the census
 spec's 40 raw columns, 4 experts of 64 units, 2 tasks). Each client is its own
