@@ -163,8 +163,17 @@ class EvaluationSpec:
   # Slices with fewer examples are left out of summaries and the report; the
   # release gate still checks the gated slices whatever their size.
   min_slice_size: int = 200
+  # Ranking quality of the fused score, per request: NDCG@k and grouped AUC
+  # against the label of `gain_task` (default: the first binary task of the
+  # score without a parent, the click).
   query_key: Optional[str] = None
   ndcg_cutoffs: Tuple[int, ...] = (5, 10)
+  gain_task: Optional[str] = None
+  # TFMA's bootstrap intervals on every metric: several times the Evaluator's cost.
+  confidence_intervals: bool = False
+  # Also train and evaluate one single-task network per task, same features and
+  # budget, to report MTL - STL per task and slice. Never gated nor pushed.
+  single_task_baseline: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,6 +244,34 @@ class RankingSpec:
       columns[t.label] = "int" if t.is_binary else "float"
     return columns
 
+  @property
+  def gain_task(self) -> TaskSpec:
+    """The task whose label is the gain of the ranking metrics: the spec's
+    `evaluation.gain_task`, else the first binary, parentless task of the fused
+    score (the click), else the first binary task."""
+    if self.evaluation.gain_task:
+      return self.task(self.evaluation.gain_task)
+    scored = [self.task(name) for name in self.serving.score] or list(self.tasks)
+    for candidates in (scored, self.tasks):
+      for t in candidates:
+        if t.is_binary and t.parent is None:
+          return t
+    return next((t for t in self.tasks if t.is_binary), self.tasks[0])
+
+  def transform_view(self) -> "RankingSpec":
+    """The parts of the spec the Transform reads (features, tasks, data): a change
+    to the model, training, serving or evaluation sections keeps its cache."""
+    return self.replace(model=ModelSpec(), training=TrainingSpec(),
+                        serving=ServingSpec(), evaluation=EvaluationSpec())
+
+  def trainer_view(self, architecture: Optional[str] = None) -> "RankingSpec":
+    """The parts of the spec a Trainer reads: all but the evaluation section,
+    whose changes keep the Trainer's cache; `architecture` overrides the model's."""
+    view = self.replace(evaluation=EvaluationSpec())
+    if architecture is not None:
+      view = view.replace(model={"architecture": architecture})
+    return view
+
   def to_dict(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)
 
@@ -273,7 +310,10 @@ def spec_from_json(text: str) -> RankingSpec:
           thresholds=tuple(Threshold(**t) for t in raw["evaluation"]["thresholds"]),
           min_slice_size=raw["evaluation"]["min_slice_size"],
           query_key=raw["evaluation"]["query_key"],
-          ndcg_cutoffs=tuple(raw["evaluation"]["ndcg_cutoffs"])),
+          ndcg_cutoffs=tuple(raw["evaluation"]["ndcg_cutoffs"]),
+          gain_task=raw["evaluation"].get("gain_task"),
+          confidence_intervals=raw["evaluation"].get("confidence_intervals", False),
+          single_task_baseline=raw["evaluation"].get("single_task_baseline", False)),
       data=DataSpec(**raw["data"]),
       serving=ServingSpec(**raw["serving"]),
       source_path=raw.get("source_path", ""))
@@ -553,11 +593,20 @@ def _parse_evaluation(f: _Fields, tasks: List[TaskSpec],
   query_key = f.get("query_key", str)
   if query_key is not None and query_key not in feature_names:
     f.fail(f"{query_key!r} is not a declared feature", "query_key")
+  cutoffs = f.get("ndcg_cutoffs", list, default=[5, 10])
+  if not cutoffs or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0
+                            for k in cutoffs):
+    f.fail("must be a non-empty list of positive integers", "ndcg_cutoffs")
+  gain_task = f.get("gain_task", str)
+  if gain_task is not None and (gain_task not in by_name or not by_name[gain_task].is_binary):
+    binary = ", ".join(t.name for t in tasks if t.is_binary)
+    f.fail(f"{gain_task!r} is not a binary task (binary tasks: {binary})", "gain_task")
   spec = EvaluationSpec(
       slices=all_slices, gated_slices=gated, thresholds=tuple(thresholds),
       min_slice_size=f.get("min_slice_size", int, default=200),
-      query_key=query_key,
-      ndcg_cutoffs=tuple(f.get("ndcg_cutoffs", list, default=[5, 10])))
+      query_key=query_key, ndcg_cutoffs=tuple(cutoffs), gain_task=gain_task,
+      confidence_intervals=f.get("confidence_intervals", bool, default=False),
+      single_task_baseline=f.get("single_task_baseline", bool, default=False))
   f.done()
   return spec
 

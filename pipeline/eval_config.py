@@ -8,15 +8,28 @@ tiny single-class slice (AUC 0) would silently block every release.
 
 A conditional task (conversion given click) is evaluated on the rows where its
 parent's label is positive: TFMA weighs each example by the parent label.
+
+Per binary task the expected calibration error comes from our own TFMA metric
+(`pipeline.tfma_metrics`). With an `evaluation.query_key`, the fused `score`
+output is also judged as a ranking: TFMA groups the eval examples by request
+and computes NDCG@k for each of `evaluation.ndcg_cutoffs` and the grouped AUC,
+both against the label of the spec's gain task (the click). With
+`evaluation.confidence_intervals`, TFMA computes an interval for every metric.
+
+`single_task_eval_config` is the same without gates, for the single-task
+baseline: it is compared, never released.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List
+import json
+from typing import Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
 
+from models.export import SCORE_OUTPUT
 from models.spec import RankingSpec, TaskSpec, Threshold
+from pipeline import tfma_metrics
 
 SERVING_SIGNATURE = "serving_default"
 INFERENCE_BATCH_SIZE = 4096
@@ -31,6 +44,8 @@ GATE_METRICS: Dict[str, tuple] = {
 BINARY_METRICS = ("ExampleCount", "WeightedExampleCount", "AUC", "AUCPrecisionRecall",
                   "BinaryCrossEntropy", "Calibration", "MeanLabel", "MeanPrediction")
 BINARY_PLOTS = ("CalibrationPlot",)
+CUSTOM_METRICS_MODULE = tfma_metrics.__name__
+BINARY_CUSTOM_METRICS = (tfma_metrics.ExpectedCalibrationError.__name__,)
 REGRESSION_METRICS = ("ExampleCount", "WeightedExampleCount", "MeanSquaredError",
                       "MeanAbsoluteError", "MeanLabel", "MeanPrediction")
 
@@ -55,35 +70,66 @@ def _metric_threshold(threshold: Threshold) -> tfma.MetricThreshold:
   return result
 
 
-def _metric_configs(spec: RankingSpec, task: TaskSpec) -> List[tfma.MetricConfig]:
-  gated = [tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=list(s))
-                                  for s in spec.evaluation.gated_slices]
+def _metric_configs(spec: RankingSpec, task: TaskSpec,
+                    with_gates: bool = True) -> List[tfma.MetricConfig]:
+  gated_slices = [tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=list(s))
+                                         for s in spec.evaluation.gated_slices]
   thresholds = {GATE_METRICS[t.metric][0]: t for t in spec.evaluation.thresholds
-                if t.task == task.name}
+                if with_gates and t.task == task.name}
   names = (BINARY_METRICS + BINARY_PLOTS) if task.is_binary else REGRESSION_METRICS
   configs = []
   for class_name in names:
     config = tfma.MetricConfig(class_name=class_name)
     if class_name in thresholds:
       config.per_slice_thresholds.append(tfma.PerSliceMetricThreshold(
-          slicing_specs=gated, threshold=_metric_threshold(thresholds[class_name])))
+          slicing_specs=gated_slices, threshold=_metric_threshold(thresholds[class_name])))
     configs.append(config)
+  if task.is_binary:
+    configs += [tfma.MetricConfig(class_name=name, module=CUSTOM_METRICS_MODULE)
+                for name in BINARY_CUSTOM_METRICS]
   return configs
 
 
-def eval_config_from_spec(spec: RankingSpec) -> tfma.EvalConfig:
+def ranking_metrics_spec(spec: RankingSpec) -> Optional[tfma.MetricsSpec]:
+  """NDCG@k and grouped AUC of the fused score per request, or None without a
+  query key. The gain is the gain task's raw label column (0/1 clicks)."""
+  if spec.evaluation.query_key is None:
+    return None
+  gain = spec.gain_task.label
+  return tfma.MetricsSpec(
+      output_names=[SCORE_OUTPUT], query_key=spec.evaluation.query_key,
+      metrics=[
+          tfma.MetricConfig(class_name="NDCG", config=json.dumps(
+              {"gain_key": gain, "top_k_list": list(spec.evaluation.ndcg_cutoffs)})),
+          tfma.MetricConfig(class_name=tfma_metrics.GroupedAUC.__name__,
+                            module=CUSTOM_METRICS_MODULE,
+                            config=json.dumps({"label_key": gain})),
+      ])
+
+
+def eval_config_from_spec(spec: RankingSpec, with_gates: bool = True) -> tfma.EvalConfig:
+  """The candidate's EvalConfig; `with_gates=False` leaves every threshold out."""
   example_weight_keys = {t.name: spec.parent_label(t) for t in spec.tasks if t.parent}
+  label_keys = {t.name: t.label for t in spec.tasks}
+  ranking = ranking_metrics_spec(spec)
+  if ranking is not None:
+    label_keys[SCORE_OUTPUT] = spec.gain_task.label
   model_spec = tfma.ModelSpec(
       signature_name=SERVING_SIGNATURE,
-      label_keys={t.name: t.label for t in spec.tasks},
+      label_keys=label_keys,
       example_weight_keys=example_weight_keys,
       # TFMA's adaptive batching settles on batches of ~40 examples; one large
       # batch per inference call is several times faster on CPU.
       inference_batch_size=INFERENCE_BATCH_SIZE)
-  metrics_specs = [tfma.MetricsSpec(output_names=[t.name], metrics=_metric_configs(spec, t))
+  metrics_specs = [tfma.MetricsSpec(output_names=[t.name],
+                                   metrics=_metric_configs(spec, t, with_gates))
                    for t in spec.tasks]
+  if ranking is not None:
+    metrics_specs.append(ranking)
+  options = tfma.Options()
+  options.compute_confidence_intervals.value = spec.evaluation.confidence_intervals
   # No TFMA min_slice_size: TFMA 0.47 reports every thresholded metric of a
   # suppressed slice as "Metric not found", even on slices no threshold names,
   # which blocks every release. Small slices are hidden in the report instead.
   return tfma.EvalConfig(model_specs=[model_spec], slicing_specs=slicing_specs(spec),
-                         metrics_specs=metrics_specs)
+                         metrics_specs=metrics_specs, options=options)

@@ -6,6 +6,16 @@ it and stop the run on bad data; Transform and Trainer consume the latest
 `data.num_spans` spans; Evaluator judges the candidate on the newest span's
 eval split against the value thresholds and the latest blessed model; Pusher
 writes a blessed, not yet pushed model as a new TF Serving version.
+
+Each component gets only the part of the spec it reads (`RankingSpec.
+transform_view`, `trainer_view`), so that a change to the evaluation section
+re-runs the Evaluator only, and a change to the training budget keeps the
+Transform's cache. DataGate gets the whole spec: the run's record of it.
+
+With `evaluation.single_task_baseline`, a second Trainer trains the
+`single_task` architecture on the same Transform output with the same budget,
+and a second Evaluator (no gates, no baseline model) evaluates it on the same
+eval split; nothing downstream consumes it: it is reported, never pushed.
 """
 
 from __future__ import annotations
@@ -27,6 +37,9 @@ from pipeline.eval_config import eval_config_from_spec
 
 PREPROCESSING_FN = "models.features.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
+SINGLE_TASK_ARCHITECTURE = "single_task"
+SINGLE_TASK_TRAINER = "SingleTaskTrainer"
+SINGLE_TASK_EVALUATOR = "SingleTaskEvaluator"
 
 
 def example_gen_input_config() -> example_gen_pb2.Input:
@@ -48,7 +61,6 @@ def create_pipeline(spec: RankingSpec, paths: config.PipelinePaths,
   backfill the earlier spans of the training window, which then count as the
   same pipeline's ExampleGen outputs.
   """
-  custom_config = {SPEC_CONFIG_KEY: spec.to_json()}
   range_config = (range_config_pb2.RangeConfig(static_range=range_config_pb2.StaticRange(
       start_span_number=span, end_span_number=span)) if span is not None else None)
   example_gen = FileBasedExampleGen(
@@ -87,7 +99,8 @@ def create_pipeline(spec: RankingSpec, paths: config.PipelinePaths,
   latest_spans.add_upstream_node(data_gate)
   transform = tfx.components.Transform(
       examples=latest_spans.outputs["examples"], schema=curated_schema.outputs["schema"],
-      preprocessing_fn=PREPROCESSING_FN, custom_config=custom_config,
+      preprocessing_fn=PREPROCESSING_FN,
+      custom_config={SPEC_CONFIG_KEY: spec.transform_view().to_json()},
       # StatisticsGen already profiles the raw span; Transform's own pre- and
       # post-transform statistics would be two more full TFDV passes.
       disable_statistics=True,
@@ -96,10 +109,7 @@ def create_pipeline(spec: RankingSpec, paths: config.PipelinePaths,
       force_tf_compat_v1=True)
   transform.add_upstream_node(data_gate)
 
-  trainer = tfx.components.Trainer(
-      run_fn=RUN_FN, examples=transform.outputs["transformed_examples"],
-      transform_graph=transform.outputs["transform_graph"],
-      schema=curated_schema.outputs["schema"], custom_config=custom_config)
+  trainer = _trainer(spec.trainer_view(), transform, curated_schema)
 
   baseline = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -118,9 +128,25 @@ def create_pipeline(spec: RankingSpec, paths: config.PipelinePaths,
               base_directory=str(paths.model_base_path(spec.name)))),
       custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_lib.Executor))
 
-  return tfx.dsl.Pipeline(
-      components=ingestion + [latest_spans, transform, trainer, baseline, evaluator, pusher],
-      **pipeline_args)
+  components = ingestion + [latest_spans, transform, trainer, baseline, evaluator, pusher]
+  if spec.evaluation.single_task_baseline:
+    single_task_trainer = _trainer(spec.trainer_view(SINGLE_TASK_ARCHITECTURE), transform,
+                                   curated_schema).with_id(SINGLE_TASK_TRAINER)
+    single_task_evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=single_task_trainer.outputs["model"], example_splits=[config.EVAL_SPLIT],
+        eval_config=eval_config_from_spec(spec, with_gates=False),
+    ).with_id(SINGLE_TASK_EVALUATOR)
+    components += [single_task_trainer, single_task_evaluator]
+  return tfx.dsl.Pipeline(components=components, **pipeline_args)
+
+
+def _trainer(trainer_spec: RankingSpec, transform, schema_gen) -> tfx.components.Trainer:
+  return tfx.components.Trainer(
+      run_fn=RUN_FN, examples=transform.outputs["transformed_examples"],
+      transform_graph=transform.outputs["transform_graph"],
+      schema=schema_gen.outputs["schema"],
+      custom_config={SPEC_CONFIG_KEY: trainer_spec.to_json()})
 
 
 def pipeline_name(spec: RankingSpec) -> str:

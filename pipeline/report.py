@@ -8,15 +8,17 @@ TensorBoard event files (gate weights, task-gradient cosines, loss weights,
 per-task losses), and renders one HTML page whose charts are inline SVG: it
 opens from disk, without a server, a script or a network connection.
 
-The spec comes from the run itself (the Trainer's `custom_config` holds the
-spec JSON) unless one is passed.
+The spec comes from the run itself (the DataGate's `spec` property holds the
+whole spec JSON; components downstream get only their part) unless one is
+passed. With `evaluation.single_task_baseline` the single-task Evaluator's
+output gives the MTL - STL table; with a query key the fused score's ranking
+metrics get their own section; TFMA's confidence intervals show in brackets.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import html
-import json
 import math
 import os
 from pathlib import Path
@@ -24,22 +26,25 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from models.features import spec_from_custom_config  # noqa: E402
-from models.spec import RankingSpec  # noqa: E402
+from models.spec import RankingSpec, spec_from_json  # noqa: E402
 from pipeline import config, results  # noqa: E402
 
 Series = List[Tuple[float, float]]
 TRAINER_NODE = "Trainer"
+SPEC_NODE = "DataGate"
 TELEMETRY_DIR = Path("logs") / "train"
 CALIBRATION_BINS = 20
 # Metrics shown first, in this order; any other metric TFMA reports follows.
 METRIC_ORDER = ("example_count", "weighted_example_count", "auc", "auc_precision_recall",
-                "binary_crossentropy", "calibration", "mean_label", "mean_prediction",
+                "binary_crossentropy", "calibration", "expected_calibration_error",
+                "mean_label", "mean_prediction",
                 "mean_squared_error", "mean_absolute_error")
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
 SECTIONS = (("outcome", "Run outcome"), ("metrics", "Metrics per task"),
             ("slices", "Metrics per slice"), ("calibration", "Calibration"),
+            ("ranking", "Ranking quality of the fused score"),
+            ("baseline", "Multi-task against single-task baselines"),
             ("gates", "Gate weights"), ("gradients", "Task-gradient cosine"),
             ("loss-weights", "Loss weights"), ("losses", "Per-task training loss"),
             ("durations", "Component durations"))
@@ -61,19 +66,20 @@ class ReportData:
   metrics: Dict[Tuple[str, str], Dict[str, float]]
   calibration: Dict[str, List[CalibrationBin]]
   telemetry: Dict[str, Series]
+  baseline: List[results.BaselineComparison] = dataclasses.field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------
 # Reading the run
 
 
-def _latest_trainer_execution(store, run_name: str):
-  """The Trainer execution of the run named `run_name` (cached or not)."""
+def _execution_of(store, run_name: str, node: str):
+  """The execution of `node` in the run named `run_name` (cached or not)."""
   run = next(c for c in store.get_contexts_by_type("pipeline_run") if c.name == run_name)
-  trainer_contexts = {c.id for c in store.get_contexts_by_type("node")
-                      if c.name.split(".", 1)[-1] == TRAINER_NODE}
+  node_contexts = {c.id for c in store.get_contexts_by_type("node")
+                   if c.name.split(".", 1)[-1] == node}
   for execution in store.get_executions_by_context(run.id):
-    if any(c.id in trainer_contexts for c in store.get_contexts_by_execution(execution.id)):
+    if any(c.id in node_contexts for c in store.get_contexts_by_execution(execution.id)):
       return execution
   return None
 
@@ -89,10 +95,10 @@ def _model_run_uri(store, execution) -> Optional[str]:
 
 
 def _spec_of(execution) -> Optional[RankingSpec]:
-  custom_config = execution.custom_properties.get("custom_config")
-  if custom_config is None or not custom_config.string_value:
+  spec = execution.custom_properties.get("spec")
+  if spec is None or not spec.string_value:
     return None
-  return spec_from_custom_config(json.loads(custom_config.string_value))
+  return spec_from_json(spec.string_value)
 
 
 def read_telemetry(log_dir: Path) -> Dict[str, Series]:
@@ -153,11 +159,12 @@ def collect(pipeline_root: Path, spec: Optional[RankingSpec] = None) -> ReportDa
                             "pipeline root (the --pipeline-root of `mtlrank run`)?")
   outcome = results.latest_run(metadata_path)
   store = results.open_store(metadata_path)
-  trainer = _latest_trainer_execution(store, outcome.run_id)
+  trainer = _execution_of(store, outcome.run_id, TRAINER_NODE)
   if spec is None:
-    spec = _spec_of(trainer) if trainer is not None else None
+    gate = _execution_of(store, outcome.run_id, SPEC_NODE)
+    spec = _spec_of(gate) if gate is not None else None
     if spec is None:
-      raise RuntimeError(f"the latest run in {metadata_path} has no Trainer execution "
+      raise RuntimeError(f"the latest run in {metadata_path} has no {SPEC_NODE} execution "
                          "holding the spec: pass --spec")
   model_run = _model_run_uri(store, trainer) if trainer is not None else None
   telemetry = read_telemetry(Path(model_run) / TELEMETRY_DIR) if model_run else {}
@@ -166,7 +173,10 @@ def collect(pipeline_root: Path, spec: Optional[RankingSpec] = None) -> ReportDa
       spec=spec, pipeline_root=Path(pipeline_root), outcome=outcome,
       metrics=results.slice_metrics(spec, evaluation) if evaluation else {},
       calibration=read_calibration(spec, evaluation) if evaluation else {},
-      telemetry=telemetry)
+      telemetry=telemetry,
+      baseline=(results.compare_with_single_task(spec, evaluation,
+                                                 outcome.single_task_evaluation_uri)
+                if evaluation and outcome.single_task_evaluation_uri else []))
 
 
 # ----------------------------------------------------------------------------
@@ -303,7 +313,8 @@ def bar_chart(values: Mapping[str, float], unit: str,
 def _ordered_metrics(rows: Mapping[str, Mapping[str, float]]) -> List[str]:
   """Metrics in METRIC_ORDER, then the others; the weighted example count only
   where it differs from the example count (a conditional task's weights)."""
-  plain = {n for values in rows.values() for n in values if not n.endswith("_diff")}
+  plain = {n for values in rows.values() for n in values
+           if not n.endswith(("_diff", "_lower", "_upper"))}
   if all(v.get("weighted_example_count") == v.get("example_count") for v in rows.values()):
     plain.discard("weighted_example_count")
   return [m for m in METRIC_ORDER if m in plain] + sorted(plain - set(METRIC_ORDER))
@@ -314,6 +325,9 @@ def _cell(values: Mapping[str, float], metric: str) -> str:
     return "<td>-</td>"
   text = (f"{values[metric]:.0f}" if metric.endswith("example_count")
           else f"{values[metric]:.4f}")
+  if metric + "_lower" in values:
+    text += (f' <span class="interval">[{values[metric + "_lower"]:.4f}, '
+             f'{values[metric + "_upper"]:.4f}]</span>')
   diff = values.get(metric + "_diff")
   if diff is not None:
     text += f' <span class="diff">({diff:+.4f})</span>'
@@ -321,7 +335,8 @@ def _cell(values: Mapping[str, float], metric: str) -> str:
 
 
 def metrics_table(rows: Mapping[str, Mapping[str, float]], row_header: str) -> str:
-  """A table of {row: {metric: value}}; a `<metric>_diff` shows beside its metric."""
+  """A table of {row: {metric: value}}; a `<metric>_diff` shows beside its metric
+  in parentheses, a confidence interval `<metric>_lower/_upper` in brackets."""
   metrics = _ordered_metrics(rows)
   head = "".join(f"<th>{_esc(m)}</th>" for m in metrics)
   body = "".join(f"<tr><th>{_esc(row)}</th>{''.join(_cell(values, m) for m in metrics)}</tr>"
@@ -354,12 +369,17 @@ def _outcome_section(data: ReportData) -> str:
 
 def _overall_section(data: ReportData) -> str:
   rows = {task: values for (task, slice_name), values in data.metrics.items()
-          if slice_name == "overall"}
+          if slice_name == "overall" and task in data.spec.task_names}
   if not rows:
     return "<p>No metrics: the Evaluator did not run.</p>"
   note = ("<p>In parentheses: the change against the blessed baseline model.</p>"
           if any(k.endswith("_diff") for v in rows.values() for k in v) else
           "<p>No blessed baseline model: no changes to show.</p>")
+  if any(k.endswith("_lower") for v in rows.values() for k in v):
+    note += "<p>In brackets: TFMA's 95 % confidence interval.</p>"
+  else:
+    note += ("<p>No confidence intervals (the spec's "
+             "<code>evaluation.confidence_intervals</code> is off).</p>")
   return note + metrics_table(rows, "task")
 
 
@@ -388,6 +408,50 @@ def _calibration_section(data: ReportData) -> str:
                  + line_chart(series, "mean prediction", "mean label", (0.0, 1.0),
                               diagonal=True, markers=True) + "</figure>")
   return "".join(parts) or "<p>The spec has no binary task.</p>"
+
+
+def _ranking_section(data: ReportData) -> str:
+  evaluation = data.spec.evaluation
+  if evaluation.query_key is None:
+    return ("<p>No ranking metrics: the spec declares no "
+            "<code>evaluation.query_key</code> (no request to group by).</p>")
+  ordered = sorted(data.metrics.items(), key=lambda kv: (kv[0][1] != "overall", kv[0][1]))
+  rows = {slice_name: values for (task, slice_name), values in ordered
+          if task == results.SCORE_OUTPUT}
+  if not rows:
+    return "<p>No ranking metrics were recorded for the fused score.</p>"
+  cutoffs = ", ".join(f"NDCG@{k}" for k in evaluation.ndcg_cutoffs)
+  return (f"<p>The fused <code>score</code> ranks the items of each request "
+          f"(<code>{_esc(evaluation.query_key)}</code>) against the gain "
+          f"<code>{_esc(data.spec.gain_task.label)}</code>: {cutoffs}, and the grouped AUC "
+          "(mean AUC within a request, over requests with both a positive and a "
+          "negative; <code>grouped_auc_requests</code> counts them). A slice on a "
+          "per-item column holds every request with an item in it.</p>"
+          + metrics_table(rows, "slice"))
+
+
+def _baseline_section(data: ReportData) -> str:
+  if not data.spec.evaluation.single_task_baseline:
+    return ("<p>No single-task baseline in this run (the spec's "
+            "<code>evaluation.single_task_baseline</code> is off).</p>")
+  if not data.baseline:
+    return "<p>The single-task baseline was not evaluated in this run.</p>"
+  classes = {"MTL better": "better", "STL better": "worse"}
+  body = "".join(
+      f'<tr class="{classes.get(c.verdict, "")}">'
+      f"<th>{_esc(c.task)}</th><td>{_esc(c.slice)}</td><td>{_esc(c.metric)}</td>"
+      f"<td>{c.multi_task:.4f}</td><td>{c.single_task:.4f}</td><td>{c.delta:+.4f}</td>"
+      f"<td>{_esc(c.verdict)}</td></tr>"
+      for c in sorted(data.baseline, key=lambda c: (c.task, c.slice != "overall", c.slice,
+                                                    c.metric)))
+  return ("<p>The multi-task model (MTL) against one single-task network per task "
+          "(STL, architecture single_task) trained in the same run on the same "
+          "Transform output with the same budget, evaluated on the same eval split. "
+          "One seed; MTL &minus; STL with its sign (lower is better for log loss, "
+          "ECE and errors).</p>"
+          '<div class="scroll"><table class="baseline"><thead><tr><th>task</th>'
+          "<th>slice</th><th>metric</th><th>MTL</th><th>STL</th><th>MTL &minus; STL</th>"
+          f"<th></th></tr></thead><tbody>{body}</tbody></table></div>")
 
 
 def _tags(telemetry: Mapping[str, Series], prefix: str) -> Dict[str, Series]:
@@ -459,7 +523,8 @@ h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
 table { border-collapse: collapse; margin: 0.5em 0 1.2em; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
 th:first-child { text-align: left; } thead th { background: #f3f3f3; }
-.diff { color: #666; font-size: 0.9em; }
+.diff, .interval { color: #666; font-size: 0.9em; }
+tr.better td:last-child { color: #1a7f37; } tr.worse td:last-child { color: #c62828; }
 .scroll { overflow-x: auto; }
 .verdict { font-size: 1.3em; font-weight: bold; }
 .blessed { color: #1a7f37; } .not-blessed { color: #c62828; }
@@ -478,6 +543,8 @@ def render(data: ReportData) -> str:
       "metrics": _overall_section(data),
       "slices": _slices_section(data),
       "calibration": _calibration_section(data),
+      "ranking": _ranking_section(data),
+      "baseline": _baseline_section(data),
       "gates": _gates_section(data),
       "gradients": _series_section(data, "gradient/cosine/", "cosine similarity",
                                    missing_gradients, (-1.0, 1.0)),

@@ -17,6 +17,16 @@ from ml_metadata.proto import metadata_store_pb2
 
 from models.spec import RankingSpec
 
+SINGLE_TASK_EVALUATOR = "SingleTaskEvaluator"
+# The fused score's output name (models.export.SCORE_OUTPUT; not imported, to
+# keep this module free of TensorFlow): its ranking metrics are read as a task's.
+SCORE_OUTPUT = "score"
+# Metrics compared between the multi-task and the single-task model, with the
+# direction that is better.
+COMPARED_METRICS = {"auc": True, "auc_precision_recall": True,
+                    "binary_crossentropy": False, "expected_calibration_error": False,
+                    "mean_squared_error": False, "mean_absolute_error": False}
+
 _CACHED = metadata_store_pb2.Execution.CACHED
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 
@@ -31,6 +41,29 @@ class RunOutcome:
   evaluation_uri: Optional[str]
   pushed_dir: Optional[str]
   already_pushed_version: Optional[int]
+  single_task_evaluation_uri: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineComparison:
+  """One metric of one task on one slice: multi-task against single-task."""
+  task: str
+  slice: str
+  metric: str
+  multi_task: float
+  single_task: float
+  higher_is_better: bool
+
+  @property
+  def delta(self) -> float:
+    """MTL - STL."""
+    return self.multi_task - self.single_task
+
+  @property
+  def verdict(self) -> str:
+    if self.delta == 0:
+      return "tie"
+    return "MTL better" if (self.delta > 0) == self.higher_is_better else "STL better"
 
 
 def open_store(metadata_path: Path) -> metadata_store.MetadataStore:
@@ -77,6 +110,7 @@ def latest_run(metadata_path: Path) -> RunOutcome:
 
   blessing = output_of("Evaluator", "ModelBlessing")
   evaluation = output_of("Evaluator", "ModelEvaluation")
+  single_task_evaluation = output_of(SINGLE_TASK_EVALUATOR, "ModelEvaluation")
   pushed = output_of("Pusher", "PushedModel")
   blessed = bool(blessing and _int(blessing, "blessed"))
   reasons = []
@@ -91,7 +125,9 @@ def latest_run(metadata_path: Path) -> RunOutcome:
   return RunOutcome(run_id=run.name, component_seconds=seconds, cached_components=cached,
                     blessed=blessed, not_blessed_reasons=reasons,
                     evaluation_uri=evaluation.uri if evaluation else None,
-                    pushed_dir=pushed_dir, already_pushed_version=already)
+                    pushed_dir=pushed_dir, already_pushed_version=already,
+                    single_task_evaluation_uri=(single_task_evaluation.uri
+                                                if single_task_evaluation else None))
 
 
 def _int(artifact: metadata_store_pb2.Artifact, key: str) -> int:
@@ -157,23 +193,58 @@ def task_metrics(spec: RankingSpec, evaluation_uri: str,
           slice_metrics(spec, evaluation_uri).items() if name == slice_name}
 
 
+def _metric_name(key) -> str:
+  """TFMA's metric name, with its cutoff (`ndcg@5`) and `_diff` for a change."""
+  name = key.name
+  if key.HasField("sub_key") and key.sub_key.HasField("top_k"):
+    name += f"@{key.sub_key.top_k.value}"
+  return name + ("_diff" if key.is_diff else "")
+
+
 def slice_metrics(spec: RankingSpec,
                   evaluation_uri: str) -> Dict[tuple, Dict[str, float]]:
   """{(task, slice name): {metric: value}} of the candidate model, on the overall
-  slice and every slice with at least `evaluation.min_slice_size` examples."""
+  slice and every slice with at least `evaluation.min_slice_size` examples.
+
+  The fused score's ranking metrics come under the task `score`. Where TFMA
+  computed a confidence interval, `<metric>_lower` and `<metric>_upper` hold it.
+  """
   import tensorflow_model_analysis as tfma
 
+  outputs = set(spec.task_names) | {SCORE_OUTPUT}
   result: Dict[tuple, Dict[str, float]] = {}
   for metrics in tfma.load_metrics(evaluation_uri):
     slice_name = _slice_name(metrics.slice_key)
     for kv in metrics.metric_keys_and_values:
       key = kv.key
-      if key.model_name == "baseline" or key.output_name not in spec.task_names:
+      if key.model_name == "baseline" or key.output_name not in outputs:
         continue
       if kv.value.HasField("double_value"):
-        name = key.name + ("_diff" if key.is_diff else "")
-        result.setdefault((key.output_name, slice_name), {})[name] = \
-            kv.value.double_value.value
+        name = _metric_name(key)
+        values = result.setdefault((key.output_name, slice_name), {})
+        values[name] = kv.value.double_value.value
+        interval = kv.confidence_interval
+        if interval.HasField("lower_bound") and interval.lower_bound.HasField("double_value"):
+          values[name + "_lower"] = interval.lower_bound.double_value.value
+          values[name + "_upper"] = interval.upper_bound.double_value.value
   minimum = spec.evaluation.min_slice_size
+  counts = {slice_name: values.get("example_count", 0)
+            for (task, slice_name), values in result.items() if task in spec.task_names}
   return {key: values for key, values in result.items()
-          if key[1] == "overall" or values.get("example_count", 0) >= minimum}
+          if key[1] == "overall" or counts.get(key[1], 0) >= minimum}
+
+
+def compare_with_single_task(spec: RankingSpec, multi_task_uri: str,
+                             single_task_uri: str) -> List[BaselineComparison]:
+  """Per task, slice and compared metric: the multi-task model against the
+  single-task baseline evaluated on the same eval split."""
+  multi = slice_metrics(spec, multi_task_uri)
+  single = slice_metrics(spec, single_task_uri)
+  comparisons = []
+  for (task, slice_name), values in multi.items():
+    other = single.get((task, slice_name), {})
+    for metric, higher in COMPARED_METRICS.items():
+      if metric in values and metric in other:
+        comparisons.append(BaselineComparison(task, slice_name, metric, values[metric],
+                                              other[metric], higher))
+  return comparisons

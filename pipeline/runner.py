@@ -23,6 +23,7 @@ from typing import Dict, List, Optional
 from models.spec import RankingSpec
 from pipeline import config
 from pipeline.data import prepare_data
+from pipeline.results import SCORE_OUTPUT
 from pipeline.schema import write_schema
 
 
@@ -43,21 +44,33 @@ class RunSummary:
   cached_components: List[str] = dataclasses.field(default_factory=list)
   pipeline_root: str = ""
   evaluation_uri: Optional[str] = None
+  # Overall slice, one entry per task and compared metric: multi_task,
+  # single_task, delta (MTL - STL) and verdict; empty without the baseline.
+  single_task_baseline: List[Dict[str, object]] = dataclasses.field(default_factory=list)
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
   def render(self) -> str:
     lines = [f"mtlrank run of spec {self.spec!r}: {self.wall_seconds:.0f} s"]
-    metric_names = sorted({m for task in self.metrics.values() for m in task})
-    shown = [m for m in ("auc", "auc_precision_recall", "binary_crossentropy", "calibration",
-                         "mean_squared_error", "mean_absolute_error", "example_count")
-             if m in metric_names]
-    lines.append("  eval metrics (overall slice):")
-    lines.append("    " + f"{'task':<16}" + "".join(f"{m[:20]:>22}" for m in shown))
-    for task, values in self.metrics.items():
-      lines.append("    " + f"{task:<16}" + "".join(
-          f"{values[m]:>22.4f}" if m in values else f"{'-':>22}" for m in shown))
+    tasks = {t: v for t, v in self.metrics.items() if t != SCORE_OUTPUT}
+    lines.append("  eval metrics (overall slice" + (
+        ", [95 % confidence interval]):" if any(
+            k.endswith("_lower") for v in tasks.values() for k in v) else "):"))
+    lines += _table(tasks, SUMMARY_METRICS)
+    ranking = self.metrics.get(SCORE_OUTPUT)
+    if ranking:
+      lines.append("  ranking of the fused score, per request (overall slice):")
+      lines += _table({SCORE_OUTPUT: ranking}, sorted(
+          m for m in ranking if m.startswith(("ndcg@", "grouped_auc", "requests"))
+          and not m.endswith(("_lower", "_upper", "_diff"))))
+    if self.single_task_baseline:
+      lines.append("  multi-task (MTL) against single-task (STL) baselines, overall "
+                   "slice, one seed:")
+      lines.append(f"    {'task':<16}{'metric':<28}{'MTL':>10}{'STL':>10}{'MTL - STL':>12}")
+      for row in self.single_task_baseline:
+        lines.append(f"    {row['task']:<16}{row['metric']:<28}{row['multi_task']:>10.4f}"
+                     f"{row['single_task']:>10.4f}{row['delta']:>+12.4f}  {row['verdict']}")
     if self.blessed:
       lines.append("  blessed: yes")
     else:
@@ -75,6 +88,31 @@ class RunSummary:
       cached = " (cached)" if name in self.cached_components else ""
       lines.append(f"    {name:<32}{seconds:>8.1f}{cached}")
     return "\n".join(lines)
+
+
+SUMMARY_METRICS = ("auc", "auc_precision_recall", "binary_crossentropy", "calibration",
+                   "expected_calibration_error", "mean_squared_error",
+                   "mean_absolute_error", "example_count")
+SHORT_NAMES = {"auc_precision_recall": "pr_auc", "binary_crossentropy": "log_loss",
+               "expected_calibration_error": "ece", "mean_squared_error": "mse",
+               "mean_absolute_error": "mae"}
+
+
+def _table(rows: Dict[str, Dict[str, float]], metrics) -> List[str]:
+  """Console table of {row: {metric: value}}; an interval follows its value."""
+  shown = [m for m in metrics if any(m in v for v in rows.values())]
+  width = 24 if any(m + "_lower" in v for v in rows.values() for m in shown) else 14
+  lines = ["    " + f"{'task':<16}" + "".join(
+      f"{SHORT_NAMES.get(m, m)[:width - 2]:>{width}}" for m in shown)]
+  for row, values in rows.items():
+    cells = []
+    for m in shown:
+      text = f"{values[m]:.4f}" if m in values else "-"
+      if m + "_lower" in values:
+        text += f" [{values[m + '_lower']:.3f},{values[m + '_upper']:.3f}]"
+      cells.append(f"{text:>{width}}")
+    lines.append("    " + f"{row:<16}" + "".join(cells))
+  return lines
 
 
 def available_spans(data_dir: Path) -> List[int]:
@@ -189,11 +227,18 @@ def summarize(spec: RankingSpec, paths: config.PipelinePaths,
 
   outcome = results.latest_run(paths.metadata_path)
   metrics = results.task_metrics(spec, outcome.evaluation_uri) if outcome.evaluation_uri else {}
+  comparisons = (results.compare_with_single_task(spec, outcome.evaluation_uri,
+                                                  outcome.single_task_evaluation_uri)
+                 if outcome.evaluation_uri and outcome.single_task_evaluation_uri else [])
   return RunSummary(
       spec=spec.name, blessed=outcome.blessed, pushed_model_dir=outcome.pushed_dir,
       metrics=metrics, component_seconds=outcome.component_seconds,
       wall_seconds=wall_seconds, not_blessed_reasons=outcome.not_blessed_reasons,
       already_pushed_version=outcome.already_pushed_version,
       cached_components=outcome.cached_components,
-      pipeline_root=str(paths.pipeline_root), evaluation_uri=outcome.evaluation_uri)
+      pipeline_root=str(paths.pipeline_root), evaluation_uri=outcome.evaluation_uri,
+      single_task_baseline=[
+          {"task": c.task, "metric": c.metric, "multi_task": c.multi_task,
+           "single_task": c.single_task, "delta": c.delta, "verdict": c.verdict}
+          for c in comparisons if c.slice == "overall"])
 

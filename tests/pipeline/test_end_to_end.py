@@ -1,6 +1,9 @@
 """End to end: the real pipeline (LocalDagRunner, Beam, TFT, TFMA, MLMD) on a
 census sample pushes a blessed model whose `serving_default` answers raw
-tf.Examples per task; a second run reuses the cache and pushes nothing new."""
+tf.Examples per task, and evaluates a single-task baseline beside it; a second
+run reuses the cache and pushes nothing new; a third, with a far smaller
+training budget against the blessed model, is not blessed, pushes nothing and
+names the failing tasks. The runs are session fixtures (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,19 +13,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.spec import RankingSpec
-from pipeline import config, runner
-from pipeline.data import read_examples, split_files
+from pipeline.data import split_files
 from serving.client import GrpcClient
 from serving.config import ServerOptions
 from serving.server import ModelServer
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory, small_census_spec: RankingSpec):
-  home = tmp_path_factory.mktemp("home")
-  paths = config.PipelinePaths.for_spec(small_census_spec.name, home)
-  return paths, runner.run(small_census_spec, paths)
+def first_run(first_census_run):
+  """`(paths, summary)` of the first, blessed and pushed run."""
+  return first_census_run
 
 
 def test_first_run_pushes_a_blessed_model(first_run, small_census_spec):
@@ -36,9 +36,28 @@ def test_first_run_pushes_a_blessed_model(first_run, small_census_spec):
   for task in small_census_spec.task_names:
     assert 0.7 < summary.metrics[task]["auc"] <= 1.0
     assert summary.metrics[task]["example_count"] == 1000
+  for task in small_census_spec.task_names:
+    assert 0 <= summary.metrics[task]["expected_calibration_error"] < 0.5
   for component in ("ExampleGen", "StatisticsGen", "DataGate", "Transform", "Trainer",
-                    "Evaluator", "Pusher"):
+                    "Evaluator", "Pusher", "SingleTaskTrainer", "SingleTaskEvaluator"):
     assert summary.component_seconds[component] > 0
+
+
+def test_single_task_baseline_is_evaluated_beside_the_multi_task_model(
+    first_run, small_census_spec):
+  _, summary = first_run
+  rows = {(r["task"], r["metric"]): r for r in summary.single_task_baseline}
+  for task in small_census_spec.task_names:
+    for metric in ("auc", "binary_crossentropy", "expected_calibration_error"):
+      row = rows[(task, metric)]
+      assert row["multi_task"] == pytest.approx(summary.metrics[task][metric])
+      assert row["delta"] == pytest.approx(row["multi_task"] - row["single_task"])
+      # Two different networks: their metrics differ.
+      assert row["single_task"] != row["multi_task"]
+    assert 0.7 < rows[(task, "auc")]["single_task"] <= 1.0
+  auc = rows[("income", "auc")]
+  assert auc["verdict"] == ("MTL better" if auc["delta"] > 0 else "STL better")
+  assert "MTL - STL" in summary.render()
 
 
 def test_serving_default_answers_raw_examples_per_task(first_run, small_census_spec):
@@ -66,10 +85,12 @@ def test_serving_default_answers_raw_examples_per_task(first_run, small_census_s
   np.testing.assert_allclose(outputs["score"].numpy(), outputs["income"].numpy(), rtol=1e-5)
 
 
-def test_second_run_is_cached_and_pushes_nothing_new(first_run, small_census_spec):
+def test_second_run_is_cached_and_pushes_nothing_new(first_run, second_census_run,
+                                                    small_census_spec):
   paths, first = first_run
-  second = runner.run(small_census_spec, paths)
-  assert {"ExampleGen", "Transform", "Trainer"} <= set(second.cached_components)
+  second = second_census_run.summary
+  assert {"ExampleGen", "Transform", "Trainer", "SingleTaskTrainer"} <= \
+      set(second.cached_components)
   assert second.pushed_model_dir is None
   assert second.already_pushed_version == int(Path(first.pushed_model_dir).name)
   versions = [p.name for p in paths.model_base_path(small_census_spec.name).iterdir()]
@@ -106,3 +127,27 @@ def test_server_answers_grpc_predict_on_the_pushed_model_as_in_process(first_run
   for output, values in expected.items():
     assert served[output].shape == values.shape == (len(requests),)
     np.testing.assert_allclose(served[output], values, rtol=1e-6, err_msg=output)
+
+
+def test_a_regressed_model_is_not_blessed_nor_pushed_and_the_task_is_named(
+    first_run, regressed_census_run, small_census_spec):
+  paths, first = first_run
+  regressed = regressed_census_run.summary
+  # A training-budget change re-trains on the same Transform output.
+  assert "Transform" in regressed.cached_components
+  assert "Trainer" not in regressed.cached_components
+  assert not regressed.blessed
+  assert regressed.pushed_model_dir is None and regressed.already_pushed_version is None
+  versions = [p.name for p in paths.model_base_path(small_census_spec.name).iterdir()]
+  assert versions == [Path(first.pushed_model_dir).name]
+  regressions = [r for r in regressed.not_blessed_reasons
+                 if "change vs blessed baseline" in r]
+  assert regressions, regressed.not_blessed_reasons
+  failing = {task for task in small_census_spec.task_names
+             if any(r.startswith(f"task {task}, slice overall: auc") for r in regressions)}
+  assert failing, regressions
+  for task in failing:
+    drop = regressed.metrics[task]["auc"] - first.metrics[task]["auc"]
+    assert drop < -0.05, (task, drop)
+    assert regressed.metrics[task]["auc_diff"] == pytest.approx(drop, abs=1e-6)
+  assert "blessed: NO" in regressed.render()

@@ -53,6 +53,10 @@ def test_census_never_uses_a_label_or_the_survey_weight_as_a_feature():
     (lambda r: r.update(extra=1), "unknown field"),
     (lambda r: r["serving"]["score"].update(ctcvr=1), "serving.score.ctcvr"),
     (lambda r: r["tasks"][0].update(label="device"), "tasks[0].label"),
+    (lambda r: r["evaluation"].update(gain_task="dwell"), "evaluation.gain_task"),
+    (lambda r: r["evaluation"].update(ndcg_cutoffs=[0]), "evaluation.ndcg_cutoffs"),
+    (lambda r: r["evaluation"].update(single_task_baseline="yes"),
+     "evaluation.single_task_baseline"),
 ])
 def test_invalid_specs_name_the_field(mutate, field):
   raw = copy.deepcopy(_raw())
@@ -71,3 +75,23 @@ def test_parent_cycle_is_rejected():
 def test_unknown_bundled_name_lists_the_bundled_specs():
   with pytest.raises(SpecError, match="census, synthetic"):
     load_spec("nope")
+
+
+def test_gain_task_defaults_to_the_scored_click():
+  spec = load_spec("synthetic")
+  assert spec.gain_task.name == "click"
+  assert spec.replace(evaluation={"gain_task": "conversion"}).gain_task.name == "conversion"
+
+
+def test_component_views_keep_caches_across_unrelated_sections():
+  spec = load_spec("census")
+  evaluation_changed = spec.replace(evaluation={"single_task_baseline": True,
+                                                "confidence_intervals": True})
+  budget_changed = spec.replace(training={"epochs": 1})
+  assert evaluation_changed.trainer_view().to_json() == spec.trainer_view().to_json()
+  assert budget_changed.transform_view().to_json() == spec.transform_view().to_json()
+  assert budget_changed.trainer_view().to_json() != spec.trainer_view().to_json()
+  single = spec.trainer_view("single_task")
+  assert single.model.architecture == "single_task"
+  assert single.training == spec.training and single.features == spec.features
+  assert spec_from_json(single.to_json()) == single

@@ -97,9 +97,11 @@ def test_page_shows_every_section_with_its_content(report_file, report_run, repo
   assert set(SECTION_IDS) <= set(page.text)
   assert page.external == [], "the page must not load anything"
   assert "Not blessed" in page.text["outcome"]
-  assert "task never_married, slice overall: auc" in page.text["outcome"]
+  assert "change vs blessed baseline" in page.text["outcome"]
+  assert report_run.not_blessed_reasons
   for reason in report_run.not_blessed_reasons:
     assert reason in page.text["outcome"]
+  assert "expected_calibration_error" in page.text["metrics"]
   for task in ("income", "never_married"):
     assert task in page.text["metrics"] and task in page.text["calibration"]
   for _, slice_name in report_data.metrics:
@@ -109,8 +111,32 @@ def test_page_shows_every_section_with_its_content(report_file, report_run, repo
   for section in ("gates", "gradients", "loss-weights", "losses", "durations"):
     assert "svg" in page.tags[section], section
   assert "income vs never_married" in page.text["gradients"]
-  for component in ("ExampleGen", "Transform", "Trainer", "Evaluator"):
+  for component in ("ExampleGen", "Transform", "Trainer", "Evaluator",
+                    "SingleTaskTrainer", "SingleTaskEvaluator"):
     assert component in page.text["durations"]
+  # No query key in the census spec: the ranking section says so.
+  assert "query_key" in page.text["ranking"]
+  for comparison in report_data.baseline:
+    assert f"{comparison.delta:+.4f}" in page.text["baseline"]
+    assert comparison.verdict in page.text["baseline"]
+
+
+def test_single_task_baseline_compares_every_task_and_slice(report_data):
+  compared = {(c.task, c.slice, c.metric) for c in report_data.baseline}
+  for task in ("income", "never_married"):
+    for slice_name in ("overall", "sex=Female", "sex=Male"):
+      for metric in ("auc", "binary_crossentropy", "expected_calibration_error"):
+        assert (task, slice_name, metric) in compared
+  for c in report_data.baseline:
+    assert c.delta == pytest.approx(c.multi_task - c.single_task)
+    better = c.delta > 0 if c.higher_is_better else c.delta < 0
+    assert c.verdict == ("MTL better" if better else "STL better" if c.delta else "tie")
+
+
+def test_interval_shows_beside_its_metric():
+  table = report.metrics_table({"income": {"auc": 0.93, "auc_lower": 0.91,
+                                           "auc_upper": 0.95}}, "task")
+  assert "[0.9100, 0.9500]" in table and "auc_lower" not in table
 
 
 def test_baseline_change_shows_beside_its_metric():
