@@ -3,6 +3,8 @@ TFT Beam implementation), TFMA EvalConfig, export's fused score."""
 
 from __future__ import annotations
 
+import json
+
 import os
 import tempfile
 
@@ -81,12 +83,22 @@ def test_preprocessing_fn_with_tft_beam(spec):
 def test_eval_config_is_per_task_with_gates_only_on_named_slices(spec):
   config = eval_config_from_spec(spec)
   (model_spec,) = config.model_specs
+  # The fused score is ranked against the gain task's label, the click.
   assert dict(model_spec.label_keys) == {"click": "click", "conversion": "conversion",
-                                        "dwell": "dwell_seconds"}
+                                        "dwell": "dwell_seconds", "score": "click"}
   # Conditional tasks are judged on the rows where the parent happened.
   assert dict(model_spec.example_weight_keys) == {"conversion": "click", "dwell": "click"}
   assert [list(s.output_names) for s in config.metrics_specs] == [["click"], ["conversion"],
-                                                                  ["dwell"]]
+                                                                  ["dwell"], ["score"]]
+  for task_spec in config.metrics_specs[:2]:
+    assert "ExpectedCalibrationError" in [m.class_name for m in task_spec.metrics]
+  ranking = config.metrics_specs[3]
+  assert ranking.query_key == "request_id"
+  ndcg = next(m for m in ranking.metrics if m.class_name == "NDCG")
+  assert json.loads(ndcg.config) == {"gain_key": "click", "top_k_list": [5, 10]}
+  assert not config.options.compute_confidence_intervals.value
+  ungated = eval_config_from_spec(spec, with_gates=False)
+  assert not any(m.per_slice_thresholds for s in ungated.metrics_specs for m in s.metrics)
   for metrics_spec in config.metrics_specs:
     for metric in metrics_spec.metrics:
       assert not metric.HasField("threshold"), "plain thresholds apply to every slice"
