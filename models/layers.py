@@ -131,19 +131,26 @@ class ParallelMLP(keras.layers.Layer):
     super().build(input_shape)
 
   def call(self, inputs: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+    # Computed network-major ([N, B, U]) so that every per-network layer is one
+    # BatchMatMul whose gradients are batched matmuls too; the equivalent
+    # einsum("bnu,nuv->bnv") transposes in its backward pass and made the
+    # towers' backward ~2x slower (docs/models.md).
     x = inputs
     for i, (kernel, bias, activation) in enumerate(
         zip(self.kernels, self.biases, self._activations)):
       if i == 0 and self._shared_input:
-        x = tf.reshape(tf.matmul(x, kernel), [-1, self.num_networks, self.units[0]])
+        x = tf.transpose(tf.reshape(tf.matmul(x, kernel),
+                                    [-1, self.num_networks, self.units[0]]), [1, 0, 2])
       else:
-        if i == 0 and self.networks_per_input > 1:
-          x = tf.repeat(x, self.networks_per_input, axis=1)
-        x = tf.einsum("bnu,nuv->bnv", x, kernel)
-      x = activation(x + bias)
+        if i == 0:
+          if self.networks_per_input > 1:
+            x = tf.repeat(x, self.networks_per_input, axis=1)
+          x = tf.transpose(x, [1, 0, 2])
+        x = tf.matmul(x, kernel)
+      x = activation(x + bias[:, None, :])
       if self._dropout is not None and i < len(self.units) - 1:
         x = self._dropout(x, training=training)
-    return x
+    return tf.transpose(x, [1, 0, 2])
 
   def get_config(self) -> Dict[str, Any]:
     return {**super().get_config(), "num_networks": self.num_networks,
@@ -199,17 +206,17 @@ class ExpertGates(keras.layers.Layer):
       logits = tf.reshape(tf.matmul(gate_inputs, self.kernel),
                           [-1, self.num_gates, self.num_choices])
     else:
-      logits = tf.einsum("bgu,guc->bgc", gate_inputs, self.kernel)
+      logits = tf.transpose(tf.matmul(tf.transpose(gate_inputs, [1, 0, 2]), self.kernel),
+                            [1, 0, 2])
     # Softmax in float32: under mixed precision the weights feed telemetry and
     # float16 rounding would show a collapsed gate as sums != 1.
     weights = tf.nn.softmax(tf.cast(logits + self.bias, tf.float32), axis=-1)
     if self._selects_all:
-      mixtures = tf.einsum("bgc,bcv->bgv", tf.cast(weights, expert_outputs.dtype),
-                           expert_outputs)
+      mixtures = tf.matmul(tf.cast(weights, expert_outputs.dtype), expert_outputs)
     else:
       chosen = tf.gather(expert_outputs, self.expert_indices, axis=1)  # [B, G, C, V]
-      mixtures = tf.einsum("bgc,bgcv->bgv", tf.cast(weights, expert_outputs.dtype),
-                           chosen)
+      mixtures = tf.matmul(tf.cast(weights, expert_outputs.dtype)[:, :, None, :],
+                           chosen)[:, :, 0]
     return mixtures, weights
 
   def get_config(self) -> Dict[str, Any]:
@@ -343,7 +350,7 @@ class AdaptiveInformationTransfer(keras.layers.Layer):
     scores = tf.reduce_sum(self.query(items) * self.key(items), axis=-1) / (
         self.units ** 0.5)
     weights = tf.nn.softmax(tf.cast(scores, tf.float32), axis=-1)       # [B, 2]
-    mixed = tf.einsum("bi,biu->bu", tf.cast(weights, items.dtype), self.value(items))
+    mixed = tf.matmul(tf.cast(weights, items.dtype)[:, None, :], self.value(items))[:, 0]
     return mixed, weights
 
   def get_config(self) -> Dict[str, Any]:

@@ -7,11 +7,13 @@ names the failing tasks. The runs are session fixtures (tests/conftest.py)."""
 
 from __future__ import annotations
 
+import collections
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from pipeline.data import split_files
 from serving.client import GrpcClient
@@ -58,6 +60,30 @@ def test_single_task_baseline_is_evaluated_beside_the_multi_task_model(
   auc = rows[("income", "auc")]
   assert auc["verdict"] == ("MTL better" if auc["delta"] > 0 else "STL better")
   assert "MTL - STL" in summary.render()
+
+
+def test_trainer_writes_gate_and_task_gradient_telemetry(first_run, small_census_spec):
+  paths, _ = first_run
+  # Later runs share the pipeline root: read the first run's Trainer execution.
+  model_run = min(paths.pipeline_root.glob("Trainer/model_run/*"), key=lambda d: int(d.name))
+  event_files = list(model_run.glob("logs/train/events.out.*"))
+  assert event_files, "the Trainer wrote no TensorBoard train events"
+  scalars = collections.defaultdict(list)
+  for path in event_files:
+    for event in EventFileLoader(str(path)).Load():
+      for value in event.summary.value:
+        scalars[value.tag].append(float(tf.make_ndarray(value.tensor)))
+  tasks, num_experts = small_census_spec.task_names, small_census_spec.model.num_experts
+  for task in tasks:
+    gate = f"gate/gate_{task}"
+    expert_means = np.array([scalars[f"{gate}/expert_{i}"] for i in range(num_experts)])
+    assert expert_means.shape[1] > 0, f"no {gate} weights written"
+    np.testing.assert_allclose(expert_means.sum(axis=0), 1.0, atol=1e-4)
+    entropy = np.array(scalars[f"{gate}/entropy"])
+    assert entropy.size and np.all((entropy >= 0) & (entropy <= np.log(num_experts) + 1e-5))
+  cosine = np.array(scalars[f"gradient/cosine/{tasks[0]}__{tasks[1]}"])
+  assert cosine.size and np.all(np.abs(cosine) <= 1 + 1e-5)
+  assert np.all(np.array(scalars[f"gradient/norm/{tasks[0]}"]) > 0)
 
 
 def test_serving_default_answers_raw_examples_per_task(first_run, small_census_spec):
