@@ -1,20 +1,31 @@
-"""Training throughput of the architectures on census-shaped features.
+"""Training throughput of the architectures on the census features.
 
-Census-shaped: 40 features (7 z-scored numeric, 33 categorical with at most 52
-values), embedding 8, 4 experts of 32 units, towers of 16, two binary tasks;
-batches come from memory (a cached, repeated tf.data pipeline of in-memory
-tensors), so the figures are the model's and Keras' cost, not input I/O.
+Two inputs, both with the census sizes (embedding 8, 4 experts of 32 units,
+towers of 16, two binary tasks):
 
-For every (architecture, batch size, jit_compile) it reports the time to the
-first step (tracing + compilation + one step) and the steady-state training
-examples/s after warm-up. `plain_mmoe` is a textbook tf-keras MMoE (33
-Embedding layers, a Python loop of Dense experts and gates, compiled Keras
-losses) measured in the same run, so the ratios printed at the end compare
-like with like on whatever the machine is doing.
+* `memory`: census-shaped synthetic features (7 z-scored numeric, 33
+  categorical with at most 52 values) from a cached, repeated tf.data pipeline
+  of in-memory tensors, so the figures are the model's and Keras' cost;
+* `transform`: the real census features read from a census pipeline's
+  Transform output (`<pipeline root>/Transform/transformed_examples/<id>/
+  Split-train`) by `models.trainer.make_dataset`, the Trainer's own input
+  pipeline (GZIP TFRecords cached serialized, shuffled, batched, parsed).
+  `make run` writes one under `.mtlrank/pipelines/census`.
+
+For every (architecture, input, batch size, jit_compile) it reports the time to
+the first step (model build, tracing, compilation, input start-up and the first
+`steps_per_execution` steps) and the steady-state training examples/s: one
+`fit` of `1 + repeats` epochs of `--steps` steps on one iterator, the first
+epoch a warm-up, the median of the others counted. `plain_mmoe` is a textbook
+tf-keras MMoE (one Embedding layer per feature, a Python loop of Dense experts
+and gates, compiled Keras losses, the same per-task AUC metrics) measured in
+the same run, so the ratios printed at the end compare like with like on
+whatever the machine is doing. Each row carries the load average when it was
+measured.
 
     uv run python benchmarks/train_benchmark.py
     uv run python benchmarks/train_benchmark.py --architectures mmoe plain_mmoe \\
-        --batch-sizes 512 --steps 300
+        --batch-sizes 512 1024 --input memory transform --steps 300
 """
 
 from __future__ import annotations
@@ -38,8 +49,14 @@ import tf_keras as keras  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import yaml  # noqa: E402
+
 from models import architectures  # noqa: E402
-from models.spec import RankingSpec, parse_spec  # noqa: E402
+from models.spec import SPECS_DIR, RankingSpec, parse_spec  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PIPELINE_ROOT = REPO_ROOT / ".mtlrank" / "pipelines" / "census"
+INPUTS = ("memory", "transform")
 
 NUM_NUMERIC, NUM_CATEGORICAL, MAX_VOCAB = 7, 33, 52
 TASKS = ("income", "never_married")
@@ -47,26 +64,48 @@ ARCHITECTURES = ("single_task", "shared_bottom", "mmoe", "ple", "esmm", "aitm",
                  "plain_mmoe")
 
 
+def model_section(architecture: str, steps_per_execution: int) -> Dict[str, object]:
+  """The benchmark's model sizes (the peers' census configuration)."""
+  return {"architecture": "mmoe" if architecture == "plain_mmoe" else architecture,
+          "embedding_dim": 8, "num_experts": 4, "expert_units": [32],
+          "tower_units": [16], "shared_experts": 2, "task_experts": 1, "levels": 2,
+          "params": {"steps_per_execution": steps_per_execution}}
+
+
+def task_section(architecture: str, tasks: List[Dict[str, object]]
+                 ) -> List[Dict[str, object]]:
+  """ESMM and AITM need a conditional task: the second task becomes
+  conditional on the first (its loss and AUC then cover the first's positives)."""
+  if architecture not in ("esmm", "aitm"):
+    return tasks
+  return [tasks[0], {**tasks[1], "parent": tasks[0]["name"]}, *tasks[2:]]
+
+
 def census_shaped_spec(architecture: str, batch_size: int, jit_compile: bool,
                        steps_per_execution: int) -> RankingSpec:
   features = ([{"name": f"num_{i}", "kind": "numeric", "dtype": "float"}
                for i in range(NUM_NUMERIC)]
               + [{"name": f"cat_{i}", "kind": "categorical"} for i in range(NUM_CATEGORICAL)])
-  if architecture in ("esmm", "aitm"):
-    tasks = [{"name": TASKS[0], "label": TASKS[0]},
-             {"name": TASKS[1], "label": TASKS[1], "parent": TASKS[0]}]
-  else:
-    tasks = [{"name": t, "label": t} for t in TASKS]
   return parse_spec({
       "name": "census_shaped", "data": {"source": "census"},
-      "features": features, "tasks": tasks,
-      "model": {"architecture": "mmoe" if architecture == "plain_mmoe" else architecture,
-                "embedding_dim": 8, "num_experts": 4, "expert_units": [32],
-                "tower_units": [16], "shared_experts": 2, "task_experts": 1, "levels": 2,
-                "params": {"steps_per_execution": steps_per_execution}},
+      "features": features,
+      "tasks": task_section(architecture, [{"name": t, "label": t} for t in TASKS]),
+      "model": model_section(architecture, steps_per_execution),
       "training": {"batch_size": batch_size, "jit_compile": jit_compile,
                    "learning_rate": 0.001},
   })
+
+
+def census_spec(architecture: str, batch_size: int, jit_compile: bool,
+                steps_per_execution: int) -> RankingSpec:
+  """specs/census.yaml (its features and tasks) with the benchmark's sizes."""
+  path = SPECS_DIR / "census.yaml"
+  raw = yaml.safe_load(path.read_text())
+  raw["tasks"] = task_section(architecture, raw["tasks"])
+  raw["model"] = {**raw["model"], **model_section(architecture, steps_per_execution)}
+  raw["training"] = {**raw["training"], "batch_size": batch_size,
+                     "jit_compile": jit_compile, "learning_rate": 0.001}
+  return parse_spec(raw, origin=path.name, source_path=str(path))
 
 
 def vocab_sizes(seed: int = 0) -> Dict[str, int]:
@@ -89,6 +128,53 @@ def in_memory_dataset(batch_size: int, num_rows: int = 65_536, seed: int = 0
   return (tf.data.Dataset.from_tensor_slices((features, labels))
           .batch(batch_size, drop_remainder=True).cache().repeat()
           .prefetch(tf.data.AUTOTUNE))
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformOutput:
+  """One Transform execution of a census pipeline."""
+  transform_graph: Path
+  train_pattern: str
+
+  @classmethod
+  def latest(cls, pipeline_root: Path) -> "TransformOutput":
+    """The newest execution that wrote both the graph and the train split."""
+    base = pipeline_root / "Transform"
+    ids = sorted((int(d.name) for d in (base / "transformed_examples").glob("*")
+                  if d.name.isdigit() and (base / "transform_graph" / d.name).is_dir()
+                  and any((d / "Split-train").glob("*"))), reverse=True) if base.is_dir() else []
+    if not ids:
+      raise SystemExit(f"no census Transform output under {base}: run `make run` (writes "
+                       f"{DEFAULT_PIPELINE_ROOT.relative_to(REPO_ROOT)}) or pass "
+                       "--pipeline-root <home>/pipelines/census")
+    return cls(base / "transform_graph" / str(ids[0]),
+               str(base / "transformed_examples" / str(ids[0]) / "Split-train" / "*"))
+
+
+@dataclasses.dataclass
+class Workload:
+  """What one measurement trains on."""
+  spec: RankingSpec
+  vocab_sizes: Dict[str, int]
+  dataset: tf.data.Dataset
+
+
+def workload(input_name: str, architecture: str, batch_size: int, jit_compile: bool,
+             steps_per_execution: int, transform_output: Optional[TransformOutput]
+             ) -> Workload:
+  if input_name == "memory":
+    return Workload(census_shaped_spec(architecture, batch_size, jit_compile,
+                                       steps_per_execution),
+                    vocab_sizes(), in_memory_dataset(batch_size))
+  # Imported here: `models.trainer` imports TFX (~25 s), which the memory
+  # input does not need.
+  import tensorflow_transform as tft
+  from models import features, trainer
+  spec = census_spec(architecture, batch_size, jit_compile, steps_per_execution)
+  tft_output = tft.TFTransformOutput(str(transform_output.transform_graph))
+  dataset = trainer.make_dataset([transform_output.train_pattern], tft_output, spec,
+                                 batch_size, shuffle=True).repeat()
+  return Workload(spec, features.vocab_sizes(spec, tft_output), dataset)
 
 
 def plain_mmoe(spec: RankingSpec, sizes: Dict[str, int]) -> keras.Model:
@@ -115,6 +201,7 @@ def plain_mmoe(spec: RankingSpec, sizes: Dict[str, int]) -> keras.Model:
   model = keras.Model(inputs, outputs)
   model.compile(keras.optimizers.Adam(spec.training.learning_rate),
                 loss={t.name: "binary_crossentropy" for t in spec.tasks},
+                metrics={t.name: [keras.metrics.AUC(name="auc")] for t in spec.tasks},
                 jit_compile=spec.training.jit_compile,
                 steps_per_execution=int(spec.model.params["steps_per_execution"]))
   return model
@@ -123,63 +210,84 @@ def plain_mmoe(spec: RankingSpec, sizes: Dict[str, int]) -> keras.Model:
 @dataclasses.dataclass
 class Result:
   architecture: str
+  input: str
   batch_size: int
   jit_compile: bool
   steps_per_execution: int
   first_step_s: float
   examples_per_s: float
+  load_average: float
 
 
-def measure(architecture: str, batch_size: int, jit_compile: bool,
-            steps_per_execution: int, steps: int, repeats: int) -> Result:
+class EpochTimer(keras.callbacks.Callback):
+  """Wall time of every epoch."""
+
+  def __init__(self) -> None:
+    super().__init__()
+    self.seconds: List[float] = []
+
+  def on_epoch_begin(self, epoch: int, logs: Optional[Dict[str, float]] = None) -> None:
+    self._start = time.perf_counter()
+
+  def on_epoch_end(self, epoch: int, logs: Optional[Dict[str, float]] = None) -> None:
+    self.seconds.append(time.perf_counter() - self._start)
+
+
+def measure(architecture: str, input_name: str, batch_size: int, jit_compile: bool,
+            steps_per_execution: int, steps: int, repeats: int,
+            transform_output: Optional[TransformOutput]) -> Result:
   keras.backend.clear_session()
   keras.utils.set_random_seed(0)
-  spec = census_shaped_spec(architecture, batch_size, jit_compile, steps_per_execution)
-  sizes = vocab_sizes()
-  data = in_memory_dataset(batch_size)
   start = time.perf_counter()
+  work = workload(input_name, architecture, batch_size, jit_compile, steps_per_execution,
+                  transform_output)
   if architecture == "plain_mmoe":
-    model = plain_mmoe(spec, sizes)
+    model = plain_mmoe(work.spec, work.vocab_sizes)
   else:
-    model = architectures.build_model(spec, sizes)
-    model.compile_for_spec(spec)
-  model.fit(data, epochs=1, steps_per_epoch=steps_per_execution, verbose=0)
+    model = architectures.build_model(work.spec, work.vocab_sizes)
+    model.compile_for_spec(work.spec)
+  model.fit(work.dataset, epochs=1, steps_per_epoch=steps_per_execution, verbose=0)
   first_step = time.perf_counter() - start
+  # One fit, so one iterator: its start-up (shuffle buffer, cache) lands in the
+  # warm-up epoch, and epoch boundaries cost no new iterator.
   steps -= steps % steps_per_execution
-  model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)        # warm-up
-  rates = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
-    rates.append(steps * batch_size / (time.perf_counter() - start))
-  return Result(architecture, batch_size, jit_compile, steps_per_execution, first_step,
-                statistics.median(rates))
+  timer = EpochTimer()
+  model.fit(work.dataset, epochs=1 + repeats, steps_per_epoch=steps, verbose=0,
+            callbacks=[timer])
+  rates = [steps * batch_size / seconds for seconds in timer.seconds[1:]]
+  return Result(architecture, input_name, batch_size, jit_compile, steps_per_execution,
+                first_step, statistics.median(rates), os.getloadavg()[0])
 
 
 def markdown_table(results: List[Result]) -> str:
-  lines = ["| architecture | batch | jit_compile | steps/execution | first step (s) "
-           "| examples/s |", "|---|---:|---|---:|---:|---:|"]
+  lines = ["| architecture | input | batch | jit_compile | steps/execution | first step (s) "
+           "| examples/s | load |", "|---|---|---:|---|---:|---:|---:|---:|"]
   for r in results:
-    lines.append(f"| {r.architecture} | {r.batch_size} | {r.jit_compile} | "
+    lines.append(f"| {r.architecture} | {r.input} | {r.batch_size} | {r.jit_compile} | "
                  f"{r.steps_per_execution} | {r.first_step_s:.1f} | "
-                 f"{r.examples_per_s:,.0f} |")
+                 f"{r.examples_per_s:,.0f} | {r.load_average:.1f} |")
   return "\n".join(lines)
 
 
 def ratios(results: List[Result]) -> List[str]:
-  by_key: Dict[Tuple[str, int, bool, int], Result] = {
-      (r.architecture, r.batch_size, r.jit_compile, r.steps_per_execution): r
+  by_key: Dict[Tuple[str, str, int, bool, int], Result] = {
+      (r.architecture, r.input, r.batch_size, r.jit_compile, r.steps_per_execution): r
       for r in results}
   lines = []
-  for (arch, batch, jit, spe), r in by_key.items():
-    plain: Optional[Result] = by_key.get(("plain_mmoe", batch, jit, spe))
+  for (arch, source, batch, jit, spe), r in by_key.items():
+    where = f"{source} input, batch {batch}, jit={jit}, steps/execution={spe}"
+    plain = by_key.get(("plain_mmoe", source, batch, jit, spe))
     if arch != "plain_mmoe" and plain is not None:
-      lines.append(f"{arch} / plain_mmoe at batch {batch}, jit={jit}, "
-                   f"steps/execution={spe}: {r.examples_per_s / plain.examples_per_s:.2f}x")
-    no_jit = by_key.get((arch, batch, False, spe))
+      lines.append(f"{arch} / plain_mmoe, {where}: "
+                   f"{r.examples_per_s / plain.examples_per_s:.2f}x")
+    no_jit = by_key.get((arch, source, batch, False, spe))
     if jit and no_jit is not None:
-      lines.append(f"{arch} jit / no jit at batch {batch}, steps/execution={spe}: "
+      lines.append(f"{arch} jit / no jit, {where}: "
                    f"{r.examples_per_s / no_jit.examples_per_s:.2f}x")
+    memory = by_key.get((arch, "memory", batch, jit, spe))
+    if source == "transform" and memory is not None:
+      lines.append(f"{arch} transform / memory input, {where}: "
+                   f"{r.examples_per_s / memory.examples_per_s:.2f}x")
   return lines
 
 
@@ -187,25 +295,39 @@ def main(argv: Optional[List[str]] = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--architectures", nargs="+", default=list(ARCHITECTURES),
                       choices=ARCHITECTURES)
+  parser.add_argument("--input", nargs="+", choices=INPUTS, default=list(INPUTS),
+                      help="memory: census-shaped tensors in memory; transform: the "
+                      "census Transform output through the Trainer's input pipeline")
+  parser.add_argument("--pipeline-root", type=Path, default=DEFAULT_PIPELINE_ROOT,
+                      help="a census pipeline root (with Transform/) for --input "
+                      "transform; default: what `make run` writes")
   parser.add_argument("--batch-sizes", nargs="+", type=int, default=[256, 512, 1024])
   parser.add_argument("--jit", nargs="+", choices=["off", "on"], default=["off", "on"])
   parser.add_argument("--steps-per-execution", nargs="+", type=int,
                       default=[architectures.DEFAULT_STEPS_PER_EXECUTION])
   parser.add_argument("--steps", type=int, default=200,
-                      help="steps per timed run (after an equal warm-up)")
-  parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median counts")
+                      help="steps per timed epoch (after a warm-up epoch as long)")
+  parser.add_argument("--repeats", type=int, default=3,
+                      help="timed epochs; the median counts")
   args = parser.parse_args(argv)
+  transform_output = (TransformOutput.latest(args.pipeline_root)
+                      if "transform" in args.input else None)
   print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, load average "
         f"{os.getloadavg()[0]:.1f}", flush=True)
+  if transform_output is not None:
+    print(f"Transform output: {transform_output.train_pattern}", flush=True)
   results = []
   for arch in args.architectures:
-    for batch in args.batch_sizes:
-      for jit in args.jit:
-        for spe in args.steps_per_execution:
-          r = measure(arch, batch, jit == "on", spe, args.steps, args.repeats)
-          print(f"{arch:14s} batch {batch:5d} jit {jit:3s} spe {spe:3d}: first step "
-                f"{r.first_step_s:6.1f} s, {r.examples_per_s:10,.0f} examples/s", flush=True)
-          results.append(r)
+    for source in args.input:
+      for batch in args.batch_sizes:
+        for jit in args.jit:
+          for spe in args.steps_per_execution:
+            r = measure(arch, source, batch, jit == "on", spe, args.steps, args.repeats,
+                        transform_output)
+            print(f"{arch:14s} {source:9s} batch {batch:5d} jit {jit:3s} spe {spe:3d}: "
+                  f"first step {r.first_step_s:6.1f} s, {r.examples_per_s:10,.0f} "
+                  f"examples/s (load {r.load_average:.1f})", flush=True)
+            results.append(r)
   print()
   print(markdown_table(results))
   print()
