@@ -58,7 +58,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 from models import architectures  # noqa: E402
 from models.spec import RankingSpec, load_spec  # noqa: E402
 from pipeline.data import read_examples, split_files  # noqa: E402
-from pipeline.data.simulator import simulate  # noqa: E402
+from pipeline.data import simulator  # noqa: E402
 
 CLICK, CONVERSION = "click", "conversion"
 TRUTH = "p_conv_given_click"
@@ -71,6 +71,25 @@ PAPER = {"naive": 0.6600, "esmm": 0.6856}   # Ali-CCP CVR AUC, ESMM paper table 
 
 # ----------------------------------------------------------------------------
 # Data
+
+
+def x_only_oracles(spec: RankingSpec, test: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+  """The simulator's best pCVR from the logged features, per test row (see
+  `simulator.x_only_conversion_targets`): the spans regenerated in memory, the
+  eval rows taken in the order they were written."""
+  params = simulator.SimParams.from_spec(spec)
+  world = simulator.make_world(params)
+  hidden: Dict[str, List[np.ndarray]] = {}
+  truth = []
+  for span in range(1, params.num_spans + 1):
+    data = simulator.simulate_span(world, params, span)
+    for name, values in data["hidden"].items():
+      hidden.setdefault(name, []).append(values[data["is_eval"]])
+    truth.append(data["columns"][TRUTH][data["is_eval"]])
+  if not np.array_equal(np.concatenate(truth), test[TRUTH]):
+    raise RuntimeError("regenerated eval rows do not match the written ones")
+  return simulator.x_only_conversion_targets(
+      {name: np.concatenate(parts) for name, parts in hidden.items()}, params.intent_strength)
 
 
 def read_split(spec: RankingSpec, data_dir: Path, split: str) -> Dict[str, np.ndarray]:
@@ -245,15 +264,17 @@ def markdown(result: Dict[str, object]) -> str:
           ("mean_prediction", "mean pCVR over all impressions"),
           ("epochs", "epochs trained (early stopping)")]
   summary = result["summary"]
-  lines = ["| metric (mean ± std, 3 seeds) | naive CVR | ESMM | ESMM − naive | truth |",
-           "|---|---|---|---|---|"]
+  references = [result["oracles"]["x_only_click_space"], result["oracles"]["x_only_entire_space"],
+                result["truth"]]
+  lines = [f"| metric (mean ± std, {len(result['seeds'])} seeds) | naive CVR | ESMM | "
+           "ESMM − naive | x-only P(conv given click, x) | x-only E_z p_conv(x, z) | truth |",
+           "|---|---|---|---|---|---|---|"]
   for key, label in rows:
     naive, esmm = summary["naive"][key], summary["esmm"][key]
-    truth = result["truth"].get(key)
+    cells = [f"{r[key]:.4f}" if key in r else "" for r in references]
     lines.append(f"| {label} | {naive['mean']:.4f} ± {naive['std']:.4f} | "
                  f"{esmm['mean']:.4f} ± {esmm['std']:.4f} | "
-                 f"{esmm['mean'] - naive['mean']:+.4f} | "
-                 f"{'' if truth is None else f'{truth:.4f}'} |")
+                 f"{esmm['mean'] - naive['mean']:+.4f} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 
@@ -261,15 +282,20 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   parser.add_argument("--requests-per-span", type=int, default=10000)
-  parser.add_argument("--out", help="write the full result as JSON here")
+  parser.add_argument("--intent-strength", type=float,
+                      help="the simulator's hidden intent strength (default: the spec's)")
+  parser.add_argument("--out", help="write the full result as JSON here (the run report "
+                      "renders it: mtlrank report --esmm-results FILE)")
   args = parser.parse_args(argv)
   started = time.perf_counter()
 
   spec = load_spec("synthetic")
-  spec = spec.replace(data={"params": {**spec.data.params,
-                                       "requests_per_span": args.requests_per_span}})
+  params = {**spec.data.params, "requests_per_span": args.requests_per_span}
+  if args.intent_strength is not None:
+    params["intent_strength"] = args.intent_strength
+  spec = spec.replace(data={"params": params})
   with tempfile.TemporaryDirectory(prefix="esmm-") as data_dir:
-    simulate(spec, data_dir)
+    simulator.simulate(spec, data_dir)
     train_rows = read_split(spec, Path(data_dir), "train")
     test = read_split(spec, Path(data_dir), "eval")
   holdout = validation_mask(train_rows["request_id"])
@@ -295,7 +321,11 @@ def main(argv=None) -> int:
             + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), flush=True)
 
   truth = cvr_metrics(test[TRUTH].astype(np.float64), test, outcomes)
+  oracles = {f"x_only_{name}": cvr_metrics(values, test, outcomes)
+             for name, values in x_only_oracles(spec, test).items()}
   result = {
+      "intent_strength": simulator.SimParams.from_spec(spec).intent_strength,
+      "requests_per_span": args.requests_per_span, "oracles": oracles,
       "seeds": args.seeds, "train_rows": int(len(fit_rows[CLICK])),
       "train_clicks": int(fit_rows[CLICK].sum()),
       "train_conversions": int(fit_rows[CONVERSION].sum()),

@@ -5,7 +5,7 @@ after clicks and dwell times after clicks, with the ground truth.
 for N = 1..num_spans (see `pipeline.data.io`), with the columns of
 `spec.raw_columns` (specs/synthetic.yaml). Parameters come from
 `spec.data.params`: num_spans, requests_per_span, slate_size (K), num_users,
-num_items, latent_dim (d), seed, eval_fraction.
+num_items, latent_dim (d), seed, eval_fraction, intent_strength (s).
 
 The model
 ---------
@@ -39,6 +39,16 @@ For the item at position p (1..K):
                                                + segment + device + hour)
   so it shares little with the click (0.3 u.v only): a high-CTR item is not
   necessarily a converter, and price lowers conversion but not attraction.
+- hidden intent    z ~ N(0, 1) per impression, never logged, drawn after the
+                   production ranker ordered the slate: s z is added to both the
+                   attraction logit and the conversion logit (with offsets
+                   -0.23 s^2 and -0.83 s^2 that keep the base rates). Users who
+                   click for a reason the features do not show also convert for
+                   it: the clicked impressions are a selected sample (the
+                   sample selection bias of the ESMM paper). `p_click` and
+                   `p_conv_given_click` are exact given the row's own z; a model
+                   of the logged features can at best learn them with z
+                   integrated out (`x_only_conversion_targets`).
 - dwell_seconds   only after a click: lognormal with
                   log mean = ln 20 + 0.4 u.v + 0.3 u'.v'' + 0.3 conversion + device,
                   sigma 0.7; exactly 0 where there is no click.
@@ -77,7 +87,7 @@ import pyarrow as pa  # pylint: disable=wrong-import-position
 from models.spec import RankingSpec  # pylint: disable=wrong-import-position
 from pipeline.data import io  # pylint: disable=wrong-import-position
 
-SIMULATOR_VERSION = 1
+SIMULATOR_VERSION = 2
 
 # The columns the simulator produces, with their dtypes.
 COLUMNS: Dict[str, str] = {
@@ -88,7 +98,8 @@ COLUMNS: Dict[str, str] = {
     "click": "int", "conversion": "int", "dwell_seconds": "float",
 }
 PARAMS = ("num_spans", "requests_per_span", "slate_size", "num_users", "num_items",
-          "latent_dim", "seed", "eval_fraction")
+          "latent_dim", "seed", "eval_fraction", "intent_strength")
+FLOAT_PARAMS = ("eval_fraction", "intent_strength")
 
 SEGMENTS = ("new", "casual", "regular", "loyal", "premium")
 SEGMENT_SHARE = (0.15, 0.35, 0.25, 0.15, 0.10)
@@ -120,6 +131,23 @@ CONV_OWN_MATCH = 1.0        # w2
 PRICE_EFFECT = 0.8
 DWELL_LOG_MEDIAN = math.log(20.0)
 DWELL_SIGMA = 0.7
+INTENT_STREAM = 1           # the intent's random stream: (seed, span, INTENT_STREAM)
+
+
+# Logit offsets c * s^2 that keep the CTR and the CVR given a click where they
+# are without intent (the intent spreads the logits, and given a click it is
+# shifted upwards). c fitted at s = 1 by root-finding on the exact mean rates
+# of a 100k-impression span; within 0.01 of the root's c from s = 0.5 to 1.5.
+INTENT_CLICK_OFFSET = -0.23
+INTENT_CONV_OFFSET = -0.83
+
+
+def intent_click_offset(strength: float) -> float:
+  return INTENT_CLICK_OFFSET * strength ** 2
+
+
+def intent_conv_offset(strength: float) -> float:
+  return INTENT_CONV_OFFSET * strength ** 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +160,7 @@ class SimParams:
   latent_dim: int
   seed: int
   eval_fraction: float
+  intent_strength: float
 
   @classmethod
   def from_spec(cls, spec: RankingSpec) -> "SimParams":
@@ -146,7 +175,7 @@ class SimParams:
     missing = [p for p in PARAMS if p not in raw]
     if missing:
       raise ValueError(f"simulator: data.params is missing {missing}")
-    params = cls(**{p: (float(raw[p]) if p == "eval_fraction" else int(raw[p])) for p in PARAMS})
+    params = cls(**{p: (float(raw[p]) if p in FLOAT_PARAMS else int(raw[p])) for p in PARAMS})
     params.validate()
     return params
 
@@ -161,6 +190,8 @@ class SimParams:
       raise ValueError("simulator: eval_fraction must be in [0, 1]")
     if self.seed < 0:
       raise ValueError("simulator: seed must be >= 0")
+    if self.intent_strength < 0:
+      raise ValueError("simulator: data.params.intent_strength must be >= 0")
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -313,8 +344,6 @@ def simulate_span(world: World, p: SimParams, span: int) -> Dict[str, Any]:
 
   position = np.broadcast_to(np.arange(1, k + 1), (n_req, k))
   examination = position ** -EXAMINATION_DECAY
-  attraction = _sigmoid(attraction_logit)
-  p_click = examination * attraction
   log_price = np.log(world.item_price[items])
   mean_log_price = float(np.log(world.item_price).mean())
   conv_logit = (CONV_BIAS + CONV_CLICK_MATCH * click_match + CONV_OWN_MATCH * conv_match
@@ -323,7 +352,16 @@ def simulate_span(world: World, p: SimParams, span: int) -> Dict[str, Any]:
                 * (log_price - mean_log_price)
                 + SEGMENT_CONV[segment][:, None] + DEVICE_CONV[device][:, None]
                 + HOUR_CONV_AMPLITUDE * np.cos(2 * np.pi * (hour_k - 21) / 24))
-  p_conv = _sigmoid(conv_logit)
+
+  # The hidden intent (after the ranker, which cannot see it). Its own stream,
+  # so that intent_strength 0 reproduces the data of SIMULATOR_VERSION 1.
+  s = p.intent_strength
+  intent = np.random.default_rng([p.seed, span, INTENT_STREAM]).normal(0.0, 1.0, (n_req, k))
+  attraction_logit_x = attraction_logit + intent_click_offset(s)
+  conv_logit_x = conv_logit + intent_conv_offset(s)
+  attraction = _sigmoid(attraction_logit_x + s * intent)
+  p_click = examination * attraction
+  p_conv = _sigmoid(conv_logit_x + s * intent)
 
   examined = rng.random((n_req, k)) < examination
   attracted = rng.random((n_req, k)) < attraction
@@ -357,7 +395,32 @@ def simulate_span(world: World, p: SimParams, span: int) -> Dict[str, Any]:
       "dwell_seconds": dwell.reshape(-1).astype(np.float32),
   }
   assert all(len(v) == n for v in columns.values())
-  return {"columns": columns, "is_eval": is_eval}
+  # Never written: what the logged features do not show (for the ESMM
+  # experiment's x-only oracle, benchmarks/esmm_experiment.py).
+  hidden = {"intent": intent.reshape(-1), "attraction_logit_x": attraction_logit_x.reshape(-1),
+            "conv_logit_x": conv_logit_x.reshape(-1)}
+  return {"columns": columns, "is_eval": is_eval, "hidden": hidden}
+
+
+def x_only_conversion_targets(hidden: Mapping[str, np.ndarray], strength: float,
+                              nodes: int = 40) -> Dict[str, np.ndarray]:
+  """The best pCVR a model of the logged features x can have, two ways, per row
+  of `simulate_span(...)["hidden"]` (the intent z ~ N(0, 1) integrated out by
+  Gauss-Hermite quadrature):
+
+  - `entire_space`: E_z[p_conv(x, z)], the conversion probability if this
+    impression were clicked, over the intents of all impressions like it;
+  - `click_space`: P(conversion | click, x) = E_z[a(x, z) p_conv(x, z)] / E_z[a(x, z)],
+    over the intents of the impressions like it that were clicked: what a
+    model trained on clicked rows estimates, and what ESMM's pCTCVR / pCTR
+    estimates too (the examination does not depend on z).
+  """
+  z, weights = np.polynomial.hermite_e.hermegauss(nodes)
+  weights = weights / weights.sum()
+  attraction = _sigmoid(hidden["attraction_logit_x"][:, None] + strength * z)
+  conversion = _sigmoid(hidden["conv_logit_x"][:, None] + strength * z)
+  return {"entire_space": conversion @ weights,
+          "click_space": (attraction * conversion) @ weights / (attraction @ weights)}
 
 
 def _check_columns(spec: RankingSpec) -> Dict[str, str]:

@@ -162,6 +162,55 @@ def test_outcomes_follow_the_ground_truth(big_span):
     assert _within(click[bucket == b].mean(), p_click[bucket == b])
 
 
+def _span(**params):
+  spec = small_spec(requests_per_span=6000, num_spans=1, **params)
+  sim_params = simulator.SimParams.from_spec(spec)
+  return simulator.simulate_span(simulator.make_world(sim_params), sim_params, 1), sim_params
+
+
+def test_hidden_intent_makes_clicked_rows_convert_more():
+  """The selection bias: with the hidden intent, clicked impressions have a
+  higher true CVR than impressions like them (same x) taken as a whole, which
+  the features cannot explain; without it there is no such gap."""
+  gaps = {}
+  for strength in (0.0, 1.0):
+    data, params = _span(intent_strength=strength)
+    c, hidden = data["columns"], data["hidden"]
+    click = c["click"].astype(bool)
+    targets = simulator.x_only_conversion_targets(hidden, params.intent_strength)
+    # Given its own intent draw, p_conv_given_click is the row's exact truth.
+    np.testing.assert_allclose(
+        c["p_conv_given_click"],
+        1 / (1 + np.exp(-(hidden["conv_logit_x"] + strength * hidden["intent"]))), rtol=1e-5)
+    # On clicked rows, the truth exceeds what x alone predicts over all
+    # impressions, by the naive estimator's bias: P(conv | click, x) - E_z p_conv(x, z).
+    gap = c["p_conv_given_click"][click].mean() - targets["entire_space"][click].mean()
+    naive_bias = (targets["click_space"] - targets["entire_space"]).mean()
+    gaps[strength] = (gap, naive_bias, hidden["intent"][click].mean())
+  assert abs(gaps[0.0][0]) < 0.005 and abs(gaps[0.0][1]) < 1e-9
+  gap, naive_bias, clicked_intent = gaps[1.0]
+  assert gap > 0.02 and naive_bias > 0.02
+  assert 0.5 < clicked_intent < 1.0   # z given a click is tilted up by about s (1 - a)
+
+
+def test_intent_keeps_base_rates():
+  without, _ = _span(intent_strength=0.0)
+  with_intent, _ = _span(intent_strength=1.0)
+  for data in (without, with_intent):
+    click = data["columns"]["click"].astype(bool)
+    assert 0.06 < click.mean() < 0.08
+    assert 0.085 < data["columns"]["conversion"][click].mean() < 0.125
+
+
+def test_intent_has_its_own_random_stream():
+  """The intent has its own random stream: the features, positions and clicks of
+  a world without intent do not depend on whether the intent is drawn."""
+  without, _ = _span(intent_strength=0.0)
+  tiny, _ = _span(intent_strength=1e-9)
+  for name in ("user_id", "item_id", "position", "click", "conversion"):
+    assert np.array_equal(np.asarray(without["columns"][name]), np.asarray(tiny["columns"][name]))
+
+
 def test_ctr_decreases_with_position(big_span):
   c = big_span
   ctr = np.array([c["click"][c["position"] == k].mean() for k in range(1, K + 1)])
@@ -198,6 +247,8 @@ def test_bad_params_are_refused(tmp_path):
                        tmp_path, progress=False)
   with pytest.raises(ValueError, match="max_value"):
     simulator.simulate(small_spec(slate_size=K + 1), tmp_path, progress=False)
+  with pytest.raises(ValueError, match="intent_strength"):
+    simulator.simulate(small_spec(intent_strength=-1), tmp_path, progress=False)
   with pytest.raises(ValueError, match="disagree"):
     simulator.simulate(spec.replace(data={"num_spans": 3}), tmp_path, progress=False)
 
