@@ -9,6 +9,10 @@ build `tf.Example`s. `classification` (or `regression`) serves the spec's
 `serving.classify_task` to TF Serving's Classify (Regress) API.
 `transform_features` returns the transformed features (TFMA and debugging).
 The position never enters a served request: served scores are position-free.
+`evaluation` (only when the spec has a position-bias tower) is for TFMA, not
+for serving: it reads logged examples, position included, and returns the same
+outputs with the position logit added to the position-biased task, i.e. the
+model's fit to the logged, position-biased outcomes (docs/evaluation.md).
 Warm-up requests (`assets.extra/tf_serving_warmup_requests`) are written into
 the export, so a server replays them before a version takes traffic.
 """
@@ -26,6 +30,7 @@ from models.spec import RankingSpec
 SERVING_SIGNATURE = "serving_default"
 RAW_SIGNATURE = "raw_features"
 TRANSFORM_SIGNATURE = "transform_features"
+EVAL_SIGNATURE = "evaluation"
 CLASSIFY_SIGNATURE = "classification"
 REGRESS_SIGNATURE = "regression"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
@@ -63,9 +68,16 @@ class ServingModule(tf.Module):
     self._transform_feature_spec = raw_spec
     self._model_inputs = [f.name for f in spec.model_features]
 
-  def predict_transformed(self, transformed: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  def predict_transformed(self, transformed: Mapping[str, tf.Tensor],
+                          with_position: bool = False) -> Dict[str, tf.Tensor]:
     features = {name: transformed[name] for name in self._model_inputs}
-    raw_outputs = self.model(features, training=False)
+    if with_position:
+      position = self._spec.position_feature.name
+      features[position] = transformed[position]
+      logits, _ = self.model.forward(features, training=False, use_position=True)
+      raw_outputs = self.model.heads(logits)
+    else:
+      raw_outputs = self.model(features, training=False)
     outputs = {}
     for task in self._spec.tasks:
       value = tf.reshape(tf.cast(raw_outputs[task.name], tf.float32), [-1])
@@ -83,6 +95,11 @@ class ServingModule(tf.Module):
     return self.predict_transformed(self.tft_layer(parsed))
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+  def evaluate_logged(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+    parsed = tf.io.parse_example(examples, self._transform_feature_spec)
+    return self.predict_transformed(self.tft_layer(parsed), with_position=True)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
   def transform_features(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
     parsed = tf.io.parse_example(examples, self._transform_feature_spec)
     return self.tft_layer(parsed)
@@ -97,6 +114,11 @@ class ServingModule(tf.Module):
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=CLASSIFY_INPUT)])
   def regress(self, inputs: tf.Tensor) -> Dict[str, tf.Tensor]:
     return {"outputs": self.serve_examples(inputs)[self._spec.serving.classify_task]}
+
+
+def has_eval_signature(spec: RankingSpec) -> bool:
+  """Whether the export has the position-aware `evaluation` signature."""
+  return spec.model.position_bias and spec.position_feature is not None
 
 
 def raw_input_signature(spec: RankingSpec) -> Dict[str, tf.TensorSpec]:
@@ -147,6 +169,8 @@ def export_serving_model(model: tf.keras.Model, spec: RankingSpec,
       RAW_SIGNATURE: raw.get_concrete_function(**raw_input_signature(spec)),
       TRANSFORM_SIGNATURE: module.transform_features.get_concrete_function(),
   }
+  if has_eval_signature(spec):
+    signatures[EVAL_SIGNATURE] = module.evaluate_logged.get_concrete_function()
   if classify_task.is_binary:
     signatures[CLASSIFY_SIGNATURE] = module.classify.get_concrete_function()
     method_names = {CLASSIFY_SIGNATURE: CLASSIFY_METHOD}

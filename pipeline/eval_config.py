@@ -18,6 +18,12 @@ both against the label of the spec's gain task (the click). With
 
 `single_task_eval_config` is the same without gates, for the single-task
 baseline: it is compared, never released.
+
+With a position-bias tower TFMA calls the export's `evaluation` signature, not
+`serving_default`: logged clicks are position-biased and served scores are
+not, so the position-biased task is judged with its position logit added (its
+fit to the logs); the other outputs, and the fused score, are the served ones
+(docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
 
-from models.export import SCORE_OUTPUT
+from models.export import EVAL_SIGNATURE, SCORE_OUTPUT, has_eval_signature
 from models.spec import RankingSpec, TaskSpec, Threshold
 from pipeline import tfma_metrics
 
@@ -115,7 +121,7 @@ def eval_config_from_spec(spec: RankingSpec, with_gates: bool = True) -> tfma.Ev
   if ranking is not None:
     label_keys[SCORE_OUTPUT] = spec.gain_task.label
   model_spec = tfma.ModelSpec(
-      signature_name=SERVING_SIGNATURE,
+      signature_name=EVAL_SIGNATURE if has_eval_signature(spec) else SERVING_SIGNATURE,
       label_keys=label_keys,
       example_weight_keys=example_weight_keys,
       # TFMA's adaptive batching settles on batches of ~40 examples; one large

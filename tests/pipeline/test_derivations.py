@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_metadata.proto.v0 import schema_pb2
+from tensorflow_transform.tf_metadata import metadata_io
 from tfx_bsl.public import tfxio
 
 from models import export
@@ -52,7 +53,9 @@ def _rows(n: int):
            "dwell_seconds": click * float(rng.uniform(1, 100))}
 
 
-def test_preprocessing_fn_with_tft_beam(spec):
+@pytest.fixture(scope="module")
+def tft_run(spec):
+  """200 rows analyzed and transformed by TFT Beam: (rows, transformed, output)."""
   schema = schema_from_spec(spec)
   raw_metadata = tft.DatasetMetadata(schema)
   rows = [{k: [v] for k, v in row.items()} for row in _rows(200)]
@@ -63,7 +66,14 @@ def test_preprocessing_fn_with_tft_beam(spec):
             output_record_batches=False))
     out_dir = tempfile.mkdtemp()
     _ = transform_fn | tft_beam.WriteTransformFn(out_dir)
-  tft_output = tft.TFTransformOutput(out_dir)
+  # The Transform component writes the raw metadata too; the export reads it.
+  metadata_io.write_metadata(raw_metadata,
+                             os.path.join(out_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
+  return rows, transformed, tft.TFTransformOutput(out_dir)
+
+
+def test_preprocessing_fn_with_tft_beam(spec, tft_run):
+  rows, transformed, tft_output = tft_run
   sizes = vocab_sizes(spec, tft_output)
   # device (2), item_category (3), user_segment (1) and hour (24) share one
   # vocabulary, plus one OOV id.
@@ -83,6 +93,10 @@ def test_preprocessing_fn_with_tft_beam(spec):
 def test_eval_config_is_per_task_with_gates_only_on_named_slices(spec):
   config = eval_config_from_spec(spec)
   (model_spec,) = config.model_specs
+  # A position-bias tower: TFMA judges the fit to the logged (position-biased) clicks.
+  assert model_spec.signature_name == export.EVAL_SIGNATURE
+  no_tower = spec.replace(model={"position_bias": False, "position_bias_task": None})
+  assert eval_config_from_spec(no_tower).model_specs[0].signature_name == "serving_default"
   # The fused score is ranked against the gain task's label, the click.
   assert dict(model_spec.label_keys) == {"click": "click", "conversion": "conversion",
                                         "dwell": "dwell_seconds", "score": "click"}
@@ -105,7 +119,7 @@ def test_eval_config_is_per_task_with_gates_only_on_named_slices(spec):
   click_auc = next(m for m in config.metrics_specs[0].metrics if m.class_name == "AUC")
   (gate,) = click_auc.per_slice_thresholds
   assert [list(s.feature_keys) for s in gate.slicing_specs] == [[], ["device"]]
-  assert gate.threshold.value_threshold.lower_bound.value == 0.52
+  assert gate.threshold.value_threshold.lower_bound.value == 0.77
   assert gate.threshold.change_threshold.absolute.value == -0.01
   slices = [list(s.feature_keys) for s in config.slicing_specs]
   assert slices == [[], ["device"], ["position"], ["device", "hour"]]
@@ -116,3 +130,42 @@ def test_fused_score_is_the_declared_product(spec):
              "dwell": tf.constant([16.0, 4.0])}
   score = export.fused_score(spec, outputs).numpy()
   np.testing.assert_allclose(score, [0.5 * 0.2 * 4.0, 0.1 * 0.5 * 2.0], rtol=1e-5)
+
+
+def _example(row) -> bytes:
+  example = tf.train.Example()
+  for name, (value,) in row.items():
+    feature = example.features.feature[name]
+    if isinstance(value, str):
+      feature.bytes_list.value.append(value.encode())
+    elif isinstance(value, int):
+      feature.int64_list.value.append(value)
+    else:
+      feature.float_list.value.append(value)
+  return example.SerializeToString()
+
+
+def test_evaluation_signature_adds_the_position_logit_to_click_only(spec, tft_run, tmp_path):
+  """TFMA's signature: the served outputs, except click = sigmoid(click logit +
+  the position-bias logit of the logged position); serving stays position-free."""
+  from models import architectures
+  rows, _, tft_output = tft_run
+  model = architectures.build_model(spec, vocab_sizes(spec, tft_output))
+  position_logits = np.linspace(2.0, -2.0, spec.position_feature.max_value + 1)
+  model.position_tower.bias_by_position.assign(position_logits)
+  export.export_serving_model(model, spec, tft_output, str(tmp_path))
+  loaded = tf.saved_model.load(str(tmp_path))
+  assert export.EVAL_SIGNATURE in loaded.signatures
+  examples = tf.constant([_example(r) for r in rows[:20]])
+  served = loaded.signatures["serving_default"](examples=examples)
+  logged = loaded.signatures[export.EVAL_SIGNATURE](examples=examples)
+  positions = np.array([r["position"][0] for r in rows[:20]])
+  logit = lambda p: np.log(p / (1 - p))
+  np.testing.assert_allclose(logit(logged["click"].numpy()),
+                             logit(served["click"].numpy()) + position_logits[positions],
+                             rtol=1e-4, atol=1e-4)
+  for task in ("conversion", "dwell"):
+    np.testing.assert_allclose(logged[task].numpy(), served[task].numpy(), rtol=1e-6)
+  # Without a position-bias tower there is nothing to add: no such signature.
+  assert not export.has_eval_signature(
+      spec.replace(model={"position_bias": False, "position_bias_task": None}))
