@@ -222,9 +222,10 @@ def train(spec: RankingSpec, vocab_sizes, train_data, validation_data, seed: int
   return model, len(history.epoch)
 
 
-def predict_cvr(model: architectures.MultiTaskModel, features) -> np.ndarray:
+def predict(model: architectures.MultiTaskModel, features) -> Dict[str, np.ndarray]:
+  """Position-free predictions per task, flattened."""
   outputs = model.predict(features, batch_size=8192, verbose=0)
-  return np.asarray(outputs[CONVERSION]).reshape(-1)
+  return {task: np.asarray(values).reshape(-1) for task, values in outputs.items()}
 
 
 # ----------------------------------------------------------------------------
@@ -250,6 +251,27 @@ def cvr_metrics(prediction: np.ndarray, test: Mapping[str, np.ndarray],
   }
 
 
+def _logit(p: np.ndarray) -> np.ndarray:
+  p = np.clip(p, 1e-6, 1 - 1e-6)
+  return np.log(p / (1 - p))
+
+
+def diagnostics(predictions: Mapping[str, np.ndarray], oracles: Mapping[str, np.ndarray]
+                ) -> Dict[str, float]:
+  """How far pCVR is from what x can give, and, for ESMM, whether its pCVR
+  errors mirror its pCTR errors (pCVR is identified only as pCTCVR / pCTR)."""
+  cvr_error = _logit(predictions[CONVERSION]) - _logit(oracles["click_space"])
+  result = {"spearman_vs_x_only_click_space": float(spearmanr(
+                predictions[CONVERSION], oracles["click_space"]).correlation),
+            "cvr_logit_error_std": float(np.std(cvr_error))}
+  if CLICK in predictions:
+    ctr_error = _logit(predictions[CLICK]) - _logit(oracles["attraction"])
+    result["ctr_spearman_vs_x_only_attraction"] = float(spearmanr(
+        predictions[CLICK], oracles["attraction"]).correlation)
+    result["cvr_error_ctr_error_correlation"] = float(np.corrcoef(cvr_error, ctr_error)[0, 1])
+  return result
+
+
 def summarize(runs: Sequence[Dict[str, float]]) -> Dict[str, Dict[str, float]]:
   return {key: {"mean": float(np.mean([r[key] for r in runs])),
                 "std": float(np.std([r[key] for r in runs], ddof=1)) if len(runs) > 1 else 0.0}
@@ -262,7 +284,11 @@ def markdown(result: Dict[str, object]) -> str:
           ("entire_space_spearman", "Spearman with true p_conv_given_click"),
           ("clicked_auc", "AUC on clicked test rows (observed conversions)"),
           ("mean_prediction", "mean pCVR over all impressions"),
-          ("epochs", "epochs trained (early stopping)")]
+          ("epochs", "epochs trained (early stopping)"),
+          ("spearman_vs_x_only_click_space", "Spearman with x-only P(conv given click, x)"),
+          ("cvr_logit_error_std", "std of logit(pCVR) - logit(x-only P(conv given click, x))"),
+          ("ctr_spearman_vs_x_only_attraction", "pCTR (position-free): Spearman with x-only E_z a"),
+          ("cvr_error_ctr_error_correlation", "correlation of pCVR and pCTR logit errors")]
   summary = result["summary"]
   references = [result["oracles"]["x_only_click_space"], result["oracles"]["x_only_entire_space"],
                 result["truth"]]
@@ -270,11 +296,12 @@ def markdown(result: Dict[str, object]) -> str:
            "ESMM − naive | x-only P(conv given click, x) | x-only E_z p_conv(x, z) | truth |",
            "|---|---|---|---|---|---|---|"]
   for key, label in rows:
-    naive, esmm = summary["naive"][key], summary["esmm"][key]
-    cells = [f"{r[key]:.4f}" if key in r else "" for r in references]
-    lines.append(f"| {label} | {naive['mean']:.4f} ± {naive['std']:.4f} | "
-                 f"{esmm['mean']:.4f} ± {esmm['std']:.4f} | "
-                 f"{esmm['mean'] - naive['mean']:+.4f} | " + " | ".join(cells) + " |")
+    naive, esmm = summary["naive"].get(key), summary["esmm"].get(key)
+    cell = lambda m: "" if m is None else f"{m['mean']:.4f} ± {m['std']:.4f}"
+    gap = "" if naive is None or esmm is None else f"{esmm['mean'] - naive['mean']:+.4f}"
+    references_cells = [f"{r[key]:.4f}" if key in r else "" for r in references]
+    lines.append(f"| {label} | {cell(naive)} | {cell(esmm)} | {gap} | "
+                 + " | ".join(references_cells) + " |")
   return "\n".join(lines)
 
 
@@ -302,6 +329,7 @@ def main(argv=None) -> int:
   fit_rows, validation_rows = take(train_rows, ~holdout), take(train_rows, holdout)
   mapping = FeatureMapping.fit(spec, fit_rows)
   test_features = mapping.transform(test)
+  oracle_targets = x_only_oracles(spec, test)
   outcomes = np.random.default_rng(OUTCOME_SEED).random(len(test[TRUTH])) < test[TRUTH]
 
   models = {"esmm": (esmm_spec(spec), lambda rows: np.ones(len(rows[CLICK]), bool)),
@@ -314,15 +342,17 @@ def main(argv=None) -> int:
       model, epochs = train(model_spec, mapping.vocab_sizes(),
                     (mapping.transform(fit), labels_of(model_spec, fit)),
                     (mapping.transform(validation), labels_of(model_spec, validation)), seed)
-      metrics = cvr_metrics(predict_cvr(model, test_features), test, outcomes)
+      predictions = predict(model, test_features)
+      metrics = {**cvr_metrics(predictions[CONVERSION], test, outcomes),
+                 **diagnostics(predictions, oracle_targets)}
       metrics["epochs"] = float(epochs)
       runs[name].append(metrics)
       print(f"seed {seed} {name:>5}: trained on {len(fit[CLICK])} rows, "
             + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), flush=True)
 
   truth = cvr_metrics(test[TRUTH].astype(np.float64), test, outcomes)
-  oracles = {f"x_only_{name}": cvr_metrics(values, test, outcomes)
-             for name, values in x_only_oracles(spec, test).items()}
+  oracles = {f"x_only_{name}": cvr_metrics(oracle_targets[name], test, outcomes)
+             for name in ("click_space", "entire_space")}
   result = {
       "intent_strength": simulator.SimParams.from_spec(spec).intent_strength,
       "requests_per_span": args.requests_per_span, "oracles": oracles,

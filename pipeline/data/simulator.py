@@ -413,14 +413,17 @@ def x_only_conversion_targets(hidden: Mapping[str, np.ndarray], strength: float,
   - `click_space`: P(conversion | click, x) = E_z[a(x, z) p_conv(x, z)] / E_z[a(x, z)],
     over the intents of the impressions like it that were clicked: what a
     model trained on clicked rows estimates, and what ESMM's pCTCVR / pCTR
-    estimates too (the examination does not depend on z).
+    estimates too (the examination does not depend on z);
+  - `attraction`: E_z[a(x, z)], the best position-free pCTR up to the
+    examination factor.
   """
   z, weights = np.polynomial.hermite_e.hermegauss(nodes)
   weights = weights / weights.sum()
   attraction = _sigmoid(hidden["attraction_logit_x"][:, None] + strength * z)
   conversion = _sigmoid(hidden["conv_logit_x"][:, None] + strength * z)
   return {"entire_space": conversion @ weights,
-          "click_space": (attraction * conversion) @ weights / (attraction @ weights)}
+          "click_space": (attraction * conversion) @ weights / (attraction @ weights),
+          "attraction": attraction @ weights}
 
 
 def _check_columns(spec: RankingSpec) -> Dict[str, str]:
