@@ -27,7 +27,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from models.spec import RankingSpec, spec_from_json  # noqa: E402
-from pipeline import config, results  # noqa: E402
+from pipeline import config, esmm_report, results  # noqa: E402
 
 Series = List[Tuple[float, float]]
 TRAINER_NODE = "Trainer"
@@ -67,6 +67,8 @@ class ReportData:
   calibration: Dict[str, List[CalibrationBin]]
   telemetry: Dict[str, Series]
   baseline: List[results.BaselineComparison] = dataclasses.field(default_factory=list)
+  # The ESMM experiment's result (pipeline.esmm_report), shown when given.
+  esmm: Optional[Dict[str, object]] = None
 
 
 # ----------------------------------------------------------------------------
@@ -555,16 +557,22 @@ def render(data: ReportData) -> str:
   }
   sections = "".join(f'<section id="{key}"><h2>{_esc(title)}</h2>{bodies[key]}</section>'
                      for key, title in SECTIONS)
+  if data.esmm is not None:
+    sections += esmm_report.render_section(data.esmm)
   title = f"mtlrank report: {data.spec.name} ({data.outcome.run_id})"
   return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
           f"<title>{_esc(title)}</title><style>{_STYLE}</style></head><body>"
           f"<h1>{_esc(title)}</h1>{sections}</body></html>")
 
 
-def write_report(pipeline_root: Path, out: Path,
-                 spec: Optional[RankingSpec] = None) -> Path:
-  """Renders the latest run under `pipeline_root` into the HTML file `out`."""
+def write_report(pipeline_root: Path, out: Path, spec: Optional[RankingSpec] = None,
+                 esmm_results: Optional[Path] = None) -> Path:
+  """Renders the latest run under `pipeline_root` into the HTML file `out`,
+  with the ESMM experiment's section when its JSON file is given."""
   out = Path(out)
+  esmm = esmm_report.load_results(esmm_results) if esmm_results else None
+  data = collect(Path(pipeline_root), spec)
+  data.esmm = esmm
   out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(render(collect(Path(pipeline_root), spec)), encoding="utf-8")
+  out.write_text(render(data), encoding="utf-8")
   return out

@@ -13,8 +13,9 @@ def _report(args: argparse.Namespace) -> int:
 
   spec = load_spec(args.spec) if args.spec else None
   try:
-    out = report.write_report(Path(args.pipeline_root), Path(args.out), spec)
-  except (FileNotFoundError, RuntimeError) as e:
+    out = report.write_report(Path(args.pipeline_root), Path(args.out), spec,
+                              Path(args.esmm_results) if args.esmm_results else None)
+  except (FileNotFoundError, RuntimeError, ValueError) as e:
     print(f"mtlrank report: {e}", file=sys.stderr)
     return 1
   print(f"report: {out}")
@@ -30,4 +31,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # pylint: disable
   parser.add_argument("--out", required=True, help="the HTML file to write")
   parser.add_argument("--spec", help="a spec YAML file or bundled spec name (default: the "
                                      "spec the run's Trainer was given)")
+  parser.add_argument("--esmm-results", help="the JSON file of benchmarks/esmm_experiment.py "
+                                             "--out: adds the 'ESMM experiment' section")
   parser.set_defaults(func=_report)
