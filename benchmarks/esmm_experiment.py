@@ -32,8 +32,14 @@ Protocol (everything outside TFX, documented so it can be checked):
       - Spearman rank correlation with the true p_conv_given_click;
     and, for reference, the usual biased offline AUC: clicked test rows only,
     against the observed conversion label.
+  * references: the truth itself, and the best pCVR a model of the logged
+    features can have (the simulator's hidden intent integrated out,
+    `simulator.x_only_conversion_targets`): P(conv | click, x), which both
+    models estimate, and E_z p_conv(x, z), the entire-space target; per model,
+    how well pCVR (and ESMM's position-free pCTR) rank those.
 
     uv run python -m benchmarks.esmm_experiment --seeds 0 1 2 --out /tmp/esmm.json
+    uv run mtlrank report --pipeline-root P --out r.html --esmm-results /tmp/esmm.json
 """
 
 from __future__ import annotations
@@ -206,8 +212,8 @@ def dataset(features, labels, batch_size: int, shuffle: bool, seed: int) -> tf.d
   return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def train(spec: RankingSpec, vocab_sizes, train_data, validation_data, seed: int
-          ) -> Tuple[architectures.MultiTaskModel, int]:
+def train(spec: RankingSpec, vocab_sizes, train_data, validation_data, seed: int,
+          monitor: str = "val_loss") -> Tuple[architectures.MultiTaskModel, int]:
   """The model with the best validation loss, and the epochs it ran."""
   keras.utils.set_random_seed(seed)
   spec = spec.replace(training={"seed": seed})
@@ -217,7 +223,7 @@ def train(spec: RankingSpec, vocab_sizes, train_data, validation_data, seed: int
   history = model.fit(dataset(*train_data, batch, True, seed),
             validation_data=dataset(*validation_data, 4096, False, seed),
             epochs=MAX_EPOCHS, verbose=0,
-            callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE,
+            callbacks=[keras.callbacks.EarlyStopping(monitor=monitor, patience=PATIENCE,
                                                      restore_best_weights=True)])
   return model, len(history.epoch)
 
@@ -311,6 +317,10 @@ def main(argv=None) -> int:
   parser.add_argument("--requests-per-span", type=int, default=10000)
   parser.add_argument("--intent-strength", type=float,
                       help="the simulator's hidden intent strength (default: the spec's)")
+  parser.add_argument("--esmm-monitor", default="val_loss",
+                      help="ESMM's early-stopping quantity: val_loss (the spec-weighted "
+                      "sum, dominated by the click loss) or val_conversion_loss (its pCTCVR "
+                      "loss); the naive model's val_loss is its conversion loss")
   parser.add_argument("--out", help="write the full result as JSON here (the run report "
                       "renders it: mtlrank report --esmm-results FILE)")
   args = parser.parse_args(argv)
@@ -341,7 +351,8 @@ def main(argv=None) -> int:
       validation = take(validation_rows, rows_of(validation_rows))
       model, epochs = train(model_spec, mapping.vocab_sizes(),
                     (mapping.transform(fit), labels_of(model_spec, fit)),
-                    (mapping.transform(validation), labels_of(model_spec, validation)), seed)
+                    (mapping.transform(validation), labels_of(model_spec, validation)), seed,
+                    args.esmm_monitor if name == "esmm" else "val_loss")
       predictions = predict(model, test_features)
       metrics = {**cvr_metrics(predictions[CONVERSION], test, outcomes),
                  **diagnostics(predictions, oracle_targets)}
@@ -355,7 +366,8 @@ def main(argv=None) -> int:
              for name in ("click_space", "entire_space")}
   result = {
       "intent_strength": simulator.SimParams.from_spec(spec).intent_strength,
-      "requests_per_span": args.requests_per_span, "oracles": oracles,
+      "requests_per_span": args.requests_per_span, "esmm_monitor": args.esmm_monitor,
+      "oracles": oracles,
       "seeds": args.seeds, "train_rows": int(len(fit_rows[CLICK])),
       "train_clicks": int(fit_rows[CLICK].sum()),
       "train_conversions": int(fit_rows[CONVERSION].sum()),
