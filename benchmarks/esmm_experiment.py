@@ -311,6 +311,37 @@ def markdown(result: Dict[str, object]) -> str:
   return "\n".join(lines)
 
 
+def oracle_sweep(spec: RankingSpec, strengths: Sequence[float]) -> str:
+  """Without training: per intent strength, the x-only oracles on the eval rows
+  of every span (what selection bias alone can cost a perfect model)."""
+  lines = ["| intent strength | CTR | CVR given click | mean truth, all / clicked | "
+           "x-only P(conv given click, x): entire-space AUC / mean | x-only E_z p_conv: "
+           "entire-space AUC / mean | truth AUC | Spearman of the two x-only targets |",
+           "|---|---|---|---|---|---|---|---|"]
+  for strength in strengths:
+    swept = spec.replace(data={"params": {**spec.data.params, "intent_strength": strength}})
+    params = simulator.SimParams.from_spec(swept)
+    world = simulator.make_world(params)
+    parts = [simulator.simulate_span(world, params, span) for span in
+             range(1, params.num_spans + 1)]
+    column = lambda name: np.concatenate([np.asarray(p["columns"][name])[p["is_eval"]]
+                                          for p in parts]).astype(np.float64)
+    targets = simulator.x_only_conversion_targets(
+        {name: np.concatenate([p["hidden"][name][p["is_eval"]] for p in parts])
+         for name in parts[0]["hidden"]}, strength)
+    truth, click = column(TRUTH), column(CLICK) == 1
+    outcomes = np.random.default_rng(OUTCOME_SEED).random(len(truth)) < truth
+    auc = lambda prediction: roc_auc_score(outcomes, prediction)
+    lines.append(
+        f"| {strength:g} | {click.mean():.4f} | {column(CONVERSION)[click].mean():.4f} | "
+        f"{truth.mean():.4f} / {truth[click].mean():.4f} | "
+        f"{auc(targets['click_space']):.4f} / {targets['click_space'].mean():.4f} | "
+        f"{auc(targets['entire_space']):.4f} / {targets['entire_space'].mean():.4f} | "
+        f"{auc(truth):.4f} | "
+        f"{spearmanr(targets['click_space'], targets['entire_space']).correlation:.4f} |")
+  return "\n".join(lines)
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -323,8 +354,13 @@ def main(argv=None) -> int:
                       "loss); the naive model's val_loss is its conversion loss")
   parser.add_argument("--out", help="write the full result as JSON here (the run report "
                       "renders it: mtlrank report --esmm-results FILE)")
+  parser.add_argument("--oracle-sweep", type=float, nargs="+", metavar="STRENGTH",
+                      help="print the x-only oracles at these intent strengths, no training")
   args = parser.parse_args(argv)
   started = time.perf_counter()
+  if args.oracle_sweep:
+    print(oracle_sweep(load_spec("synthetic"), args.oracle_sweep))
+    return 0
 
   spec = load_spec("synthetic")
   params = {**spec.data.params, "requests_per_span": args.requests_per_span}
