@@ -66,7 +66,6 @@ class MultiTaskModel(keras.Model):
     self.position_task = spec.model.position_bias_task or spec.tasks[0].name
     self.position_tower = layers.PositionBiasTower(
         spec.position_feature.max_value, spec.model.position_dropout,
-        logit_scale=float(spec.model.params.get("position_logit_scale", 1.0)),
         name="position_bias") if spec.model.position_bias else None
     if self.position_tower is not None:
       # Built now: serving calls never reach it, yet it must exist (and be

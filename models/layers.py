@@ -231,20 +231,13 @@ class PositionBiasTower(keras.layers.Layer):
   in training only; in training each row drops it with probability
   `dropout_rate`, so that the main tower cannot lean on the position.
 
-  The logit is `logit_scale * bias_by_position[position]`: Adam moves a weight
-  by about its learning rate per step whatever the gradient, so a handful of
-  weights that must reach logits of order 1 in a few hundred steps get there
-  only if scaled up (docs/models.md).
-
   call(position [B, 1] int in 1..max_position) -> logit [B, 1] float32.
   """
 
-  def __init__(self, max_position: int, dropout_rate: float = 0.1, logit_scale: float = 1.0,
-               **kwargs: Any):
+  def __init__(self, max_position: int, dropout_rate: float = 0.1, **kwargs: Any):
     super().__init__(**kwargs)
     self.max_position = int(max_position)
     self.dropout_rate = float(dropout_rate)
-    self.logit_scale = float(logit_scale)
 
   def build(self, input_shape: Any) -> None:
     self.bias_by_position = self.add_weight(
@@ -255,7 +248,7 @@ class PositionBiasTower(keras.layers.Layer):
   def call(self, position: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
     ids = tf.clip_by_value(tf.reshape(tf.cast(position, tf.int64), [-1, 1]), 0,
                            self.max_position)
-    logit = self.logit_scale * tf.gather(tf.cast(self.bias_by_position, tf.float32), ids)
+    logit = tf.gather(tf.cast(self.bias_by_position, tf.float32), ids)
     if training and self.dropout_rate:
       keep = tf.random.uniform(tf.shape(logit)) >= self.dropout_rate
       logit = logit * tf.cast(keep, logit.dtype)
@@ -263,7 +256,7 @@ class PositionBiasTower(keras.layers.Layer):
 
   def get_config(self) -> Dict[str, Any]:
     return {**super().get_config(), "max_position": self.max_position,
-            "dropout_rate": self.dropout_rate, "logit_scale": self.logit_scale}
+            "dropout_rate": self.dropout_rate}
 
 
 @keras.utils.register_keras_serializable(package="mtlrank")
