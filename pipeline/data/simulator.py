@@ -137,7 +137,9 @@ INTENT_STREAM = 1           # the intent's random stream: (seed, span, INTENT_ST
 # Logit offsets c * s^2 that keep the CTR and the CVR given a click where they
 # are without intent (the intent spreads the logits, and given a click it is
 # shifted upwards). c fitted at s = 1 by root-finding on the exact mean rates
-# of a 100k-impression span; within 0.01 of the root's c from s = 0.5 to 1.5.
+# of a 100k-impression span; the roots at s = 0.5 / 1.5 are -0.24 / -0.21
+# (click) and -0.90 / -0.74 (conversion), so away from s = 1 the rates drift
+# a little (the sweep in docs/evaluation.md).
 INTENT_CLICK_OFFSET = -0.23
 INTENT_CONV_OFFSET = -0.83
 
@@ -354,7 +356,7 @@ def simulate_span(world: World, p: SimParams, span: int) -> Dict[str, Any]:
                 + HOUR_CONV_AMPLITUDE * np.cos(2 * np.pi * (hour_k - 21) / 24))
 
   # The hidden intent (after the ranker, which cannot see it). Its own stream,
-  # so that intent_strength 0 reproduces the data of SIMULATOR_VERSION 1.
+  # so that intent_strength 0 reproduces the columns of SIMULATOR_VERSION 1.
   s = p.intent_strength
   intent = np.random.default_rng([p.seed, span, INTENT_STREAM]).normal(0.0, 1.0, (n_req, k))
   attraction_logit_x = attraction_logit + intent_click_offset(s)
