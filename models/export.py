@@ -94,7 +94,8 @@ class ServingModule(tf.Module):
     parsed = {name: tf.reshape(value, [-1, 1]) for name, value in columns.items()}
     return self.predict_transformed(self.tft_layer(parsed))
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+  # Not a tf.function here: saving traces every decorated method, and a spec
+  # without a position feature has none to read (export_serving_model wraps it).
   def evaluate_logged(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
     parsed = tf.io.parse_example(examples, self._transform_feature_spec)
     return self.predict_transformed(self.tft_layer(parsed), with_position=True)
@@ -170,7 +171,8 @@ def export_serving_model(model: tf.keras.Model, spec: RankingSpec,
       TRANSFORM_SIGNATURE: module.transform_features.get_concrete_function(),
   }
   if has_eval_signature(spec):
-    signatures[EVAL_SIGNATURE] = module.evaluate_logged.get_concrete_function()
+    signatures[EVAL_SIGNATURE] = tf.function(module.evaluate_logged, input_signature=[
+        tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)]).get_concrete_function()
   if classify_task.is_binary:
     signatures[CLASSIFY_SIGNATURE] = module.classify.get_concrete_function()
     method_names = {CLASSIFY_SIGNATURE: CLASSIFY_METHOD}
