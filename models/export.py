@@ -12,7 +12,8 @@ The position never enters a served request: served scores are position-free.
 `evaluation` (only when the spec has a position-bias tower) is for TFMA, not
 for serving: it reads logged examples, position included, and returns the same
 outputs with the position logit added to the position-biased task, i.e. the
-model's fit to the logged, position-biased outcomes (docs/evaluation.md).
+model's fit to the logged, position-biased outcomes; the fused score stays the
+served one (docs/evaluation.md).
 Warm-up requests (`assets.extra/tf_serving_warmup_requests`) are written into
 the export, so a server replays them before a version takes traffic.
 """
@@ -68,16 +69,9 @@ class ServingModule(tf.Module):
     self._transform_feature_spec = raw_spec
     self._model_inputs = [f.name for f in spec.model_features]
 
-  def predict_transformed(self, transformed: Mapping[str, tf.Tensor],
-                          with_position: bool = False) -> Dict[str, tf.Tensor]:
+  def predict_transformed(self, transformed: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     features = {name: transformed[name] for name in self._model_inputs}
-    if with_position:
-      position = self._spec.position_feature.name
-      features[position] = transformed[position]
-      logits, _ = self.model.forward(features, training=False, use_position=True)
-      raw_outputs = self.model.heads(logits)
-    else:
-      raw_outputs = self.model(features, training=False)
+    raw_outputs = self.model(features, training=False)
     outputs = {}
     for task in self._spec.tasks:
       value = tf.reshape(tf.cast(raw_outputs[task.name], tf.float32), [-1])
@@ -97,8 +91,17 @@ class ServingModule(tf.Module):
   # Not a tf.function here: saving traces every decorated method, and a spec
   # without a position feature has none to read (export_serving_model wraps it).
   def evaluate_logged(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
-    parsed = tf.io.parse_example(examples, self._transform_feature_spec)
-    return self.predict_transformed(self.tft_layer(parsed), with_position=True)
+    """The served outputs (fused score included), except the position-biased
+    task's, which gets the position logit of the logged position."""
+    transformed = self.tft_layer(tf.io.parse_example(examples, self._transform_feature_spec))
+    outputs = self.predict_transformed(transformed)
+    position = self._spec.position_feature.name
+    features = {name: transformed[name] for name in (*self._model_inputs, position)}
+    logits, _ = self.model.forward(features, training=False, use_position=True)
+    task = self._spec.task(self.model.position_task)
+    value = tf.reshape(tf.cast(self.model.heads(logits)[task.name], tf.float32), [-1])
+    outputs[task.name] = value if task.is_binary else inverse_label_transform(task, value)
+    return outputs
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
   def transform_features(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:

@@ -164,7 +164,7 @@ def test_evaluation_signature_adds_the_position_logit_to_click_only(spec, tft_ru
   np.testing.assert_allclose(logit(logged["click"].numpy()),
                              logit(served["click"].numpy()) + position_logits[positions],
                              rtol=1e-4, atol=1e-4)
-  for task in ("conversion", "dwell"):
+  for task in ("conversion", "dwell", "score"):
     np.testing.assert_allclose(logged[task].numpy(), served[task].numpy(), rtol=1e-6)
   # Without a position-bias tower there is nothing to add: no such signature.
   assert not export.has_eval_signature(
