@@ -95,7 +95,11 @@ def create_pipeline(spec: RankingSpec, paths: config.PipelinePaths,
       strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
       config={"range_config": range_config_pb2.RangeConfig(
           rolling_range=range_config_pb2.RollingRange(num_spans=spec.data.num_spans))},
-      examples=example_gen.outputs["examples"]).with_id("latest_spans_resolver")
+      # A plain Channel reads every run's ExampleGen outputs; the component's own
+      # output channel would hold only this run's span, the backfilled ones lost.
+      examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                               producer_component_id=example_gen.id, output_key="examples"),
+  ).with_id("latest_spans_resolver")
   latest_spans.add_upstream_node(data_gate)
   transform = tfx.components.Transform(
       examples=latest_spans.outputs["examples"], schema=curated_schema.outputs["schema"],

@@ -42,6 +42,8 @@ class RunOutcome:
   pushed_dir: Optional[str]
   already_pushed_version: Optional[int]
   single_task_evaluation_uri: Optional[str] = None
+  # Spans of the examples Transform read: the training window.
+  training_spans: List[int] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +93,7 @@ def latest_run(metadata_path: Path) -> RunOutcome:
   seconds: Dict[str, float] = {}
   cached: List[str] = []
   outputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
+  training_spans: List[int] = []
   for execution in executions:
     node = attributions.get(execution.id, execution.name or str(execution.id))
     seconds[node] = (execution.last_update_time_since_epoch
@@ -100,6 +103,11 @@ def latest_run(metadata_path: Path) -> RunOutcome:
     events = [e for e in store.get_events_by_execution_ids([execution.id])
               if e.type in _OUTPUT_EVENTS]
     outputs[node] = store.get_artifacts_by_id([e.artifact_id for e in events])
+    if node == "Transform":
+      inputs = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
+                if e.type == metadata_store_pb2.Event.INPUT]
+      training_spans = sorted(_int(a, "span") for a in store.get_artifacts_by_id(inputs)
+                              if "span" in a.custom_properties)
 
   def output_of(node: str, type_name: str) -> Optional[metadata_store_pb2.Artifact]:
     types = {t.id: t.name for t in store.get_artifact_types()}
@@ -127,7 +135,8 @@ def latest_run(metadata_path: Path) -> RunOutcome:
                     evaluation_uri=evaluation.uri if evaluation else None,
                     pushed_dir=pushed_dir, already_pushed_version=already,
                     single_task_evaluation_uri=(single_task_evaluation.uri
-                                                if single_task_evaluation else None))
+                                                if single_task_evaluation else None),
+                    training_spans=training_spans)
 
 
 def _int(artifact: metadata_store_pb2.Artifact, key: str) -> int:
@@ -177,8 +186,9 @@ def validation_failures(evaluation_uri: str) -> List[str]:
                       f"{key.name} ({kind}) = {failure.metric_value.double_value.value:.4f}"
                       f" fails {_bound(failure.metric_threshold)}")
   if not failures and not result.validation_ok:
-    for reason in result.missing_thresholds:
-      failures.append(f"threshold could not be checked: {reason}")
+    if result.missing_thresholds:
+      failures.append("the spec declares no release thresholds (evaluation.thresholds): "
+                      "TFMA blesses no model without one")
     for missing in result.missing_slices:
       failures.append(f"gated slice has no data: {missing}")
     if result.rubber_stamp:

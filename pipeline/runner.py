@@ -47,12 +47,15 @@ class RunSummary:
   # Overall slice, one entry per task and compared metric: multi_task,
   # single_task, delta (MTL - STL) and verdict; empty without the baseline.
   single_task_baseline: List[Dict[str, object]] = dataclasses.field(default_factory=list)
+  training_spans: List[int] = dataclasses.field(default_factory=list)
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
   def render(self) -> str:
     lines = [f"mtlrank run of spec {self.spec!r}: {self.wall_seconds:.0f} s"]
+    if self.training_spans:
+      lines.append("  trained on spans " + ", ".join(map(str, self.training_spans)))
     tasks = {t: v for t, v in self.metrics.items() if t != SCORE_OUTPUT}
     lines.append("  eval metrics (overall slice" + (
         ", [95 % confidence interval]):" if any(
@@ -237,6 +240,7 @@ def summarize(spec: RankingSpec, paths: config.PipelinePaths,
       already_pushed_version=outcome.already_pushed_version,
       cached_components=outcome.cached_components,
       pipeline_root=str(paths.pipeline_root), evaluation_uri=outcome.evaluation_uri,
+      training_spans=outcome.training_spans,
       single_task_baseline=[
           {"task": c.task, "metric": c.metric, "multi_task": c.multi_task,
            "single_task": c.single_task, "delta": c.delta, "verdict": c.verdict}

@@ -35,6 +35,7 @@ def test_first_run_pushes_a_blessed_model(first_run, small_census_spec):
   assert pushed.parent == paths.model_base_path(small_census_spec.name)
   assert pushed.name.isdigit()
   assert (pushed / "saved_model.pb").exists()
+  assert summary.training_spans == [1]
   for task in small_census_spec.task_names:
     assert 0.7 < summary.metrics[task]["auc"] <= 1.0
     assert summary.metrics[task]["example_count"] == 1000
