@@ -148,11 +148,16 @@ class _Progress(logging.Handler):
 
   _PATTERN = re.compile(r"Component (\S+) is (running|finished)\.")
 
-  def __init__(self, stream=sys.stdout):
+  def __init__(self, stream=None):
     super().__init__(logging.INFO)
     self.started: Dict[str, float] = {}
     self.seconds: Dict[str, float] = {}
-    self.stream = stream
+    self._stream = stream
+
+  @property
+  def stream(self):
+    # Looked up when printing, so a redirected sys.stdout gets the lines.
+    return self._stream or sys.stdout
 
   def emit(self, record: logging.LogRecord) -> None:
     match = self._PATTERN.search(record.getMessage())
@@ -170,21 +175,24 @@ class _Progress(logging.Handler):
 
 
 def _run_tfx(pipeline, log_file: Path, progress: _Progress) -> None:
+  from absl import logging as absl_logging
   from tfx import v1 as tfx
 
-  absl_logger = logging.getLogger("absl")
   root = logging.getLogger()
   log_file.parent.mkdir(parents=True, exist_ok=True)
   file_handler = logging.FileHandler(log_file)
   file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-  saved_levels = absl_logger.level, root.level
+  saved_verbosity, saved_root_level = absl_logging.get_verbosity(), root.level
   saved_root_handlers = list(root.handlers)
   # TFX logs through absl; keep its INFO stream out of the console.
   for handler in saved_root_handlers:
     root.removeHandler(handler)
   root.addHandler(file_handler)
   root.setLevel(logging.INFO)
-  absl_logger.setLevel(logging.INFO)
+  # Through absl's verbosity, not the absl logger's level: TensorFlow's
+  # SavedModel export saves and restores that verbosity, which would otherwise
+  # silence TFX's INFO lines (and this progress) after the first Trainer.
+  absl_logging.set_verbosity(absl_logging.INFO)
   root.addHandler(progress)
   try:
     tfx.orchestration.LocalDagRunner().run(pipeline)
@@ -193,8 +201,8 @@ def _run_tfx(pipeline, log_file: Path, progress: _Progress) -> None:
     root.removeHandler(file_handler)
     for handler in saved_root_handlers:
       root.addHandler(handler)
-    absl_logger.setLevel(saved_levels[0])
-    root.setLevel(saved_levels[1])
+    absl_logging.set_verbosity(saved_verbosity)
+    root.setLevel(saved_root_level)
 
 
 def run(spec: RankingSpec, paths: config.PipelinePaths, span: Optional[int] = None,
