@@ -22,9 +22,7 @@ $(ENV_STAMP): pyproject.toml uv.lock
 
 run: env
 	$(UV) run --frozen mtlrank run --spec $(SPEC) --home $(HOME_DIR) \
-	  --summary-json $(HOME_DIR)/$(SPEC)-summary.json
-	$(UV) run --frozen mtlrank report --pipeline-root $(HOME_DIR)/pipelines/$(SPEC) \
-	  --out $(HOME_DIR)/$(SPEC)-report.html
+	  --summary-json $(HOME_DIR)/$(SPEC)-summary.json --report $(HOME_DIR)/$(SPEC)-report.html
 
 test: env
 	$(UV) run --frozen pytest $(PYTEST_ARGS)

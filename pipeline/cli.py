@@ -48,6 +48,9 @@ def _run(args: argparse.Namespace) -> int:
   if args.summary_json:
     Path(args.summary_json).write_text(summary.to_json())
     print(f"summary: {args.summary_json}")
+  if args.report:
+    # In this process: TensorFlow and TFMA are already imported by the run.
+    return report_cli.render(paths.pipeline_root, Path(args.report), spec)
   return 0
 
 
@@ -73,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--span", type=int, help="train up to this span (default: the latest)")
   run.add_argument("--summary-json", help="also write the run summary as JSON here")
   run.add_argument("--no-cache", action="store_true", help="rerun every component")
+  run.add_argument("--report", metavar="FILE",
+                   help="also render the run's HTML report here (as `mtlrank report`)")
   run.set_defaults(func=_run)
 
   prepare = commands.add_parser("prepare-data",

@@ -5,21 +5,30 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Optional
+
+from models.spec import RankingSpec, load_spec
 
 
-def _report(args: argparse.Namespace) -> int:
-  from models.spec import load_spec
+def render(pipeline_root: Path, out: Path, spec: Optional[RankingSpec] = None,
+           esmm_results: Optional[Path] = None) -> int:
+  """Writes the report of the latest run under `pipeline_root` to `out` and prints
+  its path; the exit code (1 with the reason on stderr if it cannot be rendered)."""
   from pipeline import report
 
-  spec = load_spec(args.spec) if args.spec else None
   try:
-    out = report.write_report(Path(args.pipeline_root), Path(args.out), spec,
-                              Path(args.esmm_results) if args.esmm_results else None)
+    written = report.write_report(pipeline_root, out, spec, esmm_results)
   except (FileNotFoundError, RuntimeError, ValueError) as e:
     print(f"mtlrank report: {e}", file=sys.stderr)
     return 1
-  print(f"report: {out}")
+  print(f"report: {written}")
   return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+  return render(Path(args.pipeline_root), Path(args.out),
+                load_spec(args.spec) if args.spec else None,
+                Path(args.esmm_results) if args.esmm_results else None)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # pylint: disable=protected-access

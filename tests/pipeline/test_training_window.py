@@ -1,28 +1,49 @@
 """The training window: a run on span N trains on the spec's `data.num_spans`
 latest spans, the earlier ones backfilled by ingest-only runs of the same
-pipeline (a real, tiny simulator run), with progress shown for every component."""
+pipeline (a real, tiny simulator run through `mtlrank run --report`), with
+progress shown for every component and the report rendered by the same process."""
 
 from __future__ import annotations
 
-from models.spec import load_spec
-from pipeline import config, runner
+import json
+
+import yaml
+
+from models.spec import resolve_spec_path
+from pipeline import cli
+
+
+def _tiny_synthetic_spec(path) -> None:
+  """The bundled synthetic spec on 2 tiny spans, 1 epoch, no slices nor gates."""
+  raw = yaml.safe_load(resolve_spec_path("synthetic").read_text())
+  raw["data"]["num_spans"] = 2
+  raw["data"]["params"].update(num_spans=2, requests_per_span=60, num_users=50,
+                               num_items=40)
+  raw["training"].update(epochs=1, batch_size=64)
+  raw["evaluation"].update(slices=[], gated_slices=[])
+  del raw["evaluation"]["thresholds"]
+  path.write_text(yaml.safe_dump(raw))
 
 
 def test_transform_reads_every_span_of_the_window(tmp_path, capfd):
-  spec = load_spec("synthetic")
-  params = dict(spec.data.params, num_spans=2, requests_per_span=60, num_users=50,
-                num_items=40)
-  spec = spec.replace(data={"num_spans": 2, "params": params},
-                      training={"epochs": 1, "batch_size": 64},
-                      evaluation={"slices": (), "gated_slices": (), "thresholds": ()})
-  summary = runner.run(spec, config.PipelinePaths.for_spec(spec.name, tmp_path))
-  assert summary.training_spans == [1, 2]
-  assert "trained on spans 1, 2" in summary.render()
+  spec_file, summary_file = tmp_path / "tiny.yaml", tmp_path / "summary.json"
+  report_file = tmp_path / "out" / "report.html"
+  _tiny_synthetic_spec(spec_file)
+  assert cli.main(["run", "--spec", str(spec_file), "--home", str(tmp_path / "home"),
+                   "--summary-json", str(summary_file), "--report", str(report_file)]) == 0
+  summary = json.loads(summary_file.read_text())
+  assert summary["training_spans"] == [1, 2]
+  console = capfd.readouterr().out
+  assert "trained on spans 1, 2" in console
   # Progress reaches the console for every component, also after the Trainer's
   # SavedModel export (which resets absl's verbosity).
-  progress = capfd.readouterr().out
   for component in ("Transform", "Trainer", "Evaluator", "Pusher"):
-    assert f"[mtlrank] {component} done in" in progress
+    assert f"[mtlrank] {component} done in" in console
   # Without release thresholds nothing is blessed, and the summary says why.
-  assert not summary.blessed
-  assert any("no release thresholds" in r for r in summary.not_blessed_reasons)
+  assert not summary["blessed"]
+  assert any("no release thresholds" in r for r in summary["not_blessed_reasons"])
+  # The report of this very run, its path printed last.
+  assert console.rstrip().endswith(f"report: {report_file}")
+  page = report_file.read_text()
+  assert "no release thresholds" in page
+  assert all(f"<section id=\"{s}\"" in page for s in ("outcome", "metrics", "durations"))
