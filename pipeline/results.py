@@ -94,25 +94,33 @@ def latest_run(metadata_path: Path) -> RunOutcome:
   cached: List[str] = []
   outputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
   training_spans: List[int] = []
+  # One read of every execution's events and artifacts, split by event type.
+  events = store.get_events_by_execution_ids([e.id for e in executions])
+  artifacts = {a.id: a for a in store.get_artifacts_by_id(
+      sorted({e.artifact_id for e in events}))}
+  output_of_execution: Dict[int, List[metadata_store_pb2.Artifact]] = {}
+  input_of_execution: Dict[int, List[metadata_store_pb2.Artifact]] = {}
+  for event in events:
+    if event.type in _OUTPUT_EVENTS:
+      output_of_execution.setdefault(event.execution_id, []).append(artifacts[event.artifact_id])
+    elif event.type == metadata_store_pb2.Event.INPUT:
+      input_of_execution.setdefault(event.execution_id, []).append(artifacts[event.artifact_id])
   for execution in executions:
     node = attributions.get(execution.id, execution.name or str(execution.id))
     seconds[node] = (execution.last_update_time_since_epoch
                      - execution.create_time_since_epoch) / 1000.0
     if execution.last_known_state == _CACHED:
       cached.append(node)
-    events = [e for e in store.get_events_by_execution_ids([execution.id])
-              if e.type in _OUTPUT_EVENTS]
-    outputs[node] = store.get_artifacts_by_id([e.artifact_id for e in events])
+    outputs[node] = output_of_execution.get(execution.id, [])
     if node == "Transform":
-      inputs = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
-                if e.type == metadata_store_pb2.Event.INPUT]
-      training_spans = sorted(_int(a, "span") for a in store.get_artifacts_by_id(inputs)
+      training_spans = sorted(_int(a, "span") for a in input_of_execution.get(execution.id, [])
                               if "span" in a.custom_properties)
 
+  type_names = {t.id: t.name for t in store.get_artifact_types()}
+
   def output_of(node: str, type_name: str) -> Optional[metadata_store_pb2.Artifact]:
-    types = {t.id: t.name for t in store.get_artifact_types()}
     for artifact in outputs.get(node, []):
-      if types.get(artifact.type_id) == type_name:
+      if type_names.get(artifact.type_id) == type_name:
         return artifact
     return None
 
