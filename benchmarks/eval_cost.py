@@ -25,7 +25,9 @@ list (`--rounds 2`) to see the drift.
 
     uv run --frozen python -m benchmarks.eval_cost \\
         --pipeline-root /work/main/.mtlrank/pipelines/census --spec census \\
-        --variants spec auc_1000 no_plot overall_only count_only spec
+        --variants spec auc_1000 plot_100 no_plot overall_only count_only two_workers spec
+
+Figures and the profile: docs/evaluation.md ("Where the Evaluator's time goes").
 """
 
 from __future__ import annotations
