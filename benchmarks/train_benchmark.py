@@ -1,6 +1,6 @@
 """Training throughput of the architectures on the census features.
 
-Two inputs, both with the census sizes (embedding 8, 4 experts of 32 units,
+Three inputs, all with the census sizes (embedding 8, 4 experts of 32 units,
 towers of 16, two binary tasks):
 
 * `memory`: census-shaped synthetic features (7 z-scored numeric, 33
@@ -8,9 +8,13 @@ towers of 16, two binary tasks):
   of in-memory tensors, so the figures are the model's and Keras' cost;
 * `transform`: the real census features read from a census pipeline's
   Transform output (`<pipeline root>/Transform/transformed_examples/<id>/
-  Split-train`) by `models.trainer.make_dataset`, the Trainer's own input
-  pipeline (GZIP TFRecords cached serialized, shuffled, batched, parsed).
-  `make run` writes one under `.mtlrank/pipelines/census`.
+  Split-train`) by `models.inputs.make_input`, the Trainer's own input
+  pipeline: the split fits the memory budget, so it is parsed once into
+  memory (in the time to the first step) and reshuffled by index every epoch.
+  `make run` writes one under `.mtlrank/pipelines/census`;
+* `transform_streamed`: the same through the pipeline's streaming path (a
+  budget of 0, as for data over the budget: serialized records cached,
+  shuffled, batched, parsed every epoch).
 
 For every (architecture, input, batch size, jit_compile) it reports the time to
 the first step (model build, tracing, compilation, input start-up and the first
@@ -25,7 +29,7 @@ measured.
 
     uv run python benchmarks/train_benchmark.py
     uv run python benchmarks/train_benchmark.py --architectures mmoe plain_mmoe \\
-        --batch-sizes 512 1024 --input memory transform --steps 300
+        --batch-sizes 512 1024 --input memory transform transform_streamed --steps 300
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ from models.spec import SPECS_DIR, RankingSpec, parse_spec  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PIPELINE_ROOT = REPO_ROOT / ".mtlrank" / "pipelines" / "census"
-INPUTS = ("memory", "transform")
+INPUTS = ("memory", "transform", "transform_streamed")
 
 NUM_NUMERIC, NUM_CATEGORICAL, MAX_VOCAB = 7, 33, 52
 TASKS = ("income", "never_married")
@@ -166,15 +170,18 @@ def workload(input_name: str, architecture: str, batch_size: int, jit_compile: b
     return Workload(census_shaped_spec(architecture, batch_size, jit_compile,
                                        steps_per_execution),
                     vocab_sizes(), in_memory_dataset(batch_size))
-  # Imported here: `models.trainer` imports TFX (~25 s), which the memory
-  # input does not need.
+  # Imported here: TFT takes seconds to import, which the memory input does
+  # not need.
   import tensorflow_transform as tft
-  from models import features, trainer
+  from models import features, inputs
   spec = census_spec(architecture, batch_size, jit_compile, steps_per_execution)
   tft_output = tft.TFTransformOutput(str(transform_output.transform_graph))
-  dataset = trainer.make_dataset([transform_output.train_pattern], tft_output, spec,
-                                 batch_size, shuffle=True).repeat()
-  return Workload(spec, features.vocab_sizes(spec, tft_output), dataset)
+  # A budget of 0 forces the streaming path (what data over the budget gets).
+  budget = 0 if input_name == "transform_streamed" else inputs.PARSED_CACHE_BUDGET_BYTES
+  data = inputs.make_input([transform_output.train_pattern],
+                           tft_output.transformed_feature_spec(), spec, batch_size,
+                           shuffle=True, memory_budget_bytes=budget)
+  return Workload(spec, features.vocab_sizes(spec, tft_output), data.dataset.repeat())
 
 
 def plain_mmoe(spec: RankingSpec, sizes: Dict[str, int]) -> keras.Model:
@@ -285,8 +292,8 @@ def ratios(results: List[Result]) -> List[str]:
       lines.append(f"{arch} jit / no jit, {where}: "
                    f"{r.examples_per_s / no_jit.examples_per_s:.2f}x")
     memory = by_key.get((arch, "memory", batch, jit, spe))
-    if source == "transform" and memory is not None:
-      lines.append(f"{arch} transform / memory input, {where}: "
+    if source.startswith("transform") and memory is not None:
+      lines.append(f"{arch} {source} / memory input, {where}: "
                    f"{r.examples_per_s / memory.examples_per_s:.2f}x")
   return lines
 
@@ -297,7 +304,9 @@ def main(argv: Optional[List[str]] = None) -> None:
                       choices=ARCHITECTURES)
   parser.add_argument("--input", nargs="+", choices=INPUTS, default=list(INPUTS),
                       help="memory: census-shaped tensors in memory; transform: the "
-                      "census Transform output through the Trainer's input pipeline")
+                      "census Transform output through the Trainer's input pipeline "
+                      "(parsed once into memory); transform_streamed: the same through "
+                      "its streaming path (budget 0: parsed every epoch)")
   parser.add_argument("--pipeline-root", type=Path, default=DEFAULT_PIPELINE_ROOT,
                       help="a census pipeline root (with Transform/) for --input "
                       "transform; default: what `make run` writes")
@@ -311,7 +320,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                       help="timed epochs; the median counts")
   args = parser.parse_args(argv)
   transform_output = (TransformOutput.latest(args.pipeline_root)
-                      if "transform" in args.input else None)
+                      if any(i.startswith("transform") for i in args.input) else None)
   print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, load average "
         f"{os.getloadavg()[0]:.1f}", flush=True)
   if transform_output is not None:
