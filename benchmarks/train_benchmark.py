@@ -20,7 +20,9 @@ For every (architecture, input, batch size, jit_compile) it reports the time to
 the first step (model build, tracing, compilation, input start-up and the first
 `steps_per_execution` steps) and the steady-state training examples/s: one
 `fit` of `1 + repeats` epochs of `--steps` steps on one iterator, the first
-epoch a warm-up, the median of the others counted. `plain_mmoe` is a textbook
+epoch a warm-up, the median of the others counted, per wall second and per
+second of this process's CPU time (less inflated by other jobs on a shared
+machine; it includes the input pipeline's threads). `plain_mmoe` is a textbook
 tf-keras MMoE (one Embedding layer per feature, a Python loop of Dense experts
 and gates, compiled Keras losses, the same per-task AUC metrics) measured in
 the same run, so the ratios printed at the end compare like with like on
@@ -223,21 +225,26 @@ class Result:
   steps_per_execution: int
   first_step_s: float
   examples_per_s: float
+  examples_per_cpu_s: float
   load_average: float
 
 
 class EpochTimer(keras.callbacks.Callback):
-  """Wall time of every epoch."""
+  """Wall time and this process's CPU time (all threads) of every epoch: on a
+  shared machine the CPU time is inflated less by other jobs than the wall
+  time, and it counts the input pipeline's work wherever it runs."""
 
   def __init__(self) -> None:
     super().__init__()
     self.seconds: List[float] = []
+    self.cpu_seconds: List[float] = []
 
   def on_epoch_begin(self, epoch: int, logs: Optional[Dict[str, float]] = None) -> None:
-    self._start = time.perf_counter()
+    self._start, self._cpu_start = time.perf_counter(), time.process_time()
 
   def on_epoch_end(self, epoch: int, logs: Optional[Dict[str, float]] = None) -> None:
     self.seconds.append(time.perf_counter() - self._start)
+    self.cpu_seconds.append(time.process_time() - self._cpu_start)
 
 
 def measure(architecture: str, input_name: str, batch_size: int, jit_compile: bool,
@@ -262,17 +269,21 @@ def measure(architecture: str, input_name: str, batch_size: int, jit_compile: bo
   model.fit(work.dataset, epochs=1 + repeats, steps_per_epoch=steps, verbose=0,
             callbacks=[timer])
   rates = [steps * batch_size / seconds for seconds in timer.seconds[1:]]
+  cpu_rates = [steps * batch_size / seconds for seconds in timer.cpu_seconds[1:]]
   return Result(architecture, input_name, batch_size, jit_compile, steps_per_execution,
-                first_step, statistics.median(rates), os.getloadavg()[0])
+                first_step, statistics.median(rates), statistics.median(cpu_rates),
+                os.getloadavg()[0])
 
 
 def markdown_table(results: List[Result]) -> str:
   lines = ["| architecture | input | batch | jit_compile | steps/execution | first step (s) "
-           "| examples/s | load |", "|---|---|---:|---|---:|---:|---:|---:|"]
+           "| examples/s | examples/CPU-s | load |",
+           "|---|---|---:|---|---:|---:|---:|---:|---:|"]
   for r in results:
     lines.append(f"| {r.architecture} | {r.input} | {r.batch_size} | {r.jit_compile} | "
                  f"{r.steps_per_execution} | {r.first_step_s:.1f} | "
-                 f"{r.examples_per_s:,.0f} | {r.load_average:.1f} |")
+                 f"{r.examples_per_s:,.0f} | {r.examples_per_cpu_s:,.0f} | "
+                 f"{r.load_average:.1f} |")
   return "\n".join(lines)
 
 
@@ -294,7 +305,8 @@ def ratios(results: List[Result]) -> List[str]:
     memory = by_key.get((arch, "memory", batch, jit, spe))
     if source.startswith("transform") and memory is not None:
       lines.append(f"{arch} {source} / memory input, {where}: "
-                   f"{r.examples_per_s / memory.examples_per_s:.2f}x")
+                   f"{r.examples_per_s / memory.examples_per_s:.2f}x "
+                   f"(CPU-time rates {r.examples_per_cpu_s / memory.examples_per_cpu_s:.2f}x)")
   return lines
 
 
@@ -335,7 +347,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                         transform_output)
             print(f"{arch:14s} {source:9s} batch {batch:5d} jit {jit:3s} spe {spe:3d}: "
                   f"first step {r.first_step_s:6.1f} s, {r.examples_per_s:10,.0f} "
-                  f"examples/s (load {r.load_average:.1f})", flush=True)
+                  f"examples/s, {r.examples_per_cpu_s:10,.0f} examples/CPU-s "
+                  f"(load {r.load_average:.1f})", flush=True)
             results.append(r)
   print()
   print(markdown_table(results))

@@ -92,6 +92,34 @@ def make_dataset(spec: RankingSpec, n: int = 512, batch_size: int = 64,
   return tf.data.Dataset.from_tensor_slices((features, labels)).batch(batch_size)
 
 
+def write_transformed_records(spec: RankingSpec, directory: str, n: int,
+                              num_files: int = 2, seed: int = 0
+                              ) -> Tuple[str, Dict[str, tf.io.FixedLenFeature]]:
+  """n rows of `make_batch` as GZIP TFRecords of tf.Examples, as the Transform
+  output writes them, spread over `num_files` files; `num_x` is the row's
+  index, so every row is distinct. Returns (file pattern, feature spec)."""
+  features, labels = make_batch(spec, n, seed)
+  features["num_x"] = tf.range(n, dtype=tf.float32)[:, None]
+  columns = {**features, **{spec.task(name).label: value for name, value in labels.items()}}
+  feature_spec = {name: tf.io.FixedLenFeature([1], value.dtype)
+                  for name, value in columns.items()}
+  values = {name: value.numpy() for name, value in columns.items()}
+  writers = [tf.io.TFRecordWriter(os.path.join(directory, f"part-{i}.gz"), "GZIP")
+             for i in range(num_files)]
+  for row in range(n):
+    example = tf.train.Example()
+    for name, column in values.items():
+      feature = example.features.feature[name]
+      if column.dtype.kind == "f":
+        feature.float_list.value.append(float(column[row, 0]))
+      else:
+        feature.int64_list.value.append(int(column[row, 0]))
+    writers[row % num_files].write(example.SerializeToString())
+  for writer in writers:
+    writer.close()
+  return os.path.join(directory, "part-*.gz"), feature_spec
+
+
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
   """Each test starts from the float32 policy and a fixed seed."""

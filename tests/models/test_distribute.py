@@ -33,6 +33,8 @@ import tf_keras as keras
 import conftest as tiny
 from models import architectures
 
+from models import inputs
+
 result = {"replicas": strategy.num_replicas_in_sync}
 for balancing in sys.argv[3].split(","):
   keras.utils.set_random_seed(0)
@@ -43,11 +45,21 @@ for balancing in sys.argv[3].split(","):
   reference = architectures.build_model(spec, tiny.VOCAB_SIZES)
   reference.compile_for_spec(spec, steps_per_execution=1)
   reference.set_weights(model.get_weights())
-  data = tiny.make_dataset(spec, n=256, batch_size=64)
+  if sys.argv[4] == "records":
+    # The Trainer's input: TFRecords parsed once into memory, reshuffled per epoch.
+    records_dir = f"{out}.records_{balancing}"
+    os.makedirs(records_dir, exist_ok=True)
+    pattern, feature_spec = tiny.write_transformed_records(spec, records_dir, n=256)
+    step_data = inputs.make_input([pattern], feature_spec, spec, 64, shuffle=False)
+    train = inputs.make_input([pattern], feature_spec, spec, 64, shuffle=True)
+    assert step_data.in_memory and train.in_memory
+    step_data, data = step_data.dataset, train.dataset
+  else:
+    step_data = data = tiny.make_dataset(spec, n=256, batch_size=64)
   # One step on the same global batch: the replicas' summed update must be
   # the single-device update (masked means over the global batch).
-  model.fit(data.take(1), epochs=1, verbose=0)
-  reference.fit(data.take(1), epochs=1, verbose=0)
+  model.fit(step_data.take(1), epochs=1, verbose=0)
+  reference.fit(step_data.take(1), epochs=1, verbose=0)
   diff = max(float(np.abs(a.numpy() - b.numpy()).max())
              for a, b in zip(model.trainable_weights, reference.trainable_weights))
   history = model.fit(data, epochs=2, verbose=0)
@@ -66,7 +78,7 @@ def _free_port() -> int:
 
 
 def _launch(tmp_path: Path, mode: str, balancings: str, index: int = 0,
-            tf_config: dict | None = None) -> subprocess.Popen:
+            tf_config: dict | None = None, data: str = "tiny") -> subprocess.Popen:
   script = tmp_path / "worker.py"
   script.write_text(WORKER)
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -75,7 +87,8 @@ def _launch(tmp_path: Path, mode: str, balancings: str, index: int = 0,
   if tf_config is not None:
     env["TF_CONFIG"] = json.dumps(tf_config)
   return subprocess.Popen(
-      [sys.executable, str(script), mode, str(tmp_path / f"result_{index}.json"), balancings],
+      [sys.executable, str(script), mode, str(tmp_path / f"result_{index}.json"), balancings,
+       data],
       env=env, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -98,12 +111,19 @@ def test_mirrored_strategy_update_equals_the_single_device_update(tmp_path):
     _check_training(result, balancing)
 
 
-def test_two_worker_multi_worker_mirrored_fit_on_localhost(tmp_path):
+def test_mirrored_strategy_trains_from_the_in_memory_records_input(tmp_path):
+  result = _result(_launch(tmp_path, "mirrored", "fixed", data="records"), tmp_path, 0)
+  assert result["replicas"] == 2
+  _check_training(result, "fixed")
+
+
+@pytest.mark.parametrize("data", ["tiny", "records"])
+def test_two_worker_multi_worker_mirrored_fit_on_localhost(tmp_path, data):
   workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
   processes = [
       _launch(tmp_path, "multi_worker", "uncertainty", index=i,
               tf_config={"cluster": {"worker": workers},
-                         "task": {"type": "worker", "index": i}})
+                         "task": {"type": "worker", "index": i}}, data=data)
       for i in range(2)]
   results = [_result(p, tmp_path, i) for i, p in enumerate(processes)]
   for result in results:
