@@ -5,7 +5,7 @@ One Transform output serves every model: the latest `transformed_examples` and
 `transform_graph` recorded in a census pipeline root (run the pipeline first,
 `uv run mtlrank run --spec census --home H`, or pass `--run` to have this
 script run it). Each architecture then trains exactly as the Trainer does
-(`models.trainer.make_dataset`, `architectures.build_model`, the spec's budget:
+(`models.inputs.make_input`, `architectures.build_model`, the spec's budget:
 8 epochs, batch 1024, Adam 0.002) on the 80 % train split written by
 `pipeline.data.census.prepare_census`, and is scored on the 20 % eval split
 with sklearn's exact AUC. Early stopping is off: the eval split is the test
@@ -37,7 +37,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 from models import architectures, telemetry  # noqa: E402
 from models.features import vocab_sizes  # noqa: E402
 from models.spec import RankingSpec, load_spec  # noqa: E402
-from models.trainer import make_dataset  # noqa: E402
+from models.inputs import make_input  # noqa: E402
 from pipeline import config, results  # noqa: E402
 
 ARCHITECTURES = ("single_task", "shared_bottom", "mmoe", "ple")
@@ -77,10 +77,11 @@ def train_and_score(spec: RankingSpec, tft_output: tft.TFTransformOutput,
                     examples_uri: str) -> Dict[str, float]:
   """Held-out AUC per task of one model trained on the train split."""
   keras.utils.set_random_seed(spec.training.seed)
-  train_ds = with_known_size(make_dataset(split_pattern(examples_uri, "train"), tft_output,
-                                          spec, spec.training.batch_size, shuffle=True))
-  eval_ds = make_dataset(split_pattern(examples_uri, "eval"), tft_output, spec,
-                         spec.training.eval_batch_size, shuffle=False)
+  feature_spec = tft_output.transformed_feature_spec()
+  train_ds = with_known_size(make_input(split_pattern(examples_uri, "train"), feature_spec,
+                                        spec, spec.training.batch_size, shuffle=True).dataset)
+  eval_ds = make_input(split_pattern(examples_uri, "eval"), feature_spec, spec,
+                       spec.training.eval_batch_size, shuffle=False).dataset
   model = architectures.build_model(spec, vocab_sizes(spec, tft_output))
   architectures.compile_model(model, spec)
   with tempfile.TemporaryDirectory() as log_dir:

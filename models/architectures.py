@@ -341,8 +341,8 @@ class SharedBottomModel(MultiTaskModel):
 class MMoEModel(MultiTaskModel):
   """Multi-gate Mixture-of-Experts (Ma et al., KDD 2018): shared experts, one
   softmax gate per task over the experts, one tower per task. The experts are
-  one fused `ParallelMLP`, the gates one `ExpertGates`, the towers one
-  `ParallelMLP`."""
+  one fused `ParallelMLP`, the gates one `ExpertGates` whose logits come out
+  of the experts' first matmul, the towers one `ParallelMLP`."""
 
   def __init__(self, spec: RankingSpec, vocab_sizes: Mapping[str, int], **kwargs: Any):
     super().__init__(spec, vocab_sizes, **kwargs)
@@ -353,11 +353,19 @@ class MMoEModel(MultiTaskModel):
     self.gates = layers.ExpertGates(num_tasks, [list(range(m.num_experts))] * num_tasks,
                                     name="gates")
     self.towers = _towers(spec)
+    # task_logits reads the experts' and gates' kernels before calling them.
+    with tf.name_scope(self.name):
+      for sublayer in (self.experts, self.gates):
+        layers.build_sublayer(sublayer, (None, self.embedding.output_dim))
 
   def task_logits(self, features: Tensors, training: Optional[bool]
                   ) -> Tuple[Tensors, Tensors]:
     x = self.embedding(features)
-    mixtures, weights = self.gates(x, self.experts(x, training=training))
+    # The gate logits come out of the experts' first matmul (docs/models.md).
+    first_layer, gate_logits = layers.fused_matmul(
+        x, [self.experts.first_kernel, self.gates.kernel])
+    experts = self.experts(x, training=training, first_matmul=first_layer)
+    mixtures, weights = self.gates(x, experts, logits=gate_logits)
     logits = _split_tasks(self.tasks, self.towers(mixtures, training=training))
     return logits, {f"gate_{t.name}": weights[:, i] for i, t in enumerate(self.tasks)}
 
@@ -390,7 +398,7 @@ class PLEModel(MultiTaskModel):
   def task_logits(self, features: Tensors, training: Optional[bool]
                   ) -> Tuple[Tensors, Tensors]:
     x = self.embedding(features)
-    task_inputs, shared_input, gates = x, x, {}
+    task_inputs, shared_input, gates = x, None, {}
     for level, cgc in enumerate(self.levels):
       out = cgc(task_inputs, shared_input, training=training)
       task_inputs = out["tasks"]

@@ -130,7 +130,15 @@ class ParallelMLP(keras.layers.Layer):
       fan_in = width
     super().build(input_shape)
 
-  def call(self, inputs: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+  @property
+  def first_kernel(self) -> tf.Variable:
+    """[U, N * width] for a shared input: what `fused_matmul` fuses."""
+    return self.kernels[0]
+
+  def call(self, inputs: tf.Tensor, training: Optional[bool] = None,
+           first_matmul: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """`first_matmul`: `inputs @ first_kernel`, when the caller computed it
+    in one matmul with other projections of the same shared input."""
     # Computed network-major ([N, B, U]) so that every per-network layer is one
     # BatchMatMul whose gradients are batched matmuls too; the equivalent
     # einsum("bnu,nuv->bnv") transposes in its backward pass and made the
@@ -139,7 +147,8 @@ class ParallelMLP(keras.layers.Layer):
     for i, (kernel, bias, activation) in enumerate(
         zip(self.kernels, self.biases, self._activations)):
       if i == 0 and self._shared_input:
-        x = tf.transpose(tf.reshape(tf.matmul(x, kernel),
+        x = tf.transpose(tf.reshape(tf.matmul(x, kernel) if first_matmul is None
+                                    else first_matmul,
                                     [-1, self.num_networks, self.units[0]]), [1, 0, 2])
       else:
         if i == 0:
@@ -163,6 +172,26 @@ def _glorot_per_network(fan_in: int, fan_out: int) -> keras.initializers.Initial
   """Glorot-uniform scaled by one network's fan-in/out, not the fused shape's."""
   limit = (6.0 / (fan_in + fan_out)) ** 0.5
   return keras.initializers.RandomUniform(-limit, limit)
+
+
+def build_sublayer(layer: keras.layers.Layer, input_shape: Sequence[Optional[int]]) -> None:
+  """Builds `layer` for `input_shape` ahead of its first call (its parent
+  reads its kernels for `fused_matmul`), its variables named under its name."""
+  if not layer.built:
+    with tf.name_scope(layer.name):
+      layer.build(tf.TensorShape(input_shape))
+
+
+def fused_matmul(inputs: tf.Tensor, kernels: Sequence[tf.Variable]) -> List[tf.Tensor]:
+  """[inputs @ k for k in kernels] as one matmul of the kernels concatenated
+  along their outputs, then split. The experts' first layer and the gate
+  logits read the same input: one wide matmul (and one kernel gradient) runs
+  faster on CPU than a wide one plus a skinny gate one (docs/models.md). The
+  variables stay separate, so every layer keeps its own weights."""
+  widths = [int(k.shape[-1]) for k in kernels]
+  # Cast: outside the owning layers' call, mixed-precision variables read as float32.
+  kernel = tf.cast(tf.concat([tf.convert_to_tensor(k) for k in kernels], axis=1), inputs.dtype)
+  return tf.split(tf.matmul(inputs, kernel), widths, axis=1)
 
 
 @keras.utils.register_keras_serializable(package="mtlrank")
@@ -200,10 +229,12 @@ class ExpertGates(keras.layers.Layer):
                                 initializer="zeros")
     super().build(input_shape)
 
-  def call(self, gate_inputs: tf.Tensor, expert_outputs: tf.Tensor
-           ) -> Tuple[tf.Tensor, tf.Tensor]:
+  def call(self, gate_inputs: tf.Tensor, expert_outputs: tf.Tensor,
+           logits: Optional[tf.Tensor] = None) -> Tuple[tf.Tensor, tf.Tensor]:
+    """`logits`: `gate_inputs @ kernel` ([B, G * C], shared input only), when
+    the caller computed it in one matmul with the experts' first layer."""
     if self._shared_input:
-      logits = tf.reshape(tf.matmul(gate_inputs, self.kernel),
+      logits = tf.reshape(tf.matmul(gate_inputs, self.kernel) if logits is None else logits,
                           [-1, self.num_gates, self.num_choices])
     else:
       logits = tf.transpose(tf.matmul(tf.transpose(gate_inputs, [1, 0, 2]), self.kernel),
@@ -268,8 +299,10 @@ class CGCLayer(keras.layers.Layer):
   the last level a shared gate mixes every expert into the next level's shared
   input.
 
-  call(task_inputs, shared_input): task_inputs [B, U] at the first level (every
-  branch reads the embedding) or [B, T, U] above it; shared_input [B, U].
+  call(task_inputs, shared_input=None): at the first level task_inputs is
+  [B, U] and shared_input None: every branch reads task_inputs (the
+  embedding), so all experts' first layers and all gate logits are one
+  matmul; above it task_inputs is [B, T, U] and shared_input [B, U].
   Returns {"tasks": [B, T, V], "task_gates": [B, T, task_experts +
   shared_experts]} and, below the last level, {"shared": [B, V],
   "shared_gate": [B, 1, T * task_experts + shared_experts]}.
@@ -302,15 +335,39 @@ class CGCLayer(keras.layers.Layer):
     self.shared_gate = None if self.is_last else ExpertGates(
         1, [list(range(num_task_experts + self.shared_experts))], name="shared_gate")
 
-  def call(self, task_inputs: tf.Tensor, shared_input: tf.Tensor,
+  def build(self, input_shape: Any) -> None:
+    task_shape = tf.TensorShape(input_shape)   # Keras passes the first argument's shape
+    if task_shape.rank == 2:
+      # The first level reads the kernels of all four sublayers for one matmul.
+      for sublayer in self._first_level_sublayers:
+        build_sublayer(sublayer, task_shape)
+    super().build(input_shape)
+
+  @property
+  def _first_level_sublayers(self) -> List[keras.layers.Layer]:
+    return [self.task_expert_networks, self.shared_expert_networks, self.task_gates] + (
+        [self.shared_gate] if self.shared_gate is not None else [])
+
+  def call(self, task_inputs: tf.Tensor, shared_input: Optional[tf.Tensor] = None,
            training: Optional[bool] = None) -> Dict[str, tf.Tensor]:
-    experts = tf.concat([self.task_expert_networks(task_inputs, training=training),
-                         self.shared_expert_networks(shared_input, training=training)],
-                        axis=1)
-    task_outputs, task_weights = self.task_gates(task_inputs, experts)
+    if shared_input is None:
+      shared_input = task_inputs
+      task_first, shared_first, *gate_logits = fused_matmul(
+          task_inputs, [self.task_expert_networks.first_kernel,
+                        self.shared_expert_networks.first_kernel, self.task_gates.kernel]
+          + ([self.shared_gate.kernel] if self.shared_gate is not None else []))
+    else:
+      task_first = shared_first = None
+      gate_logits = [None, None]
+    experts = tf.concat(
+        [self.task_expert_networks(task_inputs, training=training, first_matmul=task_first),
+         self.shared_expert_networks(shared_input, training=training,
+                                     first_matmul=shared_first)], axis=1)
+    task_outputs, task_weights = self.task_gates(task_inputs, experts, logits=gate_logits[0])
     result = {"tasks": task_outputs, "task_gates": task_weights}
     if self.shared_gate is not None:
-      shared_output, shared_weights = self.shared_gate(shared_input, experts)
+      shared_output, shared_weights = self.shared_gate(shared_input, experts,
+                                                       logits=gate_logits[1])
       result.update(shared=shared_output[:, 0], shared_gate=shared_weights)
     return result
 

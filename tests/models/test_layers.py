@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from models import layers  # noqa: E402
+from models import architectures, layers  # noqa: E402
 
 
 def test_feature_embedding_reads_each_feature_from_its_own_rows():
@@ -69,7 +69,7 @@ def test_cgc_levels_chain_and_only_the_last_drops_the_shared_gate():
   first = layers.CGCLayer(3, shared_experts=2, task_experts=1, units=[4], is_last=False)
   last = layers.CGCLayer(3, shared_experts=2, task_experts=1, units=[4], is_last=True)
   x = tf.random.normal([5, 6])
-  out = first(x, x)
+  out = first(x)
   assert out["tasks"].shape == (5, 3, 4) and out["shared"].shape == (5, 4)
   assert out["task_gates"].shape == (5, 3, 1 + 2) and out["shared_gate"].shape == (5, 1, 5)
   top = last(out["tasks"], out["shared"])
@@ -99,3 +99,34 @@ def test_position_bias_tower_drops_rows_only_in_training():
 def test_get_config_round_trip(layer):
   clone = type(layer).from_config(layer.get_config())
   assert clone.get_config() == layer.get_config()
+
+
+def test_fused_matmul_equals_one_matmul_per_kernel():
+  x = tf.random.normal([5, 6])
+  kernels = [tf.Variable(tf.random.normal([6, 8])), tf.Variable(tf.random.normal([6, 3]))]
+  for part, kernel in zip(layers.fused_matmul(x, kernels), kernels):
+    np.testing.assert_allclose(part, x @ kernel, rtol=1e-5, atol=1e-5)
+
+
+def test_first_cgc_level_fuses_its_matmuls_without_changing_the_result():
+  level = layers.CGCLayer(3, shared_experts=2, task_experts=1, units=[4, 3], is_last=False)
+  x = tf.random.normal([5, 6])
+  fused, separate = level(x), level(x, x)   # an explicit shared input: no fusion
+  assert set(fused) == set(separate) == {"tasks", "task_gates", "shared", "shared_gate"}
+  for key in fused:
+    np.testing.assert_allclose(fused[key], separate[key], rtol=1e-5, atol=1e-6)
+
+
+def test_mmoe_gates_from_the_experts_first_matmul_equal_the_separate_gates(tiny):
+  spec = tiny.make_spec("mmoe")
+  model = architectures.build_model(spec, tiny.VOCAB_SIZES)
+  features, _ = tiny.make_batch(spec, n=16)
+  x = model.embedding(features)
+  mixtures, weights = model.gates(x, model.experts(x))   # each layer's own matmul
+  logits, gates = model.forward(features, training=False)
+  separate = model.towers(mixtures)
+  for i, task in enumerate(spec.tasks):
+    np.testing.assert_allclose(gates[f"gate_{task.name}"], weights[:, i], rtol=1e-5,
+                               atol=1e-6)
+    if task.name in logits:
+      np.testing.assert_allclose(logits[task.name], separate[:, i], rtol=1e-5, atol=1e-5)
