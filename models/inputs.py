@@ -110,12 +110,14 @@ def make_input(patterns: List[str], feature_spec: Mapping[str, tf.io.FixedLenFea
   column_spec = {name: feature_spec[name] for name in columns}
   if in_memory:
     table = ColumnTable.load(files, column_spec)
-    dataset = table.batches(batch_size, shuffle, spec.training.seed)
+    batches, read = table.row_batches(batch_size, shuffle, spec.training.seed), table.gather
   else:
-    dataset = _streaming_records(files, column_spec, spec, batch_size, shuffle)
-  return InputData(dataset.map(_to_model_batch(feature_names, tasks),
-                               num_parallel_calls=tf.data.AUTOTUNE)
-                   .prefetch(tf.data.AUTOTUNE), num_examples, in_memory)
+    batches = _serialized_batches(files, spec, batch_size, shuffle)
+    read = lambda records: tf.io.parse_example(records, column_spec)  # noqa: E731
+  to_model = _to_model_batch(feature_names, tasks)
+  dataset = batches.map(lambda batch: to_model(read(batch)),
+                        num_parallel_calls=tf.data.AUTOTUNE)
+  return InputData(dataset.prefetch(tf.data.AUTOTUNE), num_examples, in_memory)
 
 
 def _to_model_batch(feature_names: List[str], tasks: List[Tuple[str, str]]):
@@ -129,28 +131,26 @@ def _to_model_batch(feature_names: List[str], tasks: List[Tuple[str, str]]):
 @dataclasses.dataclass(frozen=True)
 class ColumnTable:
   """A split's parsed columns in memory: one [rows, width] matrix per dtype
-  (a batch is then one gather per dtype, not one per column) and where each
-  column sits in it."""
+  (a batch is then one gather and one split per dtype, not an op per column)
+  and the (name, shape) of its columns, in order."""
   matrices: Dict[tf.DType, tf.Tensor]
-  layout: Dict[str, Tuple[tf.DType, int, Tuple[int, ...]]]   # name: dtype, first col, shape
+  layout: Dict[tf.DType, List[Tuple[str, Tuple[int, ...]]]]
   num_rows: int
 
   @classmethod
   def load(cls, files: List[str], column_spec: Mapping[str, tf.io.FixedLenFeature]
            ) -> "ColumnTable":
     """Reads and parses every record once."""
-    layout, widths = {}, {}
+    layout: Dict[tf.DType, List[Tuple[str, Tuple[int, ...]]]] = {}
     for name, feature in column_spec.items():
-      shape = tuple(int(d) for d in feature.shape)
-      layout[name] = (feature.dtype, widths.get(feature.dtype, 0), shape)
-      widths[feature.dtype] = widths.get(feature.dtype, 0) + math.prod(shape)
+      layout.setdefault(feature.dtype, []).append(
+          (name, tuple(int(d) for d in feature.shape)))
 
     def to_matrices(records: tf.Tensor) -> Dict[str, tf.Tensor]:
       parsed = tf.io.parse_example(records, column_spec)
-      return {dtype.name: tf.concat(
-          [tf.reshape(parsed[name], [-1, math.prod(shape)])
-           for name, (d, _, shape) in layout.items() if d == dtype], axis=1)
-          for dtype in widths}
+      return {dtype.name: tf.concat([tf.reshape(parsed[name], [-1, math.prod(shape)])
+                                     for name, shape in members], axis=1)
+              for dtype, members in layout.items()}
 
     chunks = list(tf.data.TFRecordDataset(files, compression_type="GZIP")
                   .batch(_READ_BATCH).map(to_matrices, num_parallel_calls=tf.data.AUTOTUNE)
@@ -158,44 +158,45 @@ class ColumnTable:
     if not chunks:
       raise ValueError(f"no records in {files}")
     matrices = {dtype: tf.concat([c[dtype.name] for c in chunks], axis=0)
-                for dtype in widths}
+                for dtype in layout}
     return cls(matrices, layout, int(next(iter(matrices.values())).shape[0]))
 
-  def batches(self, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
-    """One pass as dicts of column batches. Shuffled: a permutation of all rows
+  def row_batches(self, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
+    """One pass as batches of row indices. Shuffled: a permutation of all rows
     drawn anew on every pass (`Dataset.random` re-randomizes per iteration;
-    a seeded sequence, so the workers of a multi-worker strategy agree),
-    cut into full batches."""
+    a seeded sequence, so the workers of a multi-worker strategy agree), cut
+    into full batches."""
     n = self.num_rows
-    if shuffle:
-      full_batches = n // batch_size
-      if full_batches == 0:
-        raise ValueError(f"batch size {batch_size} exceeds the {n} examples")
+    if not shuffle:
+      return tf.data.Dataset.range(n).batch(batch_size)
+    full_batches = n // batch_size
+    if full_batches == 0:
+      raise ValueError(f"batch size {batch_size} exceeds the {n} examples")
 
-      def permuted(pass_seed: tf.Tensor) -> tf.data.Dataset:
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(n, dtype=tf.int64), seed=tf.stack([pass_seed, tf.constant(seed, tf.int64)]))
-        return tf.data.Dataset.from_tensor_slices(
-            tf.reshape(order[:full_batches * batch_size], [full_batches, batch_size]))
+    def permuted(pass_seed: tf.Tensor) -> tf.data.Dataset:
+      order = tf.random.experimental.stateless_shuffle(
+          tf.range(n, dtype=tf.int64), seed=tf.stack([pass_seed, tf.constant(seed, tf.int64)]))
+      return tf.data.Dataset.from_tensor_slices(
+          tf.reshape(order[:full_batches * batch_size], [full_batches, batch_size]))
 
-      indices = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(
-          1).flat_map(permuted)
-    else:
-      indices = tf.data.Dataset.range(n).batch(batch_size)
-    return indices.map(self.gather)
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(
+        1).flat_map(permuted)
 
   def gather(self, rows: tf.Tensor) -> Dict[str, tf.Tensor]:
     """The columns of `rows`, each [len(rows), *shape]."""
-    picked = {dtype: tf.gather(matrix, rows) for dtype, matrix in self.matrices.items()}
-    return {name: tf.reshape(picked[dtype][:, start:start + math.prod(shape)],
-                             [-1, *shape])
-            for name, (dtype, start, shape) in self.layout.items()}
+    columns = {}
+    for dtype, members in self.layout.items():
+      parts = tf.split(tf.gather(self.matrices[dtype], rows),
+                       [math.prod(shape) for _, shape in members], axis=1)
+      for (name, shape), part in zip(members, parts):
+        columns[name] = part if len(shape) == 1 else tf.reshape(part, [-1, *shape])
+    return columns
 
 
-def _streaming_records(files: List[str], column_spec: Mapping[str, tf.io.FixedLenFeature],
-                       spec: RankingSpec, batch_size: int, shuffle: bool
-                       ) -> tf.data.Dataset:
-  """Serialized records (cached when they fit), shuffled, batched, parsed per batch."""
+def _serialized_batches(files: List[str], spec: RankingSpec, batch_size: int,
+                        shuffle: bool) -> tf.data.Dataset:
+  """Batches of serialized records (cached when they fit), shuffled with the
+  spec's buffer."""
   dataset = tf.data.TFRecordDataset(files, compression_type="GZIP",
                                     num_parallel_reads=tf.data.AUTOTUNE)
   compressed = sum(tf.io.gfile.stat(f).length for f in files)
@@ -204,6 +205,4 @@ def _streaming_records(files: List[str], column_spec: Mapping[str, tf.io.FixedLe
   if shuffle:
     dataset = dataset.shuffle(spec.training.shuffle_buffer, seed=spec.training.seed,
                               reshuffle_each_iteration=True)
-  return (dataset.batch(batch_size, drop_remainder=shuffle)
-          .map(lambda records: tf.io.parse_example(records, column_spec),
-               num_parallel_calls=tf.data.AUTOTUNE))
+  return dataset.batch(batch_size, drop_remainder=shuffle)
