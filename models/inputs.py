@@ -34,7 +34,7 @@ from absl import logging  # noqa: E402
 from models.spec import RankingSpec  # noqa: E402
 
 # Parsed columns up to this size are kept in memory (census train: ~80k rows,
-# ~10 MB of the columns the model reads).
+# at most ~24 MB).
 PARSED_CACHE_BUDGET_BYTES = 1 << 30
 # Over the parsed budget, serialized records up to this size (an estimate from
 # the compressed size) are still cached in memory.
