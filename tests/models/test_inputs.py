@@ -11,6 +11,7 @@ from typing import Counter, List, Tuple
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import logging as absl_logging
 
 from models import architectures, inputs
 
@@ -75,9 +76,16 @@ def test_over_budget_streams_the_same_rows_with_the_same_element_spec(tiny, tmp_
                                                                       caplog):
   spec = tiny.make_spec("mmoe")
   pattern, feature_spec = tiny.write_transformed_records(spec, str(tmp_path), n=384)
-  with caplog.at_level(logging.INFO):
-    streamed = inputs.make_input([pattern], feature_spec, spec, batch_size=64,
-                                 shuffle=True, memory_budget_bytes=1000)
+  # absl's own verbosity gates its INFO lines (a SavedModel export in an earlier
+  # test may have lowered it).
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.INFO)
+  try:
+    with caplog.at_level(logging.INFO):
+      streamed = inputs.make_input([pattern], feature_spec, spec, batch_size=64,
+                                   shuffle=True, memory_budget_bytes=1000)
+  finally:
+    absl_logging.set_verbosity(verbosity)
   assert not streamed.in_memory and streamed.num_examples == 384
   assert "over the 0.0 MB budget: streaming" in caplog.text
   cached = inputs.make_input([pattern], feature_spec, spec, batch_size=64, shuffle=True)
