@@ -57,7 +57,7 @@ class InputData:
 def files_of(patterns: List[str]) -> List[str]:
   files = sorted(f for p in patterns for f in tf.io.gfile.glob(p))
   if not files:
-    raise ValueError(f"no training files match {patterns}")
+    raise ValueError(f"no input files match {patterns}")
   return files
 
 
