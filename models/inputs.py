@@ -34,8 +34,10 @@ from absl import logging  # noqa: E402
 from models.spec import RankingSpec  # noqa: E402
 
 # Parsed columns up to this size are kept in memory (census train: ~80k rows,
-# at most ~24 MB).
-PARSED_CACHE_BUDGET_BYTES = 1 << 30
+# at most ~24 MB). The matrices are captured by the dataset's functions, and
+# tf.data serializes captured tensors into its graph (a distribution strategy
+# rewrites that graph; protobufs stop at 2 GB), so the budget stays well below.
+PARSED_CACHE_BUDGET_BYTES = 256 << 20
 # Over the parsed budget, serialized records up to this size (an estimate from
 # the compressed size) are still cached in memory.
 SERIALIZED_CACHE_BUDGET_BYTES = 2 << 30
