@@ -1,49 +1,238 @@
-"""The synthetic spec's click model with and without the position logit,
-trained outside TFX as the Trainer would (the spec's architecture, 3 epochs,
-batch 512, all spans' train rows; features mapped as in esmm_experiment), against
-the position alone: is the click model learning anything beyond the position?
+"""The synthetic spec's click model outside TFX, against the simulator's oracles:
+does it learn the user x item attraction, not only the position?
 
-    uv run python -m benchmarks.synthetic_click_check
+Data: `simulator.simulate` with the synthetic spec (all spans); train = every
+span's train split, test = every span's eval split (whole requests). Features
+mapped as the Trainer sees them (`esmm_experiment.FeatureMapping`: TFT's hash,
+train-split vocabularies and moments). Each variant is the spec with overrides
+(`--variant NAME:SECTION.FIELD=VALUE;...`, values parsed as YAML), trained as
+the Trainer trains it (`build_model`, the spec's budget; early stopping on a
+10 % validation split of the train requests when the epochs allow it).
+
+Printed per model and per oracle, on the test rows:
+  * click AUC position-free (pCTR as served) and position-aware (pCTR's logit
+    plus the learned position logit, what TFMA's `evaluation` signature scores);
+  * within-request grouped AUC (mean over requests with a click and a non-click
+    of the AUC inside the request; the user is fixed there, so it measures
+    item x user attraction) of pCTR alone and of the fused `serving.score`;
+  * the learned position logits.
+Oracles: the position alone; the best position-free pCTR of the logged
+features, E_z a (the hidden intent integrated out); e(p) E_z a; the truth p_click.
+
+    uv run --frozen python -m benchmarks.synthetic_click_check
+    uv run --frozen python -m benchmarks.synthetic_click_check \\
+        --variant 'dot:model.interaction={kind: dot, pairs: [[user_id, item_id]]}'
 """
+from __future__ import annotations
+
+import argparse
 import os
+import subprocess
 import tempfile
+import time
 from pathlib import Path
+from typing import Dict, List, Mapping, Tuple
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
+import yaml  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from benchmarks import esmm_experiment as experiment  # noqa: E402
-from models import architectures  # noqa: E402
-from models.spec import load_spec  # noqa: E402
+from models import architectures, export  # noqa: E402
+from models.spec import RankingSpec, load_spec, parse_spec, resolve_spec_path  # noqa: E402
 from pipeline.data import simulator  # noqa: E402
 
+CLICK = "click"
 
-def main() -> int:
-  spec = load_spec("synthetic")
-  with tempfile.TemporaryDirectory() as data_dir:
-    simulator.simulate(spec, data_dir, progress=False)
-    train = experiment.read_split(spec, Path(data_dir), "train")
-    test = experiment.read_split(spec, Path(data_dir), "eval")
-  mapping = experiment.FeatureMapping.fit(spec, train)
-  train_features, test_features = mapping.transform(train), mapping.transform(test)
-  print(f"position alone: click AUC {roc_auc_score(test['click'], -test['position']):.4f}")
-  keras.utils.set_random_seed(0)
+
+def grouped_auc(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> Tuple[float, int]:
+  """Mean over groups holding both classes of the AUC inside the group (ties
+  one half), and the number of such groups. Rows of a group are contiguous."""
+  starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+  bounds = np.r_[starts, len(groups)]
+  aucs = []
+  for begin, end in zip(bounds[:-1], bounds[1:]):
+    y, s = labels[begin:end].astype(bool), scores[begin:end]
+    if y.all() or not y.any():
+      continue
+    diff = s[y][:, None] - s[~y][None, :]
+    aucs.append(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
+  return float(np.mean(aucs)), len(aucs)
+
+
+def parse_variant(text: str) -> Tuple[str, Dict[str, Dict[str, object]]]:
+  """'name:model.embedding_dim=16;training.epochs=10' -> (name, {section: {field: value}})."""
+  name, _, assignments = text.partition(":")
+  overrides: Dict[str, Dict[str, object]] = {}
+  for assignment in filter(None, assignments.split(";")):
+    key, _, value = assignment.partition("=")
+    section, _, field = key.strip().partition(".")
+    if not field or not value:
+      raise SystemExit(f"--variant {text!r}: expected SECTION.FIELD=VALUE, got {assignment!r}")
+    overrides.setdefault(section, {})[field] = yaml.safe_load(value)
+  return name, overrides
+
+
+def variant_spec(spec_name: str, overrides: Mapping[str, Mapping[str, object]]
+                 ) -> RankingSpec:
+  """The spec file with the overrides, validated as a spec file is."""
+  path = resolve_spec_path(spec_name)
+  raw = yaml.safe_load(path.read_text())
+  for section, fields in overrides.items():
+    if section == "features":   # features.<name>.<field>=value
+      by_name = {f["name"]: f for f in raw["features"]}
+      for key, value in fields.items():
+        name, _, field = key.partition(".")
+        if name not in by_name or not field:
+          raise SystemExit(f"--variant: features.{key}: expected features.<feature>.<field>")
+        by_name[name][field] = value
+      continue
+    raw[section] = {**(raw.get(section) or {}), **fields}
+  return parse_spec(raw, origin=f"{path.name} with {dict(overrides)}")
+
+
+def attraction_oracles(spec: RankingSpec, test: Mapping[str, np.ndarray]
+                       ) -> Dict[str, np.ndarray]:
+  """Per test row, the best position-free pCTR of the logged features, E_z a
+  (`simulator.x_only_conversion_targets`), and the same without the user x
+  item match u.v: what a model that learns no collaborative signal (item
+  bias, segment, device, hour, category) can reach at best."""
+  params = simulator.SimParams.from_spec(spec)
+  world = simulator.make_world(params)
+  hidden = {"attraction_logit_x": [], "intent": []}
+  for span in range(1, params.num_spans + 1):
+    data = simulator.simulate_span(world, params, span)
+    for name in hidden:
+      hidden[name].append(data["hidden"][name][data["is_eval"]])
+  logit = np.concatenate(hidden["attraction_logit_x"])
+  users = np.array([int(u[1:]) for u in test["user_id"]])
+  items = np.array([int(i[1:]) for i in test["item_id"]])
+  match = np.einsum("nd,nd->n", world.user_click[users], world.item_click[items])
+
+  def integrated(attraction_logit: np.ndarray) -> np.ndarray:
+    return simulator.x_only_conversion_targets(
+        {"attraction_logit_x": attraction_logit, "conv_logit_x": np.zeros_like(logit)},
+        params.intent_strength)["attraction"]
+
+  return {"features": integrated(logit), "features_without_match": integrated(logit - match)}
+
+
+def labels_of(spec: RankingSpec, rows: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+  """Labels as TFT writes them (`models.features`): log1p where the spec says."""
+  labels = experiment.labels_of(spec, rows)
+  for task in spec.tasks:
+    if task.label_transform == "log1p":
+      labels[task.name] = np.log1p(np.maximum(labels[task.name], 0.0))
+  return labels
+
+
+def train(spec: RankingSpec, mapping: experiment.FeatureMapping,
+          train_rows: Mapping[str, np.ndarray]) -> Tuple[architectures.MultiTaskModel, int]:
+  """The spec's model trained on `train_rows`; early stopping (best weights) on
+  a validation tenth of the requests when `training.epochs` > 3."""
+  keras.utils.set_random_seed(spec.training.seed)
   model = architectures.build_model(spec, mapping.vocab_sizes())
   architectures.compile_model(model, spec)
-  model.fit(experiment.dataset(train_features, experiment.labels_of(spec, train),
-                               spec.training.batch_size, True, 0),
-            epochs=spec.training.epochs, verbose=0)
-  logits, _ = model.forward({k: tf.constant(v) for k, v in test_features.items()},
-                            training=False, use_position=True)
-  with_position = tf.sigmoid(logits["click"]).numpy().reshape(-1)
-  free = model.predict(test_features, batch_size=8192, verbose=0)["click"].reshape(-1)
-  print(f"model: click AUC with the position logit {roc_auc_score(test['click'], with_position):.4f}, "
-        f"position-free {roc_auc_score(test['click'], free):.4f}; learned position logits "
-        f"{np.round(model.position_tower.bias_by_position.numpy()[1:], 2).tolist()}")
+  batch = spec.training.batch_size
+  if spec.training.epochs <= 3:
+    data = experiment.dataset(mapping.transform(train_rows),
+                              labels_of(spec, train_rows), batch, True, 0)
+    history = model.fit(data, epochs=spec.training.epochs, verbose=0)
+    return model, len(history.epoch)
+  held_out = experiment.validation_mask(train_rows["request_id"])
+  fit_rows, val_rows = (experiment.take(train_rows, ~held_out),
+                        experiment.take(train_rows, held_out))
+  history = model.fit(
+      experiment.dataset(mapping.transform(fit_rows), labels_of(spec, fit_rows),
+                         batch, True, 0),
+      validation_data=experiment.dataset(mapping.transform(val_rows),
+                                         labels_of(spec, val_rows), 4096, False, 0),
+      epochs=spec.training.epochs, verbose=0,
+      callbacks=[keras.callbacks.EarlyStopping(
+          monitor="val_loss", patience=spec.training.early_stopping_patience,
+          restore_best_weights=True)])
+  curves = {k: [round(v, 4) for v in history.history[k]] for k in history.history
+            if k.startswith("val_") and k.endswith("_loss")}
+  print(f"  validation losses per epoch: {curves}", flush=True)
+  return model, len(history.epoch)
+
+
+def scores(model: architectures.MultiTaskModel, spec: RankingSpec,
+           features: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+  """Position-free pCTR, position-aware pCTR and the fused score, per row."""
+  tensors = {k: tf.constant(v) for k, v in features.items()}
+  free_logits, _ = model.forward(tensors, training=False, use_position=False)
+  aware_logits, _ = model.forward(tensors, training=False, use_position=True)
+  outputs = model.heads(free_logits)
+  return {"pctr": outputs[CLICK].numpy().reshape(-1),
+          "pctr_with_position": tf.sigmoid(aware_logits[CLICK]).numpy().reshape(-1),
+          "score": export.fused_score(spec, outputs).numpy().reshape(-1)}
+
+
+def report_row(name: str, test: Mapping[str, np.ndarray], free: np.ndarray,
+               aware: np.ndarray, fused: np.ndarray | None, note: str = "") -> str:
+  clicks, requests = test[CLICK], test["request_id"]
+  cells = [f"{roc_auc_score(clicks, free):.4f}", f"{roc_auc_score(clicks, aware):.4f}",
+           f"{grouped_auc(requests, clicks, free)[0]:.4f}",
+           f"{grouped_auc(requests, clicks, aware)[0]:.4f}",
+           f"{grouped_auc(requests, clicks, fused)[0]:.4f}" if fused is not None else ""]
+  return f"| {name} | " + " | ".join(cells) + f" | {note} |"
+
+
+def main(argv: List[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--spec", default="synthetic")
+  parser.add_argument("--variant", action="append", default=[],
+                      help="NAME:SECTION.FIELD=VALUE;... (values are YAML); repeatable")
+  parser.add_argument("--no-baseline", action="store_true",
+                      help="skip the spec as it is")
+  args = parser.parse_args(argv)
+  spec = load_spec(args.spec)
+  variants = ([] if args.no_baseline else [("spec", {})]) + [
+      parse_variant(v) for v in args.variant]
+  print("load average:", subprocess.run(["uptime"], capture_output=True, text=True
+                                        ).stdout.strip(), flush=True)
+  with tempfile.TemporaryDirectory() as data_dir:
+    simulator.simulate(spec, data_dir, progress=False)
+    train_rows = experiment.read_split(spec, Path(data_dir), "train")
+    test = experiment.read_split(spec, Path(data_dir), "eval")
+  oracles = attraction_oracles(spec, test)
+  attraction = oracles["features"]
+  examination = test["position"].astype(np.float64) ** -simulator.EXAMINATION_DECAY
+  print(f"{len(train_rows[CLICK]):,} train rows, {len(test[CLICK]):,} test rows "
+        f"({len(np.unique(test['request_id'])):,} requests), test CTR {test[CLICK].mean():.4f}")
+  header = ("| model | AUC position-free | AUC position-aware | grouped AUC pCTR | "
+            "grouped AUC pCTR+position | grouped AUC fused score | notes |\n"
+            "|---|---|---|---|---|---|---|")
+  rows = [
+      report_row("oracle: position alone", test, -test["position"], -test["position"], None),
+      report_row("oracle: features, E_z a / e(p) E_z a", test, attraction,
+                 examination * attraction, None),
+      report_row("oracle: features without u.v", test, oracles["features_without_match"],
+                 examination * oracles["features_without_match"], None),
+      report_row("oracle: truth p_click", test, test["p_click"], test["p_click"], None),
+  ]
+  print(header, *rows, sep="\n", flush=True)
+  for name, overrides in variants:
+    variant = variant_spec(args.spec, overrides)
+    started = time.time()
+    # Fitted per variant: a variant may change the features' transforms.
+    mapping = experiment.FeatureMapping.fit(variant, train_rows)
+    model, epochs = train(variant, mapping, train_rows)
+    seconds = time.time() - started
+    out = scores(model, variant, mapping.transform(test))
+    positions = ([round(float(x), 2) for x in model.position_tower.bias_by_position.numpy()[1:]]
+                 if model.position_tower is not None else [])
+    load = os.getloadavg()[0]
+    rows.append(report_row(name, test, out["pctr"], out["pctr_with_position"], out["score"],
+                           f"{epochs} epochs, {seconds:.0f} s (load {load:.1f}); "
+                           f"position logits {positions}"))
+    print(rows[-1], flush=True)
+  print("\n" + header, *rows, sep="\n")
   return 0
 
 

@@ -49,7 +49,11 @@ def feature_embedding(spec: RankingSpec, vocab_sizes: Mapping[str, int],
                        f.embedding_dim or spec.model.embedding_dim))
     else:
       numeric.append(f.name)
-  return layers.FeatureEmbedding(embedded, numeric, name=name)
+  interaction = spec.model.interaction
+  return layers.FeatureEmbedding(
+      embedded, numeric, name=name,
+      interaction={"kind": interaction.kind, "pairs": [list(p) for p in interaction.pairs],
+                   "layers": interaction.layers})
 
 
 class MultiTaskModel(keras.Model):
@@ -172,7 +176,10 @@ class MultiTaskModel(keras.Model):
     spec = spec or self.spec
     # The optimizer's own per-variable XLA clusters cost more to launch than
     # they save on CPU; under jit_compile the whole step is one cluster anyway.
-    optimizer = keras.optimizers.Adam(spec.training.learning_rate, jit_compile=False)
+    optimizer = _optimizer(spec)
+    if spec.training.weight_decay:
+      optimizer.exclude_from_weight_decay(
+          var_list=[v for v in self.trainable_variables if not _decays(v)])
     if keras.mixed_precision.global_policy().name == "mixed_float16":
       optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
     options = {"jit_compile": spec.training.jit_compile,
@@ -276,6 +283,21 @@ class MultiTaskModel(keras.Model):
   def from_config(cls, config: Dict[str, Any], custom_objects: Any = None
                   ) -> "MultiTaskModel":
     return build_model(spec_from_json(config["spec"]), config["vocab_sizes"])
+
+
+def _optimizer(spec: RankingSpec) -> keras.optimizers.Optimizer:
+  """Adam, or AdamW (decoupled weight decay) when `training.weight_decay` > 0."""
+  if spec.training.weight_decay:
+    return keras.optimizers.AdamW(spec.training.learning_rate,
+                                  weight_decay=spec.training.weight_decay, jit_compile=False)
+  return keras.optimizers.Adam(spec.training.learning_rate, jit_compile=False)
+
+
+def _decays(variable: tf.Variable) -> bool:
+  """Weight decay shrinks kernels and embedding tables, never biases (the
+  position-bias logits included) or a balancer's task weights."""
+  name = variable.name.split("/")[-1]
+  return name.startswith(("kernel", "table_"))
 
 
 def _split_tasks(tasks: Sequence[TaskSpec], stacked: tf.Tensor) -> Tensors:

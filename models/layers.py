@@ -31,11 +31,16 @@ class FeatureEmbedding(keras.layers.Layer):
   all features of one width are stored as one table with row offsets, so that
   the lookup is one gather per width instead of one per feature.
 
-  Output: [B, sum(dims) + len(numeric)] in the layer's compute dtype.
+  `interaction` (the spec's `model.interaction` as a dict) adds explicit feature
+  interactions to the output: kind `dot` appends one `DotInteraction` column per
+  pair of embedded features, kind `cross` passes the vector through a
+  `CrossNetwork` of `layers` layers; `none` (default) leaves it as it is.
+
+  Output: [B, output_dim] in the layer's compute dtype.
   """
 
   def __init__(self, embedded: Sequence[Sequence[Any]], numeric: Sequence[str],
-               **kwargs: Any):
+               interaction: Optional[Dict[str, Any]] = None, **kwargs: Any):
     super().__init__(**kwargs)
     self.embedded = [(str(n), int(v), int(d)) for n, v, d in embedded]
     self.numeric = [str(n) for n in numeric]
@@ -50,17 +55,50 @@ class FeatureEmbedding(keras.layers.Layer):
          tuple(sum(v for _, v in members[:i]) for i in range(len(members))),
          tuple(v for _, v in members))
         for dim, members in groups.items())
+    self.interaction = _interaction_config(interaction)
+    self._interaction_layer = self._make_interaction()
+
+  def _make_interaction(self) -> Optional[keras.layers.Layer]:
+    kind = self.interaction["kind"]
+    if kind == "dot":
+      columns = self.embedding_columns()
+      for pair in self.interaction["pairs"]:
+        for name in pair:
+          if name not in columns:
+            raise ValueError(f"interaction pair {pair}: {name!r} is not an embedded feature")
+      return DotInteraction([(columns[a][0], columns[b][0], columns[a][1])
+                             for a, b in self.interaction["pairs"]], name="dot_interaction")
+    if kind == "cross":
+      return CrossNetwork(self.interaction["layers"], name="cross_network")
+    return None
+
+  def embedding_columns(self) -> Dict[str, Tuple[int, int]]:
+    """{embedded feature: (first column, width)} in the concatenated embeddings."""
+    columns, start = {}, 0
+    for dim, names, _, _ in self._groups:
+      for name in names:
+        columns[name] = (start, dim)
+        start += dim
+    return columns
 
   def build(self, input_shape: Any) -> None:
     self._tables = [self.add_weight(
         name=f"table_{dim}", shape=(sum(sizes), dim),
         initializer=keras.initializers.RandomUniform(-0.05, 0.05))
         for dim, _, _, sizes in self._groups]
+    if self._interaction_layer is not None:
+      self._interaction_layer.build(tf.TensorShape([None, self._input_dim]))
     super().build(input_shape)
 
   @property
-  def output_dim(self) -> int:
+  def _input_dim(self) -> int:
     return sum(d for _, _, d in self.embedded) + len(self.numeric)
+
+  @property
+  def output_dim(self) -> int:
+    if self.interaction["kind"] == "dot":
+      return self._input_dim + len(self.interaction["pairs"])
+    return self._input_dim
 
   def call(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
     parts = []
@@ -78,11 +116,83 @@ class FeatureEmbedding(keras.layers.Layer):
       parts.append(tf.concat(
           [tf.reshape(tf.cast(features[name], self.compute_dtype), [-1, 1])
            for name in self.numeric], axis=1))
-    return tf.concat(parts, axis=1) if len(parts) > 1 else parts[0]
+    x = tf.concat(parts, axis=1) if len(parts) > 1 else parts[0]
+    return self._interaction_layer(x) if self._interaction_layer is not None else x
 
   def get_config(self) -> Dict[str, Any]:
     return {**super().get_config(), "embedded": [list(e) for e in self.embedded],
-            "numeric": list(self.numeric)}
+            "numeric": list(self.numeric),
+            "interaction": {"kind": self.interaction["kind"],
+                            "pairs": [list(p) for p in self.interaction["pairs"]],
+                            "layers": self.interaction["layers"]}}
+
+
+def _interaction_config(interaction: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+  raw = dict(interaction or {})
+  return {"kind": str(raw.get("kind", "none")),
+          "pairs": [[str(a), str(b)] for a, b in raw.get("pairs", ())],
+          "layers": int(raw.get("layers", 1))}
+
+
+@keras.utils.register_keras_serializable(package="mtlrank")
+class DotInteraction(keras.layers.Layer):
+  """Appends the dot product of pairs of column blocks of its input: the
+  factorisation-machine term <e_user, e_item> of two embeddings, which an MLP
+  on the concatenation has to approximate with many units.
+
+  `pairs` lists (first column of a, first column of b, width).
+  call(x [B, U]) -> [B, U + len(pairs)].
+  """
+
+  def __init__(self, pairs: Sequence[Sequence[int]], **kwargs: Any):
+    super().__init__(**kwargs)
+    self.pairs = [(int(a), int(b), int(w)) for a, b, w in pairs]
+    if not self.pairs:
+      raise ValueError("DotInteraction needs at least one pair")
+
+  def call(self, x: tf.Tensor) -> tf.Tensor:
+    dots = [tf.reduce_sum(x[:, a:a + w] * x[:, b:b + w], axis=1, keepdims=True)
+            for a, b, w in self.pairs]
+    return tf.concat([x, *dots], axis=1)
+
+  def get_config(self) -> Dict[str, Any]:
+    return {**super().get_config(), "pairs": [list(p) for p in self.pairs]}
+
+
+@keras.utils.register_keras_serializable(package="mtlrank")
+class CrossNetwork(keras.layers.Layer):
+  """DCN-v2 cross layers (Wang et al., WWW 2021; `tfrs.layers.dcn.Cross` with a
+  full-rank kernel): x_{l+1} = x_0 * (W_l x_l + b_l) + x_l, so layer l holds
+  every feature product up to degree l + 1 with learned weights.
+
+  call(x [B, U]) -> [B, U].
+  """
+
+  def __init__(self, num_layers: int = 1, **kwargs: Any):
+    super().__init__(**kwargs)
+    self.num_layers = int(num_layers)
+    if self.num_layers < 1:
+      raise ValueError("CrossNetwork needs num_layers >= 1")
+
+  def build(self, input_shape: Any) -> None:
+    width = int(tf.TensorShape(input_shape)[-1])
+    # Small kernels: the layer starts close to the identity (x_{l+1} ~ x_l).
+    self.kernels = [self.add_weight(name=f"kernel_{i}", shape=(width, width),
+                                    initializer=keras.initializers.TruncatedNormal(
+                                        stddev=0.1 / width ** 0.5))
+                    for i in range(self.num_layers)]
+    self.biases = [self.add_weight(name=f"bias_{i}", shape=(width,), initializer="zeros")
+                   for i in range(self.num_layers)]
+    super().build(input_shape)
+
+  def call(self, x0: tf.Tensor) -> tf.Tensor:
+    x = x0
+    for kernel, bias in zip(self.kernels, self.biases):
+      x = x0 * (tf.matmul(x, kernel) + bias) + x
+    return x
+
+  def get_config(self) -> Dict[str, Any]:
+    return {**super().get_config(), "num_layers": self.num_layers}
 
 
 @keras.utils.register_keras_serializable(package="mtlrank")

@@ -33,6 +33,7 @@ REGRESSION_LABEL_TRANSFORMS = ("none", "log1p")
 REGRESSION_LOSSES = ("mse", "huber")
 ARCHITECTURES = ("single_task", "shared_bottom", "mmoe", "ple", "esmm", "aitm")
 BALANCING_STRATEGIES = ("fixed", "uncertainty", "gradnorm", "dwa", "pcgrad")
+INTERACTION_KINDS = ("none", "dot", "cross")
 DATA_SOURCES = ("census", "simulator", "files")
 THRESHOLD_DIRECTIONS = {"auc": "higher", "pr_auc": "higher", "log_loss": "lower",
                         "mse": "lower", "mae": "lower"}
@@ -105,6 +106,22 @@ class TaskSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class InteractionSpec:
+  """Explicit feature interactions appended to the model input, whatever the
+  architecture (`layers.FeatureEmbedding`):
+
+    none:  the embeddings and numeric features as they are;
+    dot:   plus the dot product of the embeddings of each pair in `pairs`
+           (user_id x item_id: the matrix-factorisation term an MLP on
+           concatenated embeddings learns poorly);
+    cross: `layers` DCN-v2 cross layers (Wang et al., 2021) on the whole input.
+  """
+  kind: str = "none"
+  pairs: Tuple[Tuple[str, str], ...] = ()
+  layers: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelSpec:
   architecture: str = "mmoe"
   embedding_dim: int = 8
@@ -118,6 +135,7 @@ class ModelSpec:
   position_bias: bool = False
   position_dropout: float = 0.1
   position_bias_task: Optional[str] = None
+  interaction: InteractionSpec = InteractionSpec()
   balancing: str = "fixed"
   balancing_params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -132,6 +150,7 @@ class TrainingSpec:
   jit_compile: bool = False
   mixed_precision: bool = False
   early_stopping_patience: int = 2
+  weight_decay: float = 0.0
   shuffle_buffer: int = 100_000
   telemetry_every_n_steps: int = 100
   eval_batch_size: int = 4096
@@ -302,7 +321,9 @@ def spec_from_json(text: str) -> RankingSpec:
       tasks=tuple(TaskSpec(**t) for t in raw["tasks"]),
       model=ModelSpec(**{**raw["model"],
                          "expert_units": tuple(raw["model"]["expert_units"]),
-                         "tower_units": tuple(raw["model"]["tower_units"])}),
+                         "tower_units": tuple(raw["model"]["tower_units"]),
+                         "interaction": _interaction_from_json(
+                             raw["model"].get("interaction", {}))}),
       training=TrainingSpec(**raw["training"]),
       evaluation=EvaluationSpec(
           slices=tuple(tuple(s) for s in raw["evaluation"]["slices"]),
@@ -317,6 +338,10 @@ def spec_from_json(text: str) -> RankingSpec:
       data=DataSpec(**raw["data"]),
       serving=ServingSpec(**raw["serving"]),
       source_path=raw.get("source_path", ""))
+
+
+def _interaction_from_json(raw: Mapping[str, Any]) -> InteractionSpec:
+  return InteractionSpec(**{**raw, "pairs": tuple(tuple(p) for p in raw.get("pairs", ()))})
 
 
 def resolve_spec_path(spec: str) -> Path:
@@ -417,7 +442,7 @@ def parse_spec(raw: Any, origin: str = "<spec>", source_path: str = "") -> Ranki
   _check_acyclic(tasks, origin)
 
   model = _parse_model(_Fields(top.get("model", dict, default={}), "model", origin),
-                       task_names)
+                       task_names, features)
   training = _parse_training(_Fields(top.get("training", dict, default={}), "training",
                                      origin))
   evaluation = _parse_evaluation(
@@ -505,7 +530,39 @@ def _parse_task(f: _Fields) -> TaskSpec:
   return spec
 
 
-def _parse_model(f: _Fields, task_names: List[str]) -> ModelSpec:
+def _parse_interaction(f: _Fields, features: Sequence[FeatureSpec],
+                       embedding_dim: int) -> InteractionSpec:
+  kind = f.get("kind", str, default="none", choices=INTERACTION_KINDS)
+  raw_pairs = f.get("pairs", list, default=[])
+  spec = InteractionSpec(kind=kind, layers=f.get("layers", int, default=1),
+                         pairs=tuple(tuple(p) if isinstance(p, list) else p
+                                     for p in raw_pairs))
+  f.done()
+  embedded = {x.name: x.embedding_dim or embedding_dim for x in features
+              if x.is_model_input and x.is_embedded}
+  if kind == "dot" and not spec.pairs:
+    f.fail("kind dot needs at least one pair of embedded features", "pairs")
+  if kind != "dot" and spec.pairs:
+    f.fail(f"only kind dot takes pairs (kind is {kind!r})", "pairs")
+  for i, pair in enumerate(spec.pairs):
+    if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(n, str)
+                                                               for n in pair)):
+      f.fail(f"must be a pair of feature names, got {pair!r}", f"pairs[{i}]")
+    unknown = [n for n in pair if n not in embedded]
+    if unknown:
+      f.fail(f"{unknown[0]!r} is not an embedded model feature (embedded: "
+             f"{', '.join(embedded)})", f"pairs[{i}]")
+    if embedded[pair[0]] != embedded[pair[1]]:
+      f.fail(f"the embeddings of {pair[0]!r} ({embedded[pair[0]]}) and {pair[1]!r} "
+             f"({embedded[pair[1]]}) differ in width; a dot product needs equal widths",
+             f"pairs[{i}]")
+  if kind == "cross" and spec.layers < 1:
+    f.fail("must be >= 1", "layers")
+  return spec
+
+
+def _parse_model(f: _Fields, task_names: List[str],
+                 features: Sequence[FeatureSpec] = ()) -> ModelSpec:
   def units(key: str, default: Tuple[int, ...]) -> Tuple[int, ...]:
     value = f.get(key, list, default=list(default))
     if not value or not all(isinstance(u, int) and u > 0 for u in value):
@@ -525,6 +582,9 @@ def _parse_model(f: _Fields, task_names: List[str]) -> ModelSpec:
       position_bias=f.get("position_bias", bool, default=False),
       position_dropout=f.get("position_dropout", float, default=0.1),
       position_bias_task=f.get("position_bias_task", str),
+      interaction=_parse_interaction(
+          _Fields(f.get("interaction", dict, default={}), f"{f.where}.interaction", f.origin),
+          features, f.get("embedding_dim", int, default=8)),
       balancing=f.get("balancing", str, default="fixed", choices=BALANCING_STRATEGIES),
       balancing_params=f.get("balancing_params", dict, default={}),
       params=f.get("params", dict, default={}))
@@ -544,6 +604,8 @@ def _parse_training(f: _Fields) -> TrainingSpec:
   for key in ("batch_size", "epochs", "eval_batch_size"):
     if values[key] < 1:
       f.fail("must be >= 1", key)
+  if not (values["weight_decay"] >= 0 and math.isfinite(values["weight_decay"])):
+    f.fail("must be a finite number >= 0", "weight_decay")
   return TrainingSpec(**values)
 
 

@@ -92,6 +92,57 @@ def test_saved_model_round_trip_gives_identical_predictions(tiny, architecture, 
     np.testing.assert_array_equal(served[name], value)
 
 
+INTERACTIONS = {"dot": {"kind": "dot", "pairs": [["cat_a", "bucket_y"]]},
+                "cross": {"kind": "cross", "layers": 2}}
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("interaction", sorted(INTERACTIONS))
+def test_feature_interaction_serves_the_same_after_a_saved_model_round_trip(
+    tiny, architecture, interaction, tmp_path):
+  spec = tiny.make_spec(architecture, interaction=INTERACTIONS[interaction])
+  model = architectures.build_model(spec, tiny.VOCAB_SIZES)
+  assert spec.model.interaction.kind == interaction
+  model.compile_for_spec(spec)
+  model.fit(tiny.make_dataset(spec, n=256, batch_size=64), epochs=1, verbose=0)
+  features, _ = tiny.make_batch(spec, n=6)
+  del features["position"]
+  expected = model(features, training=False)
+  clone = type(model).from_config(model.get_config())
+  clone(features)
+  clone.set_weights(model.get_weights())
+  signature = {name: tf.TensorSpec([None, 1], value.dtype, name)
+               for name, value in features.items()}
+  module = tf.Module()
+  module.model = model
+  module.serve = tf.function(lambda f: model(f, training=False), input_signature=[signature])
+  tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.serve})
+  served = tf.saved_model.load(str(tmp_path)).signatures["serving_default"](**features)
+  for name, value in expected.items():
+    np.testing.assert_array_equal(served[name], value)
+    np.testing.assert_allclose(clone(features, training=False)[name], value, rtol=1e-6)
+
+
+def test_weight_decay_shrinks_tables_and_kernels_never_biases_or_position_logits(tiny):
+  def trained(weight_decay):
+    keras.utils.set_random_seed(0)
+    spec = tiny.make_spec("mmoe", position_bias=True).replace(
+        training={"weight_decay": weight_decay})
+    model = architectures.build_model(spec, tiny.VOCAB_SIZES)
+    model.compile_for_spec(spec)
+    model.fit(tiny.make_dataset(spec, n=512, batch_size=64), epochs=3, verbose=0)
+    return model
+
+  plain, decayed = trained(0.0), trained(5.0)
+  assert isinstance(decayed.optimizer, keras.optimizers.AdamW)
+  assert not isinstance(plain.optimizer, keras.optimizers.AdamW)
+  assert float(tf.norm(decayed.embedding.weights[0])) < 0.8 * float(
+      tf.norm(plain.embedding.weights[0]))
+  assert not architectures._decays(decayed.position_tower.bias_by_position)
+  decays = {v.name: architectures._decays(v) for v in decayed.trainable_variables}
+  assert all(d == ("kernel" in n or "table_" in n) for n, d in decays.items()), decays
+
+
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_short_fit_lowers_every_task_loss(tiny, architecture):
   spec = tiny.make_spec(architecture)

@@ -130,3 +130,44 @@ def test_mmoe_gates_from_the_experts_first_matmul_equal_the_separate_gates(tiny)
                                atol=1e-6)
     if task.name in logits:
       np.testing.assert_allclose(logits[task.name], separate[:, i], rtol=1e-5, atol=1e-5)
+
+
+def test_dot_interaction_appends_the_dot_product_of_each_pair():
+  layer = layers.DotInteraction([(0, 2, 2), (1, 3, 1)])
+  x = tf.constant([[1.0, 2.0, 3.0, 4.0], [0.5, -1.0, 2.0, 0.0]])
+  out = layer(x).numpy()
+  np.testing.assert_array_equal(out[:, :4], x.numpy())
+  np.testing.assert_allclose(out[:, 4], [1 * 3 + 2 * 4, 0.5 * 2 + -1 * 0])
+  np.testing.assert_allclose(out[:, 5], [2 * 4, -1 * 0])
+
+
+def test_cross_network_computes_x0_times_linear_plus_residual():
+  layer = layers.CrossNetwork(2)
+  x0 = tf.random.normal([5, 3])
+  out = layer(x0).numpy()
+  w0, w1 = layer.kernels[0].numpy(), layer.kernels[1].numpy()
+  b0, b1 = layer.biases[0].numpy(), layer.biases[1].numpy()
+  x1 = x0.numpy() * (x0.numpy() @ w0 + b0) + x0.numpy()
+  np.testing.assert_allclose(out, x0.numpy() * (x1 @ w1 + b1) + x1, rtol=1e-5, atol=1e-6)
+
+
+def test_feature_embedding_dot_interaction_multiplies_the_named_embeddings():
+  layer = layers.FeatureEmbedding([("user", 3, 2), ("tag", 4, 3), ("item", 5, 2)], ["x"],
+                                  interaction={"kind": "dot", "pairs": [["user", "item"]]})
+  features = {"user": tf.constant([[2], [0]], tf.int64), "tag": tf.constant([[1], [1]], tf.int64),
+              "item": tf.constant([[4], [1]], tf.int64), "x": tf.constant([[0.5], [-1.0]])}
+  out = layer(features).numpy()
+  assert out.shape == (2, layer.output_dim) == (2, 2 + 3 + 2 + 1 + 1)
+  table_2 = next(w.numpy() for w in layer.weights if w.shape[-1] == 2)
+  user, item = table_2[[2, 0]], table_2[3 + np.array([4, 1])]   # item rows after user's 3
+  np.testing.assert_allclose(out[:, -1], (user * item).sum(axis=1), rtol=1e-6)
+  rebuilt = layers.FeatureEmbedding.from_config(layer.get_config())
+  rebuilt(features)
+  rebuilt.set_weights(layer.get_weights())
+  np.testing.assert_array_equal(rebuilt(features), out)
+
+
+def test_feature_embedding_names_an_unknown_interaction_feature():
+  with pytest.raises(ValueError, match="'item' is not an embedded feature"):
+    layers.FeatureEmbedding([("user", 3, 2)], [],
+                            interaction={"kind": "dot", "pairs": [["user", "item"]]})
