@@ -131,18 +131,16 @@ def labels_of(spec: RankingSpec, rows: Mapping[str, np.ndarray]) -> Dict[str, np
 
 
 def train(spec: RankingSpec, mapping: experiment.FeatureMapping,
-          train_rows: Mapping[str, np.ndarray]) -> Tuple[architectures.MultiTaskModel, int]:
-  """The spec's model trained on `train_rows`; early stopping (best weights) on
-  a validation tenth of the requests when `training.epochs` > 3."""
+          train_rows: Mapping[str, np.ndarray]) -> Tuple[architectures.MultiTaskModel, int, int]:
+  """The spec's model trained on `train_rows` as the Trainer trains it: up to
+  `training.epochs` epochs, early stopping on the validation loss (the
+  spec-weighted sum) restoring the best epoch's weights. The Trainer validates
+  on the eval split; here a tenth of the train requests validates, so the test
+  rows never choose the epoch."""
   keras.utils.set_random_seed(spec.training.seed)
   model = architectures.build_model(spec, mapping.vocab_sizes())
   architectures.compile_model(model, spec)
   batch = spec.training.batch_size
-  if spec.training.epochs <= 3:
-    data = experiment.dataset(mapping.transform(train_rows),
-                              labels_of(spec, train_rows), batch, True, 0)
-    history = model.fit(data, epochs=spec.training.epochs, verbose=0)
-    return model, len(history.epoch)
   held_out = experiment.validation_mask(train_rows["request_id"])
   fit_rows, val_rows = (experiment.take(train_rows, ~held_out),
                         experiment.take(train_rows, held_out))
@@ -158,7 +156,7 @@ def train(spec: RankingSpec, mapping: experiment.FeatureMapping,
   curves = {k: [round(v, 4) for v in history.history[k]] for k in history.history
             if k.startswith("val_") and k.endswith("_loss")}
   print(f"  validation losses per epoch: {curves}", flush=True)
-  return model, len(history.epoch)
+  return model, int(np.argmin(history.history["val_loss"])) + 1, len(history.epoch)
 
 
 def scores(model: architectures.MultiTaskModel, spec: RankingSpec,
@@ -222,14 +220,14 @@ def main(argv: List[str] | None = None) -> int:
     started = time.time()
     # Fitted per variant: a variant may change the features' transforms.
     mapping = experiment.FeatureMapping.fit(variant, train_rows)
-    model, epochs = train(variant, mapping, train_rows)
+    model, best_epoch, epochs = train(variant, mapping, train_rows)
     seconds = time.time() - started
     out = scores(model, variant, mapping.transform(test))
     positions = ([round(float(x), 2) for x in model.position_tower.bias_by_position.numpy()[1:]]
                  if model.position_tower is not None else [])
     load = os.getloadavg()[0]
     rows.append(report_row(name, test, out["pctr"], out["pctr_with_position"], out["score"],
-                           f"{epochs} epochs, {seconds:.0f} s (load {load:.1f}); "
+                           f"best epoch {best_epoch} of {epochs}, {seconds:.0f} s (load {load:.1f}); "
                            f"position logits {positions}"))
     print(rows[-1], flush=True)
   print("\n" + header, *rows, sep="\n")

@@ -57,6 +57,15 @@ def test_census_never_uses_a_label_or_the_survey_weight_as_a_feature():
     (lambda r: r["evaluation"].update(ndcg_cutoffs=[0]), "evaluation.ndcg_cutoffs"),
     (lambda r: r["evaluation"].update(single_task_baseline="yes"),
      "evaluation.single_task_baseline"),
+    (lambda r: r["model"].update(interaction={"kind": "dot", "pairs": [["user_id", "price"]]}),
+     "model.interaction.pairs[0]"),
+    (lambda r: r["model"].update(interaction={"kind": "dot", "pairs": [["user_id", "position"]]}),
+     "model.interaction.pairs[0]"),
+    (lambda r: r["model"].update(interaction={"kind": "dot"}), "model.interaction.pairs"),
+    (lambda r: r["model"].update(interaction={"kind": "fm"}), "model.interaction.kind"),
+    (lambda r: r["model"].update(interaction={"kind": "cross", "layers": 0}),
+     "model.interaction.layers"),
+    (lambda r: r["training"].update(weight_decay=-0.1), "training.weight_decay"),
 ])
 def test_invalid_specs_name_the_field(mutate, field):
   raw = copy.deepcopy(_raw())
@@ -95,3 +104,14 @@ def test_component_views_keep_caches_across_unrelated_sections():
   assert single.model.architecture == "single_task"
   assert single.training == spec.training and single.features == spec.features
   assert spec_from_json(single.to_json()) == single
+
+
+def test_dot_interaction_pairs_need_equal_embedding_widths_and_round_trip():
+  raw = copy.deepcopy(_raw())
+  raw["model"]["interaction"] = {"kind": "dot", "pairs": [["user_id", "item_id"]]}
+  spec = parse_spec(raw, origin="synthetic.yaml")
+  assert spec.model.interaction.pairs == (("user_id", "item_id"),)
+  assert spec_from_json(spec.to_json()) == spec
+  next(f for f in raw["features"] if f["name"] == "item_id")["embedding_dim"] = 4
+  with pytest.raises(SpecError, match=r"pairs\[0\]: .*differ in width"):
+    parse_spec(raw, origin="synthetic.yaml")
