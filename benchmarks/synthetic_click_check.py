@@ -6,8 +6,10 @@ span's train split, test = every span's eval split (whole requests). Features
 mapped as the Trainer sees them (`esmm_experiment.FeatureMapping`: TFT's hash,
 train-split vocabularies and moments). Each variant is the spec with overrides
 (`--variant NAME:SECTION.FIELD=VALUE;...`, values parsed as YAML), trained as
-the Trainer trains it (`build_model`, the spec's budget; early stopping on a
-10 % validation split of the train requests when the epochs allow it).
+the Trainer trains it (`build_model`, the spec's budget, labels as TFT writes
+them, early stopping on the spec-weighted validation loss restoring the best
+epoch; a tenth of the train requests validates, so the test rows never pick
+the epoch).
 
 Printed per model and per oracle, on the test rows:
   * click AUC position-free (pCTR as served) and position-aware (pCTR's logit
@@ -17,11 +19,15 @@ Printed per model and per oracle, on the test rows:
     item x user attraction) of pCTR alone and of the fused `serving.score`;
   * the learned position logits.
 Oracles: the position alone; the best position-free pCTR of the logged
-features, E_z a (the hidden intent integrated out); e(p) E_z a; the truth p_click.
+features, E_z a (the hidden intent integrated out), and e(p) E_z a; the same
+without the user x item match u.v (the ceiling with the true examination
+curve and no collaborative signal);
+the truth p_click. Results and the command: docs/evaluation.md.
 
     uv run --frozen python -m benchmarks.synthetic_click_check
     uv run --frozen python -m benchmarks.synthetic_click_check \\
-        --variant 'dot:model.interaction={kind: dot, pairs: [[user_id, item_id]]}'
+        --variant 'no dot:model.interaction={kind: none}' \\
+        --variant 'old budget:training.epochs=3;training.learning_rate=0.002'
 """
 from __future__ import annotations
 
