@@ -19,6 +19,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 from typing import Any, Dict, List, Optional, Sequence, Tuple  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
+import tensorflow_recommenders as tfrs  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 
@@ -161,9 +162,10 @@ class DotInteraction(keras.layers.Layer):
 
 @keras.utils.register_keras_serializable(package="mtlrank")
 class CrossNetwork(keras.layers.Layer):
-  """DCN-v2 cross layers (Wang et al., WWW 2021; `tfrs.layers.dcn.Cross` with a
-  full-rank kernel): x_{l+1} = x_0 * (W_l x_l + b_l) + x_l, so layer l holds
-  every feature product up to degree l + 1 with learned weights.
+  """DCN-v2 cross layers (Wang et al., WWW 2021), a stack of
+  `tfrs.layers.dcn.Cross` (full rank): x_{l+1} = x_0 * (W_l x_l + b_l) + x_l,
+  so layer l holds every feature product up to degree l + 1 with learned
+  weights.
 
   call(x [B, U]) -> [B, U].
   """
@@ -173,22 +175,20 @@ class CrossNetwork(keras.layers.Layer):
     self.num_layers = int(num_layers)
     if self.num_layers < 1:
       raise ValueError("CrossNetwork needs num_layers >= 1")
+    self._crosses: List[keras.layers.Layer] = []
 
   def build(self, input_shape: Any) -> None:
     width = int(tf.TensorShape(input_shape)[-1])
-    # Small kernels: the layer starts close to the identity (x_{l+1} ~ x_l).
-    self.kernels = [self.add_weight(name=f"kernel_{i}", shape=(width, width),
-                                    initializer=keras.initializers.TruncatedNormal(
-                                        stddev=0.1 / width ** 0.5))
-                    for i in range(self.num_layers)]
-    self.biases = [self.add_weight(name=f"bias_{i}", shape=(width,), initializer="zeros")
-                   for i in range(self.num_layers)]
+    # Small kernels: the layers start close to the identity (x_{l+1} ~ x_l).
+    initializer = keras.initializers.TruncatedNormal(stddev=0.1 / width ** 0.5)
+    self._crosses = [tfrs.layers.dcn.Cross(kernel_initializer=initializer, name=f"cross_{i}")
+                     for i in range(self.num_layers)]
     super().build(input_shape)
 
   def call(self, x0: tf.Tensor) -> tf.Tensor:
     x = x0
-    for kernel, bias in zip(self.kernels, self.biases):
-      x = x0 * (tf.matmul(x, kernel) + bias) + x
+    for cross in self._crosses:
+      x = cross(x0, x)
     return x
 
   def get_config(self) -> Dict[str, Any]:

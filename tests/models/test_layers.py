@@ -145,8 +145,8 @@ def test_cross_network_computes_x0_times_linear_plus_residual():
   layer = layers.CrossNetwork(2)
   x0 = tf.random.normal([5, 3])
   out = layer(x0).numpy()
-  w0, w1 = layer.kernels[0].numpy(), layer.kernels[1].numpy()
-  b0, b1 = layer.biases[0].numpy(), layer.biases[1].numpy()
+  w0, b0, w1, b1 = (w.numpy() for w in layer.trainable_weights)   # tfrs Cross: kernel, bias
+  assert w0.shape == w1.shape == (3, 3) and b0.shape == b1.shape == (3,)
   x1 = x0.numpy() * (x0.numpy() @ w0 + b0) + x0.numpy()
   np.testing.assert_allclose(out, x0.numpy() * (x1 @ w1 + b1) + x1, rtol=1e-5, atol=1e-6)
 
