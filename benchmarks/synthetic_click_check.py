@@ -51,22 +51,20 @@ from benchmarks import esmm_experiment as experiment  # noqa: E402
 from models import architectures, export  # noqa: E402
 from models.spec import RankingSpec, load_spec, parse_spec, resolve_spec_path  # noqa: E402
 from pipeline.data import simulator  # noqa: E402
+from pipeline.tfma_metrics import request_auc  # noqa: E402
 
 CLICK = "click"
 
 
 def grouped_auc(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> Tuple[float, int]:
-  """Mean over groups holding both classes of the AUC inside the group (ties
-  one half), and the number of such groups. Rows of a group are contiguous."""
+  """Mean over groups holding both classes of the AUC inside the group (the
+  TFMA metric's `request_auc`), and the number of such groups. Rows of a group
+  are contiguous."""
   starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
   bounds = np.r_[starts, len(groups)]
-  aucs = []
-  for begin, end in zip(bounds[:-1], bounds[1:]):
-    y, s = labels[begin:end].astype(bool), scores[begin:end]
-    if y.all() or not y.any():
-      continue
-    diff = s[y][:, None] - s[~y][None, :]
-    aucs.append(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
+  aucs = [auc for auc in (request_auc(labels[begin:end], scores[begin:end])
+                          for begin, end in zip(bounds[:-1], bounds[1:]))
+          if auc is not None]
   return float(np.mean(aucs)), len(aucs)
 
 
