@@ -1,5 +1,6 @@
 # mtlrank: `make run` runs the pipeline end to end on the bundled census data;
-# `make test` runs the tests. Both create the environment first if missing.
+# `make test` runs every test; `make test-fast` leaves out the real-pipeline ones;
+# `make lint` checks lint and format. All create the environment first if missing.
 SPEC ?= census
 HOME_DIR ?= .mtlrank
 PYTEST_ARGS ?=
@@ -11,7 +12,7 @@ ENV_STAMP := .venv/.mtlrank-synced
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: env run test bench-train bench-serving clean
+.PHONY: env run test test-fast lint format clean
 
 env: $(ENV_STAMP)
 
@@ -26,6 +27,18 @@ run: env
 
 test: env
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+# The unit and component tests: everything except the real TFX pipeline runs.
+test-fast: env
+	$(UV) run --frozen pytest -m "not pipeline" $(PYTEST_ARGS)
+
+lint: env
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+
+format: env
+	$(UV) run --frozen ruff check --fix .
+	$(UV) run --frozen ruff format .
 
 clean:
 	rm -rf $(HOME_DIR)

@@ -25,28 +25,27 @@ import time
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+from ml_metadata.proto import metadata_store_pb2
+from sklearn.metrics import roc_auc_score
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
-import tf_keras as keras  # noqa: E402
-from ml_metadata.proto import metadata_store_pb2  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
-
-from models import architectures, telemetry  # noqa: E402
-from models.features import vocab_sizes  # noqa: E402
-from models.spec import RankingSpec, load_spec  # noqa: E402
-from models.inputs import make_input  # noqa: E402
-from pipeline import config, results  # noqa: E402
+from models import architectures, telemetry
+from models.features import vocab_sizes
+from models.inputs import make_input
+from models.spec import RankingSpec, load_spec
+from pipeline import config, results
 
 ARCHITECTURES = ("single_task", "shared_bottom", "mmoe", "ple")
 # /work/shared/data/README.md: MMoE trained on the 199,523-row train split, and
 # a per-task logistic regression on an even/odd split of the test file.
-PUBLISHED = {"MMoE, PaddleRec (mean of runs)": {"income": 0.9447, "never_married": 0.9932},
-             "MMoE, torch-rechub": {"income": 0.9579, "never_married": 0.9950},
-             "logistic regression per task (even/odd split)": {"income": 0.934,
-                                                               "never_married": 0.990}}
+PUBLISHED = {
+  "MMoE, PaddleRec (mean of runs)": {"income": 0.9447, "never_married": 0.9932},
+  "MMoE, torch-rechub": {"income": 0.9579, "never_married": 0.9950},
+  "logistic regression per task (even/odd split)": {"income": 0.934, "never_married": 0.990},
+}
 
 
 def transform_output(pipeline_root: Path) -> Tuple[str, str]:
@@ -54,11 +53,13 @@ def transform_output(pipeline_root: Path) -> Tuple[str, str]:
   store = results.open_store(pipeline_root / config.METADATA_FILE)
   live = metadata_store_pb2.Artifact.LIVE
   graphs = [a for a in store.get_artifacts_by_type("TransformGraph") if a.state == live]
-  examples = [a for a in store.get_artifacts_by_type("Examples")
-              if "/Transform/" in a.uri and a.state == live]
+  examples = [
+    a for a in store.get_artifacts_by_type("Examples") if "/Transform/" in a.uri and a.state == live
+  ]
   if not graphs or not examples:
-    raise SystemExit(f"{pipeline_root} records no Transform output: run the census "
-                     "pipeline first (or pass --run)")
+    raise SystemExit(
+      f"{pipeline_root} records no Transform output: run the census pipeline first (or pass --run)"
+    )
   return max(examples, key=lambda a: a.id).uri, max(graphs, key=lambda a: a.id).uri
 
 
@@ -73,20 +74,37 @@ def with_known_size(dataset: tf.data.Dataset) -> tf.data.Dataset:
   return dataset.apply(tf.data.experimental.assert_cardinality(batches))
 
 
-def train_and_score(spec: RankingSpec, tft_output: tft.TFTransformOutput,
-                    examples_uri: str) -> Dict[str, float]:
+def train_and_score(
+  spec: RankingSpec, tft_output: tft.TFTransformOutput, examples_uri: str
+) -> Dict[str, float]:
   """Held-out AUC per task of one model trained on the train split."""
   keras.utils.set_random_seed(spec.training.seed)
   feature_spec = tft_output.transformed_feature_spec()
-  train_ds = with_known_size(make_input(split_pattern(examples_uri, "train"), feature_spec,
-                                        spec, spec.training.batch_size, shuffle=True).dataset)
-  eval_ds = make_input(split_pattern(examples_uri, "eval"), feature_spec, spec,
-                       spec.training.eval_batch_size, shuffle=False).dataset
+  train_ds = with_known_size(
+    make_input(
+      split_pattern(examples_uri, "train"),
+      feature_spec,
+      spec,
+      spec.training.batch_size,
+      shuffle=True,
+    ).dataset
+  )
+  eval_ds = make_input(
+    split_pattern(examples_uri, "eval"),
+    feature_spec,
+    spec,
+    spec.training.eval_batch_size,
+    shuffle=False,
+  ).dataset
   model = architectures.build_model(spec, vocab_sizes(spec, tft_output))
   architectures.compile_model(model, spec)
   with tempfile.TemporaryDirectory() as log_dir:
-    model.fit(train_ds, epochs=spec.training.epochs, verbose=0,
-              callbacks=telemetry.callbacks(spec, log_dir, early_stopping=False))
+    model.fit(
+      train_ds,
+      epochs=spec.training.epochs,
+      verbose=0,
+      callbacks=telemetry.callbacks(spec, log_dir, early_stopping=False),
+    )
   labels: Dict[str, List[np.ndarray]] = {t: [] for t in spec.task_names}
   scores: Dict[str, List[np.ndarray]] = {t: [] for t in spec.task_names}
   for features, batch_labels in eval_ds:
@@ -94,36 +112,46 @@ def train_and_score(spec: RankingSpec, tft_output: tft.TFTransformOutput,
     for task in spec.task_names:
       labels[task].append(batch_labels[task].numpy().reshape(-1))
       scores[task].append(outputs[task].numpy().reshape(-1))
-  return {task: float(roc_auc_score(np.concatenate(labels[task]),
-                                    np.concatenate(scores[task])))
-          for task in spec.task_names}
+  return {
+    task: float(roc_auc_score(np.concatenate(labels[task]), np.concatenate(scores[task])))
+    for task in spec.task_names
+  }
 
 
 def summarize(runs: Sequence[Dict[str, float]]) -> Dict[str, Tuple[float, float]]:
-  return {task: (float(np.mean([r[task] for r in runs])),
-                 float(np.std([r[task] for r in runs], ddof=1)) if len(runs) > 1 else 0.0)
-          for task in runs[0]}
+  return {
+    task: (
+      float(np.mean([r[task] for r in runs])),
+      float(np.std([r[task] for r in runs], ddof=1)) if len(runs) > 1 else 0.0,
+    )
+    for task in runs[0]
+  }
 
 
 def markdown(summary: Dict[str, Dict[str, Tuple[float, float]]], seeds: int) -> str:
   tasks = list(next(iter(summary.values())))
-  lines = [f"| model | {' | '.join(f'{t} AUC' for t in tasks)} |",
-           "|---|" + "---|" * len(tasks)]
+  lines = [f"| model | {' | '.join(f'{t} AUC' for t in tasks)} |", "|---|" + "---|" * len(tasks)]
   for name, per_task in summary.items():
-    lines.append(f"| {name} (ours, {seeds} seeds) | " + " | ".join(
-        f"{per_task[t][0]:.4f} ± {per_task[t][1]:.4f}" for t in tasks) + " |")
+    lines.append(
+      f"| {name} (ours, {seeds} seeds) | "
+      + " | ".join(f"{per_task[t][0]:.4f} ± {per_task[t][1]:.4f}" for t in tasks)
+      + " |"
+    )
   for name, per_task in PUBLISHED.items():
-    lines.append(f"| {name} (published) | " + " | ".join(
-        f"{per_task[t]:.4f}" for t in tasks) + " |")
+    lines.append(
+      f"| {name} (published) | " + " | ".join(f"{per_task[t]:.4f}" for t in tasks) + " |"
+    )
   return "\n".join(lines)
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--pipeline-root", required=True,
-                      help="a census pipeline root holding a finished Transform")
-  parser.add_argument("--run", action="store_true",
-                      help="first run the census pipeline into the pipeline root's home")
+  parser.add_argument(
+    "--pipeline-root", required=True, help="a census pipeline root holding a finished Transform"
+  )
+  parser.add_argument(
+    "--run", action="store_true", help="first run the census pipeline into the pipeline root's home"
+  )
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   parser.add_argument("--architectures", nargs="+", default=list(ARCHITECTURES))
   parser.add_argument("--out", help="write the full result as JSON here")
@@ -142,21 +170,32 @@ def main(argv=None) -> int:
   runs: Dict[str, List[Dict[str, float]]] = {}
   for architecture in args.architectures:
     for seed in args.seeds:
-      model_spec = spec.replace(model={"architecture": architecture},
-                                training={"seed": seed})
+      model_spec = spec.replace(model={"architecture": architecture}, training={"seed": seed})
       begun = time.perf_counter()
       auc = train_and_score(model_spec, tft_output, examples_uri)
       runs.setdefault(architecture, []).append(auc)
-      print(f"{architecture:>13} seed {seed}: "
-            + ", ".join(f"{t} AUC {v:.4f}" for t, v in auc.items())
-            + f" ({time.perf_counter() - begun:.0f} s)", flush=True)
+      print(
+        f"{architecture:>13} seed {seed}: "
+        + ", ".join(f"{t} AUC {v:.4f}" for t, v in auc.items())
+        + f" ({time.perf_counter() - begun:.0f} s)",
+        flush=True,
+      )
   summary = {name: summarize(r) for name, r in runs.items()}
   print(markdown(summary, len(args.seeds)))
   if args.out:
-    Path(args.out).write_text(json.dumps(
-        {"transformed_examples": examples_uri, "seeds": args.seeds, "runs": runs,
-         "summary": summary, "published": PUBLISHED,
-         "seconds": time.perf_counter() - started}, indent=2))
+    Path(args.out).write_text(
+      json.dumps(
+        {
+          "transformed_examples": examples_uri,
+          "seeds": args.seeds,
+          "runs": runs,
+          "summary": summary,
+          "published": PUBLISHED,
+          "seconds": time.perf_counter() - started,
+        },
+        indent=2,
+      )
+    )
   return 0
 
 

@@ -47,32 +47,28 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Mapping, Sequence, Tuple
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
-
-from models import architectures  # noqa: E402
-from models.spec import RankingSpec, load_spec  # noqa: E402
-from pipeline.data import read_examples, split_files  # noqa: E402
-from pipeline.data import simulator  # noqa: E402
+from models import architectures
+from models.spec import RankingSpec, load_spec
+from pipeline.data import read_examples, simulator, split_files
 
 CLICK, CONVERSION = "click", "conversion"
 TRUTH = "p_conv_given_click"
-VALIDATION_BUCKETS = 10          # 1 in 10 train requests validates early stopping
+VALIDATION_BUCKETS = 10  # 1 in 10 train requests validates early stopping
 MAX_EPOCHS = 15
 PATIENCE = 2
-OUTCOME_SEED = 2018              # the one Bernoulli draw of entire-space outcomes
-PAPER = {"naive": 0.6600, "esmm": 0.6856}   # Ali-CCP CVR AUC, ESMM paper table 2
+OUTCOME_SEED = 2018  # the one Bernoulli draw of entire-space outcomes
+PAPER = {"naive": 0.6600, "esmm": 0.6856}  # Ali-CCP CVR AUC, ESMM paper table 2
 
 
 # ----------------------------------------------------------------------------
@@ -95,13 +91,15 @@ def x_only_oracles(spec: RankingSpec, test: Mapping[str, np.ndarray]) -> Dict[st
   if not np.array_equal(np.concatenate(truth), test[TRUTH]):
     raise RuntimeError("regenerated eval rows do not match the written ones")
   return simulator.x_only_conversion_targets(
-      {name: np.concatenate(parts) for name, parts in hidden.items()}, params.intent_strength)
+    {name: np.concatenate(parts) for name, parts in hidden.items()}, params.intent_strength
+  )
 
 
 def read_split(spec: RankingSpec, data_dir: Path, split: str) -> Dict[str, np.ndarray]:
   """Every span's `split` rows, concatenated."""
-  files = [f for span in range(1, spec.data.num_spans + 1)
-           for f in split_files(data_dir, span, split)]
+  files = [
+    f for span in range(1, spec.data.num_spans + 1) for f in split_files(data_dir, span, split)
+  ]
   return read_examples(files, spec.raw_columns)
 
 
@@ -118,27 +116,31 @@ def validation_mask(request_ids: np.ndarray) -> np.ndarray:
 @dataclasses.dataclass
 class FeatureMapping:
   """The spec's feature transforms without TFT, fitted on the train split."""
+
   spec: RankingSpec
   vocabularies: Dict[str, Dict[bytes, int]]
   moments: Dict[str, tuple]
 
   @staticmethod
   def _as_bytes(values: np.ndarray) -> np.ndarray:
-    return values if values.dtype == object else np.array([str(v).encode() for v in values],
-                                                          dtype=object)
+    return (
+      values
+      if values.dtype == object
+      else np.array([str(v).encode() for v in values], dtype=object)
+    )
 
   @staticmethod
   def _signed_log(values: np.ndarray) -> np.ndarray:
     return np.sign(values) * np.log1p(np.abs(values))
 
   @classmethod
-  def fit(cls, spec: RankingSpec, train: Mapping[str, np.ndarray]) -> "FeatureMapping":
+  def fit(cls, spec: RankingSpec, train: Mapping[str, np.ndarray]) -> FeatureMapping:
     vocabularies, moments = {}, {}
     for f in spec.model_features:
       values = train[f.column or f.name]
       if f.kind == "categorical" and f.encoding == "vocabulary":
         distinct, counts = np.unique(cls._as_bytes(values), return_counts=True)
-        by_frequency = distinct[np.argsort(-counts, kind="stable")][:f.top_k]
+        by_frequency = distinct[np.argsort(-counts, kind="stable")][: f.top_k]
         vocabularies[f.name] = {v: i for i, v in enumerate(by_frequency)}
       elif f.kind == "numeric":
         x = cls._signed_log(values) if f.transform == "log_zscore" else values
@@ -149,8 +151,11 @@ class FeatureMapping:
     sizes = {}
     for f in self.spec.model_features:
       if f.kind == "categorical":
-        sizes[f.name] = (f.hash_buckets if f.encoding == "hash"
-                         else len(self.vocabularies[f.name]) + f.num_oov_buckets)
+        sizes[f.name] = (
+          f.hash_buckets
+          if f.encoding == "hash"
+          else len(self.vocabularies[f.name]) + f.num_oov_buckets
+        )
     position = self.spec.position_feature
     if position is not None:
       sizes[position.name] = position.max_value + 1
@@ -175,8 +180,9 @@ class FeatureMapping:
       features[f.name] = ids.astype(np.int64).reshape(-1, 1)
     position = self.spec.position_feature
     if position is not None:
-      features[position.name] = np.clip(columns[position.name], 1, position.max_value
-                                         ).astype(np.int64).reshape(-1, 1)
+      features[position.name] = (
+        np.clip(columns[position.name], 1, position.max_value).astype(np.int64).reshape(-1, 1)
+      )
     return features
 
 
@@ -187,17 +193,21 @@ class FeatureMapping:
 def esmm_spec(spec: RankingSpec) -> RankingSpec:
   """The synthetic spec's click and conversion tasks, as ESMM."""
   tasks = tuple(t for t in spec.tasks if t.name in (CLICK, CONVERSION))
-  return spec.replace(tasks=tasks, model={"architecture": "esmm"},
-                      serving={"score": {CLICK: 1.0}, "classify_task": CLICK})
+  return spec.replace(
+    tasks=tasks,
+    model={"architecture": "esmm"},
+    serving={"score": {CLICK: 1.0}, "classify_task": CLICK},
+  )
 
 
 def naive_spec(spec: RankingSpec) -> RankingSpec:
   """One task, conversion without a parent: trained on clicked rows only."""
   conversion = dataclasses.replace(spec.task(CONVERSION), parent=None)
-  return spec.replace(tasks=(conversion,),
-                      model={"architecture": "single_task", "position_bias": False,
-                             "position_bias_task": None},
-                      serving={"score": {CONVERSION: 1.0}, "classify_task": CONVERSION})
+  return spec.replace(
+    tasks=(conversion,),
+    model={"architecture": "single_task", "position_bias": False, "position_bias_task": None},
+    serving={"score": {CONVERSION: 1.0}, "classify_task": CONVERSION},
+  )
 
 
 def labels_of(spec: RankingSpec, columns: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -207,24 +217,28 @@ def labels_of(spec: RankingSpec, columns: Mapping[str, np.ndarray]) -> Dict[str,
 def dataset(features, labels, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
   data = tf.data.Dataset.from_tensor_slices((features, labels))
   if shuffle:
-    data = data.shuffle(len(next(iter(labels.values()))), seed=seed,
-                        reshuffle_each_iteration=True)
+    data = data.shuffle(len(next(iter(labels.values()))), seed=seed, reshuffle_each_iteration=True)
   return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def train(spec: RankingSpec, vocab_sizes, train_data, validation_data, seed: int,
-          monitor: str = "val_loss") -> Tuple[architectures.MultiTaskModel, int]:
+def train(
+  spec: RankingSpec, vocab_sizes, train_data, validation_data, seed: int, monitor: str = "val_loss"
+) -> Tuple[architectures.MultiTaskModel, int]:
   """The model with the best validation loss, and the epochs it ran."""
   keras.utils.set_random_seed(seed)
   spec = spec.replace(training={"seed": seed})
   model = architectures.build_model(spec, vocab_sizes)
   architectures.compile_model(model, spec)
   batch = spec.training.batch_size
-  history = model.fit(dataset(*train_data, batch, True, seed),
-            validation_data=dataset(*validation_data, 4096, False, seed),
-            epochs=MAX_EPOCHS, verbose=0,
-            callbacks=[keras.callbacks.EarlyStopping(monitor=monitor, patience=PATIENCE,
-                                                     restore_best_weights=True)])
+  history = model.fit(
+    dataset(*train_data, batch, True, seed),
+    validation_data=dataset(*validation_data, 4096, False, seed),
+    epochs=MAX_EPOCHS,
+    verbose=0,
+    callbacks=[
+      keras.callbacks.EarlyStopping(monitor=monitor, patience=PATIENCE, restore_best_weights=True)
+    ],
+  )
   return model, len(history.epoch)
 
 
@@ -241,19 +255,25 @@ def predict(model: architectures.MultiTaskModel, features) -> Dict[str, np.ndarr
 def expected_auc(truth: np.ndarray, prediction: np.ndarray) -> float:
   """AUC when row i is a positive with weight p_i and a negative with 1 - p_i."""
   n = len(truth)
-  return float(roc_auc_score(np.r_[np.ones(n), np.zeros(n)], np.r_[prediction, prediction],
-                             sample_weight=np.r_[truth, 1.0 - truth]))
+  return float(
+    roc_auc_score(
+      np.r_[np.ones(n), np.zeros(n)],
+      np.r_[prediction, prediction],
+      sample_weight=np.r_[truth, 1.0 - truth],
+    )
+  )
 
 
-def cvr_metrics(prediction: np.ndarray, test: Mapping[str, np.ndarray],
-                outcomes: np.ndarray) -> Dict[str, float]:
+def cvr_metrics(
+  prediction: np.ndarray, test: Mapping[str, np.ndarray], outcomes: np.ndarray
+) -> Dict[str, float]:
   clicked = test[CLICK] == 1
   return {
-      "entire_space_auc": float(roc_auc_score(outcomes, prediction)),
-      "entire_space_expected_auc": expected_auc(test[TRUTH], prediction),
-      "entire_space_spearman": float(spearmanr(prediction, test[TRUTH]).correlation),
-      "clicked_auc": float(roc_auc_score(test[CONVERSION][clicked], prediction[clicked])),
-      "mean_prediction": float(prediction.mean()),
+    "entire_space_auc": float(roc_auc_score(outcomes, prediction)),
+    "entire_space_expected_auc": expected_auc(test[TRUTH], prediction),
+    "entire_space_spearman": float(spearmanr(prediction, test[TRUTH]).correlation),
+    "clicked_auc": float(roc_auc_score(test[CONVERSION][clicked], prediction[clicked])),
+    "mean_prediction": float(prediction.mean()),
   }
 
 
@@ -262,83 +282,109 @@ def _logit(p: np.ndarray) -> np.ndarray:
   return np.log(p / (1 - p))
 
 
-def diagnostics(predictions: Mapping[str, np.ndarray], oracles: Mapping[str, np.ndarray]
-                ) -> Dict[str, float]:
+def diagnostics(
+  predictions: Mapping[str, np.ndarray], oracles: Mapping[str, np.ndarray]
+) -> Dict[str, float]:
   """How far pCVR is from what x can give, and, for ESMM, whether its pCVR
   errors mirror its pCTR errors (pCVR is identified only as pCTCVR / pCTR)."""
   cvr_error = _logit(predictions[CONVERSION]) - _logit(oracles["click_space"])
-  result = {"spearman_vs_x_only_click_space": float(spearmanr(
-                predictions[CONVERSION], oracles["click_space"]).correlation),
-            "cvr_logit_error_std": float(np.std(cvr_error))}
+  result = {
+    "spearman_vs_x_only_click_space": float(
+      spearmanr(predictions[CONVERSION], oracles["click_space"]).correlation
+    ),
+    "cvr_logit_error_std": float(np.std(cvr_error)),
+  }
   if CLICK in predictions:
     ctr_error = _logit(predictions[CLICK]) - _logit(oracles["attraction"])
-    result["ctr_spearman_vs_x_only_attraction"] = float(spearmanr(
-        predictions[CLICK], oracles["attraction"]).correlation)
+    result["ctr_spearman_vs_x_only_attraction"] = float(
+      spearmanr(predictions[CLICK], oracles["attraction"]).correlation
+    )
     result["cvr_error_ctr_error_correlation"] = float(np.corrcoef(cvr_error, ctr_error)[0, 1])
   return result
 
 
 def summarize(runs: Sequence[Dict[str, float]]) -> Dict[str, Dict[str, float]]:
-  return {key: {"mean": float(np.mean([r[key] for r in runs])),
-                "std": float(np.std([r[key] for r in runs], ddof=1)) if len(runs) > 1 else 0.0}
-          for key in runs[0]}
+  return {
+    key: {
+      "mean": float(np.mean([r[key] for r in runs])),
+      "std": float(np.std([r[key] for r in runs], ddof=1)) if len(runs) > 1 else 0.0,
+    }
+    for key in runs[0]
+  }
 
 
 def markdown(result: Dict[str, object]) -> str:
-  rows = [("entire_space_auc", "entire-space AUC (sampled outcomes)"),
-          ("entire_space_expected_auc", "entire-space AUC (expected under the truth)"),
-          ("entire_space_spearman", "Spearman with true p_conv_given_click"),
-          ("clicked_auc", "AUC on clicked test rows (observed conversions)"),
-          ("mean_prediction", "mean pCVR over all impressions"),
-          ("epochs", "epochs trained (early stopping)"),
-          ("spearman_vs_x_only_click_space", "Spearman with x-only P(conv given click, x)"),
-          ("cvr_logit_error_std", "std of logit(pCVR) - logit(x-only P(conv given click, x))"),
-          ("ctr_spearman_vs_x_only_attraction", "pCTR (position-free): Spearman with x-only E_z a"),
-          ("cvr_error_ctr_error_correlation", "correlation of pCVR and pCTR logit errors")]
+  rows = [
+    ("entire_space_auc", "entire-space AUC (sampled outcomes)"),
+    ("entire_space_expected_auc", "entire-space AUC (expected under the truth)"),
+    ("entire_space_spearman", "Spearman with true p_conv_given_click"),
+    ("clicked_auc", "AUC on clicked test rows (observed conversions)"),
+    ("mean_prediction", "mean pCVR over all impressions"),
+    ("epochs", "epochs trained (early stopping)"),
+    ("spearman_vs_x_only_click_space", "Spearman with x-only P(conv given click, x)"),
+    ("cvr_logit_error_std", "std of logit(pCVR) - logit(x-only P(conv given click, x))"),
+    ("ctr_spearman_vs_x_only_attraction", "pCTR (position-free): Spearman with x-only E_z a"),
+    ("cvr_error_ctr_error_correlation", "correlation of pCVR and pCTR logit errors"),
+  ]
   summary = result["summary"]
-  references = [result["oracles"]["x_only_click_space"], result["oracles"]["x_only_entire_space"],
-                result["truth"]]
-  lines = [f"| metric (mean ± std, {len(result['seeds'])} seeds) | naive CVR | ESMM | "
-           "ESMM − naive | x-only P(conv given click, x) | x-only E_z p_conv(x, z) | truth |",
-           "|---|---|---|---|---|---|---|"]
+  references = [
+    result["oracles"]["x_only_click_space"],
+    result["oracles"]["x_only_entire_space"],
+    result["truth"],
+  ]
+  lines = [
+    f"| metric (mean ± std, {len(result['seeds'])} seeds) | naive CVR | ESMM | "
+    "ESMM − naive | x-only P(conv given click, x) | x-only E_z p_conv(x, z) | truth |",
+    "|---|---|---|---|---|---|---|",
+  ]
   for key, label in rows:
     naive, esmm = summary["naive"].get(key), summary["esmm"].get(key)
     cell = lambda m: "" if m is None else f"{m['mean']:.4f} ± {m['std']:.4f}"
     gap = "" if naive is None or esmm is None else f"{esmm['mean'] - naive['mean']:+.4f}"
     references_cells = [f"{r[key]:.4f}" if key in r else "" for r in references]
-    lines.append(f"| {label} | {cell(naive)} | {cell(esmm)} | {gap} | "
-                 + " | ".join(references_cells) + " |")
+    lines.append(
+      f"| {label} | {cell(naive)} | {cell(esmm)} | {gap} | " + " | ".join(references_cells) + " |"
+    )
   return "\n".join(lines)
 
 
 def oracle_sweep(spec: RankingSpec, strengths: Sequence[float]) -> str:
   """Without training: per intent strength, the x-only oracles on the eval rows
   of every span (what selection bias alone can cost a perfect model)."""
-  lines = ["| intent strength | CTR | CVR given click | mean truth, all / clicked | "
-           "x-only P(conv given click, x): entire-space AUC / mean | x-only E_z p_conv: "
-           "entire-space AUC / mean | truth AUC | Spearman of the two x-only targets |",
-           "|---|---|---|---|---|---|---|---|"]
+  lines = [
+    "| intent strength | CTR | CVR given click | mean truth, all / clicked | "
+    "x-only P(conv given click, x): entire-space AUC / mean | x-only E_z p_conv: "
+    "entire-space AUC / mean | truth AUC | Spearman of the two x-only targets |",
+    "|---|---|---|---|---|---|---|---|",
+  ]
   for strength in strengths:
     swept = spec.replace(data={"params": {**spec.data.params, "intent_strength": strength}})
     params = simulator.SimParams.from_spec(swept)
     world = simulator.make_world(params)
-    parts = [simulator.simulate_span(world, params, span) for span in
-             range(1, params.num_spans + 1)]
-    column = lambda name: np.concatenate([np.asarray(p["columns"][name])[p["is_eval"]]
-                                          for p in parts]).astype(np.float64)
+    parts = [
+      simulator.simulate_span(world, params, span) for span in range(1, params.num_spans + 1)
+    ]
+    column = lambda name: np.concatenate(
+      [np.asarray(p["columns"][name])[p["is_eval"]] for p in parts]
+    ).astype(np.float64)
     targets = simulator.x_only_conversion_targets(
-        {name: np.concatenate([p["hidden"][name][p["is_eval"]] for p in parts])
-         for name in parts[0]["hidden"]}, strength)
+      {
+        name: np.concatenate([p["hidden"][name][p["is_eval"]] for p in parts])
+        for name in parts[0]["hidden"]
+      },
+      strength,
+    )
     truth, click = column(TRUTH), column(CLICK) == 1
     outcomes = np.random.default_rng(OUTCOME_SEED).random(len(truth)) < truth
     auc = lambda prediction: roc_auc_score(outcomes, prediction)
     lines.append(
-        f"| {strength:g} | {click.mean():.4f} | {column(CONVERSION)[click].mean():.4f} | "
-        f"{truth.mean():.4f} / {truth[click].mean():.4f} | "
-        f"{auc(targets['click_space']):.4f} / {targets['click_space'].mean():.4f} | "
-        f"{auc(targets['entire_space']):.4f} / {targets['entire_space'].mean():.4f} | "
-        f"{auc(truth):.4f} | "
-        f"{spearmanr(targets['click_space'], targets['entire_space']).correlation:.4f} |")
+      f"| {strength:g} | {click.mean():.4f} | {column(CONVERSION)[click].mean():.4f} | "
+      f"{truth.mean():.4f} / {truth[click].mean():.4f} | "
+      f"{auc(targets['click_space']):.4f} / {targets['click_space'].mean():.4f} | "
+      f"{auc(targets['entire_space']):.4f} / {targets['entire_space'].mean():.4f} | "
+      f"{auc(truth):.4f} | "
+      f"{spearmanr(targets['click_space'], targets['entire_space']).correlation:.4f} |"
+    )
   return "\n".join(lines)
 
 
@@ -346,16 +392,30 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   parser.add_argument("--requests-per-span", type=int, default=10000)
-  parser.add_argument("--intent-strength", type=float,
-                      help="the simulator's hidden intent strength (default: the spec's)")
-  parser.add_argument("--esmm-monitor", default="val_loss",
-                      help="ESMM's early-stopping quantity: val_loss (the spec-weighted "
-                      "sum, dominated by the click loss) or val_conversion_loss (its pCTCVR "
-                      "loss); the naive model's val_loss is its conversion loss")
-  parser.add_argument("--out", help="write the full result as JSON here (the run report "
-                      "renders it: mtlrank report --esmm-results FILE)")
-  parser.add_argument("--oracle-sweep", type=float, nargs="+", metavar="STRENGTH",
-                      help="print the x-only oracles at these intent strengths, no training")
+  parser.add_argument(
+    "--intent-strength",
+    type=float,
+    help="the simulator's hidden intent strength (default: the spec's)",
+  )
+  parser.add_argument(
+    "--esmm-monitor",
+    default="val_loss",
+    help="ESMM's early-stopping quantity: val_loss (the spec-weighted "
+    "sum, dominated by the click loss) or val_conversion_loss (its pCTCVR "
+    "loss); the naive model's val_loss is its conversion loss",
+  )
+  parser.add_argument(
+    "--out",
+    help="write the full result as JSON here (the run report "
+    "renders it: mtlrank report --esmm-results FILE)",
+  )
+  parser.add_argument(
+    "--oracle-sweep",
+    type=float,
+    nargs="+",
+    metavar="STRENGTH",
+    help="print the x-only oracles at these intent strengths, no training",
+  )
   args = parser.parse_args(argv)
   started = time.perf_counter()
   if args.oracle_sweep:
@@ -378,39 +438,57 @@ def main(argv=None) -> int:
   oracle_targets = x_only_oracles(spec, test)
   outcomes = np.random.default_rng(OUTCOME_SEED).random(len(test[TRUTH])) < test[TRUTH]
 
-  models = {"esmm": (esmm_spec(spec), lambda rows: np.ones(len(rows[CLICK]), bool)),
-            "naive": (naive_spec(spec), lambda rows: rows[CLICK] == 1)}
+  models = {
+    "esmm": (esmm_spec(spec), lambda rows: np.ones(len(rows[CLICK]), bool)),
+    "naive": (naive_spec(spec), lambda rows: rows[CLICK] == 1),
+  }
   runs: Dict[str, List[Dict[str, float]]] = {name: [] for name in models}
   for seed in args.seeds:
     for name, (model_spec, rows_of) in models.items():
       fit = take(fit_rows, rows_of(fit_rows))
       validation = take(validation_rows, rows_of(validation_rows))
-      model, epochs = train(model_spec, mapping.vocab_sizes(),
-                    (mapping.transform(fit), labels_of(model_spec, fit)),
-                    (mapping.transform(validation), labels_of(model_spec, validation)), seed,
-                    args.esmm_monitor if name == "esmm" else "val_loss")
+      model, epochs = train(
+        model_spec,
+        mapping.vocab_sizes(),
+        (mapping.transform(fit), labels_of(model_spec, fit)),
+        (mapping.transform(validation), labels_of(model_spec, validation)),
+        seed,
+        args.esmm_monitor if name == "esmm" else "val_loss",
+      )
       predictions = predict(model, test_features)
-      metrics = {**cvr_metrics(predictions[CONVERSION], test, outcomes),
-                 **diagnostics(predictions, oracle_targets)}
+      metrics = {
+        **cvr_metrics(predictions[CONVERSION], test, outcomes),
+        **diagnostics(predictions, oracle_targets),
+      }
       metrics["epochs"] = float(epochs)
       runs[name].append(metrics)
-      print(f"seed {seed} {name:>5}: trained on {len(fit[CLICK])} rows, "
-            + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), flush=True)
+      print(
+        f"seed {seed} {name:>5}: trained on {len(fit[CLICK])} rows, "
+        + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
+        flush=True,
+      )
 
   truth = cvr_metrics(test[TRUTH].astype(np.float64), test, outcomes)
-  oracles = {f"x_only_{name}": cvr_metrics(oracle_targets[name], test, outcomes)
-             for name in ("click_space", "entire_space")}
+  oracles = {
+    f"x_only_{name}": cvr_metrics(oracle_targets[name], test, outcomes)
+    for name in ("click_space", "entire_space")
+  }
   result = {
-      "intent_strength": simulator.SimParams.from_spec(spec).intent_strength,
-      "requests_per_span": args.requests_per_span, "esmm_monitor": args.esmm_monitor,
-      "oracles": oracles,
-      "seeds": args.seeds, "train_rows": int(len(fit_rows[CLICK])),
-      "train_clicks": int(fit_rows[CLICK].sum()),
-      "train_conversions": int(fit_rows[CONVERSION].sum()),
-      "test_rows": int(len(test[CLICK])), "test_clicks": int(test[CLICK].sum()),
-      "truth": truth, "runs": runs,
-      "summary": {name: summarize(r) for name, r in runs.items()},
-      "paper_ali_ccp_cvr_auc": PAPER, "seconds": time.perf_counter() - started,
+    "intent_strength": simulator.SimParams.from_spec(spec).intent_strength,
+    "requests_per_span": args.requests_per_span,
+    "esmm_monitor": args.esmm_monitor,
+    "oracles": oracles,
+    "seeds": args.seeds,
+    "train_rows": int(len(fit_rows[CLICK])),
+    "train_clicks": int(fit_rows[CLICK].sum()),
+    "train_conversions": int(fit_rows[CONVERSION].sum()),
+    "test_rows": int(len(test[CLICK])),
+    "test_clicks": int(test[CLICK].sum()),
+    "truth": truth,
+    "runs": runs,
+    "summary": {name: summarize(r) for name, r in runs.items()},
+    "paper_ali_ccp_cvr_auc": PAPER,
+    "seconds": time.perf_counter() - started,
   }
   print(markdown(result))
   if args.out:

@@ -44,23 +44,30 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import apache_beam as beam
+import tensorflow_model_analysis as tfma
+from apache_beam.options.pipeline_options import PipelineOptions
+from ml_metadata.proto import metadata_store_pb2
+from tfx_bsl.public import tfxio
 
-import apache_beam as beam  # noqa: E402
-import tensorflow_model_analysis as tfma  # noqa: E402
-from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
-from ml_metadata.proto import metadata_store_pb2  # noqa: E402
-from tfx_bsl.public import tfxio  # noqa: E402
+from contract import EVAL_SPLIT
+from models.spec import RankingSpec, load_spec
+from pipeline import config, eval_config, results
 
-from models.spec import RankingSpec, load_spec  # noqa: E402
-from pipeline import config, eval_config, results  # noqa: E402
+COMPARED = (
+  "auc",
+  "auc_precision_recall",
+  "binary_crossentropy",
+  "calibration",
+  "expected_calibration_error",
+  "mean_squared_error",
+  "example_count",
+)
 
-COMPARED = ("auc", "auc_precision_recall", "binary_crossentropy", "calibration",
-            "expected_calibration_error", "mean_squared_error", "example_count")
 
-
-def _set_metric_config(cfg: tfma.EvalConfig, class_names: Tuple[str, ...],
-                       values: Dict[str, object]) -> tfma.EvalConfig:
+def _set_metric_config(
+  cfg: tfma.EvalConfig, class_names: Tuple[str, ...], values: Dict[str, object]
+) -> tfma.EvalConfig:
   for metrics_spec in cfg.metrics_specs:
     for metric in metrics_spec.metrics:
       if metric.class_name in class_names:
@@ -83,20 +90,20 @@ def _overall_only(cfg: tfma.EvalConfig) -> tfma.EvalConfig:
 
 
 VARIANTS: Dict[str, Callable[[tfma.EvalConfig], tfma.EvalConfig]] = {
-    "spec": lambda cfg: cfg,
-    "auc_1000": lambda cfg: _set_metric_config(cfg, ("AUC", "AUCPrecisionRecall"),
-                                               {"num_thresholds": 1000}),
-    "plot_100": lambda cfg: _set_metric_config(cfg, ("CalibrationPlot",),
-                                               {"num_buckets": 100}),
-    "no_plot": lambda cfg: _drop_metrics(cfg, lambda name: name != "CalibrationPlot"),
-    "overall_only": _overall_only,
-    "count_only": lambda cfg: _overall_only(_drop_metrics(
-        cfg, lambda name: name == "ExampleCount")),
-    "two_workers": lambda cfg: cfg,
+  "spec": lambda cfg: cfg,
+  "auc_1000": lambda cfg: _set_metric_config(
+    cfg, ("AUC", "AUCPrecisionRecall"), {"num_thresholds": 1000}
+  ),
+  "plot_100": lambda cfg: _set_metric_config(cfg, ("CalibrationPlot",), {"num_buckets": 100}),
+  "no_plot": lambda cfg: _drop_metrics(cfg, lambda name: name != "CalibrationPlot"),
+  "overall_only": _overall_only,
+  "count_only": lambda cfg: _overall_only(_drop_metrics(cfg, lambda name: name == "ExampleCount")),
+  "two_workers": lambda cfg: cfg,
 }
-BEAM_ARGS = {"two_workers": [a for a in config.BEAM_PIPELINE_ARGS
-                             if not a.startswith("--direct_num_workers")]
-             + ["--direct_num_workers=2"]}
+BEAM_ARGS = {
+  "two_workers": [a for a in config.BEAM_PIPELINE_ARGS if not a.startswith("--direct_num_workers")]
+  + ["--direct_num_workers=2"]
+}
 
 
 def load_average() -> float:
@@ -109,29 +116,40 @@ def evaluator_inputs(pipeline_root: Path, workdir: Path) -> Tuple[Path, Path]:
   store = results.open_store(pipeline_root / config.METADATA_FILE)
   node = next(c for c in store.get_contexts_by_type("node") if c.name.endswith(".Evaluator"))
   execution = max(store.get_executions_by_context(node.id), key=lambda e: e.id)
-  events = [e for e in store.get_events_by_execution_ids([execution.id])
-            if e.type == metadata_store_pb2.Event.INPUT]
-  paths = {e.path.steps[0].key: a.uri for e, a in
-           zip(events, store.get_artifacts_by_id([e.artifact_id for e in events]))}
+  events = [
+    e
+    for e in store.get_events_by_execution_ids([execution.id])
+    if e.type == metadata_store_pb2.Event.INPUT
+  ]
+  paths = {
+    e.path.steps[0].key: a.uri
+    for e, a in zip(events, store.get_artifacts_by_id([e.artifact_id for e in events]))
+  }
   split, model = workdir / "Split-eval", workdir / "Format-Serving"
   if not split.exists():
-    shutil.copytree(Path(paths["examples"]) / f"Split-{config.EVAL_SPLIT}", split)
+    shutil.copytree(Path(paths["examples"]) / f"Split-{EVAL_SPLIT}", split)
   if not model.exists():
     shutil.copytree(Path(paths["model"]) / "Format-Serving", model)
   return split, model
 
 
-def run_tfma(cfg: tfma.EvalConfig, split: Path, model: Path, out: Path,
-             beam_args: List[str]) -> None:
+def run_tfma(
+  cfg: tfma.EvalConfig, split: Path, model: Path, out: Path, beam_args: List[str]
+) -> None:
   """TFMA as TFX's Evaluator runs it (no schema: raw records, batched input)."""
-  shared_model = tfma.default_eval_shared_model(eval_saved_model_path=str(model),
-                                                eval_config=cfg)
-  source = tfxio.TFExampleRecord(file_pattern=str(split / "*"),
-                                 raw_record_column_name=tfma.ARROW_INPUT_COLUMN)
+  shared_model = tfma.default_eval_shared_model(eval_saved_model_path=str(model), eval_config=cfg)
+  source = tfxio.TFExampleRecord(
+    file_pattern=str(split / "*"), raw_record_column_name=tfma.ARROW_INPUT_COLUMN
+  )
   with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
-    _ = (pipeline | "Read" >> source.BeamSource()
-         | "Evaluate" >> tfma.ExtractEvaluateAndWriteResults(
-             eval_shared_model=shared_model, eval_config=cfg, output_path=str(out)))
+    _ = (
+      pipeline
+      | "Read" >> source.BeamSource()
+      | "Evaluate"
+      >> tfma.ExtractEvaluateAndWriteResults(
+        eval_shared_model=shared_model, eval_config=cfg, output_path=str(out)
+      )
+    )
 
 
 def compare(spec: RankingSpec, reference: Path, other: Path) -> Dict[str, float]:
@@ -148,16 +166,24 @@ def compare(spec: RankingSpec, reference: Path, other: Path) -> Dict[str, float]
 
 def main(argv: List[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--pipeline-root", required=True, type=Path,
-                      help="a finished run's pipeline root (read only)")
+  parser.add_argument(
+    "--pipeline-root", required=True, type=Path, help="a finished run's pipeline root (read only)"
+  )
   parser.add_argument("--spec", required=True)
-  parser.add_argument("--variants", nargs="+", default=["spec", "auc_1000", "spec"],
-                      choices=sorted(VARIANTS))
-  parser.add_argument("--profile", type=int, metavar="N", default=0,
-                      help="profile each variant (cProfile; the in-memory runner works in "
-                           "this thread) and print its N functions of most own time")
-  parser.add_argument("--workdir", type=Path,
-                      help="copies and TFMA outputs go here (default: a temp dir)")
+  parser.add_argument(
+    "--variants", nargs="+", default=["spec", "auc_1000", "spec"], choices=sorted(VARIANTS)
+  )
+  parser.add_argument(
+    "--profile",
+    type=int,
+    metavar="N",
+    default=0,
+    help="profile each variant (cProfile; the in-memory runner works in "
+    "this thread) and print its N functions of most own time",
+  )
+  parser.add_argument(
+    "--workdir", type=Path, help="copies and TFMA outputs go here (default: a temp dir)"
+  )
   args = parser.parse_args(argv)
 
   spec = load_spec(args.spec)
@@ -168,8 +194,7 @@ def main(argv: List[str] | None = None) -> int:
   timings: List[Tuple[str, float]] = []
   outputs: Dict[str, Path] = {}
   for index, name in enumerate(args.variants):
-    cfg = VARIANTS[name](copy.deepcopy(eval_config.eval_config_from_spec(spec,
-                                                                         with_gates=False)))
+    cfg = VARIANTS[name](copy.deepcopy(eval_config.eval_config_from_spec(spec, with_gates=False)))
     out = workdir / f"{index:02d}-{name}"
     before = load_average()
     started = time.perf_counter()
@@ -186,8 +211,10 @@ def main(argv: List[str] | None = None) -> int:
     print(f"{name:<14}{seconds:>8.1f} s  load {before:.2f} -> {load_average():.2f}", flush=True)
   reference_name, reference_seconds = timings[0]
   reference = outputs[reference_name]
-  print(f"\nratios to the first {reference_name!r} ({reference_seconds:.1f} s), and the "
-        "largest |difference| of each metric over every task and slice:")
+  print(
+    f"\nratios to the first {reference_name!r} ({reference_seconds:.1f} s), and the "
+    "largest |difference| of each metric over every task and slice:"
+  )
   for (name, seconds), index in zip(timings, range(len(timings))):
     diffs = compare(spec, reference, workdir / f"{index:02d}-{name}")
     shown = ", ".join(f"{m} {d:.2g}" for m, d in sorted(diffs.items()))

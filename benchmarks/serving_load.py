@@ -19,8 +19,8 @@ TensorFlow. Every run is bounded in time and requests.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import base64
+import dataclasses
 import json
 import os
 import shlex
@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_NAME = "bench"
@@ -49,12 +49,15 @@ max_enqueued_batches { value: 1000 }
 # (one thread per core each) mostly spin: measured in docs/serving.md.
 SERVER_FLAGS = ("--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=1")
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
-PAIRED_FORMAT = ("p50 overhead at batch 1, one client, batching off, measured alternately: "
-                 "served {served_p50_ms:.3f} ms - in-process {in_process_p50_ms:.3f} ms = "
-                 "{overhead_p50_ms:+.3f} ms")
+PAIRED_FORMAT = (
+  "p50 overhead at batch 1, one client, batching off, measured alternately: "
+  "served {served_p50_ms:.3f} ms - in-process {in_process_p50_ms:.3f} ms = "
+  "{overhead_p50_ms:+.3f} ms"
+)
 
 
 # --- client processes: grpc and the standard library only ---------------------------
+
 
 def run_client(api: str, target: str, request_path: str, seconds: float, path: str) -> None:
   """Sends the prebuilt request in a closed loop; prints as one JSON line the
@@ -66,7 +69,7 @@ def run_client(api: str, target: str, request_path: str, seconds: float, path: s
   warm_until, stop_at = start + WARMUP_SECONDS, start + WARMUP_SECONDS + seconds
   latencies: List[float] = []
   sent = 0
-  cpu_at_warm: Optional[float] = None
+  cpu_at_warm: float | None = None
   for sent in range(1, MAX_REQUESTS_PER_CLIENT + 1):
     before = time.perf_counter()
     if before >= stop_at:
@@ -84,6 +87,7 @@ def run_client(api: str, target: str, request_path: str, seconds: float, path: s
 
 def _grpc_sender(target: str, payload: bytes):
   import grpc
+
   channel = grpc.insecure_channel(target, [("grpc.max_receive_message_length", 1 << 26)])
   call = channel.unary_unary(PREDICT_METHOD, request_serializer=None, response_deserializer=None)
   return lambda: call(payload, timeout=30)
@@ -91,6 +95,7 @@ def _grpc_sender(target: str, payload: bytes):
 
 def _rest_sender(target: str, path: str, payload: bytes):
   import http.client
+
   host, _, port = target.rpartition(":")
   connection = http.client.HTTPConnection(host, int(port), timeout=30)
   headers = {"Content-Type": "application/json"}
@@ -101,10 +106,12 @@ def _rest_sender(target: str, path: str, payload: bytes):
     body = response.read()
     if response.status != 200:
       raise RuntimeError(body[:200])
+
   return send
 
 
 # --- the orchestrator -----------------------------------------------------------------
+
 
 def free_port() -> int:
   with socket.socket() as sock:
@@ -117,15 +124,24 @@ def percentile(values: Sequence[float], q: float) -> float:
   return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
-def start_server(base_path: Path, batching: Optional[str], workdir: Path, api: str,
-                 extra_flags: Sequence[str] = ()):
+def start_server(
+  base_path: Path, batching: str | None, workdir: Path, api: str, extra_flags: Sequence[str] = ()
+):
   """A `mtlrank serve` subprocess, batching with the given BatchingParameters
   text or not at all; returns it and its target address."""
   grpc_port, rest_port = free_port(), free_port()
-  command = [sys.executable, "-m", "serving.cli", "serve", f"--port={grpc_port}",
-             f"--rest_api_port={rest_port if api == 'rest' else 0}",
-             f"--model_name={MODEL_NAME}", f"--model_base_path={base_path}",
-             "--file_system_poll_wait_seconds=0", *extra_flags]
+  command = [
+    sys.executable,
+    "-m",
+    "serving.cli",
+    "serve",
+    f"--port={grpc_port}",
+    f"--rest_api_port={rest_port if api == 'rest' else 0}",
+    f"--model_name={MODEL_NAME}",
+    f"--model_base_path={base_path}",
+    "--file_system_poll_wait_seconds=0",
+    *extra_flags,
+  ]
   if batching:
     params = workdir / "batching.txt"
     params.write_text(batching)
@@ -139,14 +155,23 @@ def start_empty_server(response_path: Path):
   whose Predict handler returns prebuilt response bytes without parsing the
   request. Returns it and its target address."""
   port = free_port()
-  process = _started([sys.executable, "-m", "benchmarks.serving_load", "--empty_server",
-                      str(port), str(response_path)])
+  process = _started(
+    [
+      sys.executable,
+      "-m",
+      "benchmarks.serving_load",
+      "--empty_server",
+      str(port),
+      str(response_path),
+    ]
+  )
   return process, f"127.0.0.1:{port}"
 
 
 def _started(command: List[str]) -> subprocess.Popen:
-  process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True)
+  process = subprocess.Popen(
+    command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+  )
   banner = process.stdout.readline()
   if "gRPC on" not in banner:
     process.kill()
@@ -160,16 +185,26 @@ def serve_empty(port: int, response_path: str) -> None:
   from concurrent import futures
 
   import grpc
+
   from serving.constants import DEFAULT_GRPC_MAX_THREADS, DEFAULT_MAX_REQUEST_BYTES
+
   response = Path(response_path).read_bytes()
   server = grpc.server(
-      futures.ThreadPoolExecutor(max_workers=DEFAULT_GRPC_MAX_THREADS),
-      options=[("grpc.max_receive_message_length", DEFAULT_MAX_REQUEST_BYTES),
-               ("grpc.max_send_message_length", DEFAULT_MAX_REQUEST_BYTES),
-               ("grpc.so_reuseport", 0)])
+    futures.ThreadPoolExecutor(max_workers=DEFAULT_GRPC_MAX_THREADS),
+    options=[
+      ("grpc.max_receive_message_length", DEFAULT_MAX_REQUEST_BYTES),
+      ("grpc.max_send_message_length", DEFAULT_MAX_REQUEST_BYTES),
+      ("grpc.so_reuseport", 0),
+    ],
+  )
   service, method = PREDICT_METHOD.strip("/").split("/")
-  server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-      service, {method: grpc.unary_unary_rpc_method_handler(lambda request, context: response)}),))
+  server.add_generic_rpc_handlers(
+    (
+      grpc.method_handlers_generic_handler(
+        service, {method: grpc.unary_unary_rpc_method_handler(lambda request, context: response)}
+      ),
+    )
+  )
   server.add_insecure_port(f"127.0.0.1:{port}")
   server.start()
   print(f"empty servicer: gRPC on 127.0.0.1:{port}", flush=True)
@@ -179,14 +214,17 @@ def serve_empty(port: int, response_path: str) -> None:
 @dataclasses.dataclass
 class Load:
   """What a closed-loop run of clients measured."""
+
   latencies: List[float]
-  sent: int                   # requests in all, warm-up included
-  client_cpu_seconds: float   # summed over clients, measured requests only
-  server_cpu_seconds: float   # the server process over the whole run
+  sent: int  # requests in all, warm-up included
+  client_cpu_seconds: float  # summed over clients, measured requests only
+  server_cpu_seconds: float  # the server process over the whole run
 
   def cpu_ms_per_request(self) -> Dict[str, float]:
-    return {"server_cpu_ms": self.server_cpu_seconds / max(self.sent, 1) * 1e3,
-            "client_cpu_ms": self.client_cpu_seconds / max(len(self.latencies), 1) * 1e3}
+    return {
+      "server_cpu_ms": self.server_cpu_seconds / max(self.sent, 1) * 1e3,
+      "client_cpu_ms": self.client_cpu_seconds / max(len(self.latencies), 1) * 1e3,
+    }
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -197,13 +235,24 @@ def process_cpu_seconds(pid: int) -> float:
   return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_clients(count: int, api: str, target: str, request_path: Path, seconds: float,
-                path: str, server_pid: int) -> Load:
-  command = [sys.executable, "-m", "benchmarks.serving_load", "--client", api, target,
-             str(request_path), str(seconds), path]
+def run_clients(
+  count: int, api: str, target: str, request_path: Path, seconds: float, path: str, server_pid: int
+) -> Load:
+  command = [
+    sys.executable,
+    "-m",
+    "benchmarks.serving_load",
+    "--client",
+    api,
+    target,
+    str(request_path),
+    str(seconds),
+    path,
+  ]
   server_cpu_before = process_cpu_seconds(server_pid)
-  clients = [subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
-             for _ in range(count)]
+  clients = [
+    subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True) for _ in range(count)
+  ]
   load = Load([], 0, 0.0, 0.0)
   for client in clients:
     out, _ = client.communicate(timeout=seconds + 120)
@@ -217,13 +266,15 @@ def run_clients(count: int, api: str, target: str, request_path: Path, seconds: 
   return load
 
 
-def in_process(model_dir: Path, examples: Sequence[bytes], batch: int,
-               seconds: float) -> Dict[str, float]:
+def in_process(
+  model_dir: Path, examples: Sequence[bytes], batch: int, seconds: float
+) -> Dict[str, float]:
   """The same signature's ConcreteFunction called in this process."""
   import tensorflow as tf
+
   function = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
   tensor = tf.constant(list(examples[:batch]))
-  run = lambda: {k: v.numpy() for k, v in function(examples=tensor).items()}  # noqa: E731
+  run = lambda: {k: v.numpy() for k, v in function(examples=tensor).items()}
   stop_at = time.perf_counter() + WARMUP_SECONDS
   while time.perf_counter() < stop_at:
     run()
@@ -238,19 +289,30 @@ def in_process(model_dir: Path, examples: Sequence[bytes], batch: int,
   return {**summary(latencies, seconds, batch), "server_cpu_ms": cpu_ms}
 
 
-def paired_overhead(model_dir: Path, examples: Sequence[bytes], request_path: Path,
-                    target: str, floor_target: Optional[str], api: str, rest_path: str,
-                    count: int) -> Dict[str, float]:
+def paired_overhead(
+  model_dir: Path,
+  examples: Sequence[bytes],
+  request_path: Path,
+  target: str,
+  floor_target: str | None,
+  api: str,
+  rest_path: str,
+  count: int,
+) -> Dict[str, float]:
   """p50s at batch 1, one client, of the in-process call, the served call and
   (gRPC) the empty servicer's round trip, measured alternately in one process
   so that all see the same machine load."""
   import tensorflow as tf
+
   function = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
   payload = request_path.read_bytes()
   tensor = tf.constant(list(examples[:1]))
-  runs = {"in_process": lambda: {k: v.numpy() for k, v in function(examples=tensor).items()},
-          "served": (_grpc_sender(target, payload) if api == "grpc"
-                     else _rest_sender(target, rest_path, payload))}
+  runs = {
+    "in_process": lambda: {k: v.numpy() for k, v in function(examples=tensor).items()},
+    "served": (
+      _grpc_sender(target, payload) if api == "grpc" else _rest_sender(target, rest_path, payload)
+    ),
+  }
   if floor_target:
     runs["floor"] = _grpc_sender(floor_target, payload)
   times: Dict[str, List[float]] = {name: [] for name in runs}
@@ -261,37 +323,55 @@ def paired_overhead(model_dir: Path, examples: Sequence[bytes], request_path: Pa
       if index >= count // 10:
         times[name].append(time.perf_counter() - before)
   p50 = {name: percentile(values, 50) * 1e3 for name, values in times.items()}
-  result = {"in_process_p50_ms": p50["in_process"], "served_p50_ms": p50["served"],
-            "overhead_p50_ms": p50["served"] - p50["in_process"]}
+  result = {
+    "in_process_p50_ms": p50["in_process"],
+    "served_p50_ms": p50["served"],
+    "overhead_p50_ms": p50["served"] - p50["in_process"],
+  }
   if floor_target:
-    result.update(floor_p50_ms=p50["floor"],
-                  beyond_floor_ms=p50["served"] - p50["in_process"] - p50["floor"])
+    result.update(
+      floor_p50_ms=p50["floor"], beyond_floor_ms=p50["served"] - p50["in_process"] - p50["floor"]
+    )
   return result
 
 
 def paired_report(paired: Dict[str, float]) -> str:
   text = PAIRED_FORMAT.format(**paired)
   if "floor_p50_ms" in paired:
-    text += (f"; the empty servicer's round trip alone {paired['floor_p50_ms']:.3f} ms, "
-             f"so beyond the transport floor {paired['beyond_floor_ms']:+.3f} ms")
+    text += (
+      f"; the empty servicer's round trip alone {paired['floor_p50_ms']:.3f} ms, "
+      f"so beyond the transport floor {paired['beyond_floor_ms']:+.3f} ms"
+    )
   return text
 
 
 def summary(latencies: Sequence[float], seconds: float, batch: int) -> Dict[str, float]:
-  return {"p50_ms": percentile(latencies, 50) * 1e3, "p99_ms": percentile(latencies, 99) * 1e3,
-          "qps": len(latencies) / seconds, "rows_per_s": len(latencies) * batch / seconds}
+  return {
+    "p50_ms": percentile(latencies, 50) * 1e3,
+    "p99_ms": percentile(latencies, 99) * 1e3,
+    "qps": len(latencies) / seconds,
+    "rows_per_s": len(latencies) * batch / seconds,
+  }
 
 
 def build_requests(workdir: Path, examples: Sequence[bytes], api: str) -> Dict[int, Path]:
   from serving.client import examples_request
+
   paths = {}
   for batch in BATCH_SIZES:
     path = workdir / f"request-{batch}.{api}"
     if api == "grpc":
       path.write_bytes(examples_request(examples[:batch], MODEL_NAME).SerializeToString())
     else:
-      path.write_text(json.dumps({"inputs": {"examples": [
-          {"b64": base64.b64encode(e).decode()} for e in examples[:batch]]}}))
+      path.write_text(
+        json.dumps(
+          {
+            "inputs": {
+              "examples": [{"b64": base64.b64encode(e).decode()} for e in examples[:batch]]
+            }
+          }
+        )
+      )
     paths[batch] = path
   return paths
 
@@ -299,95 +379,174 @@ def build_requests(workdir: Path, examples: Sequence[bytes], api: str) -> Dict[i
 def stand_in_model(base_path: Path) -> Dict[str, str]:
   from models.spec import load_spec
   from serving.testing import build_ranking_model
+
   spec = load_spec("census")
   columns = {f.column: f.dtype for f in spec.model_features}
-  build_ranking_model(base_path / "1", MODEL_NAME, columns=columns, tasks=spec.task_names,
-                      score=dict(spec.serving.score), embedding_dim=8, num_experts=4,
-                      expert_units=64)
+  build_ranking_model(
+    base_path / "1",
+    MODEL_NAME,
+    columns=columns,
+    tasks=spec.task_names,
+    score=dict(spec.serving.score),
+    embedding_dim=8,
+    num_experts=4,
+    expert_units=64,
+  )
   return columns
 
 
 def format_table(rows: List[Dict[str, object]]) -> str:
-  header = ["mode", "batching", "batch", "clients", "p50 ms", "p99 ms", "QPS", "rows/s",
-            "p50 overhead ms", "server CPU ms/req", "client CPU ms/req"]
+  header = [
+    "mode",
+    "batching",
+    "batch",
+    "clients",
+    "p50 ms",
+    "p99 ms",
+    "QPS",
+    "rows/s",
+    "p50 overhead ms",
+    "server CPU ms/req",
+    "client CPU ms/req",
+  ]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
   def optional(key: str, form: str) -> str:
     return "" if row.get(key) is None else format(row[key], form)
 
   for row in rows:
-    lines.append("| " + " | ".join([
-        str(row["mode"]), str(row["batching"]), str(row["batch"]), str(row["clients"]),
-        f"{row['p50_ms']:.3f}", f"{row['p99_ms']:.3f}", f"{row['qps']:.0f}",
-        f"{row['rows_per_s']:.0f}", optional("overhead_ms", "+.3f"),
-        optional("server_cpu_ms", ".3f"), optional("client_cpu_ms", ".3f")]) + " |")
+    lines.append(
+      "| "
+      + " | ".join(
+        [
+          str(row["mode"]),
+          str(row["batching"]),
+          str(row["batch"]),
+          str(row["clients"]),
+          f"{row['p50_ms']:.3f}",
+          f"{row['p99_ms']:.3f}",
+          f"{row['qps']:.0f}",
+          f"{row['rows_per_s']:.0f}",
+          optional("overhead_ms", "+.3f"),
+          optional("server_cpu_ms", ".3f"),
+          optional("client_cpu_ms", ".3f"),
+        ]
+      )
+      + " |"
+    )
   return "\n".join(lines)
 
 
-def batching_bound(rows: List[Dict[str, object]], clients: int) -> Optional[str]:
+def batching_bound(rows: List[Dict[str, object]], clients: int) -> str | None:
   """The QPS ratio batching gave to `clients` batch-1 clients, beside the most
   it could give if every CPU-ms per request beyond the empty servicer's (server
   and client together) were batched away: on a CPU-bound machine QPS is
   inversely proportional to CPU per request."""
-  def find(mode_prefix: str, batching: str) -> Optional[Dict[str, object]]:
-    return next((r for r in rows if str(r["mode"]).startswith(mode_prefix)
-                 and r["batching"] == batching and r["batch"] == 1
-                 and r["clients"] == clients), None)
+
+  def find(mode_prefix: str, batching: str) -> Dict[str, object] | None:
+    return next(
+      (
+        r
+        for r in rows
+        if str(r["mode"]).startswith(mode_prefix)
+        and r["batching"] == batching
+        and r["batch"] == 1
+        and r["clients"] == clients
+      ),
+      None,
+    )
+
   off, on, floor = find("served", "off"), find("served", "on"), find("transport floor", "-")
   if not (off and on and floor):
     return None
-  cpu = {name: row["server_cpu_ms"] + row["client_cpu_ms"]
-         for name, row in (("off", off), ("on", on), ("floor", floor))}
-  return (f"{clients} clients, batch 1: batching on/off QPS {on['qps'] / off['qps']:.2f}x "
-          f"({on['qps']:.0f} / {off['qps']:.0f}); CPU ms per request, server + clients: "
-          f"off {cpu['off']:.3f}, on {cpu['on']:.3f}, empty servicer {cpu['floor']:.3f}; "
-          f"bound if batching removed all but the transport: "
-          f"{cpu['off'] / cpu['floor']:.2f}x; the empty servicer's QPS / batching off: "
-          f"{floor['qps'] / off['qps']:.2f}x")
+  cpu = {
+    name: row["server_cpu_ms"] + row["client_cpu_ms"]
+    for name, row in (("off", off), ("on", on), ("floor", floor))
+  }
+  return (
+    f"{clients} clients, batch 1: batching on/off QPS {on['qps'] / off['qps']:.2f}x "
+    f"({on['qps']:.0f} / {off['qps']:.0f}); CPU ms per request, server + clients: "
+    f"off {cpu['off']:.3f}, on {cpu['on']:.3f}, empty servicer {cpu['floor']:.3f}; "
+    f"bound if batching removed all but the transport: "
+    f"{cpu['off'] / cpu['floor']:.2f}x; the empty servicer's QPS / batching off: "
+    f"{floor['qps'] / off['qps']:.2f}x"
+  )
 
 
 def _load_average() -> str:
   return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
-def _served_rows(base_path: Path, batching: bool, workdir: Path, args: argparse.Namespace,
-                 requests: Dict[int, Path], baseline: Dict[int, float], rest_path: str,
-                 rows: List[Dict[str, object]], on_server=None) -> None:
-  server, target = start_server(base_path, args.batching_parameters if batching else None,
-                                workdir, args.api, args.server_flags)
+def _served_rows(
+  base_path: Path,
+  batching: bool,
+  workdir: Path,
+  args: argparse.Namespace,
+  requests: Dict[int, Path],
+  baseline: Dict[int, float],
+  rest_path: str,
+  rows: List[Dict[str, object]],
+  on_server=None,
+) -> None:
+  server, target = start_server(
+    base_path, args.batching_parameters if batching else None, workdir, args.api, args.server_flags
+  )
   try:
     if on_server is not None:
       on_server(target)
     for batch in args.batch_sizes:
       for count in args.clients:
-        load = run_clients(count, args.api, target, requests[batch], args.seconds,
-                           rest_path, server.pid)
+        load = run_clients(
+          count, args.api, target, requests[batch], args.seconds, rest_path, server.pid
+        )
         result = summary(load.latencies, args.seconds, batch)
-        rows.append({"mode": f"served ({args.api})", "batching": "on" if batching else "off",
-                     "batch": batch, "clients": count, **result, **load.cpu_ms_per_request(),
-                     "overhead_ms": result["p50_ms"] - baseline[batch] if count == 1 else None})
+        rows.append(
+          {
+            "mode": f"served ({args.api})",
+            "batching": "on" if batching else "off",
+            "batch": batch,
+            "clients": count,
+            **result,
+            **load.cpu_ms_per_request(),
+            "overhead_ms": result["p50_ms"] - baseline[batch] if count == 1 else None,
+          }
+        )
         print(format_table(rows[-1:]).splitlines()[-1], flush=True)
   finally:
     server.terminate()
     server.wait(timeout=60)
 
 
-def _floor_rows(batch: int, floor, floor_target: str, args: argparse.Namespace,
-                requests: Dict[int, Path], rows: List[Dict[str, object]]) -> None:
+def _floor_rows(
+  batch: int,
+  floor,
+  floor_target: str,
+  args: argparse.Namespace,
+  requests: Dict[int, Path],
+  rows: List[Dict[str, object]],
+) -> None:
   for count in args.clients:
-    load = run_clients(count, "grpc", floor_target, requests[batch], args.seconds, "",
-                       floor.pid)
-    rows.append({"mode": "transport floor (empty servicer)", "batching": "-",
-                 "batch": batch, "clients": count,
-                 **summary(load.latencies, args.seconds, batch), **load.cpu_ms_per_request()})
+    load = run_clients(count, "grpc", floor_target, requests[batch], args.seconds, "", floor.pid)
+    rows.append(
+      {
+        "mode": "transport floor (empty servicer)",
+        "batching": "-",
+        "batch": batch,
+        "clients": count,
+        **summary(load.latencies, args.seconds, batch),
+        **load.cpu_ms_per_request(),
+      }
+    )
     print(format_table(rows[-1:]).splitlines()[-1], flush=True)
 
 
 def response_bytes(version_dir: Path, request_path: Path) -> bytes:
   """The served response to a request, built in process, for the empty servicer."""
   from tensorflow_serving.apis import predict_pb2
+
   from serving import inference
   from serving.servable import Servable
+
   servable = Servable.load(MODEL_NAME, int(version_dir.name), version_dir)
   request = predict_pb2.PredictRequest.FromString(request_path.read_bytes())
   return inference.predict_on(servable, request).SerializeToString()
@@ -395,7 +554,7 @@ def response_bytes(version_dir: Path, request_path: Path) -> bytes:
 
 def orchestrate(args: argparse.Namespace) -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  import serving  # noqa: F401  (selects tf-keras before TensorFlow loads)
+  import contract  # noqa: F401  (chooses Keras before TensorFlow is touched)
   from serving.examples import serialize_rows
   from serving.testing import random_rows
 
@@ -404,9 +563,11 @@ def orchestrate(args: argparse.Namespace) -> None:
     workdir = Path(tmp)
     if args.model_dir:
       from models.spec import load_spec
+
       base_path = Path(args.model_dir).resolve()
-      version_dir = max((p for p in base_path.iterdir() if p.name.isdigit()),
-                        key=lambda p: int(p.name))
+      version_dir = max(
+        (p for p in base_path.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
+      )
       columns = {f.column: f.dtype for f in load_spec(args.spec).model_features}
     else:
       base_path = workdir / MODEL_NAME
@@ -435,11 +596,31 @@ def orchestrate(args: argparse.Namespace) -> None:
 
       def measure_paired(target: str) -> None:
         floor_target = floors[1][1] if 1 in floors else None
-        paired.update(paired_overhead(version_dir, examples, requests[1], target, floor_target,
-                                      args.api, rest_path, args.paired_requests))
+        paired.update(
+          paired_overhead(
+            version_dir,
+            examples,
+            requests[1],
+            target,
+            floor_target,
+            args.api,
+            rest_path,
+            args.paired_requests,
+          )
+        )
         print(paired_report(paired), flush=True)
-      _served_rows(base_path, False, workdir, args, requests, baseline, rest_path, rows,
-                   on_server=measure_paired if 1 in args.batch_sizes else None)
+
+      _served_rows(
+        base_path,
+        False,
+        workdir,
+        args,
+        requests,
+        baseline,
+        rest_path,
+        rows,
+        on_server=measure_paired if 1 in args.batch_sizes else None,
+      )
       _served_rows(base_path, True, workdir, args, requests, baseline, rest_path, rows)
       for batch, (floor, floor_target) in floors.items():
         _floor_rows(batch, floor, floor_target, args, requests, rows)
@@ -456,13 +637,17 @@ def orchestrate(args: argparse.Namespace) -> None:
     bound = batching_bound(rows, count)
     if bound:
       print(bound)
-  print(f"server flags: {' '.join(args.server_flags) or 'none'}; batching parameters: "
-        f"{' '.join(args.batching_parameters.split())}")
-  print(f"load average at start {load_at_start}, at end {_load_average()} "
-        "(the machine is shared: figures under load are inflated)")
+  print(
+    f"server flags: {' '.join(args.server_flags) or 'none'}; batching parameters: "
+    f"{' '.join(args.batching_parameters.split())}"
+  )
+  print(
+    f"load average at start {load_at_start}, at end {_load_average()} "
+    "(the machine is shared: figures under load are inflated)"
+  )
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   if argv and argv[0] == "--client":
     api, target, request_path, seconds, path = argv[1:6]
@@ -474,18 +659,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
   parser.add_argument("--api", choices=("grpc", "rest"), default="grpc")
-  parser.add_argument("--batch_sizes", type=int, nargs="+", default=list(BATCH_SIZES),
-                      choices=BATCH_SIZES)
+  parser.add_argument(
+    "--batch_sizes", type=int, nargs="+", default=list(BATCH_SIZES), choices=BATCH_SIZES
+  )
   parser.add_argument("--clients", type=int, nargs="+", default=list(CLIENT_COUNTS))
-  parser.add_argument("--paired_requests", type=int, default=3000,
-                      help="alternating in-process/served calls for the overhead figure")
+  parser.add_argument(
+    "--paired_requests",
+    type=int,
+    default=3000,
+    help="alternating in-process/served calls for the overhead figure",
+  )
   parser.add_argument("--model_dir", help="a model base path with numeric versions")
   parser.add_argument("--spec", default="census", help="the spec typing --model_dir's examples")
-  parser.add_argument("--server_flags", type=shlex.split, default=list(SERVER_FLAGS),
-                      help="extra `mtlrank serve` flags as one string; '' for none "
-                           f"(default: {' '.join(SERVER_FLAGS)})")
-  parser.add_argument("--batching_parameters", default=BATCHING_PARAMETERS,
-                      help="the BatchingParameters text proto of the batching-on runs")
+  parser.add_argument(
+    "--server_flags",
+    type=shlex.split,
+    default=list(SERVER_FLAGS),
+    help="extra `mtlrank serve` flags as one string; '' for none "
+    f"(default: {' '.join(SERVER_FLAGS)})",
+  )
+  parser.add_argument(
+    "--batching_parameters",
+    default=BATCHING_PARAMETERS,
+    help="the BatchingParameters text proto of the batching-on runs",
+  )
   orchestrate(parser.parse_args(argv))
   return 0
 

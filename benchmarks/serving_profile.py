@@ -23,12 +23,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import serving  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
 
-from benchmarks import serving_load  # noqa: E402
+from benchmarks import serving_load
 
 STAGE_CPU: Dict[str, float] = collections.defaultdict(float)
 BATCH_SIZES: List[int] = []
@@ -36,6 +35,7 @@ BATCH_SIZES: List[int] = []
 
 def _timed(stage: str, function: Callable) -> Callable:
   """`function`, adding the calling thread's CPU seconds to STAGE_CPU[stage]."""
+
   @functools.wraps(function)
   def timed(*args, **kwargs):
     before = time.thread_time()
@@ -43,20 +43,22 @@ def _timed(stage: str, function: Callable) -> Callable:
       return function(*args, **kwargs)
     finally:
       STAGE_CPU[stage] += time.thread_time() - before
+
   return timed
 
 
 def instrument() -> None:
   """Wraps the stages of the Predict path (before the server binds them)."""
-  from tensorflow_serving.apis import predict_pb2
 
   from serving import batching, grpc_service, inference, servable, tensors
+
   inference.to_ndarray = _timed("decode: TensorProto -> numpy", tensors.to_ndarray)
   inference.fill_proto = _timed("encode: numpy -> TensorProto", tensors.fill_proto)
   inference.predict_on = _timed("predict_on (decode+call+encode)", inference.predict_on)
   servable.Signature._run = _timed("model call (calling thread)", servable.Signature._run)
-  servable.Signature.__call__ = _timed("signature call (checks+batching+model)",
-                                       servable.Signature.__call__)
+  servable.Signature.__call__ = _timed(
+    "signature call (checks+batching+model)", servable.Signature.__call__
+  )
   request_class, response_class = grpc_service._PREDICTION_METHODS["Predict"]
 
   class Request:
@@ -72,6 +74,7 @@ def instrument() -> None:
   def counted(self, tasks):
     BATCH_SIZES.append(len(tasks))
     return execute(self, tasks)
+
   batching.Batcher._execute = counted
 
 
@@ -91,8 +94,11 @@ def thread_cpu() -> Dict[str, Tuple[str, float]]:
 def thread_group(thread_id: str, comm: str, python_names: Dict[str, str]) -> str:
   name = python_names.get(thread_id)
   if name is None:
-    return ("gRPC event engine" if comm.startswith("event_engine")
-            else "TensorFlow thread pools and other native threads")
+    return (
+      "gRPC event engine"
+      if comm.startswith("event_engine")
+      else "TensorFlow thread pools and other native threads"
+    )
   if name.startswith("grpc"):
     return "gRPC worker threads (handlers)"
   if "_serve" in name:
@@ -107,8 +113,10 @@ def profile(args: argparse.Namespace) -> None:
   from serving.testing import random_rows
 
   instrument()
-  threads = ServerOptions(tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
-                          tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism)
+  threads = ServerOptions(
+    tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
+    tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism,
+  )
   configure_tensorflow_threads(threads)  # before building the model runs TensorFlow
   with tempfile.TemporaryDirectory() as tmp:
     workdir = Path(tmp)
@@ -119,37 +127,49 @@ def profile(args: argparse.Namespace) -> None:
     batching_file = workdir / "batching.txt"
     batching_file.write_text(args.batching_parameters)
     options = ServerOptions(
-        port=0, rest_api_port=0, model_name=serving_load.MODEL_NAME,
-        model_base_path=str(base_path), file_system_poll_wait_seconds=0,
-        enable_batching=args.batching,
-        tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
-        tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism,
-        batching_parameters_file=str(batching_file) if args.batching else "")
+      port=0,
+      rest_api_port=0,
+      model_name=serving_load.MODEL_NAME,
+      model_base_path=str(base_path),
+      file_system_poll_wait_seconds=0,
+      enable_batching=args.batching,
+      tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
+      tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism,
+      batching_parameters_file=str(batching_file) if args.batching else "",
+    )
     with ModelServer(options) as server:
       target = f"127.0.0.1:{server.grpc_port}"
       STAGE_CPU.clear()
       BATCH_SIZES.clear()
       before = thread_cpu()
-      load = serving_load.run_clients(args.clients, "grpc", target, request_path,
-                                      args.seconds, "", os.getpid())
+      load = serving_load.run_clients(
+        args.clients, "grpc", target, request_path, args.seconds, "", os.getpid()
+      )
       after = thread_cpu()
       python_names = {str(t.native_id): t.name for t in threading.enumerate()}
   report(args, load, before, after, python_names)
 
 
-def report(args: argparse.Namespace, load: "serving_load.Load",
-           before: Dict[str, Tuple[str, float]], after: Dict[str, Tuple[str, float]],
-           python_names: Dict[str, str]) -> None:
+def report(
+  args: argparse.Namespace,
+  load: serving_load.Load,
+  before: Dict[str, Tuple[str, float]],
+  after: Dict[str, Tuple[str, float]],
+  python_names: Dict[str, str],
+) -> None:
   per_request = 1e3 / max(load.sent, 1)
   groups: Dict[str, float] = collections.defaultdict(float)
   for thread_id, (comm, seconds) in after.items():
     groups[thread_group(thread_id, comm, python_names)] += (
-        seconds - before.get(thread_id, (comm, 0.0))[1])
-  print(f"{args.clients} client(s), batch 1, batching {'on' if args.batching else 'off'}, "
-        f"TensorFlow threads intra {args.tensorflow_intra_op_parallelism} inter "
-        f"{args.tensorflow_inter_op_parallelism} (0: TensorFlow's choice): "
-        f"{load.sent} requests, {len(load.latencies) / args.seconds:.0f} QPS; "
-        f"CPU ms per request:")
+      seconds - before.get(thread_id, (comm, 0.0))[1]
+    )
+  print(
+    f"{args.clients} client(s), batch 1, batching {'on' if args.batching else 'off'}, "
+    f"TensorFlow threads intra {args.tensorflow_intra_op_parallelism} inter "
+    f"{args.tensorflow_inter_op_parallelism} (0: TensorFlow's choice): "
+    f"{load.sent} requests, {len(load.latencies) / args.seconds:.0f} QPS; "
+    f"CPU ms per request:"
+  )
   print(f"  server process       {load.server_cpu_seconds * per_request:7.3f}")
   for group, seconds in sorted(groups.items(), key=lambda item: -item[1]):
     if seconds > 0:
@@ -157,14 +177,18 @@ def report(args: argparse.Namespace, load: "serving_load.Load",
   print("  stages, on the thread that ran them (nested: predict_on includes the next ones)")
   for stage, seconds in STAGE_CPU.items():
     print(f"    {stage:46s} {seconds * per_request:7.3f}")
-  print(f"  client processes     {load.client_cpu_seconds / max(len(load.latencies), 1) * 1e3:7.3f}")
+  print(
+    f"  client processes     {load.client_cpu_seconds / max(len(load.latencies), 1) * 1e3:7.3f}"
+  )
   if BATCH_SIZES:
-    print(f"  batches: {len(BATCH_SIZES)}, mean {sum(BATCH_SIZES) / len(BATCH_SIZES):.2f} "
-          f"requests, max {max(BATCH_SIZES)}")
+    print(
+      f"  batches: {len(BATCH_SIZES)}, mean {sum(BATCH_SIZES) / len(BATCH_SIZES):.2f} "
+      f"requests, max {max(BATCH_SIZES)}"
+    )
   print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--clients", type=int, default=1)
   parser.add_argument("--seconds", type=float, default=4.0)

@@ -29,6 +29,7 @@ the truth p_click. Results and the command: docs/evaluation.md.
         --variant 'no dot:model.interaction={kind: none}' \\
         --variant 'old budget:training.epochs=3;training.learning_rate=0.002'
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,19 +40,17 @@ import time
 from pathlib import Path
 from typing import Dict, List, Mapping, Tuple
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+import yaml
+from sklearn.metrics import roc_auc_score
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
-import yaml  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
-
-from benchmarks import esmm_experiment as experiment  # noqa: E402
-from models import architectures, export  # noqa: E402
-from models.spec import RankingSpec, load_spec, parse_spec, resolve_spec_path  # noqa: E402
-from pipeline.data import simulator  # noqa: E402
-from pipeline.tfma_metrics import request_auc  # noqa: E402
+from benchmarks import esmm_experiment as experiment
+from models import architectures, export
+from models.spec import RankingSpec, load_spec, parse_spec, resolve_spec_path
+from pipeline.data import simulator
+from pipeline.tfma_metrics import request_auc
 
 CLICK = "click"
 
@@ -62,9 +61,14 @@ def grouped_auc(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> T
   are contiguous."""
   starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
   bounds = np.r_[starts, len(groups)]
-  aucs = [auc for auc in (request_auc(labels[begin:end], scores[begin:end])
-                          for begin, end in zip(bounds[:-1], bounds[1:]))
-          if auc is not None]
+  aucs = [
+    auc
+    for auc in (
+      request_auc(labels[begin:end], scores[begin:end])
+      for begin, end in zip(bounds[:-1], bounds[1:])
+    )
+    if auc is not None
+  ]
   return float(np.mean(aucs)), len(aucs)
 
 
@@ -81,13 +85,12 @@ def parse_variant(text: str) -> Tuple[str, Dict[str, Dict[str, object]]]:
   return name, overrides
 
 
-def variant_spec(spec_name: str, overrides: Mapping[str, Mapping[str, object]]
-                 ) -> RankingSpec:
+def variant_spec(spec_name: str, overrides: Mapping[str, Mapping[str, object]]) -> RankingSpec:
   """The spec file with the overrides, validated as a spec file is."""
   path = resolve_spec_path(spec_name)
   raw = yaml.safe_load(path.read_text())
   for section, fields in overrides.items():
-    if section == "features":   # features.<name>.<field>=value
+    if section == "features":  # features.<name>.<field>=value
       by_name = {f["name"]: f for f in raw["features"]}
       for key, value in fields.items():
         name, _, field = key.partition(".")
@@ -99,8 +102,7 @@ def variant_spec(spec_name: str, overrides: Mapping[str, Mapping[str, object]]
   return parse_spec(raw, origin=f"{path.name} with {dict(overrides)}")
 
 
-def attraction_oracles(spec: RankingSpec, test: Mapping[str, np.ndarray]
-                       ) -> Dict[str, np.ndarray]:
+def attraction_oracles(spec: RankingSpec, test: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
   """Per test row, the best position-free pCTR of the logged features, E_z a
   (`simulator.x_only_conversion_targets`), and the same without the user x
   item match u.v: what a model that learns no collaborative signal (item
@@ -119,8 +121,9 @@ def attraction_oracles(spec: RankingSpec, test: Mapping[str, np.ndarray]
 
   def integrated(attraction_logit: np.ndarray) -> np.ndarray:
     return simulator.x_only_conversion_targets(
-        {"attraction_logit_x": attraction_logit, "conv_logit_x": np.zeros_like(logit)},
-        params.intent_strength)["attraction"]
+      {"attraction_logit_x": attraction_logit, "conv_logit_x": np.zeros_like(logit)},
+      params.intent_strength,
+    )["attraction"]
 
   return {"features": integrated(logit), "features_without_match": integrated(logit - match)}
 
@@ -134,8 +137,9 @@ def labels_of(spec: RankingSpec, rows: Mapping[str, np.ndarray]) -> Dict[str, np
   return labels
 
 
-def train(spec: RankingSpec, mapping: experiment.FeatureMapping,
-          train_rows: Mapping[str, np.ndarray]) -> Tuple[architectures.MultiTaskModel, int, int]:
+def train(
+  spec: RankingSpec, mapping: experiment.FeatureMapping, train_rows: Mapping[str, np.ndarray]
+) -> Tuple[architectures.MultiTaskModel, int, int]:
   """The spec's model trained on `train_rows` as the Trainer trains it: up to
   `training.epochs` epochs, early stopping on the validation loss (the
   spec-weighted sum) restoring the best epoch's weights. The Trainer validates
@@ -146,58 +150,86 @@ def train(spec: RankingSpec, mapping: experiment.FeatureMapping,
   architectures.compile_model(model, spec)
   batch = spec.training.batch_size
   held_out = experiment.validation_mask(train_rows["request_id"])
-  fit_rows, val_rows = (experiment.take(train_rows, ~held_out),
-                        experiment.take(train_rows, held_out))
+  fit_rows, val_rows = (
+    experiment.take(train_rows, ~held_out),
+    experiment.take(train_rows, held_out),
+  )
   history = model.fit(
-      experiment.dataset(mapping.transform(fit_rows), labels_of(spec, fit_rows),
-                         batch, True, 0),
-      validation_data=experiment.dataset(mapping.transform(val_rows),
-                                         labels_of(spec, val_rows), 4096, False, 0),
-      epochs=spec.training.epochs, verbose=0,
-      callbacks=[keras.callbacks.EarlyStopping(
-          monitor="val_loss", patience=spec.training.early_stopping_patience,
-          restore_best_weights=True)])
-  curves = {k: [round(v, 4) for v in history.history[k]] for k in history.history
-            if k.startswith("val_") and k.endswith("_loss")}
+    experiment.dataset(mapping.transform(fit_rows), labels_of(spec, fit_rows), batch, True, 0),
+    validation_data=experiment.dataset(
+      mapping.transform(val_rows), labels_of(spec, val_rows), 4096, False, 0
+    ),
+    epochs=spec.training.epochs,
+    verbose=0,
+    callbacks=[
+      keras.callbacks.EarlyStopping(
+        monitor="val_loss",
+        patience=spec.training.early_stopping_patience,
+        restore_best_weights=True,
+      )
+    ],
+  )
+  curves = {
+    k: [round(v, 4) for v in history.history[k]]
+    for k in history.history
+    if k.startswith("val_") and k.endswith("_loss")
+  }
   print(f"  validation losses per epoch: {curves}", flush=True)
   return model, int(np.argmin(history.history["val_loss"])) + 1, len(history.epoch)
 
 
-def scores(model: architectures.MultiTaskModel, spec: RankingSpec,
-           features: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+def scores(
+  model: architectures.MultiTaskModel, spec: RankingSpec, features: Mapping[str, np.ndarray]
+) -> Dict[str, np.ndarray]:
   """Position-free pCTR, position-aware pCTR and the fused score, per row."""
   tensors = {k: tf.constant(v) for k, v in features.items()}
   free_logits, _ = model.forward(tensors, training=False, use_position=False)
   aware_logits, _ = model.forward(tensors, training=False, use_position=True)
   outputs = model.heads(free_logits)
-  return {"pctr": outputs[CLICK].numpy().reshape(-1),
-          "pctr_with_position": tf.sigmoid(aware_logits[CLICK]).numpy().reshape(-1),
-          "score": export.fused_score(spec, outputs).numpy().reshape(-1)}
+  return {
+    "pctr": outputs[CLICK].numpy().reshape(-1),
+    "pctr_with_position": tf.sigmoid(aware_logits[CLICK]).numpy().reshape(-1),
+    "score": export.fused_score(spec, outputs).numpy().reshape(-1),
+  }
 
 
-def report_row(name: str, test: Mapping[str, np.ndarray], free: np.ndarray,
-               aware: np.ndarray, fused: np.ndarray | None, note: str = "") -> str:
+def report_row(
+  name: str,
+  test: Mapping[str, np.ndarray],
+  free: np.ndarray,
+  aware: np.ndarray,
+  fused: np.ndarray | None,
+  note: str = "",
+) -> str:
   clicks, requests = test[CLICK], test["request_id"]
-  cells = [f"{roc_auc_score(clicks, free):.4f}", f"{roc_auc_score(clicks, aware):.4f}",
-           f"{grouped_auc(requests, clicks, free)[0]:.4f}",
-           f"{grouped_auc(requests, clicks, aware)[0]:.4f}",
-           f"{grouped_auc(requests, clicks, fused)[0]:.4f}" if fused is not None else ""]
+  cells = [
+    f"{roc_auc_score(clicks, free):.4f}",
+    f"{roc_auc_score(clicks, aware):.4f}",
+    f"{grouped_auc(requests, clicks, free)[0]:.4f}",
+    f"{grouped_auc(requests, clicks, aware)[0]:.4f}",
+    f"{grouped_auc(requests, clicks, fused)[0]:.4f}" if fused is not None else "",
+  ]
   return f"| {name} | " + " | ".join(cells) + f" | {note} |"
 
 
 def main(argv: List[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--spec", default="synthetic")
-  parser.add_argument("--variant", action="append", default=[],
-                      help="NAME:SECTION.FIELD=VALUE;... (values are YAML); repeatable")
-  parser.add_argument("--no-baseline", action="store_true",
-                      help="skip the spec as it is")
+  parser.add_argument(
+    "--variant",
+    action="append",
+    default=[],
+    help="NAME:SECTION.FIELD=VALUE;... (values are YAML); repeatable",
+  )
+  parser.add_argument("--no-baseline", action="store_true", help="skip the spec as it is")
   args = parser.parse_args(argv)
   spec = load_spec(args.spec)
-  variants = ([] if args.no_baseline else [("spec", {})]) + [
-      parse_variant(v) for v in args.variant]
-  print("load average:", subprocess.run(["uptime"], capture_output=True, text=True
-                                        ).stdout.strip(), flush=True)
+  variants = ([] if args.no_baseline else [("spec", {})]) + [parse_variant(v) for v in args.variant]
+  print(
+    "load average:",
+    subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+    flush=True,
+  )
   with tempfile.TemporaryDirectory() as data_dir:
     simulator.simulate(spec, data_dir, progress=False)
     train_rows = experiment.read_split(spec, Path(data_dir), "train")
@@ -205,18 +237,28 @@ def main(argv: List[str] | None = None) -> int:
   oracles = attraction_oracles(spec, test)
   attraction = oracles["features"]
   examination = test["position"].astype(np.float64) ** -simulator.EXAMINATION_DECAY
-  print(f"{len(train_rows[CLICK]):,} train rows, {len(test[CLICK]):,} test rows "
-        f"({len(np.unique(test['request_id'])):,} requests), test CTR {test[CLICK].mean():.4f}")
-  header = ("| model | AUC position-free | AUC position-aware | grouped AUC pCTR | "
-            "grouped AUC pCTR+position | grouped AUC fused score | notes |\n"
-            "|---|---|---|---|---|---|---|")
+  print(
+    f"{len(train_rows[CLICK]):,} train rows, {len(test[CLICK]):,} test rows "
+    f"({len(np.unique(test['request_id'])):,} requests), test CTR {test[CLICK].mean():.4f}"
+  )
+  header = (
+    "| model | AUC position-free | AUC position-aware | grouped AUC pCTR | "
+    "grouped AUC pCTR+position | grouped AUC fused score | notes |\n"
+    "|---|---|---|---|---|---|---|"
+  )
   rows = [
-      report_row("oracle: position alone", test, -test["position"], -test["position"], None),
-      report_row("oracle: features, E_z a / e(p) E_z a", test, attraction,
-                 examination * attraction, None),
-      report_row("oracle: features without u.v", test, oracles["features_without_match"],
-                 examination * oracles["features_without_match"], None),
-      report_row("oracle: truth p_click", test, test["p_click"], test["p_click"], None),
+    report_row("oracle: position alone", test, -test["position"], -test["position"], None),
+    report_row(
+      "oracle: features, E_z a / e(p) E_z a", test, attraction, examination * attraction, None
+    ),
+    report_row(
+      "oracle: features without u.v",
+      test,
+      oracles["features_without_match"],
+      examination * oracles["features_without_match"],
+      None,
+    ),
+    report_row("oracle: truth p_click", test, test["p_click"], test["p_click"], None),
   ]
   print(header, *rows, sep="\n", flush=True)
   for name, overrides in variants:
@@ -227,12 +269,23 @@ def main(argv: List[str] | None = None) -> int:
     model, best_epoch, epochs = train(variant, mapping, train_rows)
     seconds = time.time() - started
     out = scores(model, variant, mapping.transform(test))
-    positions = ([round(float(x), 2) for x in model.position_tower.bias_by_position.numpy()[1:]]
-                 if model.position_tower is not None else [])
+    positions = (
+      [round(float(x), 2) for x in model.position_tower.bias_by_position.numpy()[1:]]
+      if model.position_tower is not None
+      else []
+    )
     load = os.getloadavg()[0]
-    rows.append(report_row(name, test, out["pctr"], out["pctr_with_position"], out["score"],
-                           f"best epoch {best_epoch} of {epochs}, {seconds:.0f} s (load {load:.1f}); "
-                           f"position logits {positions}"))
+    rows.append(
+      report_row(
+        name,
+        test,
+        out["pctr"],
+        out["pctr_with_position"],
+        out["score"],
+        f"best epoch {best_epoch} of {epochs}, {seconds:.0f} s (load {load:.1f}); "
+        f"position logits {positions}",
+      )
+    )
     print(rows[-1], flush=True)
   print("\n" + header, *rows, sep="\n")
   return 0

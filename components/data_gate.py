@@ -37,15 +37,16 @@ class DataValidationError(RuntimeError):
 
 class DataGateResult(types.Artifact):
   """Marks that a span passed the gate (the checks it ran are properties)."""
+
   TYPE_NAME = "MtlrankDataGateResult"
 
 
 class DataGateSpec(types.ComponentSpec):
   PARAMETERS = {"spec": ExecutionParameter(type=str)}
   INPUTS = {
-      "examples": ChannelParameter(type=standard_artifacts.Examples),
-      "statistics": ChannelParameter(type=standard_artifacts.ExampleStatistics),
-      "anomalies": ChannelParameter(type=standard_artifacts.ExampleAnomalies),
+    "examples": ChannelParameter(type=standard_artifacts.Examples),
+    "statistics": ChannelParameter(type=standard_artifacts.ExampleStatistics),
+    "anomalies": ChannelParameter(type=standard_artifacts.ExampleAnomalies),
   }
   OUTPUTS = {"result": ChannelParameter(type=DataGateResult)}
 
@@ -54,45 +55,52 @@ def anomaly_problems(anomalies: anomalies_pb2.Anomalies, split: str) -> List[str
   problems = []
   for column, info in sorted(anomalies.anomaly_info.items()):
     reasons = "; ".join(r.description for r in info.reason) or info.description
-    problems.append(f"split {split!r}, column {column!r}: {info.short_description}"
-                    f" ({reasons})")
+    problems.append(f"split {split!r}, column {column!r}: {info.short_description} ({reasons})")
   if anomalies.HasField("dataset_anomaly_info"):
     info = anomalies.dataset_anomaly_info
     problems.append(f"split {split!r}: {info.short_description} ({info.description})")
   return problems
 
 
-def conditional_label_problems(spec: RankingSpec, file_pattern: str,
-                               split: str) -> List[str]:
+def conditional_label_problems(spec: RankingSpec, file_pattern: str, split: str) -> List[str]:
   """Counts rows whose conditional label is non-zero while the parent's is 0."""
   pairs = [(t, spec.task(t.parent)) for t in spec.tasks if t.parent]
   if not pairs:
     return []
   columns = {c for t, p in pairs for c in (t.label, p.label)}
   dtypes = spec.raw_columns
-  feature_spec = {c: tf.io.FixedLenFeature([], tf.int64 if dtypes[c] == "int" else tf.float32,
-                                           default_value=0) for c in columns}
+  feature_spec = {
+    c: tf.io.FixedLenFeature([], tf.int64 if dtypes[c] == "int" else tf.float32, default_value=0)
+    for c in columns
+  }
   files = tf.io.gfile.glob(file_pattern)
   violations = {t.name: 0 for t, _ in pairs}
   if not files:
     return []
-  dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP")
-             .batch(_LABEL_READ_BATCH)
-             .map(lambda x: tf.io.parse_example(x, feature_spec)))
+  dataset = (
+    tf.data.TFRecordDataset(files, compression_type="GZIP")
+    .batch(_LABEL_READ_BATCH)
+    .map(lambda x: tf.io.parse_example(x, feature_spec))
+  )
   for batch in dataset.as_numpy_iterator():
     for task, parent in pairs:
       violations[task.name] += int(((batch[task.label] != 0) & (batch[parent.label] == 0)).sum())
-  return [f"split {split!r}: {count} rows have {task.label!r} (task {task.name!r}) set "
-          f"while its parent {parent.label!r} (task {parent.name!r}) is 0; a "
-          f"{task.name} only exists after a {parent.name}"
-          for (task, parent) in pairs if (count := violations[task.name])]
+  return [
+    f"split {split!r}: {count} rows have {task.label!r} (task {task.name!r}) set "
+    f"while its parent {parent.label!r} (task {parent.name!r}) is 0; a "
+    f"{task.name} only exists after a {parent.name}"
+    for (task, parent) in pairs
+    if (count := violations[task.name])
+  ]
 
 
 class Executor(base_executor.BaseExecutor):
-
-  def Do(self, input_dict: Dict[str, List[types.Artifact]],
-         output_dict: Dict[str, List[types.Artifact]],
-         exec_properties: Dict[str, Any]) -> None:
+  def Do(
+    self,
+    input_dict: Dict[str, List[types.Artifact]],
+    output_dict: Dict[str, List[types.Artifact]],
+    exec_properties: Dict[str, Any],
+  ) -> None:
     spec = spec_from_json(exec_properties["spec"])
     examples = artifact_utils.get_single_instance(input_dict["examples"])
     statistics = artifact_utils.get_single_instance(input_dict["statistics"])
@@ -112,11 +120,13 @@ class Executor(base_executor.BaseExecutor):
       found.ParseFromString(io_utils.read_bytes_file(anomalies_path))
       problems += anomaly_problems(found, split)
       problems += conditional_label_problems(
-          spec, os.path.join(examples.uri, f"Split-{split}", "*"), split)
+        spec, os.path.join(examples.uri, f"Split-{split}", "*"), split
+      )
     if problems:
       raise DataValidationError(
-          f"span {span} of {spec.name!r} data is unfit to train on; the run stops "
-          "before Transform:\n  - " + "\n  - ".join(problems))
+        f"span {span} of {spec.name!r} data is unfit to train on; the run stops "
+        "before Transform:\n  - " + "\n  - ".join(problems)
+      )
     result = artifact_utils.get_single_instance(output_dict["result"])
     result.set_int_custom_property("span", span)
     result.set_int_custom_property("passed", 1)
@@ -124,11 +134,23 @@ class Executor(base_executor.BaseExecutor):
 
 class DataGate(base_component.BaseComponent):
   """Fails the run when a span violates the spec (see module docstring)."""
+
   SPEC_CLASS = DataGateSpec
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-  def __init__(self, examples: types.BaseChannel, statistics: types.BaseChannel,
-               anomalies: types.BaseChannel, spec: RankingSpec):
-    super().__init__(spec=DataGateSpec(
-        examples=examples, statistics=statistics, anomalies=anomalies,
-        spec=spec.to_json(), result=types.Channel(type=DataGateResult)))
+  def __init__(
+    self,
+    examples: types.BaseChannel,
+    statistics: types.BaseChannel,
+    anomalies: types.BaseChannel,
+    spec: RankingSpec,
+  ):
+    super().__init__(
+      spec=DataGateSpec(
+        examples=examples,
+        statistics=statistics,
+        anomalies=anomalies,
+        spec=spec.to_json(),
+        result=types.Channel(type=DataGateResult),
+      )
+    )

@@ -31,17 +31,22 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
   def GetInputSourceToExamplePTransform(self):
     raise NotImplementedError("this executor copies files; it builds no Beam graph")
 
-  def Do(self, input_dict: Dict[str, List[types.Artifact]],
-         output_dict: Dict[str, List[types.Artifact]],
-         exec_properties: Dict[str, Any]) -> None:
+  def Do(
+    self,
+    input_dict: Dict[str, List[types.Artifact]],
+    output_dict: Dict[str, List[types.Artifact]],
+    exec_properties: Dict[str, Any],
+  ) -> None:
     input_config = example_gen_pb2.Input()
-    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
-                              input_config)
+    proto_utils.json_to_proto(
+      exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config
+    )
     examples = output_dict[standard_component_specs.EXAMPLES_KEY]
     artifact = artifact_utils.get_single_instance(examples)
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     artifact.split_names = artifact_utils.encode_split_names(
-        [split.name for split in input_config.splits])
+      [split.name for split in input_config.splits]
+    )
     for split in input_config.splits:
       pattern = os.path.join(input_base, split.pattern)
       files = sorted(fileio.glob(pattern))
@@ -49,13 +54,16 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         raise FileNotFoundError(f"split {split.name!r}: no files match {pattern}")
       not_gzip = [f for f in files if not f.endswith(GZIP_SUFFIX)]
       if not_gzip:
-        raise ValueError(f"split {split.name!r}: expected GZIP TFRecords of tf.Example "
-                         f"(*{GZIP_SUFFIX}), got {not_gzip[:3]}")
+        raise ValueError(
+          f"split {split.name!r}: expected GZIP TFRecords of tf.Example "
+          f"(*{GZIP_SUFFIX}), got {not_gzip[:3]}"
+        )
       destination = artifact_utils.get_split_uri(examples, split.name)
       fileio.makedirs(destination)
       for index, source in enumerate(files):
-        fileio.copy(source, os.path.join(
-            destination, f"data_tfrecord-{index:05d}-of-{len(files):05d}.gz"))
+        fileio.copy(
+          source, os.path.join(destination, f"data_tfrecord-{index:05d}-of-{len(files):05d}.gz")
+        )
       logging.info("Split %s: copied %d file(s) from %s", split.name, len(files), pattern)
     examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_TF_EXAMPLE)
     examples_utils.set_file_format(artifact, "tfrecords_gzip")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from absl import logging
 from tfx import types
@@ -35,11 +35,12 @@ def numeric_versions(base_directory: str) -> List[int]:
   """The version directories under a model base path, oldest first."""
   if not fileio.exists(base_directory):
     return []
-  return sorted(int(name.rstrip("/")) for name in fileio.listdir(base_directory)
-                if name.rstrip("/").isdigit())
+  return sorted(
+    int(name.rstrip("/")) for name in fileio.listdir(base_directory) if name.rstrip("/").isdigit()
+  )
 
 
-def _fingerprint(model_dir: str) -> Optional[bytes]:
+def _fingerprint(model_dir: str) -> bytes | None:
   path = os.path.join(model_dir, FINGERPRINT_FILE)
   if not fileio.exists(path):
     return None
@@ -47,7 +48,7 @@ def _fingerprint(model_dir: str) -> Optional[bytes]:
     return f.read()
 
 
-def find_pushed_version(model_dir: str, base_directory: str) -> Optional[int]:
+def find_pushed_version(model_dir: str, base_directory: str) -> int | None:
   """The pushed version holding the very same SavedModel, if any."""
   candidate = _fingerprint(model_dir)
   if candidate is None:
@@ -74,24 +75,30 @@ def push_atomically(model_dir: str, base_directory: str) -> int:
 class Executor(pusher_executor.Executor):
   """Drop-in executor for `tfx.components.Pusher` (filesystem destinations)."""
 
-  def Do(self, input_dict: Dict[str, List[types.Artifact]],
-         output_dict: Dict[str, List[types.Artifact]],
-         exec_properties: Dict[str, Any]) -> None:
+  def Do(
+    self,
+    input_dict: Dict[str, List[types.Artifact]],
+    output_dict: Dict[str, List[types.Artifact]],
+    exec_properties: Dict[str, Any],
+  ) -> None:
     model_push = artifact_utils.get_single_instance(
-        output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+      output_dict[standard_component_specs.PUSHED_MODEL_KEY]
+    )
     if not self.CheckBlessing(input_dict):
       self._MarkNotPushed(model_push)
       return
     model_path = self.GetModelPath(input_dict)
     destination = pusher_pb2.PushDestination()
     proto_utils.json_to_proto(
-        exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
+      exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination
+    )
     base_directory = destination.filesystem.base_directory
 
     already = find_pushed_version(model_path, base_directory)
     if already is not None:
-      logging.info("Model %s is already pushed as version %d; not pushing again.",
-                   model_path, already)
+      logging.info(
+        "Model %s is already pushed as version %d; not pushing again.", model_path, already
+      )
       self._MarkNotPushed(model_push)
       model_push.set_int_custom_property(ALREADY_PUSHED_PROPERTY, already)
       return
@@ -99,5 +106,4 @@ class Executor(pusher_executor.Executor):
     version = push_atomically(model_path, base_directory)
     serving_path = os.path.join(base_directory, str(version))
     logging.info("Model pushed to %s.", serving_path)
-    self._MarkPushed(model_push, pushed_destination=serving_path,
-                     pushed_version=str(version))
+    self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=str(version))

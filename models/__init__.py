@@ -1,7 +1,3 @@
-"""mtlrank: models — the spec, features, Keras layers and architectures, losses, run_fn.
+"""mtlrank: models — the spec, features, Keras layers and architectures, losses, run_fn."""
 
-Selects tf-keras (Keras 2) before TensorFlow can be imported."""
-
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import contract  # noqa: F401  (chooses Keras before TensorFlow is touched)

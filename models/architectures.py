@@ -15,20 +15,13 @@ the training step that hands the task losses to the loss balancer
 
 from __future__ import annotations
 
-import os
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import tensorflow as tf
+import tf_keras as keras
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple  # noqa: E402
-
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
-
-from models import balancing  # noqa: E402
-from models import layers  # noqa: E402
-from models import losses  # noqa: E402
-from models import telemetry  # noqa: E402
-from models.spec import RankingSpec, TaskSpec, spec_from_json  # noqa: E402
+from models import balancing, layers, losses, telemetry
+from models.spec import RankingSpec, TaskSpec, spec_from_json
 
 Tensors = Dict[str, tf.Tensor]
 
@@ -37,23 +30,31 @@ Tensors = Dict[str, tf.Tensor]
 DEFAULT_STEPS_PER_EXECUTION = 16
 
 
-def feature_embedding(spec: RankingSpec, vocab_sizes: Mapping[str, int],
-                      name: str = "embedding") -> layers.FeatureEmbedding:
+def feature_embedding(
+  spec: RankingSpec, vocab_sizes: Mapping[str, int], name: str = "embedding"
+) -> layers.FeatureEmbedding:
   """The input layer of the spec's model features."""
   embedded, numeric = [], []
   for f in spec.model_features:
     if f.is_embedded:
       if f.name not in vocab_sizes:
         raise ValueError(f"vocab_sizes has no entry for embedded feature {f.name!r}")
-      embedded.append((f.name, int(vocab_sizes[f.name]),
-                       f.embedding_dim or spec.model.embedding_dim))
+      embedded.append(
+        (f.name, int(vocab_sizes[f.name]), f.embedding_dim or spec.model.embedding_dim)
+      )
     else:
       numeric.append(f.name)
   interaction = spec.model.interaction
   return layers.FeatureEmbedding(
-      embedded, numeric, name=name,
-      interaction={"kind": interaction.kind, "pairs": [list(p) for p in interaction.pairs],
-                   "layers": interaction.layers})
+    embedded,
+    numeric,
+    name=name,
+    interaction={
+      "kind": interaction.kind,
+      "pairs": [list(p) for p in interaction.pairs],
+      "layers": interaction.layers,
+    },
+  )
 
 
 class MultiTaskModel(keras.Model):
@@ -65,26 +66,34 @@ class MultiTaskModel(keras.Model):
     self.vocab_sizes = {k: int(v) for k, v in vocab_sizes.items()}
     self.tasks: Tuple[TaskSpec, ...] = spec.tasks
     self.huber_delta = float(spec.model.params.get("huber_delta", 1.0))
-    self.position_feature = spec.position_feature.name if (
-        spec.model.position_bias) else None
+    self.position_feature = spec.position_feature.name if (spec.model.position_bias) else None
     self.position_task = spec.model.position_bias_task or spec.tasks[0].name
-    self.position_tower = layers.PositionBiasTower(
-        spec.position_feature.max_value, spec.model.position_dropout,
-        name="position_bias") if spec.model.position_bias else None
+    self.position_tower = (
+      layers.PositionBiasTower(
+        spec.position_feature.max_value, spec.model.position_dropout, name="position_bias"
+      )
+      if spec.model.position_bias
+      else None
+    )
     if self.position_tower is not None:
       # Built now: serving calls never reach it, yet it must exist (and be
       # saved) before the first training step lists the trainable variables.
       self.position_tower.build(tf.TensorShape([None, 1]))
     self.balancer = balancing.create(spec)
     self.loss_tracker = keras.metrics.Mean(name="loss")
-    self.task_loss_trackers = {t.name: keras.metrics.Mean(name=f"{t.name}_loss")
-                               for t in spec.tasks}
+    self.task_loss_trackers = {
+      t.name: keras.metrics.Mean(name=f"{t.name}_loss") for t in spec.tasks
+    }
     self.task_metrics = {
-        t.name: (keras.metrics.AUC(name=f"{t.name}_auc") if t.is_binary
-                 else keras.metrics.MeanSquaredError(name=f"{t.name}_mse"))
-        for t in spec.tasks}
+      t.name: (
+        keras.metrics.AUC(name=f"{t.name}_auc")
+        if t.is_binary
+        else keras.metrics.MeanSquaredError(name=f"{t.name}_mse")
+      )
+      for t in spec.tasks
+    }
     self.telemetry_every_n_steps = max(1, spec.training.telemetry_every_n_steps)
-    self.telemetry: Optional[telemetry.TelemetryState] = None
+    self.telemetry: telemetry.TelemetryState | None = None
     self.dense_gradients = False
 
   def build_variables(self) -> None:
@@ -93,18 +102,20 @@ class MultiTaskModel(keras.Model):
     shapes that run reveals. `build_model` calls it."""
     features: Tensors = {}
     for f in self.spec.model_features:
-      features[f.name] = (tf.zeros([1, 1], tf.int64) if f.is_embedded
-                          else tf.zeros([1, 1], tf.float32))
+      features[f.name] = (
+        tf.zeros([1, 1], tf.int64) if f.is_embedded else tf.zeros([1, 1], tf.float32)
+      )
     self(features, training=False)
     _, gates = self.forward(features, training=False)
     self.telemetry = telemetry.TelemetryState(
-        [t.name for t in self.tasks], {name: int(w.shape[-1]) for name, w in gates.items()},
-        name="telemetry")
+      [t.name for t in self.tasks],
+      {name: int(w.shape[-1]) for name, w in gates.items()},
+      name="telemetry",
+    )
 
   # --- What an architecture defines. ---------------------------------------
 
-  def task_logits(self, features: Tensors, training: Optional[bool]
-                  ) -> Tuple[Tensors, Tensors]:
+  def task_logits(self, features: Tensors, training: bool | None) -> Tuple[Tensors, Tensors]:
     """({task: logit [B, 1] float32}, {gate name: weights [B, num_experts]})."""
     raise NotImplementedError
 
@@ -124,31 +135,34 @@ class MultiTaskModel(keras.Model):
   def shared_variables(self) -> List[tf.Variable]:
     return [v for layer in self.shared_layers for v in layer.trainable_variables]
 
-  def forward(self, features: Tensors, training: Optional[bool] = None,
-              use_position: bool = False) -> Tuple[Tensors, Tensors]:
+  def forward(
+    self, features: Tensors, training: bool | None = None, use_position: bool = False
+  ) -> Tuple[Tensors, Tensors]:
     """Task logits (with the position-bias logit when `use_position` and the
     position is present) and gate weights."""
     logits, gates = self.task_logits(features, training)
-    if self.position_tower is not None and use_position and (
-        self.position_feature in features):
+    if self.position_tower is not None and use_position and (self.position_feature in features):
       logits = dict(logits)
       logits[self.position_task] = logits[self.position_task] + self.position_tower(
-          features[self.position_feature], training=training)
+        features[self.position_feature], training=training
+      )
     return logits, gates
 
   def heads(self, logits: Tensors) -> Tensors:
-    return {t.name: tf.sigmoid(logits[t.name]) if t.is_binary else logits[t.name]
-            for t in self.tasks}
+    return {
+      t.name: tf.sigmoid(logits[t.name]) if t.is_binary else logits[t.name] for t in self.tasks
+    }
 
   @tf.autograph.experimental.do_not_convert
-  def call(self, features: Tensors, training: Optional[bool] = None) -> Tensors:
+  def call(self, features: Tensors, training: bool | None = None) -> Tensors:
     """Position-free predictions: {task: [B, 1] float32}, plus any extra outputs
     of the architecture."""
     logits, _ = self.forward(features, training=training, use_position=False)
     return self.heads(logits)
 
-  def per_row_loss(self, task: TaskSpec, labels: Tensors, logits: Tensors
-                   ) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
+  def per_row_loss(
+    self, task: TaskSpec, labels: Tensors, logits: Tensors
+  ) -> Tuple[tf.Tensor, tf.Tensor | None]:
     """(per-row loss [B, 1], mask [B, 1] or None for every row)."""
     y = labels[task.name]
     if task.is_binary:
@@ -157,8 +171,9 @@ class MultiTaskModel(keras.Model):
       per_row = losses.regression_loss(task, y, logits[task.name], self.huber_delta)
     return per_row, losses.task_mask(self.spec, task, labels)
 
-  def task_losses(self, labels: Tensors, logits: Tensors
-                  ) -> Tuple[tf.Tensor, Dict[str, Optional[tf.Tensor]]]:
+  def task_losses(
+    self, labels: Tensors, logits: Tensors
+  ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor | None]]:
     """([T] this replica's shares of the global task losses, masks)."""
     shares, masks = [], {}
     for task in self.tasks:
@@ -167,7 +182,7 @@ class MultiTaskModel(keras.Model):
       masks[task.name] = mask
     return tf.stack(shares), masks
 
-  def compile_for_spec(self, spec: Optional[RankingSpec] = None, **kwargs: Any) -> None:
+  def compile_for_spec(self, spec: RankingSpec | None = None, **kwargs: Any) -> None:
     """compile() with the spec's training options: Adam at the spec's learning
     rate, `jit_compile`, and dynamic loss scaling under a mixed_float16 policy.
     `steps_per_execution` (training steps per tf.function call) comes from
@@ -179,12 +194,16 @@ class MultiTaskModel(keras.Model):
     optimizer = _optimizer(spec)
     if spec.training.weight_decay:
       optimizer.exclude_from_weight_decay(
-          var_list=[v for v in self.trainable_variables if not _decays(v)])
+        var_list=[v for v in self.trainable_variables if not _decays(v)]
+      )
     if keras.mixed_precision.global_policy().name == "mixed_float16":
       optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
-    options = {"jit_compile": spec.training.jit_compile,
-               "steps_per_execution": int(spec.model.params.get(
-                   "steps_per_execution", DEFAULT_STEPS_PER_EXECUTION))}
+    options = {
+      "jit_compile": spec.training.jit_compile,
+      "steps_per_execution": int(
+        spec.model.params.get("steps_per_execution", DEFAULT_STEPS_PER_EXECUTION)
+      ),
+    }
     options.update(kwargs)
     self.compile(optimizer=optimizer, **options)
     # XLA turns sparse embedding updates into scatters over dynamically sized
@@ -198,14 +217,17 @@ class MultiTaskModel(keras.Model):
       # Seeding backprop with the loss scale is scaling the loss, without an
       # op outside the tape.
       gradients = tape.gradient(
-          target, variables, output_gradients=tf.cast(
-              self.optimizer.loss_scale, target.dtype) if scale_loss else None,
-          unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        target,
+        variables,
+        output_gradients=tf.cast(self.optimizer.loss_scale, target.dtype) if scale_loss else None,
+        unconnected_gradients=tf.UnconnectedGradients.ZERO,
+      )
       if scale_loss:
         gradients = self.optimizer.get_unscaled_gradients(gradients)
       if self.dense_gradients:
         gradients = [tf.convert_to_tensor(g) for g in gradients]
       return gradients
+
     return gradient
 
   # No data-dependent Python control flow below: skipping AutoGraph's source
@@ -222,12 +244,16 @@ class MultiTaskModel(keras.Model):
       # Everything a balancer may differentiate is computed while recording.
       objectives = self.balancer.task_objectives(task_losses)
       request = balancing.GradientRequest(
-          task_losses=task_losses, task_loss_terms=tf.unstack(task_losses),
-          task_objectives=tf.unstack(objectives),
-          total_objective=tf.reduce_sum(objectives), gradient=self._gradient_fn(tape),
-          variables=variables, shared_variables=self.shared_variables,
-          last_shared_variables=self.last_shared_variables,
-          step=self.optimizer.iterations)
+        task_losses=task_losses,
+        task_loss_terms=tf.unstack(task_losses),
+        task_objectives=tf.unstack(objectives),
+        total_objective=tf.reduce_sum(objectives),
+        gradient=self._gradient_fn(tape),
+        variables=variables,
+        shared_variables=self.shared_variables,
+        last_shared_variables=self.last_shared_variables,
+        step=self.optimizer.iterations,
+      )
     gradients = self.balancer.gradients(request)
     self.telemetry.record_gates(gates)
     # The task-gradient statistics need T extra backward passes, so they run
@@ -235,16 +261,22 @@ class MultiTaskModel(keras.Model):
     # loss's cross-replica sums inside a cond, so with several replicas they
     # are not measured (docs/models.md).
     if self.shared_variables and losses.num_replicas() == 1:
-      tf.cond(self.optimizer.iterations % self.telemetry_every_n_steps == 0,
-              lambda: self._record_task_gradients(request), tf.no_op)
+      tf.cond(
+        self.optimizer.iterations % self.telemetry_every_n_steps == 0,
+        lambda: self._record_task_gradients(request),
+        tf.no_op,
+      )
     del tape
     self.optimizer.apply_gradients(zip(gradients, variables))
     return self._update_metrics(labels, logits, task_losses, masks)
 
   def _record_task_gradients(self, request: balancing.GradientRequest) -> tf.Operation:
-    task_gradients = tf.stack([
+    task_gradients = tf.stack(
+      [
         balancing.flatten(request.gradient(objective, request.shared_variables))
-        for objective in request.task_objectives])
+        for objective in request.task_objectives
+      ]
+    )
     self.telemetry.record_gradients(task_gradients)
     return tf.no_op()
 
@@ -257,39 +289,43 @@ class MultiTaskModel(keras.Model):
     task_losses, masks = self.task_losses(labels, logits)
     return self._update_metrics(labels, logits, task_losses, masks)
 
-  def _update_metrics(self, labels: Tensors, logits: Tensors, task_losses: tf.Tensor,
-                      masks: Dict[str, Optional[tf.Tensor]]) -> Dict[str, tf.Tensor]:
+  def _update_metrics(
+    self,
+    labels: Tensors,
+    logits: Tensors,
+    task_losses: tf.Tensor,
+    masks: Dict[str, tf.Tensor | None],
+  ) -> Dict[str, tf.Tensor]:
     global_losses = losses.replica_sum(task_losses)
     # `loss` is always the spec-weighted sum, whatever the balancer, so that
     # runs with different strategies (and early stopping) compare.
-    self.loss_tracker.update_state(tf.reduce_sum(
-        self.balancer.initial_weights * global_losses))
+    self.loss_tracker.update_state(tf.reduce_sum(self.balancer.initial_weights * global_losses))
     outputs = self.heads(logits)
     for i, task in enumerate(self.tasks):
       self.task_loss_trackers[task.name].update_state(global_losses[i])
       self.task_metrics[task.name].update_state(
-          labels[task.name], outputs[task.name], sample_weight=masks[task.name])
+        labels[task.name], outputs[task.name], sample_weight=masks[task.name]
+      )
     return {m.name: m.result() for m in self.metrics}
 
   @property
   def metrics(self) -> List[keras.metrics.Metric]:
-    return [self.loss_tracker, *self.task_loss_trackers.values(),
-            *self.task_metrics.values()]
+    return [self.loss_tracker, *self.task_loss_trackers.values(), *self.task_metrics.values()]
 
   def get_config(self) -> Dict[str, Any]:
     return {"spec": self.spec.to_json(), "vocab_sizes": dict(self.vocab_sizes)}
 
   @classmethod
-  def from_config(cls, config: Dict[str, Any], custom_objects: Any = None
-                  ) -> "MultiTaskModel":
+  def from_config(cls, config: Dict[str, Any], custom_objects: Any = None) -> MultiTaskModel:
     return build_model(spec_from_json(config["spec"]), config["vocab_sizes"])
 
 
 def _optimizer(spec: RankingSpec) -> keras.optimizers.Optimizer:
   """Adam, or AdamW (decoupled weight decay) when `training.weight_decay` > 0."""
   if spec.training.weight_decay:
-    return keras.optimizers.AdamW(spec.training.learning_rate,
-                                  weight_decay=spec.training.weight_decay, jit_compile=False)
+    return keras.optimizers.AdamW(
+      spec.training.learning_rate, weight_decay=spec.training.weight_decay, jit_compile=False
+    )
   return keras.optimizers.Adam(spec.training.learning_rate, jit_compile=False)
 
 
@@ -306,8 +342,13 @@ def _split_tasks(tasks: Sequence[TaskSpec], stacked: tf.Tensor) -> Tensors:
 
 
 def _towers(spec: RankingSpec, name: str = "towers") -> layers.ParallelMLP:
-  return layers.ParallelMLP(len(spec.tasks), (*spec.model.tower_units, 1),
-                            last_activation=None, dropout=spec.model.dropout, name=name)
+  return layers.ParallelMLP(
+    len(spec.tasks),
+    (*spec.model.tower_units, 1),
+    last_activation=None,
+    dropout=spec.model.dropout,
+    name=name,
+  )
 
 
 class SingleTaskModel(MultiTaskModel):
@@ -316,14 +357,18 @@ class SingleTaskModel(MultiTaskModel):
 
   def __init__(self, spec: RankingSpec, vocab_sizes: Mapping[str, int], **kwargs: Any):
     super().__init__(spec, vocab_sizes, **kwargs)
-    self.embeddings = [feature_embedding(spec, vocab_sizes, f"embedding_{t.name}")
-                       for t in spec.tasks]
+    self.embeddings = [
+      feature_embedding(spec, vocab_sizes, f"embedding_{t.name}") for t in spec.tasks
+    ]
     self.networks = layers.ParallelMLP(
-        len(spec.tasks), (*spec.model.expert_units, *spec.model.tower_units, 1),
-        last_activation=None, dropout=spec.model.dropout, name="networks")
+      len(spec.tasks),
+      (*spec.model.expert_units, *spec.model.tower_units, 1),
+      last_activation=None,
+      dropout=spec.model.dropout,
+      name="networks",
+    )
 
-  def task_logits(self, features: Tensors, training: Optional[bool]
-                  ) -> Tuple[Tensors, Tensors]:
+  def task_logits(self, features: Tensors, training: bool | None) -> Tuple[Tensors, Tensors]:
     inputs = tf.stack([e(features) for e in self.embeddings], axis=1)  # [B, T, D]
     return _split_tasks(self.tasks, self.networks(inputs, training=training)), {}
 
@@ -342,12 +387,12 @@ class SharedBottomModel(MultiTaskModel):
   def __init__(self, spec: RankingSpec, vocab_sizes: Mapping[str, int], **kwargs: Any):
     super().__init__(spec, vocab_sizes, **kwargs)
     self.embedding = feature_embedding(spec, vocab_sizes)
-    self.bottom = layers.ParallelMLP(1, spec.model.expert_units,
-                                     dropout=spec.model.dropout, name="bottom")
+    self.bottom = layers.ParallelMLP(
+      1, spec.model.expert_units, dropout=spec.model.dropout, name="bottom"
+    )
     self.towers = _towers(spec)
 
-  def task_logits(self, features: Tensors, training: Optional[bool]
-                  ) -> Tuple[Tensors, Tensors]:
+  def task_logits(self, features: Tensors, training: bool | None) -> Tuple[Tensors, Tensors]:
     shared = self.bottom(self.embedding(features), training=training)[:, 0]
     return _split_tasks(self.tasks, self.towers(shared, training=training)), {}
 
@@ -370,22 +415,24 @@ class MMoEModel(MultiTaskModel):
     super().__init__(spec, vocab_sizes, **kwargs)
     m, num_tasks = spec.model, len(spec.tasks)
     self.embedding = feature_embedding(spec, vocab_sizes)
-    self.experts = layers.ParallelMLP(m.num_experts, m.expert_units, dropout=m.dropout,
-                                      name="experts")
-    self.gates = layers.ExpertGates(num_tasks, [list(range(m.num_experts))] * num_tasks,
-                                    name="gates")
+    self.experts = layers.ParallelMLP(
+      m.num_experts, m.expert_units, dropout=m.dropout, name="experts"
+    )
+    self.gates = layers.ExpertGates(
+      num_tasks, [list(range(m.num_experts))] * num_tasks, name="gates"
+    )
     self.towers = _towers(spec)
     # task_logits reads the experts' and gates' kernels before calling them.
     with tf.name_scope(self.name):
       for sublayer in (self.experts, self.gates):
         layers.build_sublayer(sublayer, (None, self.embedding.output_dim))
 
-  def task_logits(self, features: Tensors, training: Optional[bool]
-                  ) -> Tuple[Tensors, Tensors]:
+  def task_logits(self, features: Tensors, training: bool | None) -> Tuple[Tensors, Tensors]:
     x = self.embedding(features)
     # The gate logits come out of the experts' first matmul (docs/models.md).
     first_layer, gate_logits = layers.fused_matmul(
-        x, [self.experts.first_kernel, self.gates.kernel])
+      x, [self.experts.first_kernel, self.gates.kernel]
+    )
     experts = self.experts(x, training=training, first_matmul=first_layer)
     mixtures, weights = self.gates(x, experts, logits=gate_logits)
     logits = _split_tasks(self.tasks, self.towers(mixtures, training=training))
@@ -411,14 +458,21 @@ class PLEModel(MultiTaskModel):
     if m.levels < 1:
       raise ValueError("ple needs model.levels >= 1")
     self.embedding = feature_embedding(spec, vocab_sizes)
-    self.levels = [layers.CGCLayer(len(spec.tasks), m.shared_experts, m.task_experts,
-                                   m.expert_units, is_last=level == m.levels - 1,
-                                   dropout=m.dropout, name=f"cgc_{level}")
-                   for level in range(m.levels)]
+    self.levels = [
+      layers.CGCLayer(
+        len(spec.tasks),
+        m.shared_experts,
+        m.task_experts,
+        m.expert_units,
+        is_last=level == m.levels - 1,
+        dropout=m.dropout,
+        name=f"cgc_{level}",
+      )
+      for level in range(m.levels)
+    ]
     self.towers = _towers(spec)
 
-  def task_logits(self, features: Tensors, training: Optional[bool]
-                  ) -> Tuple[Tensors, Tensors]:
+  def task_logits(self, features: Tensors, training: bool | None) -> Tuple[Tensors, Tensors]:
     x = self.embedding(features)
     task_inputs, shared_input, gates = x, None, {}
     for level, cgc in enumerate(self.levels):
@@ -459,13 +513,15 @@ class ESMMModel(MultiTaskModel):
     self.ctcvr_output = f"{self.cvr_task.name}_ctcvr"
     self.embedding = feature_embedding(spec, vocab_sizes)
     self.towers = layers.ParallelMLP(
-        len(spec.tasks), (*spec.model.expert_units, *spec.model.tower_units, 1),
-        last_activation=None, dropout=spec.model.dropout, name="towers")
+      len(spec.tasks),
+      (*spec.model.expert_units, *spec.model.tower_units, 1),
+      last_activation=None,
+      dropout=spec.model.dropout,
+      name="towers",
+    )
 
-  def task_logits(self, features: Tensors, training: Optional[bool]
-                  ) -> Tuple[Tensors, Tensors]:
-    return _split_tasks(self.tasks, self.towers(self.embedding(features),
-                                                training=training)), {}
+  def task_logits(self, features: Tensors, training: bool | None) -> Tuple[Tensors, Tensors]:
+    return _split_tasks(self.tasks, self.towers(self.embedding(features), training=training)), {}
 
   @property
   def shared_layers(self) -> List[keras.layers.Layer]:
@@ -480,13 +536,15 @@ class ESMMModel(MultiTaskModel):
     outputs[self.ctcvr_output] = outputs[self.ctr_task.name] * outputs[self.cvr_task.name]
     return outputs
 
-  def per_row_loss(self, task: TaskSpec, labels: Tensors, logits: Tensors
-                   ) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
+  def per_row_loss(
+    self, task: TaskSpec, labels: Tensors, logits: Tensors
+  ) -> Tuple[tf.Tensor, tf.Tensor | None]:
     if task.name != self.cvr_task.name:
       return super().per_row_loss(task, labels, logits)
     ctcvr_labels = labels[self.ctr_task.name] * labels[task.name]
-    log_ctcvr = (tf.math.log_sigmoid(logits[self.ctr_task.name])
-                 + tf.math.log_sigmoid(logits[task.name]))
+    log_ctcvr = tf.math.log_sigmoid(logits[self.ctr_task.name]) + tf.math.log_sigmoid(
+      logits[task.name]
+    )
     return losses.binary_cross_entropy_from_log_probability(ctcvr_labels, log_ctcvr), None
 
 
@@ -496,12 +554,24 @@ def esmm_conversion_task(spec: RankingSpec) -> TaskSpec:
   if name is not None:
     task = spec.task(name)
   else:
-    task = next((t for t in spec.tasks if t.is_binary and t.parent is not None
-                 and spec.task(t.parent).parent is None), None)
-  if task is None or not task.is_binary or task.parent is None or not spec.task(
-      task.parent).is_binary:
-    raise ValueError("esmm needs a binary task conditional on a binary task (conversion "
-                     "given click); set model.params.esmm_conversion_task")
+    task = next(
+      (
+        t
+        for t in spec.tasks
+        if t.is_binary and t.parent is not None and spec.task(t.parent).parent is None
+      ),
+      None,
+    )
+  if (
+    task is None
+    or not task.is_binary
+    or task.parent is None
+    or not spec.task(task.parent).is_binary
+  ):
+    raise ValueError(
+      "esmm needs a binary task conditional on a binary task (conversion "
+      "given click); set model.params.esmm_conversion_task"
+    )
   return task
 
 
@@ -531,29 +601,43 @@ class AITMModel(MultiTaskModel):
     chain_names = {t.name for t in self.chain}
     self.other_tasks = [t for t in spec.tasks if t.name not in chain_names]
     self.embedding = feature_embedding(spec, vocab_sizes)
-    self.chain_towers = layers.ParallelMLP(len(self.chain), m.expert_units,
-                                           dropout=m.dropout, name="chain_towers")
-    self.transfers = [layers.AdaptiveInformationTransfer(m.expert_units[-1],
-                                                         name=f"ait_{t.name}")
-                      for t in self.chain[1:]]
-    self.chain_heads = layers.ParallelMLP(len(self.chain), (*m.tower_units, 1),
-                                          last_activation=None, dropout=m.dropout,
-                                          name="chain_heads")
-    self.other_towers = layers.ParallelMLP(
-        len(self.other_tasks), (*m.expert_units, *m.tower_units, 1), last_activation=None,
-        dropout=m.dropout, name="other_towers") if self.other_tasks else None
+    self.chain_towers = layers.ParallelMLP(
+      len(self.chain), m.expert_units, dropout=m.dropout, name="chain_towers"
+    )
+    self.transfers = [
+      layers.AdaptiveInformationTransfer(m.expert_units[-1], name=f"ait_{t.name}")
+      for t in self.chain[1:]
+    ]
+    self.chain_heads = layers.ParallelMLP(
+      len(self.chain),
+      (*m.tower_units, 1),
+      last_activation=None,
+      dropout=m.dropout,
+      name="chain_heads",
+    )
+    self.other_towers = (
+      layers.ParallelMLP(
+        len(self.other_tasks),
+        (*m.expert_units, *m.tower_units, 1),
+        last_activation=None,
+        dropout=m.dropout,
+        name="other_towers",
+      )
+      if self.other_tasks
+      else None
+    )
 
-  def task_logits(self, features: Tensors, training: Optional[bool]
-                  ) -> Tuple[Tensors, Tensors]:
+  def task_logits(self, features: Tensors, training: bool | None) -> Tuple[Tensors, Tensors]:
     x = self.embedding(features)
-    own = self.chain_towers(x, training=training)                       # [B, C, U]
+    own = self.chain_towers(x, training=training)  # [B, C, U]
     representations, gates = [own[:, 0]], {}
     for k, transfer in enumerate(self.transfers, start=1):
       mixed, weights = transfer(representations[-1], own[:, k])
       representations.append(mixed)
       gates[f"ait_{self.chain[k].name}"] = weights
-    logits = _split_tasks(self.chain, self.chain_heads(
-        tf.stack(representations, axis=1), training=training))
+    logits = _split_tasks(
+      self.chain, self.chain_heads(tf.stack(representations, axis=1), training=training)
+    )
     if self.other_towers is not None:
       logits.update(_split_tasks(self.other_tasks, self.other_towers(x, training=training)))
     return logits, gates
@@ -567,7 +651,7 @@ class AITMModel(MultiTaskModel):
     return list(self.embedding.trainable_variables)
 
   def _log_entire(self, logits: Tensors, k: int) -> tf.Tensor:
-    return tf.add_n([tf.math.log_sigmoid(logits[t.name]) for t in self.chain[:k + 1]])
+    return tf.add_n([tf.math.log_sigmoid(logits[t.name]) for t in self.chain[: k + 1]])
 
   def heads(self, logits: Tensors) -> Tensors:
     outputs = super().heads(logits)
@@ -575,14 +659,16 @@ class AITMModel(MultiTaskModel):
       outputs[f"{task.name}_entire"] = tf.exp(self._log_entire(logits, k))
     return outputs
 
-  def per_row_loss(self, task: TaskSpec, labels: Tensors, logits: Tensors
-                   ) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
+  def per_row_loss(
+    self, task: TaskSpec, labels: Tensors, logits: Tensors
+  ) -> Tuple[tf.Tensor, tf.Tensor | None]:
     position = next((k for k, t in enumerate(self.chain) if t.name == task.name), 0)
     if position == 0:
       return super().per_row_loss(task, labels, logits)
     entire_labels = labels[task.name] * labels[self.chain[position - 1].name]
     return losses.binary_cross_entropy_from_log_probability(
-        entire_labels, self._log_entire(logits, position)), None
+      entire_labels, self._log_entire(logits, position)
+    ), None
 
 
 def aitm_chain(spec: RankingSpec) -> List[TaskSpec]:
@@ -595,27 +681,33 @@ def aitm_chain(spec: RankingSpec) -> List[TaskSpec]:
     for root in (t for t in spec.tasks if t.parent is None and t.is_binary):
       candidate = [root]
       while True:
-        child = next((t for t in spec.tasks if t.parent == candidate[-1].name
-                      and t.is_binary), None)
+        child = next(
+          (t for t in spec.tasks if t.parent == candidate[-1].name and t.is_binary), None
+        )
         if child is None:
           break
         candidate.append(child)
       if len(candidate) > len(chain):
         chain = candidate
-  if len(chain) < 2 or not all(t.is_binary for t in chain) or any(
-      chain[k].parent != chain[k - 1].name for k in range(1, len(chain))):
-    raise ValueError("aitm needs a chain of >= 2 binary tasks, each the parent of the "
-                     "next (click -> cart -> purchase); set model.params.aitm_chain")
+  if (
+    len(chain) < 2
+    or not all(t.is_binary for t in chain)
+    or any(chain[k].parent != chain[k - 1].name for k in range(1, len(chain)))
+  ):
+    raise ValueError(
+      "aitm needs a chain of >= 2 binary tasks, each the parent of the "
+      "next (click -> cart -> purchase); set model.params.aitm_chain"
+    )
   return chain
 
 
 ARCHITECTURES: Dict[str, type] = {
-    "single_task": SingleTaskModel,
-    "shared_bottom": SharedBottomModel,
-    "mmoe": MMoEModel,
-    "ple": PLEModel,
-    "esmm": ESMMModel,
-    "aitm": AITMModel,
+  "single_task": SingleTaskModel,
+  "shared_bottom": SharedBottomModel,
+  "mmoe": MMoEModel,
+  "ple": PLEModel,
+  "esmm": ESMMModel,
+  "aitm": AITMModel,
 }
 
 
@@ -626,8 +718,10 @@ def build_model(spec: RankingSpec, vocab_sizes: Mapping[str, int]) -> MultiTaskM
   try:
     model_class = ARCHITECTURES[spec.model.architecture]
   except KeyError:
-    raise ValueError(f"architecture {spec.model.architecture!r} is not built yet; "
-                     f"available: {', '.join(ARCHITECTURES)}") from None
+    raise ValueError(
+      f"architecture {spec.model.architecture!r} is not built yet; "
+      f"available: {', '.join(ARCHITECTURES)}"
+    ) from None
   model = model_class(spec, vocab_sizes)
   model.build_variables()
   return model

@@ -16,17 +16,13 @@ gradients it returns are summed across replicas by the optimizer.
 from __future__ import annotations
 
 import dataclasses
-import os
+from typing import Any, Callable, Dict, List, Mapping, Sequence
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import tensorflow as tf
+import tf_keras as keras
 
-from typing import Any, Callable, Dict, List, Mapping, Sequence  # noqa: E402
-
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
-
-from models import losses as losses_lib  # noqa: E402
-from models.spec import RankingSpec, TaskSpec  # noqa: E402
+from models import losses as losses_lib
+from models.spec import RankingSpec, TaskSpec
 
 GradientFn = Callable[[tf.Tensor, Sequence[tf.Variable]], List[tf.Tensor]]
 
@@ -47,6 +43,7 @@ class GradientRequest:
   last_shared_variables: the last shared layer's kernel(s) (GradNorm's W).
   step: the optimizer's iteration count.
   """
+
   task_losses: tf.Tensor
   task_loss_terms: Sequence[tf.Tensor]
   task_objectives: Sequence[tf.Tensor]
@@ -61,8 +58,7 @@ class GradientRequest:
 class LossBalancer(keras.layers.Layer):
   """Base strategy: subclasses override `gradients` and `loss_weights`."""
 
-  def __init__(self, tasks: Sequence[TaskSpec], params: Mapping[str, Any],
-               **kwargs: Any):
+  def __init__(self, tasks: Sequence[TaskSpec], params: Mapping[str, Any], **kwargs: Any):
     # Weights and statistics stay float32 under a mixed precision policy.
     super().__init__(dtype="float32", **kwargs)
     self.task_names = [t.name for t in tasks]
@@ -98,22 +94,22 @@ class UncertaintyWeighting(LossBalancer):
   1/2 for a regression task (w_t: the spec's loss_weight).
   """
 
-  def __init__(self, tasks: Sequence[TaskSpec], params: Mapping[str, Any],
-               **kwargs: Any):
+  def __init__(self, tasks: Sequence[TaskSpec], params: Mapping[str, Any], **kwargs: Any):
     super().__init__(tasks, params, **kwargs)
     self.type_factors = tf.constant([1.0 if t.is_binary else 0.5 for t in tasks])
     self.log_variances = self.add_weight(
-        name="log_variances", shape=(len(tasks),), trainable=True,
-        initializer=keras.initializers.Constant(float(params.get("initial_log_variance",
-                                                                 0.0))))
+      name="log_variances",
+      shape=(len(tasks),),
+      trainable=True,
+      initializer=keras.initializers.Constant(float(params.get("initial_log_variance", 0.0))),
+    )
 
   def loss_weights(self) -> tf.Tensor:
     return self.initial_weights * self.type_factors * tf.exp(-self.log_variances)
 
   def task_objectives(self, task_losses: tf.Tensor) -> tf.Tensor:
     # The regulariser is split across replicas, whose objectives are summed.
-    return (self.loss_weights() * task_losses
-            + 0.5 * self.log_variances / losses_lib.num_replicas())
+    return self.loss_weights() * task_losses + 0.5 * self.log_variances / losses_lib.num_replicas()
 
 
 def _state(layer: keras.layers.Layer, name: str, value: Any) -> tf.Variable:
@@ -121,10 +117,13 @@ def _state(layer: keras.layers.Layer, name: str, value: Any) -> tf.Variable:
   all-reduced values and writes its own copy, without a sync point."""
   value = tf.constant(value, tf.float32)
   return layer.add_weight(
-      name=name, shape=value.shape, trainable=False,
-      initializer=keras.initializers.Constant(value.numpy()),
-      synchronization=tf.VariableSynchronization.ON_READ,
-      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    name=name,
+    shape=value.shape,
+    trainable=False,
+    initializer=keras.initializers.Constant(value.numpy()),
+    synchronization=tf.VariableSynchronization.ON_READ,
+    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+  )
 
 
 class DynamicWeightAverage(LossBalancer):
@@ -137,8 +136,7 @@ class DynamicWeightAverage(LossBalancer):
   lives inside `train_step`. Until two windows have passed, w = loss_weight.
   """
 
-  def __init__(self, tasks: Sequence[TaskSpec], params: Mapping[str, Any],
-               **kwargs: Any):
+  def __init__(self, tasks: Sequence[TaskSpec], params: Mapping[str, Any], **kwargs: Any):
     super().__init__(tasks, params, **kwargs)
     self.window_steps = int(params.get("window_steps", 100))
     self.temperature = float(params.get("temperature", 2.0))
@@ -183,8 +181,7 @@ class GradNorm(LossBalancer):
   gradients. `alpha` defaults to 1.5.
   """
 
-  def __init__(self, tasks: Sequence[TaskSpec], params: Mapping[str, Any],
-               **kwargs: Any):
+  def __init__(self, tasks: Sequence[TaskSpec], params: Mapping[str, Any], **kwargs: Any):
     super().__init__(tasks, params, **kwargs)
     self.alpha = float(params.get("alpha", 1.5))
     self.learning_rate = float(params.get("learning_rate", 0.025))
@@ -201,21 +198,24 @@ class GradNorm(LossBalancer):
     if not request.last_shared_variables:
       raise ValueError("gradnorm needs shared parameters; this architecture has none")
     gradients = super().gradients(request)
-    norms = tf.stack([
-        tf.norm(losses_lib.replica_sum(flatten(
-            request.gradient(loss, request.last_shared_variables))))
-        for loss in request.task_loss_terms])
+    norms = tf.stack(
+      [
+        tf.norm(
+          losses_lib.replica_sum(flatten(request.gradient(loss, request.last_shared_variables)))
+        )
+        for loss in request.task_loss_terms
+      ]
+    )
     global_losses = losses_lib.replica_sum(request.task_losses)
     first = tf.where(self.first_losses > 0.0, self.first_losses, global_losses)
     self.first_losses.assign(first)
     ratio = global_losses / tf.maximum(first, 1e-12)
     relative = ratio / tf.maximum(tf.reduce_mean(ratio), 1e-12)
     weighted_norms = self.task_weights * norms
-    target = tf.reduce_mean(weighted_norms) * relative ** self.alpha
+    target = tf.reduce_mean(weighted_norms) * relative**self.alpha
     step = self.learning_rate * tf.sign(weighted_norms - target) * norms
     updated = tf.maximum(self.task_weights - step, 1e-3)
-    self.task_weights.assign(
-        updated * tf.reduce_sum(self.initial_weights) / tf.reduce_sum(updated))
+    self.task_weights.assign(updated * tf.reduce_sum(self.initial_weights) / tf.reduce_sum(updated))
     return gradients
 
 
@@ -233,26 +233,32 @@ class PCGrad(LossBalancer):
   def gradients(self, request: GradientRequest) -> List[tf.Tensor]:
     shared_ids = {id(v) for v in request.shared_variables}
     own = [v for v in request.variables if id(v) not in shared_ids]
-    own_gradients = dict(zip(map(id, own), request.gradient(request.total_objective,
-                                                            own)))
+    own_gradients = dict(zip(map(id, own), request.gradient(request.total_objective, own)))
     if not request.shared_variables:
       return [own_gradients[id(v)] for v in request.variables]
-    task_gradients = tf.stack([
+    task_gradients = tf.stack(
+      [
         flatten(request.gradient(objective, request.shared_variables))
-        for objective in request.task_objectives])
+        for objective in request.task_objectives
+      ]
+    )
     task_gradients = losses_lib.replica_sum(task_gradients)
     # A permutation as the argsort of uniform noise (XLA has no shuffle op),
     # seeded by the step so that every replica draws the same order.
-    order = tf.argsort(tf.random.stateless_uniform(
-        [len(request.task_objectives)], seed=tf.stack([tf.cast(request.step, tf.int32), 17])))
+    order = tf.argsort(
+      tf.random.stateless_uniform(
+        [len(request.task_objectives)], seed=tf.stack([tf.cast(request.step, tf.int32), 17])
+      )
+    )
     # Every replica now holds the same global update; the optimizer sums
     # replicas' gradients, hence the division.
     combined = tf.reduce_sum(project_conflicting(task_gradients, order), axis=0) / float(
-        losses_lib.num_replicas())
-    shared_gradients = dict(zip(map(id, request.shared_variables),
-                                unflatten(combined, request.shared_variables)))
-    return [own_gradients.get(id(v), shared_gradients.get(id(v)))
-            for v in request.variables]
+      losses_lib.num_replicas()
+    )
+    shared_gradients = dict(
+      zip(map(id, request.shared_variables), unflatten(combined, request.shared_variables))
+    )
+    return [own_gradients.get(id(v), shared_gradients.get(id(v))) for v in request.variables]
 
 
 def project_conflicting(task_gradients: tf.Tensor, order: tf.Tensor) -> tf.Tensor:
@@ -269,33 +275,36 @@ def project_conflicting(task_gradients: tf.Tensor, order: tf.Tensor) -> tf.Tenso
       other = tf.gather(task_gradients, j)
       dot = tf.reduce_sum(g * other)
       conflict = tf.logical_and(dot < 0.0, tf.not_equal(j, i))
-      g = g - tf.where(conflict, dot / tf.maximum(tf.gather(squared_norms, j), 1e-20),
-                       0.0) * other
+      g = g - tf.where(conflict, dot / tf.maximum(tf.gather(squared_norms, j), 1e-20), 0.0) * other
     projected.append(g)
   return tf.stack(projected)
 
 
 def flatten(gradients: Sequence[Any]) -> tf.Tensor:
   """Gradients (dense or IndexedSlices) as one float32 vector."""
-  return tf.concat([tf.reshape(tf.cast(tf.convert_to_tensor(g), tf.float32), [-1])
-                    for g in gradients], axis=0)
+  return tf.concat(
+    [tf.reshape(tf.cast(tf.convert_to_tensor(g), tf.float32), [-1]) for g in gradients], axis=0
+  )
 
 
 def unflatten(vector: tf.Tensor, variables: Sequence[tf.Variable]) -> List[tf.Tensor]:
   sizes = [v.shape.num_elements() for v in variables]
-  return [tf.reshape(tf.cast(part, v.dtype), v.shape)
-          for part, v in zip(tf.split(vector, sizes), variables)]
+  return [
+    tf.reshape(tf.cast(part, v.dtype), v.shape)
+    for part, v in zip(tf.split(vector, sizes), variables)
+  ]
 
 
 STRATEGIES: Dict[str, type] = {
-    "fixed": FixedWeights,
-    "uncertainty": UncertaintyWeighting,
-    "gradnorm": GradNorm,
-    "dwa": DynamicWeightAverage,
-    "pcgrad": PCGrad,
+  "fixed": FixedWeights,
+  "uncertainty": UncertaintyWeighting,
+  "gradnorm": GradNorm,
+  "dwa": DynamicWeightAverage,
+  "pcgrad": PCGrad,
 }
 
 
 def create(spec: RankingSpec) -> LossBalancer:
-  return STRATEGIES[spec.model.balancing](spec.tasks, spec.model.balancing_params,
-                                          name=f"balancing_{spec.model.balancing}")
+  return STRATEGIES[spec.model.balancing](
+    spec.tasks, spec.model.balancing_params, name=f"balancing_{spec.model.balancing}"
+  )

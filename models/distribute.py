@@ -18,12 +18,10 @@ from __future__ import annotations
 import json
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import tensorflow as tf
+import tf_keras as keras
 
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
-
-from models.spec import RankingSpec  # noqa: E402
+from models.spec import RankingSpec
 
 
 def strategy_from_environment() -> tf.distribute.Strategy:
@@ -42,4 +40,5 @@ def set_precision_policy(spec: RankingSpec) -> None:
   """mixed_float16 when `spec.training.mixed_precision`, else float32. Call it
   before building the model; outputs stay float32 either way."""
   keras.mixed_precision.set_global_policy(
-      "mixed_float16" if spec.training.mixed_precision else "float32")
+    "mixed_float16" if spec.training.mixed_precision else "float32"
+  )

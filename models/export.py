@@ -25,23 +25,29 @@ from typing import Dict, List, Mapping
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from contract import (
+  CLASSIFY_INPUT,
+  CLASSIFY_METHOD,
+  CLASSIFY_OUTPUT_CLASSES,
+  CLASSIFY_OUTPUT_SCORES,
+  CLASSIFY_SIGNATURE,
+  EVAL_SIGNATURE,
+  EXAMPLES_INPUT,
+  FUSED_SCORE_OUTPUT,
+  RAW_SIGNATURE,
+  REGRESS_METHOD,
+  REGRESS_OUTPUTS,
+  REGRESS_SIGNATURE,
+  SERVING_SIGNATURE,
+  TRANSFORM_SIGNATURE,
+)
+from contract.signature_defs import set_signature_method_names
+from contract.warmup import write_warmup_requests
 from models.features import inverse_label_transform, serving_raw_columns
 from models.spec import RankingSpec
 
-SERVING_SIGNATURE = "serving_default"
-RAW_SIGNATURE = "raw_features"
-TRANSFORM_SIGNATURE = "transform_features"
-EVAL_SIGNATURE = "evaluation"
-CLASSIFY_SIGNATURE = "classification"
-REGRESS_SIGNATURE = "regression"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
-EXAMPLES_INPUT = "examples"
-# TF Serving's Classify/Regress signatures take serialized examples as `inputs`.
-CLASSIFY_INPUT = "inputs"
 WARMUP_REQUESTS = 8
 _TF_DTYPES = {"string": tf.string, "int": tf.int64, "float": tf.float32}
-SCORE_OUTPUT = "score"
 # Exponents act on probabilities and regression outputs alike; a small floor
 # keeps a zero prediction from making the log-space product undefined.
 _SCORE_FLOOR = 1e-7
@@ -49,17 +55,19 @@ _SCORE_FLOOR = 1e-7
 
 def fused_score(spec: RankingSpec, outputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
   """prod_t output_t ** exponent_t over the spec's `serving.score` tasks."""
-  log_score = tf.add_n([
+  log_score = tf.add_n(
+    [
       exponent * tf.math.log(tf.maximum(outputs[task], _SCORE_FLOOR))
-      for task, exponent in spec.serving.score.items()])
+      for task, exponent in spec.serving.score.items()
+    ]
+  )
   return tf.exp(log_score)
 
 
 class ServingModule(tf.Module):
   """Holds the model and the TFT layer so the SavedModel tracks both."""
 
-  def __init__(self, model: tf.keras.Model, tft_output: tft.TFTransformOutput,
-               spec: RankingSpec):
+  def __init__(self, model: tf.keras.Model, tft_output: tft.TFTransformOutput, spec: RankingSpec):
     super().__init__()
     self.model = model
     self.tft_layer = tft_output.transform_features_layer()
@@ -76,7 +84,7 @@ class ServingModule(tf.Module):
     for task in self._spec.tasks:
       value = tf.reshape(tf.cast(raw_outputs[task.name], tf.float32), [-1])
       outputs[task.name] = value if task.is_binary else inverse_label_transform(task, value)
-    outputs[SCORE_OUTPUT] = fused_score(self._spec, outputs)
+    outputs[FUSED_SCORE_OUTPUT] = fused_score(self._spec, outputs)
     return outputs
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
@@ -112,12 +120,14 @@ class ServingModule(tf.Module):
   def classify(self, inputs: tf.Tensor) -> Dict[str, tf.Tensor]:
     probability = self.serve_examples(inputs)[self._spec.serving.classify_task]
     batch = tf.shape(probability)[0]
-    return {"scores": tf.stack([1.0 - probability, probability], axis=1),
-            "classes": tf.tile(tf.constant([["0", "1"]]), [batch, 1])}
+    return {
+      CLASSIFY_OUTPUT_SCORES: tf.stack([1.0 - probability, probability], axis=1),
+      CLASSIFY_OUTPUT_CLASSES: tf.tile(tf.constant([["0", "1"]]), [batch, 1]),
+    }
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=CLASSIFY_INPUT)])
   def regress(self, inputs: tf.Tensor) -> Dict[str, tf.Tensor]:
-    return {"outputs": self.serve_examples(inputs)[self._spec.serving.classify_task]}
+    return {REGRESS_OUTPUTS: self.serve_examples(inputs)[self._spec.serving.classify_task]}
 
 
 def has_eval_signature(spec: RankingSpec) -> bool:
@@ -126,23 +136,31 @@ def has_eval_signature(spec: RankingSpec) -> bool:
 
 
 def raw_input_signature(spec: RankingSpec) -> Dict[str, tf.TensorSpec]:
-  return {column: tf.TensorSpec([None], _TF_DTYPES[dtype], name=column)
-          for column, dtype in serving_raw_columns(spec).items()}
+  return {
+    column: tf.TensorSpec([None], _TF_DTYPES[dtype], name=column)
+    for column, dtype in serving_raw_columns(spec).items()
+  }
 
 
-def warmup_examples(spec: RankingSpec, tft_output: tft.TFTransformOutput,
-                    count: int = WARMUP_REQUESTS) -> List[bytes]:
+def warmup_examples(
+  spec: RankingSpec, tft_output: tft.TFTransformOutput, count: int = WARMUP_REQUESTS
+) -> List[bytes]:
   """Plausible raw requests: categorical values taken from the vocabularies."""
   from models.features import SHARED_VOCABULARY, uses_shared_vocabulary
 
   shared: Dict[str, List[bytes]] = {}
-  for key in tft_output.vocabulary_by_name(SHARED_VOCABULARY) if any(
-      uses_shared_vocabulary(f) for f in spec.model_features) else []:
+  for key in (
+    tft_output.vocabulary_by_name(SHARED_VOCABULARY)
+    if any(uses_shared_vocabulary(f) for f in spec.model_features)
+    else []
+  ):
     name, _, value = key.partition(b"=")
     shared.setdefault(name.decode(), []).append(value)
-  vocabularies = {f.column: shared.get(f.name) or tft_output.vocabulary_by_name(f.name)
-                  for f in spec.model_features
-                  if f.kind == "categorical" and f.encoding == "vocabulary"}
+  vocabularies = {
+    f.column: shared.get(f.name) or tft_output.vocabulary_by_name(f.name)
+    for f in spec.model_features
+    if f.kind == "categorical" and f.encoding == "vocabulary"
+  }
   examples = []
   for i in range(count):
     example = tf.train.Example()
@@ -159,23 +177,23 @@ def warmup_examples(spec: RankingSpec, tft_output: tft.TFTransformOutput,
   return examples
 
 
-def export_serving_model(model: tf.keras.Model, spec: RankingSpec,
-                         tft_output: tft.TFTransformOutput, export_dir: str) -> ServingModule:
+def export_serving_model(
+  model: tf.keras.Model, spec: RankingSpec, tft_output: tft.TFTransformOutput, export_dir: str
+) -> ServingModule:
   """Writes the SavedModel with its signatures and warm-up requests."""
-  from serving.signatures import set_signature_method_names
-  from serving.warmup import write_warmup_requests
-
   module = ServingModule(model, tft_output, spec)
   raw = tf.function(module.serve_raw_features)
   classify_task = spec.task(spec.serving.classify_task)
   signatures = {
-      SERVING_SIGNATURE: module.serve_examples.get_concrete_function(),
-      RAW_SIGNATURE: raw.get_concrete_function(**raw_input_signature(spec)),
-      TRANSFORM_SIGNATURE: module.transform_features.get_concrete_function(),
+    SERVING_SIGNATURE: module.serve_examples.get_concrete_function(),
+    RAW_SIGNATURE: raw.get_concrete_function(**raw_input_signature(spec)),
+    TRANSFORM_SIGNATURE: module.transform_features.get_concrete_function(),
   }
   if has_eval_signature(spec):
-    signatures[EVAL_SIGNATURE] = tf.function(module.evaluate_logged, input_signature=[
-        tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)]).get_concrete_function()
+    signatures[EVAL_SIGNATURE] = tf.function(
+      module.evaluate_logged,
+      input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)],
+    ).get_concrete_function()
   if classify_task.is_binary:
     signatures[CLASSIFY_SIGNATURE] = module.classify.get_concrete_function()
     method_names = {CLASSIFY_SIGNATURE: CLASSIFY_METHOD}

@@ -36,8 +36,9 @@ def spec_from_custom_config(custom_config: Mapping[str, Any]) -> RankingSpec:
   return spec_from_json(custom_config[SPEC_CONFIG_KEY])
 
 
-def preprocessing_fn(inputs: Dict[str, tf.Tensor],
-                     custom_config: Mapping[str, Any]) -> Dict[str, tf.Tensor]:
+def preprocessing_fn(
+  inputs: Dict[str, tf.Tensor], custom_config: Mapping[str, Any]
+) -> Dict[str, tf.Tensor]:
   """TFT entry point: transforms raw columns into model features and labels."""
   spec = spec_from_custom_config(custom_config)
   outputs: Dict[str, tf.Tensor] = shared_vocabulary_ids(spec, inputs)
@@ -48,19 +49,22 @@ def preprocessing_fn(inputs: Dict[str, tf.Tensor],
       outputs[feature.name] = transform_feature(feature, inputs[feature.column])
     elif feature.kind == "position":
       outputs[feature.name] = tf.clip_by_value(
-          tf.cast(inputs[feature.column], tf.int64), 1, feature.max_value)
+        tf.cast(inputs[feature.column], tf.int64), 1, feature.max_value
+      )
   for task in spec.tasks:
     outputs[task.label] = transform_label(task, inputs[task.label])
   return outputs
 
 
 def uses_shared_vocabulary(feature: FeatureSpec) -> bool:
-  return (feature.kind == "categorical" and feature.encoding == "vocabulary"
-          and feature.top_k is None)
+  return (
+    feature.kind == "categorical" and feature.encoding == "vocabulary" and feature.top_k is None
+  )
 
 
-def shared_vocabulary_ids(spec: RankingSpec,
-                          inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+def shared_vocabulary_ids(
+  spec: RankingSpec, inputs: Mapping[str, tf.Tensor]
+) -> Dict[str, tf.Tensor]:
   """Ids of every shared-vocabulary feature, from one vocabulary analyzer."""
   keys = {}
   for feature in spec.features:
@@ -70,10 +74,12 @@ def shared_vocabulary_ids(spec: RankingSpec,
       keys[feature.name] = tf.strings.join([feature.name + _KEY_SEPARATOR, values])
   if not keys:
     return {}
-  vocabulary = tft.vocabulary(tf.concat([tf.reshape(k, [-1]) for k in keys.values()], 0),
-                              vocab_filename=SHARED_VOCABULARY)
-  return {name: tft.apply_vocabulary(key, vocabulary, num_oov_buckets=1)
-          for name, key in keys.items()}
+  vocabulary = tft.vocabulary(
+    tf.concat([tf.reshape(k, [-1]) for k in keys.values()], 0), vocab_filename=SHARED_VOCABULARY
+  )
+  return {
+    name: tft.apply_vocabulary(key, vocabulary, num_oov_buckets=1) for name, key in keys.items()
+  }
 
 
 def transform_feature(feature: FeatureSpec, column: tf.Tensor) -> tf.Tensor:
@@ -83,8 +89,11 @@ def transform_feature(feature: FeatureSpec, column: tf.Tensor) -> tf.Tensor:
     if feature.encoding == "hash":
       return tf.strings.to_hash_bucket_fast(values, feature.hash_buckets)
     return tft.compute_and_apply_vocabulary(
-        values, top_k=feature.top_k, num_oov_buckets=feature.num_oov_buckets,
-        vocab_filename=feature.name)
+      values,
+      top_k=feature.top_k,
+      num_oov_buckets=feature.num_oov_buckets,
+      vocab_filename=feature.name,
+    )
   values = tf.cast(column, tf.float32)
   if feature.transform == "bucketize":
     return tft.bucketize(values, feature.num_buckets)
@@ -119,8 +128,9 @@ def vocab_sizes(spec: RankingSpec, tft_output: tft.TFTransformOutput) -> Dict[st
     elif feature.kind == "categorical" and feature.encoding == "hash":
       sizes[feature.name] = feature.hash_buckets
     elif feature.kind == "categorical":
-      sizes[feature.name] = (tft_output.vocabulary_size_by_name(feature.name)
-                             + feature.num_oov_buckets)
+      sizes[feature.name] = (
+        tft_output.vocabulary_size_by_name(feature.name) + feature.num_oov_buckets
+      )
     elif feature.kind == "numeric" and feature.transform == "bucketize":
       sizes[feature.name] = feature.num_buckets
     elif feature.kind == "position":

@@ -22,16 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
+from typing import Dict, List, Mapping, Tuple
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import tensorflow as tf
+from absl import logging
 
-from typing import Dict, List, Mapping, Tuple  # noqa: E402
-
-import tensorflow as tf  # noqa: E402
-from absl import logging  # noqa: E402
-
-from models.spec import RankingSpec  # noqa: E402
+from models.spec import RankingSpec
 
 # Parsed columns up to this size are kept in memory (census train: ~80k rows,
 # at most ~24 MB). The matrices are captured by the dataset's functions, and
@@ -41,8 +37,8 @@ PARSED_CACHE_BUDGET_BYTES = 256 << 20
 # Over the parsed budget, serialized records up to this size (an estimate from
 # the compressed size) are still cached in memory.
 SERIALIZED_CACHE_BUDGET_BYTES = 2 << 30
-_GZIP_EXPANSION = 4      # the estimate's ratio of serialized to compressed bytes
-_READ_BATCH = 65_536     # records parsed per call while loading into memory
+_GZIP_EXPANSION = 4  # the estimate's ratio of serialized to compressed bytes
+_READ_BATCH = 65_536  # records parsed per call while loading into memory
 
 Batch = Tuple[Dict[str, tf.Tensor], Dict[str, tf.Tensor]]
 
@@ -51,6 +47,7 @@ Batch = Tuple[Dict[str, tf.Tensor], Dict[str, tf.Tensor]]
 class InputData:
   """One pass over a split (`dataset`; `.repeat()` it for several epochs, each
   shuffled anew), its number of examples and which path reads it."""
+
   dataset: tf.data.Dataset
   num_examples: int
   in_memory: bool
@@ -66,8 +63,11 @@ def files_of(patterns: List[str]) -> List[str]:
 def count_records(files: List[str]) -> int:
   """Examples in the files (one decompressing pass, no parsing)."""
   dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
-  return int(dataset.batch(_READ_BATCH).reduce(
-      tf.constant(0, tf.int64), lambda total, batch: total + tf.size(batch, tf.int64)))
+  return int(
+    dataset.batch(_READ_BATCH).reduce(
+      tf.constant(0, tf.int64), lambda total, batch: total + tf.size(batch, tf.int64)
+    )
+  )
 
 
 def model_columns(spec: RankingSpec) -> Tuple[List[str], List[Tuple[str, str]]]:
@@ -78,22 +78,28 @@ def model_columns(spec: RankingSpec) -> Tuple[List[str], List[Tuple[str, str]]]:
   return feature_names, [(t.name, t.label) for t in spec.tasks]
 
 
-def parsed_row_bytes(feature_spec: Mapping[str, tf.io.FixedLenFeature],
-                     columns: List[str]) -> int:
+def parsed_row_bytes(feature_spec: Mapping[str, tf.io.FixedLenFeature], columns: List[str]) -> int:
   """Bytes one row of `columns` takes once parsed."""
   total = 0
   for name in columns:
     feature = feature_spec[name]
     if not isinstance(feature, tf.io.FixedLenFeature):
-      raise ValueError(f"transformed feature {name!r} is {type(feature).__name__}; the "
-                       "trainer reads fixed-length features only")
+      raise ValueError(
+        f"transformed feature {name!r} is {type(feature).__name__}; the "
+        "trainer reads fixed-length features only"
+      )
     total += math.prod(int(d) for d in feature.shape) * feature.dtype.size
   return total
 
 
-def make_input(patterns: List[str], feature_spec: Mapping[str, tf.io.FixedLenFeature],
-               spec: RankingSpec, batch_size: int, shuffle: bool,
-               memory_budget_bytes: int = PARSED_CACHE_BUDGET_BYTES) -> InputData:
+def make_input(
+  patterns: List[str],
+  feature_spec: Mapping[str, tf.io.FixedLenFeature],
+  spec: RankingSpec,
+  batch_size: int,
+  shuffle: bool,
+  memory_budget_bytes: int = PARSED_CACHE_BUDGET_BYTES,
+) -> InputData:
   """(features, labels) batches of the files: labels keyed by task name, shape
   [batch, 1]. Shuffled (a fresh order every pass, incomplete last batch
   dropped) iff `shuffle`."""
@@ -104,21 +110,25 @@ def make_input(patterns: List[str], feature_spec: Mapping[str, tf.io.FixedLenFea
   parsed_bytes = num_examples * parsed_row_bytes(feature_spec, columns)
   in_memory = parsed_bytes <= memory_budget_bytes
   logging.info(
-      "Input %s: %d examples, %.1f MB parsed, %s the %.1f MB budget: %s", patterns,
-      num_examples, parsed_bytes / 2**20, "within" if in_memory else "over",
-      memory_budget_bytes / 2**20,
-      "parsed once into memory, reshuffled by index every epoch" if in_memory
-      else "streaming, parsed every epoch")
+    "Input %s: %d examples, %.1f MB parsed, %s the %.1f MB budget: %s",
+    patterns,
+    num_examples,
+    parsed_bytes / 2**20,
+    "within" if in_memory else "over",
+    memory_budget_bytes / 2**20,
+    "parsed once into memory, reshuffled by index every epoch"
+    if in_memory
+    else "streaming, parsed every epoch",
+  )
   column_spec = {name: feature_spec[name] for name in columns}
   if in_memory:
     table = ColumnTable.load(files, column_spec)
     batches, read = table.row_batches(batch_size, shuffle, spec.training.seed), table.gather
   else:
     batches = _serialized_batches(files, spec, batch_size, shuffle)
-    read = lambda records: tf.io.parse_example(records, column_spec)  # noqa: E731
+    read = lambda records: tf.io.parse_example(records, column_spec)
   to_model = _to_model_batch(feature_names, tasks)
-  dataset = batches.map(lambda batch: to_model(read(batch)),
-                        num_parallel_calls=tf.data.AUTOTUNE)
+  dataset = batches.map(lambda batch: to_model(read(batch)), num_parallel_calls=tf.data.AUTOTUNE)
   return InputData(dataset.prefetch(tf.data.AUTOTUNE), num_examples, in_memory)
 
 
@@ -127,6 +137,7 @@ def _to_model_batch(feature_names: List[str], tasks: List[Tuple[str, str]]):
     features = {name: columns[name] for name in feature_names}
     labels = {task: tf.reshape(columns[label], [-1, 1]) for task, label in tasks}
     return features, labels
+
   return split
 
 
@@ -135,32 +146,36 @@ class ColumnTable:
   """A split's parsed columns in memory: one [rows, width] matrix per dtype
   (a batch is then one gather and one split per dtype, not an op per column)
   and the (name, shape) of its columns, in order."""
+
   matrices: Dict[tf.DType, tf.Tensor]
   layout: Dict[tf.DType, List[Tuple[str, Tuple[int, ...]]]]
   num_rows: int
 
   @classmethod
-  def load(cls, files: List[str], column_spec: Mapping[str, tf.io.FixedLenFeature]
-           ) -> "ColumnTable":
+  def load(cls, files: List[str], column_spec: Mapping[str, tf.io.FixedLenFeature]) -> ColumnTable:
     """Reads and parses every record once."""
     layout: Dict[tf.DType, List[Tuple[str, Tuple[int, ...]]]] = {}
     for name, feature in column_spec.items():
-      layout.setdefault(feature.dtype, []).append(
-          (name, tuple(int(d) for d in feature.shape)))
+      layout.setdefault(feature.dtype, []).append((name, tuple(int(d) for d in feature.shape)))
 
     def to_matrices(records: tf.Tensor) -> Dict[str, tf.Tensor]:
       parsed = tf.io.parse_example(records, column_spec)
-      return {dtype.name: tf.concat([tf.reshape(parsed[name], [-1, math.prod(shape)])
-                                     for name, shape in members], axis=1)
-              for dtype, members in layout.items()}
+      return {
+        dtype.name: tf.concat(
+          [tf.reshape(parsed[name], [-1, math.prod(shape)]) for name, shape in members], axis=1
+        )
+        for dtype, members in layout.items()
+      }
 
-    chunks = list(tf.data.TFRecordDataset(files, compression_type="GZIP")
-                  .batch(_READ_BATCH).map(to_matrices, num_parallel_calls=tf.data.AUTOTUNE)
-                  .prefetch(2))
+    chunks = list(
+      tf.data.TFRecordDataset(files, compression_type="GZIP")
+      .batch(_READ_BATCH)
+      .map(to_matrices, num_parallel_calls=tf.data.AUTOTUNE)
+      .prefetch(2)
+    )
     if not chunks:
       raise ValueError(f"no records in {files}")
-    matrices = {dtype: tf.concat([c[dtype.name] for c in chunks], axis=0)
-                for dtype in layout}
+    matrices = {dtype: tf.concat([c[dtype.name] for c in chunks], axis=0) for dtype in layout}
     return cls(matrices, layout, int(next(iter(matrices.values())).shape[0]))
 
   def row_batches(self, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
@@ -177,34 +192,41 @@ class ColumnTable:
 
     def permuted(pass_seed: tf.Tensor) -> tf.data.Dataset:
       order = tf.random.experimental.stateless_shuffle(
-          tf.range(n, dtype=tf.int64), seed=tf.stack([pass_seed, tf.constant(seed, tf.int64)]))
+        tf.range(n, dtype=tf.int64), seed=tf.stack([pass_seed, tf.constant(seed, tf.int64)])
+      )
       return tf.data.Dataset.from_tensor_slices(
-          tf.reshape(order[:full_batches * batch_size], [full_batches, batch_size]))
+        tf.reshape(order[: full_batches * batch_size], [full_batches, batch_size])
+      )
 
-    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(
-        1).flat_map(permuted)
+    return (
+      tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).flat_map(permuted)
+    )
 
   def gather(self, rows: tf.Tensor) -> Dict[str, tf.Tensor]:
     """The columns of `rows`, each [len(rows), *shape]."""
     columns = {}
     for dtype, members in self.layout.items():
-      parts = tf.split(tf.gather(self.matrices[dtype], rows),
-                       [math.prod(shape) for _, shape in members], axis=1)
+      parts = tf.split(
+        tf.gather(self.matrices[dtype], rows), [math.prod(shape) for _, shape in members], axis=1
+      )
       for (name, shape), part in zip(members, parts):
         columns[name] = part if len(shape) == 1 else tf.reshape(part, [-1, *shape])
     return columns
 
 
-def _serialized_batches(files: List[str], spec: RankingSpec, batch_size: int,
-                        shuffle: bool) -> tf.data.Dataset:
+def _serialized_batches(
+  files: List[str], spec: RankingSpec, batch_size: int, shuffle: bool
+) -> tf.data.Dataset:
   """Batches of serialized records (cached when they fit), shuffled with the
   spec's buffer."""
-  dataset = tf.data.TFRecordDataset(files, compression_type="GZIP",
-                                    num_parallel_reads=tf.data.AUTOTUNE)
+  dataset = tf.data.TFRecordDataset(
+    files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE
+  )
   compressed = sum(tf.io.gfile.stat(f).length for f in files)
   if compressed * _GZIP_EXPANSION < SERIALIZED_CACHE_BUDGET_BYTES:
     dataset = dataset.cache()
   if shuffle:
-    dataset = dataset.shuffle(spec.training.shuffle_buffer, seed=spec.training.seed,
-                              reshuffle_each_iteration=True)
+    dataset = dataset.shuffle(
+      spec.training.shuffle_buffer, seed=spec.training.seed, reshuffle_each_iteration=True
+    )
   return dataset.batch(batch_size, drop_remainder=shuffle)

@@ -12,15 +12,11 @@ experts, G the number of gates, U a width.
 
 from __future__ import annotations
 
-import os
+from typing import Any, Dict, List, Sequence, Tuple
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-from typing import Any, Dict, List, Optional, Sequence, Tuple  # noqa: E402
-
-import tensorflow as tf  # noqa: E402
-import tensorflow_recommenders as tfrs  # noqa: E402
-import tf_keras as keras  # noqa: E402
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+import tf_keras as keras
 
 
 @keras.utils.register_keras_serializable(package="mtlrank")
@@ -40,8 +36,13 @@ class FeatureEmbedding(keras.layers.Layer):
   Output: [B, output_dim] in the layer's compute dtype.
   """
 
-  def __init__(self, embedded: Sequence[Sequence[Any]], numeric: Sequence[str],
-               interaction: Optional[Dict[str, Any]] = None, **kwargs: Any):
+  def __init__(
+    self,
+    embedded: Sequence[Sequence[Any]],
+    numeric: Sequence[str],
+    interaction: Dict[str, Any] | None = None,
+    **kwargs: Any,
+  ):
     super().__init__(**kwargs)
     self.embedded = [(str(n), int(v), int(d)) for n, v, d in embedded]
     self.numeric = [str(n) for n in numeric]
@@ -52,14 +53,18 @@ class FeatureEmbedding(keras.layers.Layer):
       groups.setdefault(dim, []).append((name, vocab_size))
     # (dim, feature names, row offsets, vocab sizes), one per table.
     self._groups = tuple(
-        (dim, tuple(n for n, _ in members),
-         tuple(sum(v for _, v in members[:i]) for i in range(len(members))),
-         tuple(v for _, v in members))
-        for dim, members in groups.items())
+      (
+        dim,
+        tuple(n for n, _ in members),
+        tuple(sum(v for _, v in members[:i]) for i in range(len(members))),
+        tuple(v for _, v in members),
+      )
+      for dim, members in groups.items()
+    )
     self.interaction = _interaction_config(interaction)
     self._interaction_layer = self._make_interaction()
 
-  def _make_interaction(self) -> Optional[keras.layers.Layer]:
+  def _make_interaction(self) -> keras.layers.Layer | None:
     kind = self.interaction["kind"]
     if kind == "dot":
       columns = self.embedding_columns()
@@ -67,8 +72,10 @@ class FeatureEmbedding(keras.layers.Layer):
         for name in pair:
           if name not in columns:
             raise ValueError(f"interaction pair {pair}: {name!r} is not an embedded feature")
-      return DotInteraction([(columns[a][0], columns[b][0], columns[a][1])
-                             for a, b in self.interaction["pairs"]], name="dot_interaction")
+      return DotInteraction(
+        [(columns[a][0], columns[b][0], columns[a][1]) for a, b in self.interaction["pairs"]],
+        name="dot_interaction",
+      )
     if kind == "cross":
       return CrossNetwork(self.interaction["layers"], name="cross_network")
     return None
@@ -83,10 +90,14 @@ class FeatureEmbedding(keras.layers.Layer):
     return columns
 
   def build(self, input_shape: Any) -> None:
-    self._tables = [self.add_weight(
-        name=f"table_{dim}", shape=(sum(sizes), dim),
-        initializer=keras.initializers.RandomUniform(-0.05, 0.05))
-        for dim, _, _, sizes in self._groups]
+    self._tables = [
+      self.add_weight(
+        name=f"table_{dim}",
+        shape=(sum(sizes), dim),
+        initializer=keras.initializers.RandomUniform(-0.05, 0.05),
+      )
+      for dim, _, _, sizes in self._groups
+    ]
     if self._interaction_layer is not None:
       self._interaction_layer.build(tf.TensorShape([None, self._input_dim]))
     super().build(input_shape)
@@ -104,35 +115,49 @@ class FeatureEmbedding(keras.layers.Layer):
   def call(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
     parts = []
     for (dim, names, offsets, sizes), table in zip(self._groups, self._tables):
-      ids = tf.concat([tf.reshape(tf.cast(features[name], tf.int64), [-1, 1])
-                       for name in names], axis=1)
+      ids = tf.concat(
+        [tf.reshape(tf.cast(features[name], tf.int64), [-1, 1]) for name in names], axis=1
+      )
       # Serving must not crash on an id outside the vocabulary (a skewed
       # transform graph): such ids read the feature's last (OOV) row.
       ids = tf.clip_by_value(ids, 0, tf.constant(sizes, tf.int64) - 1) + tf.constant(
-          offsets, tf.int64)
-      vectors = tf.gather(table, ids)                       # [B, F, dim]
-      parts.append(tf.reshape(tf.cast(vectors, self.compute_dtype),
-                              [-1, len(names) * dim]))
+        offsets, tf.int64
+      )
+      vectors = tf.gather(table, ids)  # [B, F, dim]
+      parts.append(tf.reshape(tf.cast(vectors, self.compute_dtype), [-1, len(names) * dim]))
     if self.numeric:
-      parts.append(tf.concat(
-          [tf.reshape(tf.cast(features[name], self.compute_dtype), [-1, 1])
-           for name in self.numeric], axis=1))
+      parts.append(
+        tf.concat(
+          [
+            tf.reshape(tf.cast(features[name], self.compute_dtype), [-1, 1])
+            for name in self.numeric
+          ],
+          axis=1,
+        )
+      )
     x = tf.concat(parts, axis=1) if len(parts) > 1 else parts[0]
     return self._interaction_layer(x) if self._interaction_layer is not None else x
 
   def get_config(self) -> Dict[str, Any]:
-    return {**super().get_config(), "embedded": [list(e) for e in self.embedded],
-            "numeric": list(self.numeric),
-            "interaction": {"kind": self.interaction["kind"],
-                            "pairs": [list(p) for p in self.interaction["pairs"]],
-                            "layers": self.interaction["layers"]}}
+    return {
+      **super().get_config(),
+      "embedded": [list(e) for e in self.embedded],
+      "numeric": list(self.numeric),
+      "interaction": {
+        "kind": self.interaction["kind"],
+        "pairs": [list(p) for p in self.interaction["pairs"]],
+        "layers": self.interaction["layers"],
+      },
+    }
 
 
-def _interaction_config(interaction: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+def _interaction_config(interaction: Dict[str, Any] | None) -> Dict[str, Any]:
   raw = dict(interaction or {})
-  return {"kind": str(raw.get("kind", "none")),
-          "pairs": [[str(a), str(b)] for a, b in raw.get("pairs", ())],
-          "layers": int(raw.get("layers", 1))}
+  return {
+    "kind": str(raw.get("kind", "none")),
+    "pairs": [[str(a), str(b)] for a, b in raw.get("pairs", ())],
+    "layers": int(raw.get("layers", 1)),
+  }
 
 
 @keras.utils.register_keras_serializable(package="mtlrank")
@@ -152,8 +177,10 @@ class DotInteraction(keras.layers.Layer):
       raise ValueError("DotInteraction needs at least one pair")
 
   def call(self, x: tf.Tensor) -> tf.Tensor:
-    dots = [tf.reduce_sum(x[:, a:a + w] * x[:, b:b + w], axis=1, keepdims=True)
-            for a, b, w in self.pairs]
+    dots = [
+      tf.reduce_sum(x[:, a : a + w] * x[:, b : b + w], axis=1, keepdims=True)
+      for a, b, w in self.pairs
+    ]
     return tf.concat([x, *dots], axis=1)
 
   def get_config(self) -> Dict[str, Any]:
@@ -180,9 +207,11 @@ class CrossNetwork(keras.layers.Layer):
   def build(self, input_shape: Any) -> None:
     width = int(tf.TensorShape(input_shape)[-1])
     # Small kernels: the layers start close to the identity (x_{l+1} ~ x_l).
-    initializer = keras.initializers.TruncatedNormal(stddev=0.1 / width ** 0.5)
-    self._crosses = [tfrs.layers.dcn.Cross(kernel_initializer=initializer, name=f"cross_{i}")
-                     for i in range(self.num_layers)]
+    initializer = keras.initializers.TruncatedNormal(stddev=0.1 / width**0.5)
+    self._crosses = [
+      tfrs.layers.dcn.Cross(kernel_initializer=initializer, name=f"cross_{i}")
+      for i in range(self.num_layers)
+    ]
     super().build(input_shape)
 
   def call(self, x0: tf.Tensor) -> tf.Tensor:
@@ -206,9 +235,16 @@ class ParallelMLP(keras.layers.Layer):
   (None: linear, for a tower whose last unit is a logit).
   """
 
-  def __init__(self, num_networks: int, units: Sequence[int], activation: str = "relu",
-               last_activation: Optional[str] = "relu", dropout: float = 0.0,
-               networks_per_input: int = 1, **kwargs: Any):
+  def __init__(
+    self,
+    num_networks: int,
+    units: Sequence[int],
+    activation: str = "relu",
+    last_activation: str | None = "relu",
+    dropout: float = 0.0,
+    networks_per_input: int = 1,
+    **kwargs: Any,
+  ):
     super().__init__(**kwargs)
     self.num_networks = int(num_networks)
     self.units = [int(u) for u in units]
@@ -219,7 +255,8 @@ class ParallelMLP(keras.layers.Layer):
     if self.num_networks % self.networks_per_input:
       raise ValueError("num_networks must be a multiple of networks_per_input")
     self._activations = [keras.activations.get(activation)] * (len(self.units) - 1) + [
-        keras.activations.get(last_activation)]
+      keras.activations.get(last_activation)
+    ]
     self._dropout = keras.layers.Dropout(self.dropout) if self.dropout else None
 
   def build(self, input_shape: tf.TensorShape) -> None:
@@ -233,10 +270,14 @@ class ParallelMLP(keras.layers.Layer):
         shape = (fan_in, self.num_networks * width)
       else:
         shape = (self.num_networks, fan_in, width)
-      self.kernels.append(self.add_weight(
-          name=f"kernel_{i}", shape=shape, initializer=_glorot_per_network(fan_in, width)))
-      self.biases.append(self.add_weight(
-          name=f"bias_{i}", shape=(self.num_networks, width), initializer="zeros"))
+      self.kernels.append(
+        self.add_weight(
+          name=f"kernel_{i}", shape=shape, initializer=_glorot_per_network(fan_in, width)
+        )
+      )
+      self.biases.append(
+        self.add_weight(name=f"bias_{i}", shape=(self.num_networks, width), initializer="zeros")
+      )
       fan_in = width
     super().build(input_shape)
 
@@ -245,8 +286,9 @@ class ParallelMLP(keras.layers.Layer):
     """[U, N * width] for a shared input: what `fused_matmul` fuses."""
     return self.kernels[0]
 
-  def call(self, inputs: tf.Tensor, training: Optional[bool] = None,
-           first_matmul: Optional[tf.Tensor] = None) -> tf.Tensor:
+  def call(
+    self, inputs: tf.Tensor, training: bool | None = None, first_matmul: tf.Tensor | None = None
+  ) -> tf.Tensor:
     """`first_matmul`: `inputs @ first_kernel`, when the caller computed it
     in one matmul with other projections of the same shared input."""
     # Computed network-major ([N, B, U]) so that every per-network layer is one
@@ -255,11 +297,16 @@ class ParallelMLP(keras.layers.Layer):
     # towers' backward ~2x slower (docs/models.md).
     x = inputs
     for i, (kernel, bias, activation) in enumerate(
-        zip(self.kernels, self.biases, self._activations)):
+      zip(self.kernels, self.biases, self._activations)
+    ):
       if i == 0 and self._shared_input:
-        x = tf.transpose(tf.reshape(tf.matmul(x, kernel) if first_matmul is None
-                                    else first_matmul,
-                                    [-1, self.num_networks, self.units[0]]), [1, 0, 2])
+        x = tf.transpose(
+          tf.reshape(
+            tf.matmul(x, kernel) if first_matmul is None else first_matmul,
+            [-1, self.num_networks, self.units[0]],
+          ),
+          [1, 0, 2],
+        )
       else:
         if i == 0:
           if self.networks_per_input > 1:
@@ -272,10 +319,15 @@ class ParallelMLP(keras.layers.Layer):
     return tf.transpose(x, [1, 0, 2])
 
   def get_config(self) -> Dict[str, Any]:
-    return {**super().get_config(), "num_networks": self.num_networks,
-            "units": list(self.units), "activation": self.activation,
-            "last_activation": self.last_activation, "dropout": self.dropout,
-            "networks_per_input": self.networks_per_input}
+    return {
+      **super().get_config(),
+      "num_networks": self.num_networks,
+      "units": list(self.units),
+      "activation": self.activation,
+      "last_activation": self.last_activation,
+      "dropout": self.dropout,
+      "networks_per_input": self.networks_per_input,
+    }
 
 
 def _glorot_per_network(fan_in: int, fan_out: int) -> keras.initializers.Initializer:
@@ -284,7 +336,7 @@ def _glorot_per_network(fan_in: int, fan_out: int) -> keras.initializers.Initial
   return keras.initializers.RandomUniform(-limit, limit)
 
 
-def build_sublayer(layer: keras.layers.Layer, input_shape: Sequence[Optional[int]]) -> None:
+def build_sublayer(layer: keras.layers.Layer, input_shape: Sequence[int | None]) -> None:
   """Builds `layer` for `input_shape` ahead of its first call (its parent
   reads its kernels for `fused_matmul`), its variables named under its name."""
   if not layer.built:
@@ -315,40 +367,47 @@ class ExpertGates(keras.layers.Layer):
   Returns (mixtures [B, G, V], weights [B, G, C]); weights sum to 1 over C.
   """
 
-  def __init__(self, num_gates: int, expert_indices: Sequence[Sequence[int]],
-               **kwargs: Any):
+  def __init__(self, num_gates: int, expert_indices: Sequence[Sequence[int]], **kwargs: Any):
     super().__init__(**kwargs)
     self.num_gates = int(num_gates)
     self.expert_indices = [[int(i) for i in row] for row in expert_indices]
-    if len(self.expert_indices) != self.num_gates or len(
-        {len(row) for row in self.expert_indices}) != 1:
+    if (
+      len(self.expert_indices) != self.num_gates
+      or len({len(row) for row in self.expert_indices}) != 1
+    ):
       raise ValueError("expert_indices needs one equally long row per gate")
     self.num_choices = len(self.expert_indices[0])
-    self._selects_all = all(row == list(range(self.num_choices))
-                            for row in self.expert_indices)
+    self._selects_all = all(row == list(range(self.num_choices)) for row in self.expert_indices)
 
   def build(self, input_shape: Any) -> None:
     gate_shape = tf.TensorShape(input_shape)  # Keras passes the first argument's shape
     self._shared_input = gate_shape.rank == 2
     fan_in = int(gate_shape[-1])
-    shape = ((fan_in, self.num_gates * self.num_choices) if self._shared_input
-             else (self.num_gates, fan_in, self.num_choices))
-    self.kernel = self.add_weight(name="kernel", shape=shape,
-                                  initializer=_glorot_per_network(fan_in, self.num_choices))
-    self.bias = self.add_weight(name="bias", shape=(self.num_gates, self.num_choices),
-                                initializer="zeros")
+    shape = (
+      (fan_in, self.num_gates * self.num_choices)
+      if self._shared_input
+      else (self.num_gates, fan_in, self.num_choices)
+    )
+    self.kernel = self.add_weight(
+      name="kernel", shape=shape, initializer=_glorot_per_network(fan_in, self.num_choices)
+    )
+    self.bias = self.add_weight(
+      name="bias", shape=(self.num_gates, self.num_choices), initializer="zeros"
+    )
     super().build(input_shape)
 
-  def call(self, gate_inputs: tf.Tensor, expert_outputs: tf.Tensor,
-           logits: Optional[tf.Tensor] = None) -> Tuple[tf.Tensor, tf.Tensor]:
+  def call(
+    self, gate_inputs: tf.Tensor, expert_outputs: tf.Tensor, logits: tf.Tensor | None = None
+  ) -> Tuple[tf.Tensor, tf.Tensor]:
     """`logits`: `gate_inputs @ kernel` ([B, G * C], shared input only), when
     the caller computed it in one matmul with the experts' first layer."""
     if self._shared_input:
-      logits = tf.reshape(tf.matmul(gate_inputs, self.kernel) if logits is None else logits,
-                          [-1, self.num_gates, self.num_choices])
+      logits = tf.reshape(
+        tf.matmul(gate_inputs, self.kernel) if logits is None else logits,
+        [-1, self.num_gates, self.num_choices],
+      )
     else:
-      logits = tf.transpose(tf.matmul(tf.transpose(gate_inputs, [1, 0, 2]), self.kernel),
-                            [1, 0, 2])
+      logits = tf.transpose(tf.matmul(tf.transpose(gate_inputs, [1, 0, 2]), self.kernel), [1, 0, 2])
     # Softmax in float32: under mixed precision the weights feed telemetry and
     # float16 rounding would show a collapsed gate as sums != 1.
     weights = tf.nn.softmax(tf.cast(logits + self.bias, tf.float32), axis=-1)
@@ -356,13 +415,15 @@ class ExpertGates(keras.layers.Layer):
       mixtures = tf.matmul(tf.cast(weights, expert_outputs.dtype), expert_outputs)
     else:
       chosen = tf.gather(expert_outputs, self.expert_indices, axis=1)  # [B, G, C, V]
-      mixtures = tf.matmul(tf.cast(weights, expert_outputs.dtype)[:, :, None, :],
-                           chosen)[:, :, 0]
+      mixtures = tf.matmul(tf.cast(weights, expert_outputs.dtype)[:, :, None, :], chosen)[:, :, 0]
     return mixtures, weights
 
   def get_config(self) -> Dict[str, Any]:
-    return {**super().get_config(), "num_gates": self.num_gates,
-            "expert_indices": self.expert_indices}
+    return {
+      **super().get_config(),
+      "num_gates": self.num_gates,
+      "expert_indices": self.expert_indices,
+    }
 
 
 @keras.utils.register_keras_serializable(package="mtlrank")
@@ -382,13 +443,12 @@ class PositionBiasTower(keras.layers.Layer):
 
   def build(self, input_shape: Any) -> None:
     self.bias_by_position = self.add_weight(
-        name="bias_by_position", shape=(self.max_position + 1,), initializer="zeros",
-        dtype=tf.float32)
+      name="bias_by_position", shape=(self.max_position + 1,), initializer="zeros", dtype=tf.float32
+    )
     super().build(input_shape)
 
-  def call(self, position: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
-    ids = tf.clip_by_value(tf.reshape(tf.cast(position, tf.int64), [-1, 1]), 0,
-                           self.max_position)
+  def call(self, position: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+    ids = tf.clip_by_value(tf.reshape(tf.cast(position, tf.int64), [-1, 1]), 0, self.max_position)
     logit = tf.gather(tf.cast(self.bias_by_position, tf.float32), ids)
     if training and self.dropout_rate:
       keep = tf.random.uniform(tf.shape(logit)) >= self.dropout_rate
@@ -396,8 +456,11 @@ class PositionBiasTower(keras.layers.Layer):
     return logit
 
   def get_config(self) -> Dict[str, Any]:
-    return {**super().get_config(), "max_position": self.max_position,
-            "dropout_rate": self.dropout_rate}
+    return {
+      **super().get_config(),
+      "max_position": self.max_position,
+      "dropout_rate": self.dropout_rate,
+    }
 
 
 @keras.utils.register_keras_serializable(package="mtlrank")
@@ -418,9 +481,16 @@ class CGCLayer(keras.layers.Layer):
   "shared_gate": [B, 1, T * task_experts + shared_experts]}.
   """
 
-  def __init__(self, num_tasks: int, shared_experts: int, task_experts: int,
-               units: Sequence[int], is_last: bool, dropout: float = 0.0,
-               **kwargs: Any):
+  def __init__(
+    self,
+    num_tasks: int,
+    shared_experts: int,
+    task_experts: int,
+    units: Sequence[int],
+    is_last: bool,
+    dropout: float = 0.0,
+    **kwargs: Any,
+  ):
     super().__init__(**kwargs)
     self.num_tasks = int(num_tasks)
     self.shared_experts = int(shared_experts)
@@ -432,21 +502,33 @@ class CGCLayer(keras.layers.Layer):
       raise ValueError("CGC needs at least one shared and one task expert")
     num_task_experts = self.num_tasks * self.task_experts
     self.task_expert_networks = ParallelMLP(
-        num_task_experts, self.units, dropout=self.dropout,
-        networks_per_input=self.task_experts, name="task_experts")
+      num_task_experts,
+      self.units,
+      dropout=self.dropout,
+      networks_per_input=self.task_experts,
+      name="task_experts",
+    )
     self.shared_expert_networks = ParallelMLP(
-        self.shared_experts, self.units, dropout=self.dropout, name="shared_experts")
+      self.shared_experts, self.units, dropout=self.dropout, name="shared_experts"
+    )
     # Experts are concatenated [task experts of task 0, 1, ..., shared experts].
     shared_ids = list(range(num_task_experts, num_task_experts + self.shared_experts))
     self.task_gates = ExpertGates(
-        self.num_tasks,
-        [list(range(t * self.task_experts, (t + 1) * self.task_experts)) + shared_ids
-         for t in range(self.num_tasks)], name="task_gates")
-    self.shared_gate = None if self.is_last else ExpertGates(
-        1, [list(range(num_task_experts + self.shared_experts))], name="shared_gate")
+      self.num_tasks,
+      [
+        list(range(t * self.task_experts, (t + 1) * self.task_experts)) + shared_ids
+        for t in range(self.num_tasks)
+      ],
+      name="task_gates",
+    )
+    self.shared_gate = (
+      None
+      if self.is_last
+      else ExpertGates(1, [list(range(num_task_experts + self.shared_experts))], name="shared_gate")
+    )
 
   def build(self, input_shape: Any) -> None:
-    task_shape = tf.TensorShape(input_shape)   # Keras passes the first argument's shape
+    task_shape = tf.TensorShape(input_shape)  # Keras passes the first argument's shape
     if task_shape.rank == 2:
       # The first level reads the kernels of all four sublayers for one matmul.
       for sublayer in self._first_level_sublayers:
@@ -456,28 +538,40 @@ class CGCLayer(keras.layers.Layer):
   @property
   def _first_level_sublayers(self) -> List[keras.layers.Layer]:
     return [self.task_expert_networks, self.shared_expert_networks, self.task_gates] + (
-        [self.shared_gate] if self.shared_gate is not None else [])
+      [self.shared_gate] if self.shared_gate is not None else []
+    )
 
-  def call(self, task_inputs: tf.Tensor, shared_input: Optional[tf.Tensor] = None,
-           training: Optional[bool] = None) -> Dict[str, tf.Tensor]:
+  def call(
+    self,
+    task_inputs: tf.Tensor,
+    shared_input: tf.Tensor | None = None,
+    training: bool | None = None,
+  ) -> Dict[str, tf.Tensor]:
     if shared_input is None:
       shared_input = task_inputs
       task_first, shared_first, *gate_logits = fused_matmul(
-          task_inputs, [self.task_expert_networks.first_kernel,
-                        self.shared_expert_networks.first_kernel, self.task_gates.kernel]
-          + ([self.shared_gate.kernel] if self.shared_gate is not None else []))
+        task_inputs,
+        [
+          self.task_expert_networks.first_kernel,
+          self.shared_expert_networks.first_kernel,
+          self.task_gates.kernel,
+        ]
+        + ([self.shared_gate.kernel] if self.shared_gate is not None else []),
+      )
     else:
       task_first = shared_first = None
       gate_logits = [None, None]
     experts = tf.concat(
-        [self.task_expert_networks(task_inputs, training=training, first_matmul=task_first),
-         self.shared_expert_networks(shared_input, training=training,
-                                     first_matmul=shared_first)], axis=1)
+      [
+        self.task_expert_networks(task_inputs, training=training, first_matmul=task_first),
+        self.shared_expert_networks(shared_input, training=training, first_matmul=shared_first),
+      ],
+      axis=1,
+    )
     task_outputs, task_weights = self.task_gates(task_inputs, experts, logits=gate_logits[0])
     result = {"tasks": task_outputs, "task_gates": task_weights}
     if self.shared_gate is not None:
-      shared_output, shared_weights = self.shared_gate(shared_input, experts,
-                                                       logits=gate_logits[1])
+      shared_output, shared_weights = self.shared_gate(shared_input, experts, logits=gate_logits[1])
       result.update(shared=shared_output[:, 0], shared_gate=shared_weights)
     return result
 
@@ -485,12 +579,19 @@ class CGCLayer(keras.layers.Layer):
   def shared_sublayers(self) -> List[keras.layers.Layer]:
     """The sublayers every task's loss reaches."""
     return [self.shared_expert_networks] + (
-        [self.shared_gate] if self.shared_gate is not None else [])
+      [self.shared_gate] if self.shared_gate is not None else []
+    )
 
   def get_config(self) -> Dict[str, Any]:
-    return {**super().get_config(), "num_tasks": self.num_tasks,
-            "shared_experts": self.shared_experts, "task_experts": self.task_experts,
-            "units": list(self.units), "is_last": self.is_last, "dropout": self.dropout}
+    return {
+      **super().get_config(),
+      "num_tasks": self.num_tasks,
+      "shared_experts": self.shared_experts,
+      "task_experts": self.task_experts,
+      "units": list(self.units),
+      "is_last": self.is_last,
+      "dropout": self.dropout,
+    }
 
 
 @keras.utils.register_keras_serializable(package="mtlrank")
@@ -513,10 +614,9 @@ class AdaptiveInformationTransfer(keras.layers.Layer):
     self.value = keras.layers.Dense(self.units, name="value")
 
   def call(self, previous: tf.Tensor, current: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-    items = tf.stack([self.transfer(previous), current], axis=1)        # [B, 2, U]
-    scores = tf.reduce_sum(self.query(items) * self.key(items), axis=-1) / (
-        self.units ** 0.5)
-    weights = tf.nn.softmax(tf.cast(scores, tf.float32), axis=-1)       # [B, 2]
+    items = tf.stack([self.transfer(previous), current], axis=1)  # [B, 2, U]
+    scores = tf.reduce_sum(self.query(items) * self.key(items), axis=-1) / (self.units**0.5)
+    weights = tf.nn.softmax(tf.cast(scores, tf.float32), axis=-1)  # [B, 2]
     mixed = tf.matmul(tf.cast(weights, items.dtype)[:, None, :], self.value(items))[:, 0]
     return mixed, weights
 

@@ -9,15 +9,11 @@ loss of the whole batch.
 
 from __future__ import annotations
 
-import os
+from typing import Dict, Mapping
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import tensorflow as tf
 
-from typing import Dict, Mapping, Optional  # noqa: E402
-
-import tensorflow as tf  # noqa: E402
-
-from models.spec import RankingSpec, TaskSpec  # noqa: E402
+from models.spec import RankingSpec, TaskSpec
 
 # log(p) is clipped below 0 so that log(1 - p) stays finite when p rounds to 1.
 _MAX_LOG_PROBABILITY = -1e-7
@@ -29,20 +25,21 @@ def binary_cross_entropy_from_logits(labels: tf.Tensor, logits: tf.Tensor) -> tf
 
 def log1mexp(x: tf.Tensor) -> tf.Tensor:
   """log(1 - exp(x)) for x < 0, accurate on both ends (Maechler 2012)."""
-  return tf.where(x > -0.6931472, tf.math.log(-tf.math.expm1(x)),
-                  tf.math.log1p(-tf.exp(x)))
+  return tf.where(x > -0.6931472, tf.math.log(-tf.math.expm1(x)), tf.math.log1p(-tf.exp(x)))
 
 
-def binary_cross_entropy_from_log_probability(labels: tf.Tensor,
-                                              log_probability: tf.Tensor) -> tf.Tensor:
+def binary_cross_entropy_from_log_probability(
+  labels: tf.Tensor, log_probability: tf.Tensor
+) -> tf.Tensor:
   """BCE of a probability given as its log, e.g. log(pCTR) + log(pCVR) for
   ESMM's pCTCVR: stays finite where the product underflows."""
   log_p = tf.minimum(log_probability, _MAX_LOG_PROBABILITY)
   return -(labels * log_p + (1.0 - labels) * log1mexp(log_p))
 
 
-def regression_loss(task: TaskSpec, labels: tf.Tensor, predictions: tf.Tensor,
-                    huber_delta: float = 1.0) -> tf.Tensor:
+def regression_loss(
+  task: TaskSpec, labels: tf.Tensor, predictions: tf.Tensor, huber_delta: float = 1.0
+) -> tf.Tensor:
   error = predictions - labels
   if task.loss == "huber":
     absolute = tf.abs(error)
@@ -51,8 +48,9 @@ def regression_loss(task: TaskSpec, labels: tf.Tensor, predictions: tf.Tensor,
   return tf.square(error)
 
 
-def task_mask(spec: RankingSpec, task: TaskSpec,
-              labels: Mapping[str, tf.Tensor]) -> Optional[tf.Tensor]:
+def task_mask(
+  spec: RankingSpec, task: TaskSpec, labels: Mapping[str, tf.Tensor]
+) -> tf.Tensor | None:
   """1.0 where the task's label exists (its parent's label is positive), else
   0.0; None for a root task (every row counts)."""
   if task.parent is None:
@@ -73,7 +71,7 @@ def num_replicas() -> int:
   return 1 if context is None else context.num_replicas_in_sync
 
 
-def global_masked_mean(per_row: tf.Tensor, mask: Optional[tf.Tensor]) -> tf.Tensor:
+def global_masked_mean(per_row: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
   """This replica's share of the mean of `per_row` over the masked rows of the
   global batch: summed over replicas it is the global mean. A batch without any
   labelled row gives 0 (and zero gradient)."""
@@ -87,5 +85,4 @@ def global_masked_mean(per_row: tf.Tensor, mask: Optional[tf.Tensor]) -> tf.Tens
 
 def label_dict(spec: RankingSpec, labels: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
   """Labels as float32 [B, 1], one per task."""
-  return {t.name: tf.reshape(tf.cast(labels[t.name], tf.float32), [-1, 1])
-          for t in spec.tasks}
+  return {t.name: tf.reshape(tf.cast(labels[t.name], tf.float32), [-1, 1]) for t in spec.tasks}

@@ -18,7 +18,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import yaml
 
@@ -35,8 +35,13 @@ ARCHITECTURES = ("single_task", "shared_bottom", "mmoe", "ple", "esmm", "aitm")
 BALANCING_STRATEGIES = ("fixed", "uncertainty", "gradnorm", "dwa", "pcgrad")
 INTERACTION_KINDS = ("none", "dot", "cross")
 DATA_SOURCES = ("census", "simulator", "files")
-THRESHOLD_DIRECTIONS = {"auc": "higher", "pr_auc": "higher", "log_loss": "lower",
-                        "mse": "lower", "mae": "lower"}
+THRESHOLD_DIRECTIONS = {
+  "auc": "higher",
+  "pr_auc": "higher",
+  "log_loss": "lower",
+  "mse": "lower",
+  "mae": "lower",
+}
 
 
 class SpecError(ValueError):
@@ -63,17 +68,18 @@ class FeatureSpec:
   `column` is the raw column read (default: `name`), so one column can feed
   two features (age as a number and as buckets).
   """
+
   name: str
   kind: str
   dtype: str
   column: str = ""
   encoding: str = "vocabulary"
-  top_k: Optional[int] = None
+  top_k: int | None = None
   num_oov_buckets: int = 1
   hash_buckets: int = 0
   num_buckets: int = 0
   transform: str = "zscore"
-  embedding_dim: Optional[int] = None
+  embedding_dim: int | None = None
   max_value: int = 0
   description: str = ""
 
@@ -83,18 +89,18 @@ class FeatureSpec:
 
   @property
   def is_embedded(self) -> bool:
-    return self.kind == "categorical" or (
-        self.kind == "numeric" and self.transform == "bucketize")
+    return self.kind == "categorical" or (self.kind == "numeric" and self.transform == "bucketize")
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
   """One objective. A task with `parent` is conditional: its label exists only
   where the parent task's label is positive (conversion given click)."""
+
   name: str
   label: str
   type: str = "binary"
-  parent: Optional[str] = None
+  parent: str | None = None
   loss_weight: float = 1.0
   label_transform: str = "none"
   loss: str = "bce"
@@ -116,6 +122,7 @@ class InteractionSpec:
            concatenated embeddings learns poorly);
     cross: `layers` DCN-v2 cross layers (Wang et al., 2021) on the whole input.
   """
+
   kind: str = "none"
   pairs: Tuple[Tuple[str, str], ...] = ()
   layers: int = 1
@@ -134,7 +141,7 @@ class ModelSpec:
   dropout: float = 0.0
   position_bias: bool = False
   position_dropout: float = 0.1
-  position_bias_task: Optional[str] = None
+  position_bias_task: str | None = None
   interaction: InteractionSpec = InteractionSpec()
   balancing: str = "fixed"
   balancing_params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -164,10 +171,11 @@ class Threshold:
   ceiling for lower-is-better ones); `max_regression` bounds how much worse
   than the latest blessed model the candidate may be.
   """
+
   task: str
   metric: str
-  value: Optional[float] = None
-  max_regression: Optional[float] = None
+  value: float | None = None
+  max_regression: float | None = None
 
   @property
   def higher_is_better(self) -> bool:
@@ -185,9 +193,9 @@ class EvaluationSpec:
   # Ranking quality of the fused score, per request: NDCG@k and grouped AUC
   # against the label of `gain_task` (default: the first binary task of the
   # score without a parent, the click).
-  query_key: Optional[str] = None
+  query_key: str | None = None
   ndcg_cutoffs: Tuple[int, ...] = (5, 10)
-  gain_task: Optional[str] = None
+  gain_task: str | None = None
   # TFMA's bootstrap intervals on every metric: several times the Evaluator's cost.
   confidence_intervals: bool = False
   # Also train and evaluate one single-task network per task, same features and
@@ -206,8 +214,9 @@ class DataSpec:
 class ServingSpec:
   """`score` declares the fused ranking score as a product of task outputs
   raised to exponents: {click: 1, conversion: 1} means pCTR * pCVR."""
+
   score: Mapping[str, float] = dataclasses.field(default_factory=dict)
-  classify_task: Optional[str] = None
+  classify_task: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,7 +238,7 @@ class RankingSpec:
     return tuple(f for f in self.features if f.is_model_input)
 
   @property
-  def position_feature(self) -> Optional[FeatureSpec]:
+  def position_feature(self) -> FeatureSpec | None:
     return next((f for f in self.features if f.kind == "position"), None)
 
   @property
@@ -252,7 +261,7 @@ class RankingSpec:
         return f
     raise KeyError(f"no feature {name!r}")
 
-  def parent_label(self, task: TaskSpec) -> Optional[str]:
+  def parent_label(self, task: TaskSpec) -> str | None:
     return self.task(task.parent).label if task.parent else None
 
   @property
@@ -277,13 +286,14 @@ class RankingSpec:
           return t
     return next((t for t in self.tasks if t.is_binary), self.tasks[0])
 
-  def transform_view(self) -> "RankingSpec":
+  def transform_view(self) -> RankingSpec:
     """The parts of the spec the Transform reads (features, tasks, data): a change
     to the model, training, serving or evaluation sections keeps its cache."""
-    return self.replace(model=ModelSpec(), training=TrainingSpec(),
-                        serving=ServingSpec(), evaluation=EvaluationSpec())
+    return self.replace(
+      model=ModelSpec(), training=TrainingSpec(), serving=ServingSpec(), evaluation=EvaluationSpec()
+    )
 
-  def trainer_view(self, architecture: Optional[str] = None) -> "RankingSpec":
+  def trainer_view(self, architecture: str | None = None) -> RankingSpec:
     """The parts of the spec a Trainer reads: all but the evaluation section,
     whose changes keep the Trainer's cache; `architecture` overrides the model's."""
     view = self.replace(evaluation=EvaluationSpec())
@@ -299,7 +309,7 @@ class RankingSpec:
     that any change to the spec changes their cache keys."""
     return json.dumps(self.to_dict(), sort_keys=True)
 
-  def replace(self, **sections: Any) -> "RankingSpec":
+  def replace(self, **sections: Any) -> RankingSpec:
     """A copy with whole sections or fields of sections replaced, e.g.
     `spec.replace(training={"epochs": 1})`."""
     updates = {}
@@ -316,28 +326,34 @@ def spec_from_json(text: str) -> RankingSpec:
   """Inverse of `RankingSpec.to_json` (used inside TFX executors)."""
   raw = json.loads(text)
   return RankingSpec(
-      name=raw["name"], description=raw["description"],
-      features=tuple(FeatureSpec(**f) for f in raw["features"]),
-      tasks=tuple(TaskSpec(**t) for t in raw["tasks"]),
-      model=ModelSpec(**{**raw["model"],
-                         "expert_units": tuple(raw["model"]["expert_units"]),
-                         "tower_units": tuple(raw["model"]["tower_units"]),
-                         "interaction": _interaction_from_json(
-                             raw["model"].get("interaction", {}))}),
-      training=TrainingSpec(**raw["training"]),
-      evaluation=EvaluationSpec(
-          slices=tuple(tuple(s) for s in raw["evaluation"]["slices"]),
-          gated_slices=tuple(tuple(s) for s in raw["evaluation"]["gated_slices"]),
-          thresholds=tuple(Threshold(**t) for t in raw["evaluation"]["thresholds"]),
-          min_slice_size=raw["evaluation"]["min_slice_size"],
-          query_key=raw["evaluation"]["query_key"],
-          ndcg_cutoffs=tuple(raw["evaluation"]["ndcg_cutoffs"]),
-          gain_task=raw["evaluation"].get("gain_task"),
-          confidence_intervals=raw["evaluation"].get("confidence_intervals", False),
-          single_task_baseline=raw["evaluation"].get("single_task_baseline", False)),
-      data=DataSpec(**raw["data"]),
-      serving=ServingSpec(**raw["serving"]),
-      source_path=raw.get("source_path", ""))
+    name=raw["name"],
+    description=raw["description"],
+    features=tuple(FeatureSpec(**f) for f in raw["features"]),
+    tasks=tuple(TaskSpec(**t) for t in raw["tasks"]),
+    model=ModelSpec(
+      **{
+        **raw["model"],
+        "expert_units": tuple(raw["model"]["expert_units"]),
+        "tower_units": tuple(raw["model"]["tower_units"]),
+        "interaction": _interaction_from_json(raw["model"].get("interaction", {})),
+      }
+    ),
+    training=TrainingSpec(**raw["training"]),
+    evaluation=EvaluationSpec(
+      slices=tuple(tuple(s) for s in raw["evaluation"]["slices"]),
+      gated_slices=tuple(tuple(s) for s in raw["evaluation"]["gated_slices"]),
+      thresholds=tuple(Threshold(**t) for t in raw["evaluation"]["thresholds"]),
+      min_slice_size=raw["evaluation"]["min_slice_size"],
+      query_key=raw["evaluation"]["query_key"],
+      ndcg_cutoffs=tuple(raw["evaluation"]["ndcg_cutoffs"]),
+      gain_task=raw["evaluation"].get("gain_task"),
+      confidence_intervals=raw["evaluation"].get("confidence_intervals", False),
+      single_task_baseline=raw["evaluation"].get("single_task_baseline", False),
+    ),
+    data=DataSpec(**raw["data"]),
+    serving=ServingSpec(**raw["serving"]),
+    source_path=raw.get("source_path", ""),
+  )
 
 
 def _interaction_from_json(raw: Mapping[str, Any]) -> InteractionSpec:
@@ -354,8 +370,10 @@ def resolve_spec_path(spec: str) -> Path:
   bundled = SPECS_DIR / f"{spec}.yaml"
   if not bundled.exists():
     names = sorted(p.stem for p in SPECS_DIR.glob("*.yaml"))
-    raise SpecError(f"unknown spec {spec!r}: give a path to a YAML file or one "
-                    f"of the bundled specs: {', '.join(names)}")
+    raise SpecError(
+      f"unknown spec {spec!r}: give a path to a YAML file or one "
+      f"of the bundled specs: {', '.join(names)}"
+    )
   return bundled
 
 
@@ -381,12 +399,18 @@ class _Fields:
     self.raw = dict(raw)
     self.used: set = set()
 
-  def fail(self, message: str, key: Optional[str] = None) -> None:
+  def fail(self, message: str, key: str | None = None) -> None:
     field = f"{self.where}.{key}" if key and self.where else (key or self.where)
     raise SpecError(f"{self.origin}: {field}: {message}")
 
-  def get(self, key: str, kind: type | Tuple[type, ...], default: Any = None,
-          required: bool = False, choices: Sequence[Any] = ()) -> Any:
+  def get(
+    self,
+    key: str,
+    kind: type | Tuple[type, ...],
+    default: Any = None,
+    required: bool = False,
+    choices: Sequence[Any] = (),
+  ) -> Any:
     self.used.add(key)
     if key not in self.raw or self.raw[key] is None:
       if required:
@@ -432,32 +456,43 @@ def parse_spec(raw: Any, origin: str = "<spec>", source_path: str = "") -> Ranki
   for i, t in enumerate(tasks):
     if t.parent is not None:
       if t.parent not in task_names:
-        raise SpecError(f"{origin}: tasks[{i}].parent: {t.parent!r} is not a task "
-                        f"(tasks: {', '.join(task_names)})")
+        raise SpecError(
+          f"{origin}: tasks[{i}].parent: {t.parent!r} is not a task "
+          f"(tasks: {', '.join(task_names)})"
+        )
       if t.parent == t.name or not tasks[task_names.index(t.parent)].is_binary:
         raise SpecError(f"{origin}: tasks[{i}].parent: must name another, binary task")
     if t.label in feature_names:
-      raise SpecError(f"{origin}: tasks[{i}].label: {t.label!r} is also declared as "
-                      "a feature; a label is never a model input")
+      raise SpecError(
+        f"{origin}: tasks[{i}].label: {t.label!r} is also declared as "
+        "a feature; a label is never a model input"
+      )
   _check_acyclic(tasks, origin)
 
-  model = _parse_model(_Fields(top.get("model", dict, default={}), "model", origin),
-                       task_names, features)
-  training = _parse_training(_Fields(top.get("training", dict, default={}), "training",
-                                     origin))
+  model = _parse_model(
+    _Fields(top.get("model", dict, default={}), "model", origin), task_names, features
+  )
+  training = _parse_training(_Fields(top.get("training", dict, default={}), "training", origin))
   evaluation = _parse_evaluation(
-      _Fields(top.get("evaluation", dict, default={}), "evaluation", origin),
-      tasks, feature_names)
+    _Fields(top.get("evaluation", dict, default={}), "evaluation", origin), tasks, feature_names
+  )
   data = _parse_data(_Fields(top.get("data", dict, required=True), "data", origin))
-  serving = _parse_serving(_Fields(top.get("serving", dict, default={}), "serving", origin),
-                           tasks)
+  serving = _parse_serving(_Fields(top.get("serving", dict, default={}), "serving", origin), tasks)
   top.done()
   if model.position_bias and not any(f.kind == "position" for f in features):
     raise SpecError(f"{origin}: model.position_bias: needs a feature of kind 'position'")
-  return RankingSpec(name=name, description=description, features=tuple(features),
-                     tasks=tuple(tasks), model=model, training=training,
-                     evaluation=evaluation, data=data, serving=serving,
-                     source_path=source_path)
+  return RankingSpec(
+    name=name,
+    description=description,
+    features=tuple(features),
+    tasks=tuple(tasks),
+    model=model,
+    training=training,
+    evaluation=evaluation,
+    data=data,
+    serving=serving,
+    source_path=source_path,
+  )
 
 
 def _unique(names: List[str], where: str, origin: str) -> None:
@@ -482,20 +517,29 @@ def _check_acyclic(tasks: List[TaskSpec], origin: str) -> None:
 def _parse_feature(f: _Fields) -> FeatureSpec:
   name = f.get("name", str, required=True)
   kind = f.get("kind", str, required=True, choices=FEATURE_KINDS)
-  dtype = f.get("dtype", str, default="int" if kind == "position" else
-                ("float" if kind in ("numeric", "ground_truth") else "string"),
-                choices=DTYPES)
+  dtype = f.get(
+    "dtype",
+    str,
+    default="int"
+    if kind == "position"
+    else ("float" if kind in ("numeric", "ground_truth") else "string"),
+    choices=DTYPES,
+  )
   spec = FeatureSpec(
-      name=name, kind=kind, dtype=dtype, column=f.get("column", str, default=name),
-      encoding=f.get("encoding", str, default="vocabulary", choices=CATEGORICAL_ENCODINGS),
-      top_k=f.get("top_k", int),
-      num_oov_buckets=f.get("num_oov_buckets", int, default=1),
-      hash_buckets=f.get("hash_buckets", int, default=0),
-      num_buckets=f.get("num_buckets", int, default=0),
-      transform=f.get("transform", str, default="zscore", choices=NUMERIC_TRANSFORMS),
-      embedding_dim=f.get("embedding_dim", int),
-      max_value=f.get("max_value", int, default=0),
-      description=f.get("description", str, default=""))
+    name=name,
+    kind=kind,
+    dtype=dtype,
+    column=f.get("column", str, default=name),
+    encoding=f.get("encoding", str, default="vocabulary", choices=CATEGORICAL_ENCODINGS),
+    top_k=f.get("top_k", int),
+    num_oov_buckets=f.get("num_oov_buckets", int, default=1),
+    hash_buckets=f.get("hash_buckets", int, default=0),
+    num_buckets=f.get("num_buckets", int, default=0),
+    transform=f.get("transform", str, default="zscore", choices=NUMERIC_TRANSFORMS),
+    embedding_dim=f.get("embedding_dim", int),
+    max_value=f.get("max_value", int, default=0),
+    description=f.get("description", str, default=""),
+  )
   f.done()
   if kind == "categorical" and spec.encoding == "hash" and spec.hash_buckets < 1:
     f.fail("a hashed categorical feature needs hash_buckets >= 1", "hash_buckets")
@@ -504,24 +548,31 @@ def _parse_feature(f: _Fields) -> FeatureSpec:
   if kind == "numeric" and spec.transform == "bucketize" and spec.num_buckets < 2:
     f.fail("transform bucketize needs num_buckets >= 2", "num_buckets")
   if kind == "position" and (dtype != "int" or spec.max_value < 1):
-    f.fail("a position feature must have dtype int and max_value >= 1 (the slate size)",
-           "max_value")
+    f.fail(
+      "a position feature must have dtype int and max_value >= 1 (the slate size)", "max_value"
+    )
   return spec
 
 
 def _parse_task(f: _Fields) -> TaskSpec:
   task_type = f.get("type", str, default="binary", choices=TASK_TYPES)
   spec = TaskSpec(
-      name=f.get("name", str, required=True),
-      label=f.get("label", str, required=True),
-      type=task_type,
-      parent=f.get("parent", str),
-      loss_weight=f.get("loss_weight", float, default=1.0),
-      label_transform=f.get("label_transform", str, default="none",
-                            choices=REGRESSION_LABEL_TRANSFORMS),
-      loss=f.get("loss", str, default="bce" if task_type == "binary" else "mse",
-                 choices=("bce",) if task_type == "binary" else REGRESSION_LOSSES),
-      description=f.get("description", str, default=""))
+    name=f.get("name", str, required=True),
+    label=f.get("label", str, required=True),
+    type=task_type,
+    parent=f.get("parent", str),
+    loss_weight=f.get("loss_weight", float, default=1.0),
+    label_transform=f.get(
+      "label_transform", str, default="none", choices=REGRESSION_LABEL_TRANSFORMS
+    ),
+    loss=f.get(
+      "loss",
+      str,
+      default="bce" if task_type == "binary" else "mse",
+      choices=("bce",) if task_type == "binary" else REGRESSION_LOSSES,
+    ),
+    description=f.get("description", str, default=""),
+  )
   f.done()
   if spec.loss_weight < 0 or not math.isfinite(spec.loss_weight):
     f.fail("must be a finite number >= 0", "loss_weight")
@@ -530,39 +581,47 @@ def _parse_task(f: _Fields) -> TaskSpec:
   return spec
 
 
-def _parse_interaction(f: _Fields, features: Sequence[FeatureSpec],
-                       embedding_dim: int) -> InteractionSpec:
+def _parse_interaction(
+  f: _Fields, features: Sequence[FeatureSpec], embedding_dim: int
+) -> InteractionSpec:
   kind = f.get("kind", str, default="none", choices=INTERACTION_KINDS)
   raw_pairs = f.get("pairs", list, default=[])
-  spec = InteractionSpec(kind=kind, layers=f.get("layers", int, default=1),
-                         pairs=tuple(tuple(p) if isinstance(p, list) else p
-                                     for p in raw_pairs))
+  spec = InteractionSpec(
+    kind=kind,
+    layers=f.get("layers", int, default=1),
+    pairs=tuple(tuple(p) if isinstance(p, list) else p for p in raw_pairs),
+  )
   f.done()
-  embedded = {x.name: x.embedding_dim or embedding_dim for x in features
-              if x.is_model_input and x.is_embedded}
+  embedded = {
+    x.name: x.embedding_dim or embedding_dim for x in features if x.is_model_input and x.is_embedded
+  }
   if kind == "dot" and not spec.pairs:
     f.fail("kind dot needs at least one pair of embedded features", "pairs")
   if kind != "dot" and spec.pairs:
     f.fail(f"only kind dot takes pairs (kind is {kind!r})", "pairs")
   for i, pair in enumerate(spec.pairs):
-    if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(n, str)
-                                                               for n in pair)):
+    if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(n, str) for n in pair)):
       f.fail(f"must be a pair of feature names, got {pair!r}", f"pairs[{i}]")
     unknown = [n for n in pair if n not in embedded]
     if unknown:
-      f.fail(f"{unknown[0]!r} is not an embedded model feature (embedded: "
-             f"{', '.join(embedded)})", f"pairs[{i}]")
+      f.fail(
+        f"{unknown[0]!r} is not an embedded model feature (embedded: {', '.join(embedded)})",
+        f"pairs[{i}]",
+      )
     if embedded[pair[0]] != embedded[pair[1]]:
-      f.fail(f"the embeddings of {pair[0]!r} ({embedded[pair[0]]}) and {pair[1]!r} "
-             f"({embedded[pair[1]]}) differ in width; a dot product needs equal widths",
-             f"pairs[{i}]")
+      f.fail(
+        f"the embeddings of {pair[0]!r} ({embedded[pair[0]]}) and {pair[1]!r} "
+        f"({embedded[pair[1]]}) differ in width; a dot product needs equal widths",
+        f"pairs[{i}]",
+      )
   if kind == "cross" and spec.layers < 1:
     f.fail("must be >= 1", "layers")
   return spec
 
 
-def _parse_model(f: _Fields, task_names: List[str],
-                 features: Sequence[FeatureSpec] = ()) -> ModelSpec:
+def _parse_model(
+  f: _Fields, task_names: List[str], features: Sequence[FeatureSpec] = ()
+) -> ModelSpec:
   def units(key: str, default: Tuple[int, ...]) -> Tuple[int, ...]:
     value = f.get(key, list, default=list(default))
     if not value or not all(isinstance(u, int) and u > 0 for u in value):
@@ -570,24 +629,27 @@ def _parse_model(f: _Fields, task_names: List[str],
     return tuple(value)
 
   spec = ModelSpec(
-      architecture=f.get("architecture", str, default="mmoe", choices=ARCHITECTURES),
-      embedding_dim=f.get("embedding_dim", int, default=8),
-      num_experts=f.get("num_experts", int, default=4),
-      expert_units=units("expert_units", (32,)),
-      tower_units=units("tower_units", (16,)),
-      shared_experts=f.get("shared_experts", int, default=1),
-      task_experts=f.get("task_experts", int, default=1),
-      levels=f.get("levels", int, default=2),
-      dropout=f.get("dropout", float, default=0.0),
-      position_bias=f.get("position_bias", bool, default=False),
-      position_dropout=f.get("position_dropout", float, default=0.1),
-      position_bias_task=f.get("position_bias_task", str),
-      interaction=_parse_interaction(
-          _Fields(f.get("interaction", dict, default={}), f"{f.where}.interaction", f.origin),
-          features, f.get("embedding_dim", int, default=8)),
-      balancing=f.get("balancing", str, default="fixed", choices=BALANCING_STRATEGIES),
-      balancing_params=f.get("balancing_params", dict, default={}),
-      params=f.get("params", dict, default={}))
+    architecture=f.get("architecture", str, default="mmoe", choices=ARCHITECTURES),
+    embedding_dim=f.get("embedding_dim", int, default=8),
+    num_experts=f.get("num_experts", int, default=4),
+    expert_units=units("expert_units", (32,)),
+    tower_units=units("tower_units", (16,)),
+    shared_experts=f.get("shared_experts", int, default=1),
+    task_experts=f.get("task_experts", int, default=1),
+    levels=f.get("levels", int, default=2),
+    dropout=f.get("dropout", float, default=0.0),
+    position_bias=f.get("position_bias", bool, default=False),
+    position_dropout=f.get("position_dropout", float, default=0.1),
+    position_bias_task=f.get("position_bias_task", str),
+    interaction=_parse_interaction(
+      _Fields(f.get("interaction", dict, default={}), f"{f.where}.interaction", f.origin),
+      features,
+      f.get("embedding_dim", int, default=8),
+    ),
+    balancing=f.get("balancing", str, default="fixed", choices=BALANCING_STRATEGIES),
+    balancing_params=f.get("balancing_params", dict, default={}),
+    params=f.get("params", dict, default={}),
+  )
   f.done()
   if spec.position_bias_task is not None and spec.position_bias_task not in task_names:
     f.fail(f"{spec.position_bias_task!r} is not a task", "position_bias_task")
@@ -609,8 +671,7 @@ def _parse_training(f: _Fields) -> TrainingSpec:
   return TrainingSpec(**values)
 
 
-def _parse_evaluation(f: _Fields, tasks: List[TaskSpec],
-                      feature_names: set) -> EvaluationSpec:
+def _parse_evaluation(f: _Fields, tasks: List[TaskSpec], feature_names: set) -> EvaluationSpec:
   def slices(key: str) -> Tuple[Tuple[str, ...], ...]:
     result = []
     for i, s in enumerate(f.get(key, list, default=[])):
@@ -633,21 +694,27 @@ def _parse_evaluation(f: _Fields, tasks: List[TaskSpec],
   raw_thresholds = f.get("thresholds", dict, default={})
   for task_name, metrics in raw_thresholds.items():
     if task_name not in by_name:
-      f.fail(f"{task_name!r} is not a task (tasks: {', '.join(by_name)})",
-             f"thresholds.{task_name}")
+      f.fail(
+        f"{task_name!r} is not a task (tasks: {', '.join(by_name)})", f"thresholds.{task_name}"
+      )
     if not isinstance(metrics, Mapping):
       f.fail("must map metric names to {value, max_regression}", f"thresholds.{task_name}")
-    allowed = ("auc", "pr_auc", "log_loss") if by_name[task_name].is_binary \
-        else ("mse", "mae")
+    allowed = ("auc", "pr_auc", "log_loss") if by_name[task_name].is_binary else ("mse", "mae")
     for metric, bounds in metrics.items():
       where = f"thresholds.{task_name}.{metric}"
       if metric not in allowed:
-        f.fail(f"{metric!r} is not a gateable metric for a "
-               f"{by_name[task_name].type} task (use: {', '.join(allowed)})", where)
+        f.fail(
+          f"{metric!r} is not a gateable metric for a "
+          f"{by_name[task_name].type} task (use: {', '.join(allowed)})",
+          where,
+        )
       inner = _Fields(bounds, f"{f.where}.{where}", f.origin)
-      threshold = Threshold(task=task_name, metric=metric,
-                            value=inner.get("value", float),
-                            max_regression=inner.get("max_regression", float))
+      threshold = Threshold(
+        task=task_name,
+        metric=metric,
+        value=inner.get("value", float),
+        max_regression=inner.get("max_regression", float),
+      )
       inner.done()
       if threshold.value is None and threshold.max_regression is None:
         f.fail("give value and/or max_regression", where)
@@ -656,27 +723,35 @@ def _parse_evaluation(f: _Fields, tasks: List[TaskSpec],
   if query_key is not None and query_key not in feature_names:
     f.fail(f"{query_key!r} is not a declared feature", "query_key")
   cutoffs = f.get("ndcg_cutoffs", list, default=[5, 10])
-  if not cutoffs or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0
-                            for k in cutoffs):
+  if not cutoffs or not all(
+    isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in cutoffs
+  ):
     f.fail("must be a non-empty list of positive integers", "ndcg_cutoffs")
   gain_task = f.get("gain_task", str)
   if gain_task is not None and (gain_task not in by_name or not by_name[gain_task].is_binary):
     binary = ", ".join(t.name for t in tasks if t.is_binary)
     f.fail(f"{gain_task!r} is not a binary task (binary tasks: {binary})", "gain_task")
   spec = EvaluationSpec(
-      slices=all_slices, gated_slices=gated, thresholds=tuple(thresholds),
-      min_slice_size=f.get("min_slice_size", int, default=200),
-      query_key=query_key, ndcg_cutoffs=tuple(cutoffs), gain_task=gain_task,
-      confidence_intervals=f.get("confidence_intervals", bool, default=False),
-      single_task_baseline=f.get("single_task_baseline", bool, default=False))
+    slices=all_slices,
+    gated_slices=gated,
+    thresholds=tuple(thresholds),
+    min_slice_size=f.get("min_slice_size", int, default=200),
+    query_key=query_key,
+    ndcg_cutoffs=tuple(cutoffs),
+    gain_task=gain_task,
+    confidence_intervals=f.get("confidence_intervals", bool, default=False),
+    single_task_baseline=f.get("single_task_baseline", bool, default=False),
+  )
   f.done()
   return spec
 
 
 def _parse_data(f: _Fields) -> DataSpec:
-  spec = DataSpec(source=f.get("source", str, required=True, choices=DATA_SOURCES),
-                  params=f.get("params", dict, default={}),
-                  num_spans=f.get("num_spans", int, default=1))
+  spec = DataSpec(
+    source=f.get("source", str, required=True, choices=DATA_SOURCES),
+    params=f.get("params", dict, default={}),
+    num_spans=f.get("num_spans", int, default=1),
+  )
   f.done()
   if spec.num_spans < 1:
     f.fail("must be >= 1", "num_spans")
@@ -697,5 +772,4 @@ def _parse_serving(f: _Fields, tasks: List[TaskSpec]) -> ServingSpec:
   if classify_task not in names:
     f.fail(f"{classify_task!r} is not a task", "classify_task")
   f.done()
-  return ServingSpec(score={k: float(v) for k, v in score.items()},
-                     classify_task=classify_task)
+  return ServingSpec(score={k: float(v) for k, v in score.items()}, classify_task=classify_task)

@@ -18,17 +18,13 @@ Under a distribution strategy the recorded statistics are the first replica's.
 from __future__ import annotations
 
 import logging
-import os
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Sequence
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import tensorflow as tf
+import tf_keras as keras
 
-from pathlib import Path  # noqa: E402
-from typing import Any, Dict, List, Mapping, Optional, Sequence  # noqa: E402
-
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
-
-from models.spec import RankingSpec  # noqa: E402
+from models.spec import RankingSpec
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +34,7 @@ def gate_statistics(weights: tf.Tensor) -> Dict[str, tf.Tensor]:
   mean per-row entropy (nats; log(E) for a uniform gate, 0 for a hard one)."""
   weights = tf.cast(weights, tf.float32)
   entropy = -tf.reduce_sum(weights * tf.math.log(tf.maximum(weights, 1e-12)), axis=-1)
-  return {"mean_weights": tf.reduce_mean(weights, axis=0),
-          "entropy": tf.reduce_mean(entropy)}
+  return {"mean_weights": tf.reduce_mean(weights, axis=0), "entropy": tf.reduce_mean(entropy)}
 
 
 def gradient_statistics(task_gradients: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -52,26 +47,29 @@ def gradient_statistics(task_gradients: tf.Tensor) -> Dict[str, tf.Tensor]:
 class TelemetryState(keras.layers.Layer):
   """The variables `train_step` writes and the telemetry callback reads."""
 
-  def __init__(self, task_names: Sequence[str], gate_sizes: Mapping[str, int],
-               **kwargs: Any):
+  def __init__(self, task_names: Sequence[str], gate_sizes: Mapping[str, int], **kwargs: Any):
     super().__init__(dtype="float32", trainable=False, **kwargs)
     self.task_names = list(task_names)
     self.gate_sizes = dict(gate_sizes)
     num_tasks = len(self.task_names)
     self.gate_mean_weights = {
-        gate: self._state(f"{gate}_mean_weights", [size])
-        for gate, size in self.gate_sizes.items()}
-    self.gate_entropy = {gate: self._state(f"{gate}_entropy", [])
-                         for gate in self.gate_sizes}
+      gate: self._state(f"{gate}_mean_weights", [size]) for gate, size in self.gate_sizes.items()
+    }
+    self.gate_entropy = {gate: self._state(f"{gate}_entropy", []) for gate in self.gate_sizes}
     self.gradient_norms = self._state("task_gradient_norms", [num_tasks])
     self.gradient_cosines = self._state("task_gradient_cosines", [num_tasks, num_tasks])
 
   def _state(self, name: str, shape: List[int]) -> tf.Variable:
     # Each replica writes its own copy (no cross-replica sync, which would not
     # be allowed inside the every-N-steps tf.cond); reads see the first one.
-    return self.add_weight(name=name, shape=shape, initializer="zeros", trainable=False,
-                           synchronization=tf.VariableSynchronization.ON_READ,
-                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    return self.add_weight(
+      name=name,
+      shape=shape,
+      initializer="zeros",
+      trainable=False,
+      synchronization=tf.VariableSynchronization.ON_READ,
+      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+    )
 
   def record_gates(self, gates: Mapping[str, tf.Tensor]) -> None:
     for gate, weights in gates.items():
@@ -85,8 +83,7 @@ class TelemetryState(keras.layers.Layer):
     self.gradient_cosines.assign(stats["cosines"])
 
   def get_config(self) -> Dict[str, Any]:
-    return {**super().get_config(), "task_names": self.task_names,
-            "gate_sizes": self.gate_sizes}
+    return {**super().get_config(), "task_names": self.task_names, "gate_sizes": self.gate_sizes}
 
 
 class TelemetryCallback(keras.callbacks.Callback):
@@ -100,15 +97,15 @@ class TelemetryCallback(keras.callbacks.Callback):
     self.every_n_steps = max(1, int(every_n_steps))
     self.collapse_threshold = float(collapse_threshold)
     self.collapsed: set = set()
-    self._writer: Optional[tf.summary.SummaryWriter] = None
+    self._writer: tf.summary.SummaryWriter | None = None
     self._last_logged = -1
     # Logs stay tensors: converting them every batch would sync the host.
     self._supports_tf_logs = True
 
-  def on_train_begin(self, logs: Optional[Dict[str, Any]] = None) -> None:
+  def on_train_begin(self, logs: Dict[str, Any] | None = None) -> None:
     self._writer = tf.summary.create_file_writer(self.log_dir)
 
-  def on_train_batch_end(self, batch: int, logs: Optional[Dict[str, Any]] = None) -> None:
+  def on_train_batch_end(self, batch: int, logs: Dict[str, Any] | None = None) -> None:
     step = int(self.model.optimizer.iterations.numpy())
     if step // self.every_n_steps == self._last_logged // self.every_n_steps:
       return
@@ -145,18 +142,23 @@ class TelemetryCallback(keras.callbacks.Callback):
     top = max(mean_weights)
     if top >= self.collapse_threshold and gate not in self.collapsed:
       self.collapsed.add(gate)
-      log.warning("gate %s collapsed: expert %d takes %.1f%% of the weight on average",
-                  gate, list(mean_weights).index(top), 100 * top)
+      log.warning(
+        "gate %s collapsed: expert %d takes %.1f%% of the weight on average",
+        gate,
+        list(mean_weights).index(top),
+        100 * top,
+      )
     elif top < self.collapse_threshold:
       self.collapsed.discard(gate)
 
-  def on_train_end(self, logs: Optional[Dict[str, Any]] = None) -> None:
+  def on_train_end(self, logs: Dict[str, Any] | None = None) -> None:
     if self._writer is not None:
       self._writer.close()
 
 
-def callbacks(spec: RankingSpec, log_dir: str, early_stopping: bool = True,
-              collapse_threshold: float = 0.9) -> List[keras.callbacks.Callback]:
+def callbacks(
+  spec: RankingSpec, log_dir: str, early_stopping: bool = True, collapse_threshold: float = 0.9
+) -> List[keras.callbacks.Callback]:
   """The training callbacks: step telemetry every
   `spec.training.telemetry_every_n_steps` steps, epoch curves (train and
   validation) through Keras' TensorBoard callback, and, with `early_stopping`
@@ -164,12 +166,15 @@ def callbacks(spec: RankingSpec, log_dir: str, early_stopping: bool = True,
   `val_loss` (the spec-weighted sum of the task losses) restoring the best
   weights."""
   result: List[keras.callbacks.Callback] = [
-      TelemetryCallback(log_dir, spec.training.telemetry_every_n_steps, collapse_threshold),
-      keras.callbacks.TensorBoard(log_dir, update_freq="epoch", write_graph=False,
-                                  profile_batch=0),
+    TelemetryCallback(log_dir, spec.training.telemetry_every_n_steps, collapse_threshold),
+    keras.callbacks.TensorBoard(log_dir, update_freq="epoch", write_graph=False, profile_batch=0),
   ]
   if early_stopping and spec.training.early_stopping_patience > 0:
-    result.append(keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=spec.training.early_stopping_patience,
-        restore_best_weights=True))
+    result.append(
+      keras.callbacks.EarlyStopping(
+        monitor="val_loss",
+        patience=spec.training.early_stopping_patience,
+        restore_best_weights=True,
+      )
+    )
   return result

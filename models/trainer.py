@@ -30,10 +30,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   strategy = distribute.strategy_from_environment()
   distribute.set_precision_policy(spec)
   # Batched by the global batch size: the strategy splits batches across replicas.
-  train = inputs.make_input(fn_args.train_files, feature_spec, spec,
-                            spec.training.batch_size, shuffle=True)
-  evaluation = inputs.make_input(fn_args.eval_files, feature_spec, spec,
-                                 spec.training.eval_batch_size, shuffle=False)
+  train = inputs.make_input(
+    fn_args.train_files, feature_spec, spec, spec.training.batch_size, shuffle=True
+  )
+  evaluation = inputs.make_input(
+    fn_args.eval_files, feature_spec, spec, spec.training.eval_batch_size, shuffle=False
+  )
   train_steps = max(1, train.num_examples // spec.training.batch_size)
   eval_steps = -(-evaluation.num_examples // spec.training.eval_batch_size)
 
@@ -42,9 +44,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     architectures.compile_model(model, spec)
   log_dir = os.path.join(fn_args.model_run_dir, "logs")
   started = time.perf_counter()
-  model.fit(train.dataset.repeat(), steps_per_epoch=train_steps,
-            validation_data=evaluation.dataset, validation_steps=eval_steps,
-            epochs=spec.training.epochs, callbacks=telemetry.callbacks(spec, log_dir),
-            verbose=2)
+  model.fit(
+    train.dataset.repeat(),
+    steps_per_epoch=train_steps,
+    validation_data=evaluation.dataset,
+    validation_steps=eval_steps,
+    epochs=spec.training.epochs,
+    callbacks=telemetry.callbacks(spec, log_dir),
+    verbose=2,
+  )
   logging.info("Training took %.1f s", time.perf_counter() - started)
   export.export_serving_model(model, spec, tft_output, fn_args.serving_model_dir)

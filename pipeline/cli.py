@@ -6,7 +6,7 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 from models.spec import SpecError, load_spec
 from pipeline import config, report_cli
@@ -15,23 +15,27 @@ from pipeline import config, report_cli
 def _paths(args: argparse.Namespace, spec_name: str) -> config.PipelinePaths:
   paths = config.PipelinePaths.for_spec(spec_name, Path(args.home))
   return config.PipelinePaths(
-      data_dir=Path(args.data_dir).resolve() if args.data_dir else paths.data_dir,
-      pipeline_root=Path(args.pipeline_root).resolve() if args.pipeline_root
-      else paths.pipeline_root,
-      serving_dir=Path(args.serving_dir).resolve() if args.serving_dir else paths.serving_dir)
+    data_dir=Path(args.data_dir).resolve() if args.data_dir else paths.data_dir,
+    pipeline_root=Path(args.pipeline_root).resolve() if args.pipeline_root else paths.pipeline_root,
+    serving_dir=Path(args.serving_dir).resolve() if args.serving_dir else paths.serving_dir,
+  )
 
 
 def _add_location_flags(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--spec", required=True,
-                      help="a spec YAML file or a bundled spec name (census, synthetic)")
-  parser.add_argument("--home", default=str(config.DEFAULT_HOME),
-                      help="working directory for data, pipelines and pushed models "
-                           "(default: %(default)s)")
+  parser.add_argument(
+    "--spec", required=True, help="a spec YAML file or a bundled spec name (census, synthetic)"
+  )
+  parser.add_argument(
+    "--home",
+    default=str(config.DEFAULT_HOME),
+    help="working directory for data, pipelines and pushed models (default: %(default)s)",
+  )
   parser.add_argument("--data-dir", help="span directory (default: HOME/data/SPEC)")
   parser.add_argument("--pipeline-root", help="TFX pipeline root (default: HOME/pipelines/SPEC)")
-  parser.add_argument("--serving-dir",
-                      help="pushed models go to SERVING_DIR/<spec name>/<version> "
-                           "(default: HOME/serving)")
+  parser.add_argument(
+    "--serving-dir",
+    help="pushed models go to SERVING_DIR/<spec name>/<version> (default: HOME/serving)",
+  )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -61,14 +65,16 @@ def _prepare_data(args: argparse.Namespace) -> int:
   spec = load_spec(args.spec)
   paths = _paths(args, spec.name)
   prepare_data(spec, paths.data_dir)
-  print(f"data for {spec.name!r} in {paths.data_dir}: spans "
-        f"{runner.available_spans(paths.data_dir)}")
+  print(
+    f"data for {spec.name!r} in {paths.data_dir}: spans {runner.available_spans(paths.data_dir)}"
+  )
   return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
-      prog="mtlrank", description="Multi-task ranking pipeline on TensorFlow Extended.")
+    prog="mtlrank", description="Multi-task ranking pipeline on TensorFlow Extended."
+  )
   commands = parser.add_subparsers(dest="command", required=True)
 
   run = commands.add_parser("run", help="run the pipeline end to end for a spec")
@@ -76,22 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--span", type=int, help="train up to this span (default: the latest)")
   run.add_argument("--summary-json", help="also write the run summary as JSON here")
   run.add_argument("--no-cache", action="store_true", help="rerun every component")
-  run.add_argument("--report", metavar="FILE",
-                   help="also render the run's HTML report here (as `mtlrank report`)")
+  run.add_argument(
+    "--report", metavar="FILE", help="also render the run's HTML report here (as `mtlrank report`)"
+  )
   run.set_defaults(func=_run)
 
-  prepare = commands.add_parser("prepare-data",
-                                help="write the spec's bundled data as spans")
+  prepare = commands.add_parser("prepare-data", help="write the spec's bundled data as spans")
   _add_location_flags(prepare)
   prepare.set_defaults(func=_prepare_data)
   report_cli.register(commands)
   return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: List[str] | None = None) -> int:
   # google-cloud packages pulled in by TFX warn that Python 3.10 is old; TFX 1.16 pins it.
-  warnings.filterwarnings("ignore", message="You are using a non-supported Python version",
-                          category=FutureWarning)
+  warnings.filterwarnings(
+    "ignore", message="You are using a non-supported Python version", category=FutureWarning
+  )
   args = build_parser().parse_args(argv)
   try:
     return args.func(args)

@@ -8,8 +8,6 @@ from typing import List
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_HOME = Path(".mtlrank")
-TRAIN_SPLIT, EVAL_SPLIT = "train", "eval"
-SPAN_DIR_PATTERN = "span-{SPAN}"
 METADATA_FILE = "metadata.sqlite"
 CURATED_SCHEMA_FILE = "schema.pbtxt"
 
@@ -17,25 +15,28 @@ CURATED_SCHEMA_FILE = "schema.pbtxt"
 # try to fetch the Prism runner (offline: ~9 s lost per Beam job), and two
 # workers on two cores were slower than one in memory.
 BEAM_PIPELINE_ARGS: List[str] = [
-    "--runner=apache_beam.runners.portability.fn_api_runner.FnApiRunner",
-    "--direct_running_mode=in_memory",
-    "--direct_num_workers=1",
+  "--runner=apache_beam.runners.portability.fn_api_runner.FnApiRunner",
+  "--direct_running_mode=in_memory",
+  "--direct_num_workers=1",
 ]
 
 
 @dataclasses.dataclass(frozen=True)
 class PipelinePaths:
   """Where one spec's run keeps its data, artifacts, metadata and pushes."""
+
   data_dir: Path
   pipeline_root: Path
   serving_dir: Path
 
   @classmethod
-  def for_spec(cls, spec_name: str, home: Path = DEFAULT_HOME) -> "PipelinePaths":
+  def for_spec(cls, spec_name: str, home: Path = DEFAULT_HOME) -> PipelinePaths:
     home = home.resolve()
-    return cls(data_dir=home / "data" / spec_name,
-               pipeline_root=home / "pipelines" / spec_name,
-               serving_dir=home / "serving")
+    return cls(
+      data_dir=home / "data" / spec_name,
+      pipeline_root=home / "pipelines" / spec_name,
+      serving_dir=home / "serving",
+    )
 
   @property
   def metadata_path(self) -> Path:

@@ -29,36 +29,51 @@ fit to the logs); the other outputs, and the fused score, are the served ones
 from __future__ import annotations
 
 import json
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import tensorflow_model_analysis as tfma
 
-from models.export import EVAL_SIGNATURE, SCORE_OUTPUT, has_eval_signature
+from contract import EVAL_SIGNATURE, FUSED_SCORE_OUTPUT, SERVING_SIGNATURE
+from models.export import has_eval_signature
 from models.spec import RankingSpec, TaskSpec, Threshold
 from pipeline import tfma_metrics
 
-SERVING_SIGNATURE = "serving_default"
 INFERENCE_BATCH_SIZE = 4096
 # Spec metric name -> (TFMA metric class, the name TFMA reports it under).
 GATE_METRICS: Dict[str, tuple] = {
-    "auc": ("AUC", "auc"),
-    "pr_auc": ("AUCPrecisionRecall", "auc_precision_recall"),
-    "log_loss": ("BinaryCrossEntropy", "binary_crossentropy"),
-    "mse": ("MeanSquaredError", "mean_squared_error"),
-    "mae": ("MeanAbsoluteError", "mean_absolute_error"),
+  "auc": ("AUC", "auc"),
+  "pr_auc": ("AUCPrecisionRecall", "auc_precision_recall"),
+  "log_loss": ("BinaryCrossEntropy", "binary_crossentropy"),
+  "mse": ("MeanSquaredError", "mean_squared_error"),
+  "mae": ("MeanAbsoluteError", "mean_absolute_error"),
 }
-BINARY_METRICS = ("ExampleCount", "WeightedExampleCount", "AUC", "AUCPrecisionRecall",
-                  "BinaryCrossEntropy", "Calibration", "MeanLabel", "MeanPrediction")
+BINARY_METRICS = (
+  "ExampleCount",
+  "WeightedExampleCount",
+  "AUC",
+  "AUCPrecisionRecall",
+  "BinaryCrossEntropy",
+  "Calibration",
+  "MeanLabel",
+  "MeanPrediction",
+)
 BINARY_PLOTS = ("CalibrationPlot",)
 CUSTOM_METRICS_MODULE = tfma_metrics.__name__
 BINARY_CUSTOM_METRICS = (tfma_metrics.ExpectedCalibrationError.__name__,)
-REGRESSION_METRICS = ("ExampleCount", "WeightedExampleCount", "MeanSquaredError",
-                      "MeanAbsoluteError", "MeanLabel", "MeanPrediction")
+REGRESSION_METRICS = (
+  "ExampleCount",
+  "WeightedExampleCount",
+  "MeanSquaredError",
+  "MeanAbsoluteError",
+  "MeanLabel",
+  "MeanPrediction",
+)
 
 
 def slicing_specs(spec: RankingSpec) -> List[tfma.SlicingSpec]:
-  return [tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=list(s))
-                                 for s in spec.evaluation.slices]
+  return [tfma.SlicingSpec()] + [
+    tfma.SlicingSpec(feature_keys=list(s)) for s in spec.evaluation.slices
+  ]
 
 
 def _metric_threshold(threshold: Threshold) -> tfma.MetricThreshold:
@@ -68,49 +83,68 @@ def _metric_threshold(threshold: Threshold) -> tfma.MetricThreshold:
     bound = {"lower_bound" if higher else "upper_bound": {"value": threshold.value}}
     result.value_threshold.CopyFrom(tfma.GenericValueThreshold(**bound))
   if threshold.max_regression is not None:
-    result.change_threshold.CopyFrom(tfma.GenericChangeThreshold(
-        direction=(tfma.MetricDirection.HIGHER_IS_BETTER if higher
-                   else tfma.MetricDirection.LOWER_IS_BETTER),
-        absolute={"value": -threshold.max_regression if higher
-                  else threshold.max_regression}))
+    result.change_threshold.CopyFrom(
+      tfma.GenericChangeThreshold(
+        direction=(
+          tfma.MetricDirection.HIGHER_IS_BETTER if higher else tfma.MetricDirection.LOWER_IS_BETTER
+        ),
+        absolute={"value": -threshold.max_regression if higher else threshold.max_regression},
+      )
+    )
   return result
 
 
-def _metric_configs(spec: RankingSpec, task: TaskSpec,
-                    with_gates: bool = True) -> List[tfma.MetricConfig]:
-  gated_slices = [tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=list(s))
-                                         for s in spec.evaluation.gated_slices]
-  thresholds = {GATE_METRICS[t.metric][0]: t for t in spec.evaluation.thresholds
-                if with_gates and t.task == task.name}
+def _metric_configs(
+  spec: RankingSpec, task: TaskSpec, with_gates: bool = True
+) -> List[tfma.MetricConfig]:
+  gated_slices = [tfma.SlicingSpec()] + [
+    tfma.SlicingSpec(feature_keys=list(s)) for s in spec.evaluation.gated_slices
+  ]
+  thresholds = {
+    GATE_METRICS[t.metric][0]: t
+    for t in spec.evaluation.thresholds
+    if with_gates and t.task == task.name
+  }
   names = (BINARY_METRICS + BINARY_PLOTS) if task.is_binary else REGRESSION_METRICS
   configs = []
   for class_name in names:
     config = tfma.MetricConfig(class_name=class_name)
     if class_name in thresholds:
-      config.per_slice_thresholds.append(tfma.PerSliceMetricThreshold(
-          slicing_specs=gated_slices, threshold=_metric_threshold(thresholds[class_name])))
+      config.per_slice_thresholds.append(
+        tfma.PerSliceMetricThreshold(
+          slicing_specs=gated_slices, threshold=_metric_threshold(thresholds[class_name])
+        )
+      )
     configs.append(config)
   if task.is_binary:
-    configs += [tfma.MetricConfig(class_name=name, module=CUSTOM_METRICS_MODULE)
-                for name in BINARY_CUSTOM_METRICS]
+    configs += [
+      tfma.MetricConfig(class_name=name, module=CUSTOM_METRICS_MODULE)
+      for name in BINARY_CUSTOM_METRICS
+    ]
   return configs
 
 
-def ranking_metrics_spec(spec: RankingSpec) -> Optional[tfma.MetricsSpec]:
+def ranking_metrics_spec(spec: RankingSpec) -> tfma.MetricsSpec | None:
   """NDCG@k and grouped AUC of the fused score per request, or None without a
   query key. The gain is the gain task's raw label column (0/1 clicks)."""
   if spec.evaluation.query_key is None:
     return None
   gain = spec.gain_task.label
   return tfma.MetricsSpec(
-      output_names=[SCORE_OUTPUT], query_key=spec.evaluation.query_key,
-      metrics=[
-          tfma.MetricConfig(class_name="NDCG", config=json.dumps(
-              {"gain_key": gain, "top_k_list": list(spec.evaluation.ndcg_cutoffs)})),
-          tfma.MetricConfig(class_name=tfma_metrics.GroupedAUC.__name__,
-                            module=CUSTOM_METRICS_MODULE,
-                            config=json.dumps({"label_key": gain})),
-      ])
+    output_names=[FUSED_SCORE_OUTPUT],
+    query_key=spec.evaluation.query_key,
+    metrics=[
+      tfma.MetricConfig(
+        class_name="NDCG",
+        config=json.dumps({"gain_key": gain, "top_k_list": list(spec.evaluation.ndcg_cutoffs)}),
+      ),
+      tfma.MetricConfig(
+        class_name=tfma_metrics.GroupedAUC.__name__,
+        module=CUSTOM_METRICS_MODULE,
+        config=json.dumps({"label_key": gain}),
+      ),
+    ],
+  )
 
 
 def eval_config_from_spec(spec: RankingSpec, with_gates: bool = True) -> tfma.EvalConfig:
@@ -119,17 +153,19 @@ def eval_config_from_spec(spec: RankingSpec, with_gates: bool = True) -> tfma.Ev
   label_keys = {t.name: t.label for t in spec.tasks}
   ranking = ranking_metrics_spec(spec)
   if ranking is not None:
-    label_keys[SCORE_OUTPUT] = spec.gain_task.label
+    label_keys[FUSED_SCORE_OUTPUT] = spec.gain_task.label
   model_spec = tfma.ModelSpec(
-      signature_name=EVAL_SIGNATURE if has_eval_signature(spec) else SERVING_SIGNATURE,
-      label_keys=label_keys,
-      example_weight_keys=example_weight_keys,
-      # TFMA's adaptive batching settles on batches of ~40 examples; one large
-      # batch per inference call is several times faster on CPU.
-      inference_batch_size=INFERENCE_BATCH_SIZE)
-  metrics_specs = [tfma.MetricsSpec(output_names=[t.name],
-                                   metrics=_metric_configs(spec, t, with_gates))
-                   for t in spec.tasks]
+    signature_name=EVAL_SIGNATURE if has_eval_signature(spec) else SERVING_SIGNATURE,
+    label_keys=label_keys,
+    example_weight_keys=example_weight_keys,
+    # TFMA's adaptive batching settles on batches of ~40 examples; one large
+    # batch per inference call is several times faster on CPU.
+    inference_batch_size=INFERENCE_BATCH_SIZE,
+  )
+  metrics_specs = [
+    tfma.MetricsSpec(output_names=[t.name], metrics=_metric_configs(spec, t, with_gates))
+    for t in spec.tasks
+  ]
   if ranking is not None:
     metrics_specs.append(ranking)
   options = tfma.Options()
@@ -137,5 +173,9 @@ def eval_config_from_spec(spec: RankingSpec, with_gates: bool = True) -> tfma.Ev
   # No TFMA min_slice_size: TFMA 0.47 reports every thresholded metric of a
   # suppressed slice as "Metric not found", even on slices no threshold names,
   # which blocks every release. Small slices are hidden in the report instead.
-  return tfma.EvalConfig(model_specs=[model_spec], slicing_specs=slicing_specs(spec),
-                         metrics_specs=metrics_specs, options=options)
+  return tfma.EvalConfig(
+    model_specs=[model_spec],
+    slicing_specs=slicing_specs(spec),
+    metrics_specs=metrics_specs,
+    options=options,
+  )

@@ -20,7 +20,7 @@ eval split; nothing downstream consumes it: it is reported, never pushed.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List
 
 from tfx import v1 as tfx
 from tfx.components.example_gen.component import FileBasedExampleGen
@@ -30,6 +30,21 @@ from tfx.proto import example_gen_pb2, range_config_pb2
 from components import example_gen as example_gen_lib
 from components import pusher as pusher_lib
 from components.data_gate import DataGate
+from contract import (
+  DATA_GATE_NODE,
+  EVAL_SPLIT,
+  EVALUATOR_NODE,
+  EXAMPLE_GEN_NODE,
+  EXAMPLE_VALIDATOR_NODE,
+  PUSHER_NODE,
+  SINGLE_TASK_EVALUATOR_NODE,
+  SINGLE_TASK_TRAINER_NODE,
+  SPAN_DIR_PATTERN,
+  STATISTICS_GEN_NODE,
+  TRAIN_SPLIT,
+  TRAINER_NODE,
+  TRANSFORM_NODE,
+)
 from models.features import SPEC_CONFIG_KEY
 from models.spec import RankingSpec
 from pipeline import config
@@ -38,119 +53,160 @@ from pipeline.eval_config import eval_config_from_spec
 PREPROCESSING_FN = "models.features.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
 SINGLE_TASK_ARCHITECTURE = "single_task"
-SINGLE_TASK_TRAINER = "SingleTaskTrainer"
-SINGLE_TASK_EVALUATOR = "SingleTaskEvaluator"
 
 
 def example_gen_input_config() -> example_gen_pb2.Input:
-  span = config.SPAN_DIR_PATTERN
-  return example_gen_pb2.Input(splits=[
-      example_gen_pb2.Input.Split(name=config.TRAIN_SPLIT, pattern=f"{span}/train/*"),
-      example_gen_pb2.Input.Split(name=config.EVAL_SPLIT, pattern=f"{span}/eval/*"),
-  ])
+  span = SPAN_DIR_PATTERN
+  return example_gen_pb2.Input(
+    splits=[
+      example_gen_pb2.Input.Split(name=TRAIN_SPLIT, pattern=f"{span}/train/*"),
+      example_gen_pb2.Input.Split(name=EVAL_SPLIT, pattern=f"{span}/eval/*"),
+    ]
+  )
 
 
-def create_pipeline(spec: RankingSpec, paths: config.PipelinePaths,
-                    span: Optional[int] = None,
-                    beam_pipeline_args: Optional[List[str]] = None,
-                    enable_cache: bool = True,
-                    ingest_only: bool = False) -> tfx.dsl.Pipeline:
+def create_pipeline(
+  spec: RankingSpec,
+  paths: config.PipelinePaths,
+  span: int | None = None,
+  beam_pipeline_args: List[str] | None = None,
+  enable_cache: bool = True,
+  ingest_only: bool = False,
+) -> tfx.dsl.Pipeline:
   """The pipeline for one spec; `span` ingests that span (default: the latest).
 
   With `ingest_only`, only ingestion and validation run: the runner uses it to
   backfill the earlier spans of the training window, which then count as the
   same pipeline's ExampleGen outputs.
   """
-  range_config = (range_config_pb2.RangeConfig(static_range=range_config_pb2.StaticRange(
-      start_span_number=span, end_span_number=span)) if span is not None else None)
+  range_config = (
+    range_config_pb2.RangeConfig(
+      static_range=range_config_pb2.StaticRange(start_span_number=span, end_span_number=span)
+    )
+    if span is not None
+    else None
+  )
   example_gen = FileBasedExampleGen(
-      input_base=str(paths.data_dir), input_config=example_gen_input_config(),
-      range_config=range_config,
-      custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen_lib.Executor),
-  ).with_id("ExampleGen")
-  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    input_base=str(paths.data_dir),
+    input_config=example_gen_input_config(),
+    range_config=range_config,
+    custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen_lib.Executor),
+  ).with_id(EXAMPLE_GEN_NODE)
+  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(
+    STATISTICS_GEN_NODE
+  )
   inferred_schema = tfx.components.SchemaGen(
-      statistics=statistics_gen.outputs["statistics"],
-      infer_feature_shape=True).with_id("inferred_schema_gen")
-  curated_schema = tfx.components.ImportSchemaGen(
-      schema_file=str(paths.curated_schema_path))
+    statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
+  ).with_id("inferred_schema_gen")
+  curated_schema = tfx.components.ImportSchemaGen(schema_file=str(paths.curated_schema_path))
   example_validator = tfx.components.ExampleValidator(
-      statistics=statistics_gen.outputs["statistics"],
-      schema=curated_schema.outputs["schema"])
-  data_gate = DataGate(examples=example_gen.outputs["examples"],
-                       statistics=statistics_gen.outputs["statistics"],
-                       anomalies=example_validator.outputs["anomalies"], spec=spec)
-  ingestion = [example_gen, statistics_gen, inferred_schema, curated_schema,
-               example_validator, data_gate]
+    statistics=statistics_gen.outputs["statistics"], schema=curated_schema.outputs["schema"]
+  ).with_id(EXAMPLE_VALIDATOR_NODE)
+  data_gate = DataGate(
+    examples=example_gen.outputs["examples"],
+    statistics=statistics_gen.outputs["statistics"],
+    anomalies=example_validator.outputs["anomalies"],
+    spec=spec,
+  ).with_id(DATA_GATE_NODE)
+  ingestion = [
+    example_gen,
+    statistics_gen,
+    inferred_schema,
+    curated_schema,
+    example_validator,
+    data_gate,
+  ]
   pipeline_args = dict(
-      pipeline_name=pipeline_name(spec), pipeline_root=str(paths.pipeline_root),
-      enable_cache=enable_cache,
-      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          str(paths.metadata_path)),
-      beam_pipeline_args=beam_pipeline_args or config.BEAM_PIPELINE_ARGS)
+    pipeline_name=pipeline_name(spec),
+    pipeline_root=str(paths.pipeline_root),
+    enable_cache=enable_cache,
+    metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+      str(paths.metadata_path)
+    ),
+    beam_pipeline_args=beam_pipeline_args or config.BEAM_PIPELINE_ARGS,
+  )
   if ingest_only:
     return tfx.dsl.Pipeline(components=ingestion, **pipeline_args)
 
   latest_spans = tfx.dsl.Resolver(
-      strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
-      config={"range_config": range_config_pb2.RangeConfig(
-          rolling_range=range_config_pb2.RollingRange(num_spans=spec.data.num_spans))},
-      # A plain Channel reads every run's ExampleGen outputs; the component's own
-      # output channel would hold only this run's span, the backfilled ones lost.
-      examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
-                               producer_component_id=example_gen.id, output_key="examples"),
+    strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
+    config={
+      "range_config": range_config_pb2.RangeConfig(
+        rolling_range=range_config_pb2.RollingRange(num_spans=spec.data.num_spans)
+      )
+    },
+    # A plain Channel reads every run's ExampleGen outputs; the component's own
+    # output channel would hold only this run's span, the backfilled ones lost.
+    examples=tfx.dsl.Channel(
+      type=tfx.types.standard_artifacts.Examples,
+      producer_component_id=example_gen.id,
+      output_key="examples",
+    ),
   ).with_id("latest_spans_resolver")
   latest_spans.add_upstream_node(data_gate)
   transform = tfx.components.Transform(
-      examples=latest_spans.outputs["examples"], schema=curated_schema.outputs["schema"],
-      preprocessing_fn=PREPROCESSING_FN,
-      custom_config={SPEC_CONFIG_KEY: spec.transform_view().to_json()},
-      # StatisticsGen already profiles the raw span; Transform's own pre- and
-      # post-transform statistics would be two more full TFDV passes.
-      disable_statistics=True,
-      # TF1 graph mode traces the preprocessing_fn once per phase instead of
-      # as tf.functions: the census Transform ran ~2x faster (docs/pipeline.md).
-      force_tf_compat_v1=True)
+    examples=latest_spans.outputs["examples"],
+    schema=curated_schema.outputs["schema"],
+    preprocessing_fn=PREPROCESSING_FN,
+    custom_config={SPEC_CONFIG_KEY: spec.transform_view().to_json()},
+    # StatisticsGen already profiles the raw span; Transform's own pre- and
+    # post-transform statistics would be two more full TFDV passes.
+    disable_statistics=True,
+    # TF1 graph mode traces the preprocessing_fn once per phase instead of
+    # as tf.functions: the census Transform ran ~2x faster (docs/pipeline.md).
+    force_tf_compat_v1=True,
+  ).with_id(TRANSFORM_NODE)
   transform.add_upstream_node(data_gate)
 
-  trainer = _trainer(spec.trainer_view(), transform, curated_schema)
+  trainer = _trainer(spec.trainer_view(), transform, curated_schema).with_id(TRAINER_NODE)
 
   baseline = tfx.dsl.Resolver(
-      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+    model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+    model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
   ).with_id("latest_blessed_model_resolver")
   evaluator = tfx.components.Evaluator(
-      examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
-      baseline_model=baseline.outputs["model"],
-      example_splits=[config.EVAL_SPLIT], eval_config=eval_config_from_spec(spec))
+    examples=example_gen.outputs["examples"],
+    model=trainer.outputs["model"],
+    baseline_model=baseline.outputs["model"],
+    example_splits=[EVAL_SPLIT],
+    eval_config=eval_config_from_spec(spec),
+  ).with_id(EVALUATOR_NODE)
 
   pusher = tfx.components.Pusher(
-      model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
-      push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(
-              base_directory=str(paths.model_base_path(spec.name)))),
-      custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_lib.Executor))
+    model=trainer.outputs["model"],
+    model_blessing=evaluator.outputs["blessing"],
+    push_destination=tfx.proto.PushDestination(
+      filesystem=tfx.proto.PushDestination.Filesystem(
+        base_directory=str(paths.model_base_path(spec.name))
+      )
+    ),
+    custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_lib.Executor),
+  ).with_id(PUSHER_NODE)
 
   components = ingestion + [latest_spans, transform, trainer, baseline, evaluator, pusher]
   if spec.evaluation.single_task_baseline:
-    single_task_trainer = _trainer(spec.trainer_view(SINGLE_TASK_ARCHITECTURE), transform,
-                                   curated_schema).with_id(SINGLE_TASK_TRAINER)
+    single_task_trainer = _trainer(
+      spec.trainer_view(SINGLE_TASK_ARCHITECTURE), transform, curated_schema
+    ).with_id(SINGLE_TASK_TRAINER_NODE)
     single_task_evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"],
-        model=single_task_trainer.outputs["model"], example_splits=[config.EVAL_SPLIT],
-        eval_config=eval_config_from_spec(spec, with_gates=False),
-    ).with_id(SINGLE_TASK_EVALUATOR)
+      examples=example_gen.outputs["examples"],
+      model=single_task_trainer.outputs["model"],
+      example_splits=[EVAL_SPLIT],
+      eval_config=eval_config_from_spec(spec, with_gates=False),
+    ).with_id(SINGLE_TASK_EVALUATOR_NODE)
     components += [single_task_trainer, single_task_evaluator]
   return tfx.dsl.Pipeline(components=components, **pipeline_args)
 
 
 def _trainer(trainer_spec: RankingSpec, transform, schema_gen) -> tfx.components.Trainer:
   return tfx.components.Trainer(
-      run_fn=RUN_FN, examples=transform.outputs["transformed_examples"],
-      transform_graph=transform.outputs["transform_graph"],
-      schema=schema_gen.outputs["schema"],
-      custom_config={SPEC_CONFIG_KEY: trainer_spec.to_json()})
+    run_fn=RUN_FN,
+    examples=transform.outputs["transformed_examples"],
+    transform_graph=transform.outputs["transform_graph"],
+    schema=schema_gen.outputs["schema"],
+    custom_config={SPEC_CONFIG_KEY: trainer_spec.to_json()},
+  )
 
 
 def pipeline_name(spec: RankingSpec) -> str:

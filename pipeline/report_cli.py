@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional
 
 from models.spec import RankingSpec, load_spec
 
 
-def render(pipeline_root: Path, out: Path, spec: Optional[RankingSpec] = None,
-           esmm_results: Optional[Path] = None) -> int:
+def render(
+  pipeline_root: Path, out: Path, spec: RankingSpec | None = None, esmm_results: Path | None = None
+) -> int:
   """Writes the report of the latest run under `pipeline_root` to `out` and prints
   its path; the exit code (1 with the reason on stderr if it cannot be rendered)."""
   from pipeline import report
@@ -26,20 +26,31 @@ def render(pipeline_root: Path, out: Path, spec: Optional[RankingSpec] = None,
 
 
 def _report(args: argparse.Namespace) -> int:
-  return render(Path(args.pipeline_root), Path(args.out),
-                load_spec(args.spec) if args.spec else None,
-                Path(args.esmm_results) if args.esmm_results else None)
+  return render(
+    Path(args.pipeline_root),
+    Path(args.out),
+    load_spec(args.spec) if args.spec else None,
+    Path(args.esmm_results) if args.esmm_results else None,
+  )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # pylint: disable=protected-access
   """Adds the `report` subcommand to the `mtlrank` parser."""
   parser = subparsers.add_parser(
-      "report", help="render an HTML report of the latest run under a pipeline root")
-  parser.add_argument("--pipeline-root", required=True,
-                      help="the TFX pipeline root of the run (holds metadata.sqlite)")
+    "report", help="render an HTML report of the latest run under a pipeline root"
+  )
+  parser.add_argument(
+    "--pipeline-root",
+    required=True,
+    help="the TFX pipeline root of the run (holds metadata.sqlite)",
+  )
   parser.add_argument("--out", required=True, help="the HTML file to write")
-  parser.add_argument("--spec", help="a spec YAML file or bundled spec name (default: the "
-                                     "spec the run's Trainer was given)")
-  parser.add_argument("--esmm-results", help="the JSON file of benchmarks/esmm_experiment.py "
-                                             "--out: adds the 'ESMM experiment' section")
+  parser.add_argument(
+    "--spec",
+    help="a spec YAML file or bundled spec name (default: the spec the run's Trainer was given)",
+  )
+  parser.add_argument(
+    "--esmm-results",
+    help="the JSON file of benchmarks/esmm_experiment.py --out: adds the 'ESMM experiment' section",
+  )
   parser.set_defaults(func=_report)

@@ -10,22 +10,30 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from contract import (
+  EVALUATOR_NODE,
+  FUSED_SCORE_OUTPUT,
+  PUSHER_NODE,
+  SINGLE_TASK_EVALUATOR_NODE,
+  TRANSFORM_NODE,
+)
 from models.spec import RankingSpec
 
-SINGLE_TASK_EVALUATOR = "SingleTaskEvaluator"
-# The fused score's output name (models.export.SCORE_OUTPUT; not imported, to
-# keep this module free of TensorFlow): its ranking metrics are read as a task's.
-SCORE_OUTPUT = "score"
 # Metrics compared between the multi-task and the single-task model, with the
 # direction that is better.
-COMPARED_METRICS = {"auc": True, "auc_precision_recall": True,
-                    "binary_crossentropy": False, "expected_calibration_error": False,
-                    "mean_squared_error": False, "mean_absolute_error": False}
+COMPARED_METRICS = {
+  "auc": True,
+  "auc_precision_recall": True,
+  "binary_crossentropy": False,
+  "expected_calibration_error": False,
+  "mean_squared_error": False,
+  "mean_absolute_error": False,
+}
 
 _CACHED = metadata_store_pb2.Execution.CACHED
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
@@ -38,10 +46,10 @@ class RunOutcome:
   cached_components: List[str]
   blessed: bool
   not_blessed_reasons: List[str]
-  evaluation_uri: Optional[str]
-  pushed_dir: Optional[str]
-  already_pushed_version: Optional[int]
-  single_task_evaluation_uri: Optional[str] = None
+  evaluation_uri: str | None
+  pushed_dir: str | None
+  already_pushed_version: int | None
+  single_task_evaluation_uri: str | None = None
   # Spans of the examples Transform read: the training window.
   training_spans: List[int] = dataclasses.field(default_factory=list)
 
@@ -49,6 +57,7 @@ class RunOutcome:
 @dataclasses.dataclass(frozen=True)
 class BaselineComparison:
   """One metric of one task on one slice: multi-task against single-task."""
+
   task: str
   slice: str
   metric: str
@@ -96,8 +105,7 @@ def latest_run(metadata_path: Path) -> RunOutcome:
   training_spans: List[int] = []
   # One read of every execution's events and artifacts, split by event type.
   events = store.get_events_by_execution_ids([e.id for e in executions])
-  artifacts = {a.id: a for a in store.get_artifacts_by_id(
-      sorted({e.artifact_id for e in events}))}
+  artifacts = {a.id: a for a in store.get_artifacts_by_id(sorted({e.artifact_id for e in events}))}
   output_of_execution: Dict[int, List[metadata_store_pb2.Artifact]] = {}
   input_of_execution: Dict[int, List[metadata_store_pb2.Artifact]] = {}
   for event in events:
@@ -107,27 +115,31 @@ def latest_run(metadata_path: Path) -> RunOutcome:
       input_of_execution.setdefault(event.execution_id, []).append(artifacts[event.artifact_id])
   for execution in executions:
     node = attributions.get(execution.id, execution.name or str(execution.id))
-    seconds[node] = (execution.last_update_time_since_epoch
-                     - execution.create_time_since_epoch) / 1000.0
+    seconds[node] = (
+      execution.last_update_time_since_epoch - execution.create_time_since_epoch
+    ) / 1000.0
     if execution.last_known_state == _CACHED:
       cached.append(node)
     outputs[node] = output_of_execution.get(execution.id, [])
-    if node == "Transform":
-      training_spans = sorted(_int(a, "span") for a in input_of_execution.get(execution.id, [])
-                              if "span" in a.custom_properties)
+    if node == TRANSFORM_NODE:
+      training_spans = sorted(
+        _int(a, "span")
+        for a in input_of_execution.get(execution.id, [])
+        if "span" in a.custom_properties
+      )
 
   type_names = {t.id: t.name for t in store.get_artifact_types()}
 
-  def output_of(node: str, type_name: str) -> Optional[metadata_store_pb2.Artifact]:
+  def output_of(node: str, type_name: str) -> metadata_store_pb2.Artifact | None:
     for artifact in outputs.get(node, []):
       if type_names.get(artifact.type_id) == type_name:
         return artifact
     return None
 
-  blessing = output_of("Evaluator", "ModelBlessing")
-  evaluation = output_of("Evaluator", "ModelEvaluation")
-  single_task_evaluation = output_of(SINGLE_TASK_EVALUATOR, "ModelEvaluation")
-  pushed = output_of("Pusher", "PushedModel")
+  blessing = output_of(EVALUATOR_NODE, "ModelBlessing")
+  evaluation = output_of(EVALUATOR_NODE, "ModelEvaluation")
+  single_task_evaluation = output_of(SINGLE_TASK_EVALUATOR_NODE, "ModelEvaluation")
+  pushed = output_of(PUSHER_NODE, "PushedModel")
   blessed = bool(blessing and _int(blessing, "blessed"))
   reasons = []
   if evaluation is not None and not blessed:
@@ -138,13 +150,18 @@ def latest_run(metadata_path: Path) -> RunOutcome:
     pushed_dir = pushed.custom_properties["pushed_destination"].string_value
   elif pushed is not None and "already_pushed_as_version" in pushed.custom_properties:
     already = _int(pushed, "already_pushed_as_version")
-  return RunOutcome(run_id=run.name, component_seconds=seconds, cached_components=cached,
-                    blessed=blessed, not_blessed_reasons=reasons,
-                    evaluation_uri=evaluation.uri if evaluation else None,
-                    pushed_dir=pushed_dir, already_pushed_version=already,
-                    single_task_evaluation_uri=(single_task_evaluation.uri
-                                                if single_task_evaluation else None),
-                    training_spans=training_spans)
+  return RunOutcome(
+    run_id=run.name,
+    component_seconds=seconds,
+    cached_components=cached,
+    blessed=blessed,
+    not_blessed_reasons=reasons,
+    evaluation_uri=evaluation.uri if evaluation else None,
+    pushed_dir=pushed_dir,
+    already_pushed_version=already,
+    single_task_evaluation_uri=(single_task_evaluation.uri if single_task_evaluation else None),
+    training_spans=training_spans,
+  )
 
 
 def _int(artifact: metadata_store_pb2.Artifact, key: str) -> int:
@@ -170,8 +187,10 @@ def _bound(threshold) -> str:
     if bounds.HasField("upper_bound"):
       parts.append(f"<= {bounds.upper_bound.value:g}")
   if threshold.HasField("change_threshold"):
-    parts.append(f"a change of at most {threshold.change_threshold.absolute.value:+g} "
-                 "against the blessed baseline")
+    parts.append(
+      f"a change of at most {threshold.change_threshold.absolute.value:+g} "
+      "against the blessed baseline"
+    )
   return "the bound " + " and ".join(parts) if parts else "its threshold"
 
 
@@ -187,16 +206,22 @@ def validation_failures(evaluation_uri: str) -> List[str]:
       key = failure.metric_key
       kind = "change vs blessed baseline" if key.is_diff else "value"
       if failure.message == "Metric not found.":
-        failures.append(f"task {key.output_name or '-'}, slice {slice_name}: {key.name} "
-                        f"({kind}) was not computed: the slice has no examples")
+        failures.append(
+          f"task {key.output_name or '-'}, slice {slice_name}: {key.name} "
+          f"({kind}) was not computed: the slice has no examples"
+        )
         continue
-      failures.append(f"task {key.output_name or '-'}, slice {slice_name}: "
-                      f"{key.name} ({kind}) = {failure.metric_value.double_value.value:.4f}"
-                      f" fails {_bound(failure.metric_threshold)}")
+      failures.append(
+        f"task {key.output_name or '-'}, slice {slice_name}: "
+        f"{key.name} ({kind}) = {failure.metric_value.double_value.value:.4f}"
+        f" fails {_bound(failure.metric_threshold)}"
+      )
   if not failures and not result.validation_ok:
     if result.missing_thresholds:
-      failures.append("the spec declares no release thresholds (evaluation.thresholds): "
-                      "TFMA blesses no model without one")
+      failures.append(
+        "the spec declares no release thresholds (evaluation.thresholds): "
+        "TFMA blesses no model without one"
+      )
     for missing in result.missing_slices:
       failures.append(f"gated slice has no data: {missing}")
     if result.rubber_stamp:
@@ -204,11 +229,15 @@ def validation_failures(evaluation_uri: str) -> List[str]:
   return failures
 
 
-def task_metrics(spec: RankingSpec, evaluation_uri: str,
-                 slice_name: str = "overall") -> Dict[str, Dict[str, float]]:
+def task_metrics(
+  spec: RankingSpec, evaluation_uri: str, slice_name: str = "overall"
+) -> Dict[str, Dict[str, float]]:
   """{task: {metric: value}} of the candidate model on one slice."""
-  return {task: values for (task, name), values in
-          slice_metrics(spec, evaluation_uri).items() if name == slice_name}
+  return {
+    task: values
+    for (task, name), values in slice_metrics(spec, evaluation_uri).items()
+    if name == slice_name
+  }
 
 
 def _metric_name(key) -> str:
@@ -219,8 +248,7 @@ def _metric_name(key) -> str:
   return name + ("_diff" if key.is_diff else "")
 
 
-def slice_metrics(spec: RankingSpec,
-                  evaluation_uri: str) -> Dict[tuple, Dict[str, float]]:
+def slice_metrics(spec: RankingSpec, evaluation_uri: str) -> Dict[tuple, Dict[str, float]]:
   """{(task, slice name): {metric: value}} of the candidate model, on the overall
   slice and every slice with at least `evaluation.min_slice_size` examples.
 
@@ -229,7 +257,7 @@ def slice_metrics(spec: RankingSpec,
   """
   import tensorflow_model_analysis as tfma
 
-  outputs = set(spec.task_names) | {SCORE_OUTPUT}
+  outputs = set(spec.task_names) | {FUSED_SCORE_OUTPUT}
   result: Dict[tuple, Dict[str, float]] = {}
   for metrics in tfma.load_metrics(evaluation_uri):
     slice_name = _slice_name(metrics.slice_key)
@@ -246,14 +274,21 @@ def slice_metrics(spec: RankingSpec,
           values[name + "_lower"] = interval.lower_bound.double_value.value
           values[name + "_upper"] = interval.upper_bound.double_value.value
   minimum = spec.evaluation.min_slice_size
-  counts = {slice_name: values.get("example_count", 0)
-            for (task, slice_name), values in result.items() if task in spec.task_names}
-  return {key: values for key, values in result.items()
-          if key[1] == "overall" or counts.get(key[1], 0) >= minimum}
+  counts = {
+    slice_name: values.get("example_count", 0)
+    for (task, slice_name), values in result.items()
+    if task in spec.task_names
+  }
+  return {
+    key: values
+    for key, values in result.items()
+    if key[1] == "overall" or counts.get(key[1], 0) >= minimum
+  }
 
 
-def compare_with_single_task(spec: RankingSpec, multi_task_uri: str,
-                             single_task_uri: str) -> List[BaselineComparison]:
+def compare_with_single_task(
+  spec: RankingSpec, multi_task_uri: str, single_task_uri: str
+) -> List[BaselineComparison]:
   """Per task, slice and compared metric: the multi-task model against the
   single-task baseline evaluated on the same eval split."""
   multi = slice_metrics(spec, multi_task_uri)
@@ -263,6 +298,7 @@ def compare_with_single_task(spec: RankingSpec, multi_task_uri: str,
     other = single.get((task, slice_name), {})
     for metric, higher in COMPARED_METRICS.items():
       if metric in values and metric in other:
-        comparisons.append(BaselineComparison(task, slice_name, metric, values[metric],
-                                              other[metric], higher))
+        comparisons.append(
+          BaselineComparison(task, slice_name, metric, values[metric], other[metric], higher)
+        )
   return comparisons

@@ -18,12 +18,12 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
+from contract import EVAL_SPLIT, FUSED_SCORE_OUTPUT, TRAIN_SPLIT
 from models.spec import RankingSpec
 from pipeline import config
 from pipeline.data import prepare_data
-from pipeline.results import SCORE_OUTPUT
 from pipeline.schema import write_schema
 
 
@@ -35,15 +35,15 @@ class RunError(RuntimeError):
 class RunSummary:
   spec: str
   blessed: bool
-  pushed_model_dir: Optional[str]
+  pushed_model_dir: str | None
   metrics: Dict[str, Dict[str, float]]
   component_seconds: Dict[str, float]
   wall_seconds: float
   not_blessed_reasons: List[str] = dataclasses.field(default_factory=list)
-  already_pushed_version: Optional[int] = None
+  already_pushed_version: int | None = None
   cached_components: List[str] = dataclasses.field(default_factory=list)
   pipeline_root: str = ""
-  evaluation_uri: Optional[str] = None
+  evaluation_uri: str | None = None
   # Overall slice, one entry per task and compared metric: multi_task,
   # single_task, delta (MTL - STL) and verdict; empty without the baseline.
   single_task_baseline: List[Dict[str, object]] = dataclasses.field(default_factory=list)
@@ -56,24 +56,38 @@ class RunSummary:
     lines = [f"mtlrank run of spec {self.spec!r}: {self.wall_seconds:.0f} s"]
     if self.training_spans:
       lines.append("  trained on spans " + ", ".join(map(str, self.training_spans)))
-    tasks = {t: v for t, v in self.metrics.items() if t != SCORE_OUTPUT}
-    lines.append("  eval metrics (overall slice" + (
-        ", [95 % confidence interval]):" if any(
-            k.endswith("_lower") for v in tasks.values() for k in v) else "):"))
+    tasks = {t: v for t, v in self.metrics.items() if t != FUSED_SCORE_OUTPUT}
+    lines.append(
+      "  eval metrics (overall slice"
+      + (
+        ", [95 % confidence interval]):"
+        if any(k.endswith("_lower") for v in tasks.values() for k in v)
+        else "):"
+      )
+    )
     lines += _table(tasks, SUMMARY_METRICS)
-    ranking = self.metrics.get(SCORE_OUTPUT)
+    ranking = self.metrics.get(FUSED_SCORE_OUTPUT)
     if ranking:
       lines.append("  ranking of the fused score, per request (overall slice):")
-      lines += _table({SCORE_OUTPUT: ranking}, sorted(
-          m for m in ranking if m.startswith(("ndcg@", "grouped_auc", "requests"))
-          and not m.endswith(("_lower", "_upper", "_diff"))))
+      lines += _table(
+        {FUSED_SCORE_OUTPUT: ranking},
+        sorted(
+          m
+          for m in ranking
+          if m.startswith(("ndcg@", "grouped_auc", "requests"))
+          and not m.endswith(("_lower", "_upper", "_diff"))
+        ),
+      )
     if self.single_task_baseline:
-      lines.append("  multi-task (MTL) against single-task (STL) baselines, overall "
-                   "slice, one seed:")
+      lines.append(
+        "  multi-task (MTL) against single-task (STL) baselines, overall slice, one seed:"
+      )
       lines.append(f"    {'task':<16}{'metric':<28}{'MTL':>10}{'STL':>10}{'MTL - STL':>12}")
       for row in self.single_task_baseline:
-        lines.append(f"    {row['task']:<16}{row['metric']:<28}{row['multi_task']:>10.4f}"
-                     f"{row['single_task']:>10.4f}{row['delta']:>+12.4f}  {row['verdict']}")
+        lines.append(
+          f"    {row['task']:<16}{row['metric']:<28}{row['multi_task']:>10.4f}"
+          f"{row['single_task']:>10.4f}{row['delta']:>+12.4f}  {row['verdict']}"
+        )
     if self.blessed:
       lines.append("  blessed: yes")
     else:
@@ -82,8 +96,9 @@ class RunSummary:
     if self.pushed_model_dir:
       lines.append(f"  pushed: {self.pushed_model_dir}")
     elif self.already_pushed_version is not None:
-      lines.append(f"  pushed: nothing new (this model is already version "
-                   f"{self.already_pushed_version})")
+      lines.append(
+        f"  pushed: nothing new (this model is already version {self.already_pushed_version})"
+      )
     else:
       lines.append("  pushed: nothing")
     lines.append("  component durations (s):")
@@ -93,20 +108,34 @@ class RunSummary:
     return "\n".join(lines)
 
 
-SUMMARY_METRICS = ("auc", "auc_precision_recall", "binary_crossentropy", "calibration",
-                   "expected_calibration_error", "mean_squared_error",
-                   "mean_absolute_error", "example_count")
-SHORT_NAMES = {"auc_precision_recall": "pr_auc", "binary_crossentropy": "log_loss",
-               "expected_calibration_error": "ece", "mean_squared_error": "mse",
-               "mean_absolute_error": "mae"}
+SUMMARY_METRICS = (
+  "auc",
+  "auc_precision_recall",
+  "binary_crossentropy",
+  "calibration",
+  "expected_calibration_error",
+  "mean_squared_error",
+  "mean_absolute_error",
+  "example_count",
+)
+SHORT_NAMES = {
+  "auc_precision_recall": "pr_auc",
+  "binary_crossentropy": "log_loss",
+  "expected_calibration_error": "ece",
+  "mean_squared_error": "mse",
+  "mean_absolute_error": "mae",
+}
 
 
 def _table(rows: Dict[str, Dict[str, float]], metrics) -> List[str]:
   """Console table of {row: {metric: value}}; an interval follows its value."""
   shown = [m for m in metrics if any(m in v for v in rows.values())]
   width = 24 if any(m + "_lower" in v for v in rows.values() for m in shown) else 14
-  lines = ["    " + f"{'task':<16}" + "".join(
-      f"{SHORT_NAMES.get(m, m)[:width - 2]:>{width}}" for m in shown)]
+  lines = [
+    "    "
+    + f"{'task':<16}"
+    + "".join(f"{SHORT_NAMES.get(m, m)[: width - 2]:>{width}}" for m in shown)
+  ]
   for row, values in rows.items():
     cells = []
     for m in shown:
@@ -127,7 +156,7 @@ def available_spans(data_dir: Path) -> List[int]:
   return sorted(spans)
 
 
-def check_spans(spec: RankingSpec, data_dir: Path, span: Optional[int]) -> List[int]:
+def check_spans(spec: RankingSpec, data_dir: Path, span: int | None) -> List[int]:
   """The spans of the training window, oldest first; fails on a missing one."""
   spans = available_spans(data_dir)
   if not spans:
@@ -135,11 +164,13 @@ def check_spans(spec: RankingSpec, data_dir: Path, span: Optional[int]) -> List[
   latest = span if span is not None else spans[-1]
   window = [s for s in range(latest - spec.data.num_spans + 1, latest + 1) if s >= 1]
   for s in window:
-    for split in (config.TRAIN_SPLIT, config.EVAL_SPLIT):
+    for split in (TRAIN_SPLIT, EVAL_SPLIT):
       split_dir = data_dir / f"span-{s}" / split
       if not split_dir.is_dir() or not any(p.is_file() for p in split_dir.iterdir()):
-        raise RunError(f"span {s} is empty: {split_dir} holds no data files "
-                       f"(the spec trains on the latest {spec.data.num_spans} span(s))")
+        raise RunError(
+          f"span {s} is empty: {split_dir} holds no data files "
+          f"(the spec trains on the latest {spec.data.num_spans} span(s))"
+        )
   return window
 
 
@@ -170,8 +201,7 @@ class _Progress(logging.Handler):
       print(f"[mtlrank] {node} ...", file=self.stream, flush=True)
     else:
       self.seconds[node] = now - self.started.get(node, now)
-      print(f"[mtlrank] {node} done in {self.seconds[node]:.1f} s",
-            file=self.stream, flush=True)
+      print(f"[mtlrank] {node} done in {self.seconds[node]:.1f} s", file=self.stream, flush=True)
 
 
 def _run_tfx(pipeline, log_file: Path, progress: _Progress) -> None:
@@ -205,8 +235,13 @@ def _run_tfx(pipeline, log_file: Path, progress: _Progress) -> None:
     root.setLevel(saved_root_level)
 
 
-def run(spec: RankingSpec, paths: config.PipelinePaths, span: Optional[int] = None,
-        prepare: bool = True, enable_cache: bool = True) -> RunSummary:
+def run(
+  spec: RankingSpec,
+  paths: config.PipelinePaths,
+  span: int | None = None,
+  prepare: bool = True,
+  enable_cache: bool = True,
+) -> RunSummary:
   """Runs the pipeline for `spec` on the latest span (or `span`)."""
   from pipeline.pipeline import create_pipeline
 
@@ -217,40 +252,63 @@ def run(spec: RankingSpec, paths: config.PipelinePaths, span: Optional[int] = No
   paths.pipeline_root.mkdir(parents=True, exist_ok=True)
   write_schema(spec, str(paths.curated_schema_path))
   log_file = paths.pipeline_root / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
-  print(f"[mtlrank] spec {spec.name!r}: spans {window}, pipeline root "
-        f"{paths.pipeline_root}, log {log_file}", flush=True)
+  print(
+    f"[mtlrank] spec {spec.name!r}: spans {window}, pipeline root "
+    f"{paths.pipeline_root}, log {log_file}",
+    flush=True,
+  )
   progress = _Progress()
   try:
     for earlier in window[:-1]:
-      _run_tfx(create_pipeline(spec, paths, span=earlier, enable_cache=enable_cache,
-                               ingest_only=True), log_file, progress)
-    _run_tfx(create_pipeline(spec, paths, span=window[-1], enable_cache=enable_cache),
-             log_file, progress)
+      _run_tfx(
+        create_pipeline(spec, paths, span=earlier, enable_cache=enable_cache, ingest_only=True),
+        log_file,
+        progress,
+      )
+    _run_tfx(
+      create_pipeline(spec, paths, span=window[-1], enable_cache=enable_cache), log_file, progress
+    )
   except Exception as e:  # pylint: disable=broad-except
     raise RunError(f"the {spec.name!r} pipeline stopped: {e}\n(full log: {log_file})") from e
   return summarize(spec, paths, time.perf_counter() - started)
 
 
-def summarize(spec: RankingSpec, paths: config.PipelinePaths,
-              wall_seconds: float) -> RunSummary:
+def summarize(spec: RankingSpec, paths: config.PipelinePaths, wall_seconds: float) -> RunSummary:
   """Reads the latest full run's outcome from MLMD and the artifacts."""
   from pipeline import results
 
   outcome = results.latest_run(paths.metadata_path)
   metrics = results.task_metrics(spec, outcome.evaluation_uri) if outcome.evaluation_uri else {}
-  comparisons = (results.compare_with_single_task(spec, outcome.evaluation_uri,
-                                                  outcome.single_task_evaluation_uri)
-                 if outcome.evaluation_uri and outcome.single_task_evaluation_uri else [])
+  comparisons = (
+    results.compare_with_single_task(
+      spec, outcome.evaluation_uri, outcome.single_task_evaluation_uri
+    )
+    if outcome.evaluation_uri and outcome.single_task_evaluation_uri
+    else []
+  )
   return RunSummary(
-      spec=spec.name, blessed=outcome.blessed, pushed_model_dir=outcome.pushed_dir,
-      metrics=metrics, component_seconds=outcome.component_seconds,
-      wall_seconds=wall_seconds, not_blessed_reasons=outcome.not_blessed_reasons,
-      already_pushed_version=outcome.already_pushed_version,
-      cached_components=outcome.cached_components,
-      pipeline_root=str(paths.pipeline_root), evaluation_uri=outcome.evaluation_uri,
-      training_spans=outcome.training_spans,
-      single_task_baseline=[
-          {"task": c.task, "metric": c.metric, "multi_task": c.multi_task,
-           "single_task": c.single_task, "delta": c.delta, "verdict": c.verdict}
-          for c in comparisons if c.slice == "overall"])
-
+    spec=spec.name,
+    blessed=outcome.blessed,
+    pushed_model_dir=outcome.pushed_dir,
+    metrics=metrics,
+    component_seconds=outcome.component_seconds,
+    wall_seconds=wall_seconds,
+    not_blessed_reasons=outcome.not_blessed_reasons,
+    already_pushed_version=outcome.already_pushed_version,
+    cached_components=outcome.cached_components,
+    pipeline_root=str(paths.pipeline_root),
+    evaluation_uri=outcome.evaluation_uri,
+    training_spans=outcome.training_spans,
+    single_task_baseline=[
+      {
+        "task": c.task,
+        "metric": c.metric,
+        "multi_task": c.multi_task,
+        "single_task": c.single_task,
+        "delta": c.delta,
+        "verdict": c.verdict,
+      }
+      for c in comparisons
+      if c.slice == "overall"
+    ],
+  )

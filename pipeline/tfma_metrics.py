@@ -16,12 +16,11 @@ per slice like the built-in ones; `pipeline.eval_config` references them by
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List
 
 import apache_beam as beam
 import numpy as np
-from tensorflow_model_analysis.metrics import (calibration_histogram, metric_types,
-                                               metric_util)
+from tensorflow_model_analysis.metrics import calibration_histogram, metric_types, metric_util
 from tensorflow_model_analysis.proto import config_pb2
 from tensorflow_model_analysis.utils import util
 
@@ -36,15 +35,19 @@ class ExpectedCalibrationError(metric_types.Metric):
   """Expected calibration error over equal-width bins of the prediction."""
 
   def __init__(self, num_bins: int = DEFAULT_ECE_BINS, name: str = ECE_NAME):
-    super().__init__(metric_util.merge_per_key_computations(_expected_calibration_error),
-                     num_bins=num_bins, name=name)
+    super().__init__(
+      metric_util.merge_per_key_computations(_expected_calibration_error),
+      num_bins=num_bins,
+      name=name,
+    )
 
 
 metric_types.register_metric(ExpectedCalibrationError)
 
 
-def expected_calibration_error(buckets: Iterable[calibration_histogram.Bucket],
-                               num_bins: int) -> float:
+def expected_calibration_error(
+  buckets: Iterable[calibration_histogram.Bucket], num_bins: int
+) -> float:
   """ECE of histogram buckets already rebinned to `num_bins` equal-width bins."""
   total, gap = 0.0, 0.0
   for bucket in buckets:
@@ -55,25 +58,40 @@ def expected_calibration_error(buckets: Iterable[calibration_histogram.Bucket],
 
 
 def _expected_calibration_error(
-    num_bins: int = DEFAULT_ECE_BINS, name: str = ECE_NAME,
-    eval_config: Optional[config_pb2.EvalConfig] = None, model_name: str = "",
-    output_name: str = "", sub_key: Optional[metric_types.SubKey] = None,
-    aggregation_type: Optional[metric_types.AggregationType] = None,
-    class_weights: Optional[Dict[int, float]] = None,
-    example_weighted: bool = False) -> metric_types.MetricComputations:
-  key = metric_types.MetricKey(name=name, model_name=model_name, output_name=output_name,
-                               sub_key=sub_key, example_weighted=example_weighted)
+  num_bins: int = DEFAULT_ECE_BINS,
+  name: str = ECE_NAME,
+  eval_config: config_pb2.EvalConfig | None = None,
+  model_name: str = "",
+  output_name: str = "",
+  sub_key: metric_types.SubKey | None = None,
+  aggregation_type: metric_types.AggregationType | None = None,
+  class_weights: Dict[int, float] | None = None,
+  example_weighted: bool = False,
+) -> metric_types.MetricComputations:
+  key = metric_types.MetricKey(
+    name=name,
+    model_name=model_name,
+    output_name=output_name,
+    sub_key=sub_key,
+    example_weighted=example_weighted,
+  )
   # The same fine histogram as CalibrationPlot's, so TFMA computes it once.
   computations = calibration_histogram.calibration_histogram(
-      eval_config=eval_config, model_name=model_name, output_name=output_name,
-      sub_key=sub_key, left=0.0, right=1.0, aggregation_type=aggregation_type,
-      class_weights=class_weights, example_weighted=example_weighted)
+    eval_config=eval_config,
+    model_name=model_name,
+    output_name=output_name,
+    sub_key=sub_key,
+    left=0.0,
+    right=1.0,
+    aggregation_type=aggregation_type,
+    class_weights=class_weights,
+    example_weighted=example_weighted,
+  )
   histogram_key = computations[-1].keys[-1]
 
   def result(metrics: Dict[metric_types.MetricKey, Any]) -> Dict[metric_types.MetricKey, Any]:
     thresholds = [float("-inf")] + [i / num_bins for i in range(num_bins + 1)]
-    buckets = calibration_histogram.rebin(thresholds, metrics[histogram_key],
-                                          left=0.0, right=1.0)
+    buckets = calibration_histogram.rebin(thresholds, metrics[histogram_key], left=0.0, right=1.0)
     return {key: expected_calibration_error(buckets, num_bins)}
 
   computations.append(metric_types.DerivedMetricComputation(keys=[key], result=result))
@@ -91,7 +109,7 @@ class GroupedAUC(metric_types.Metric):
 metric_types.register_metric(GroupedAUC)
 
 
-def request_auc(labels: np.ndarray, predictions: np.ndarray) -> Optional[float]:
+def request_auc(labels: np.ndarray, predictions: np.ndarray) -> float | None:
   """AUC within one request (ties one half); None without both classes."""
   positive = predictions[labels > 0]
   negative = predictions[labels <= 0]
@@ -102,35 +120,49 @@ def request_auc(labels: np.ndarray, predictions: np.ndarray) -> Optional[float]:
   return float(greater + 0.5 * ties) / (positive.size * negative.size)
 
 
-def _grouped_auc(label_key: str, name: str = GROUPED_AUC_NAME,
-                 eval_config: Optional[config_pb2.EvalConfig] = None,
-                 model_names: Optional[List[str]] = None,
-                 output_names: Optional[List[str]] = None,
-                 example_weighted: bool = False,
-                 query_key: str = "") -> metric_types.MetricComputations:
+def _grouped_auc(
+  label_key: str,
+  name: str = GROUPED_AUC_NAME,
+  eval_config: config_pb2.EvalConfig | None = None,
+  model_names: List[str] | None = None,
+  output_names: List[str] | None = None,
+  example_weighted: bool = False,
+  query_key: str = "",
+) -> metric_types.MetricComputations:
   if not query_key:
     raise ValueError(f"{name} needs a query_key in its MetricsSpec")
   computations = []
   for model_name in model_names or [""]:
     for output_name in output_names or [""]:
-      keys = [metric_types.MetricKey(n, model_name=model_name, output_name=output_name,
-                                     example_weighted=example_weighted)
-              for n in (name, GROUPED_AUC_REQUESTS_NAME, REQUESTS_NAME)]
-      computations.append(metric_types.MetricComputation(
+      keys = [
+        metric_types.MetricKey(
+          n, model_name=model_name, output_name=output_name, example_weighted=example_weighted
+        )
+        for n in (name, GROUPED_AUC_REQUESTS_NAME, REQUESTS_NAME)
+      ]
+      computations.append(
+        metric_types.MetricComputation(
           keys=keys,
-          preprocessors=[metric_types.CombinedFeaturePreprocessor(
-              feature_keys=[query_key, label_key])],
-          combiner=_GroupedAUCCombiner(keys, eval_config, model_name, output_name,
-                                       label_key)))
+          preprocessors=[
+            metric_types.CombinedFeaturePreprocessor(feature_keys=[query_key, label_key])
+          ],
+          combiner=_GroupedAUCCombiner(keys, eval_config, model_name, output_name, label_key),
+        )
+      )
   return computations
 
 
 class _GroupedAUCCombiner(beam.CombineFn):
   """Accumulates [sum of per-request AUCs, requests with both classes, requests]."""
 
-  def __init__(self, keys: List[metric_types.MetricKey],
-               eval_config: Optional[config_pb2.EvalConfig], model_name: str,
-               output_name: str, label_key: str):
+  def __init__(
+    self,
+    keys: List[metric_types.MetricKey],
+    eval_config: config_pb2.EvalConfig | None,
+    model_name: str,
+    output_name: str,
+    label_key: str,
+  ):
     self._keys = keys
     self._eval_config = eval_config
     self._model_name = model_name
@@ -140,17 +172,26 @@ class _GroupedAUCCombiner(beam.CombineFn):
   def create_accumulator(self) -> List[float]:
     return [0.0, 0.0, 0.0]
 
-  def add_input(self, accumulator: List[float],
-                element: metric_types.StandardMetricInputs) -> List[float]:
-    _, predictions, _ = next(metric_util.to_label_prediction_example_weight(
-        element, eval_config=self._eval_config, model_name=self._model_name,
-        output_name=self._output_name, flatten=False, require_single_example_weight=True))
+  def add_input(
+    self, accumulator: List[float], element: metric_types.StandardMetricInputs
+  ) -> List[float]:
+    _, predictions, _ = next(
+      metric_util.to_label_prediction_example_weight(
+        element,
+        eval_config=self._eval_config,
+        model_name=self._model_name,
+        output_name=self._output_name,
+        flatten=False,
+        require_single_example_weight=True,
+      )
+    )
     labels = util.get_by_keys(element.combined_features, [self._label_key])
     predictions = np.asarray(predictions, dtype=np.float64).reshape(-1)
     labels = np.asarray(labels, dtype=np.float64).reshape(-1)
     if labels.size != predictions.size:
-      raise ValueError(f"{self._label_key}: {labels.size} labels for "
-                       f"{predictions.size} predictions in one request")
+      raise ValueError(
+        f"{self._label_key}: {labels.size} labels for {predictions.size} predictions in one request"
+      )
     auc = request_auc(labels, predictions)
     accumulator[2] += 1
     if auc is not None:
@@ -166,5 +207,8 @@ class _GroupedAUCCombiner(beam.CombineFn):
 
   def extract_output(self, accumulator: List[float]) -> Dict[metric_types.MetricKey, float]:
     total, with_both_classes, requests = accumulator
-    return {self._keys[0]: total / with_both_classes if with_both_classes else float("nan"),
-            self._keys[1]: with_both_classes, self._keys[2]: requests}
+    return {
+      self._keys[0]: total / with_both_classes if with_both_classes else float("nan"),
+      self._keys[1]: with_both_classes,
+      self._keys[2]: requests,
+    }

@@ -1,5 +1,3 @@
-"""mtlrank package; selects tf-keras (Keras 2) before TensorFlow can be imported."""
+"""mtlrank: a server speaking TF Serving's gRPC and REST APIs, its client and warm-up."""
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import contract  # noqa: F401  (chooses Keras before TensorFlow is touched)

@@ -19,13 +19,17 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 import grpc
 import numpy as np
 
-from serving.constants import (DEFAULT_BATCH_TIMEOUT_MICROS, DEFAULT_MAX_BATCH_SIZE,
-                               DEFAULT_MAX_ENQUEUED_BATCHES, DEFAULT_NUM_BATCH_THREADS)
+from serving.constants import (
+  DEFAULT_BATCH_TIMEOUT_MICROS,
+  DEFAULT_MAX_BATCH_SIZE,
+  DEFAULT_MAX_ENQUEUED_BATCHES,
+  DEFAULT_NUM_BATCH_THREADS,
+)
 from serving.errors import ServingError
 
 Tensors = Dict[str, np.ndarray]
@@ -47,8 +51,8 @@ class _Task:
     self.inputs = inputs
     self.size = size
     self.done = threading.Event()
-    self.outputs: Optional[Tensors] = None
-    self.error: Optional[BaseException] = None
+    self.outputs: Tensors | None = None
+    self.error: BaseException | None = None
 
 
 class _Batch:
@@ -62,7 +66,7 @@ class _Batch:
     self.closing = threading.Event()
 
 
-def batch_size_of(inputs: Tensors) -> Optional[int]:
+def batch_size_of(inputs: Tensors) -> int | None:
   """The common leading dimension of all inputs, or None if there is none."""
   sizes = {v.shape[0] if v.ndim else None for v in inputs.values()}
   if len(sizes) != 1:
@@ -83,7 +87,7 @@ class Batcher:
     self._options = options
     self._timeout = options.batch_timeout_micros / 1e6
     self._lock = threading.Lock()
-    self._open: Optional[_Batch] = None
+    self._open: _Batch | None = None
     self._waiting_batches = 0
     self._slots = threading.BoundedSemaphore(options.num_batch_threads)
 
@@ -105,12 +109,12 @@ class Batcher:
     """Adds the task to the open batch, or opens a batch it leads."""
     with self._lock:
       batch = self._open
-      leads = batch is None or batch.key != key or (
-          batch.size + task.size > self._options.max_batch_size)
+      leads = (
+        batch is None or batch.key != key or (batch.size + task.size > self._options.max_batch_size)
+      )
       if leads:
         if self._waiting_batches >= self._options.max_enqueued_batches:
-          raise ServingError(grpc.StatusCode.UNAVAILABLE,
-                             "the batch queue is full; retry later")
+          raise ServingError(grpc.StatusCode.UNAVAILABLE, "the batch queue is full; retry later")
         if batch is not None:
           batch.closing.set()
         batch = self._open = _Batch(key)

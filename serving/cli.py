@@ -11,13 +11,20 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
+from contract import FUSED_SCORE_OUTPUT, SERVING_SIGNATURE
 from serving.config import ConfigError, ServerOptions
-from serving.constants import (DEFAULT_GRPC_MAX_THREADS, DEFAULT_GRPC_PORT, DEFAULT_HOST,
-                               DEFAULT_MAX_REQUEST_BYTES, DEFAULT_POLL_WAIT_SECONDS,
-                               DEFAULT_REST_NUM_THREADS, DEFAULT_REST_PORT, DEFAULT_SIGNATURE,
-                               FUSED_SCORE_OUTPUT, PREDICT_FILE_FORMATS)
+from serving.constants import (
+  DEFAULT_GRPC_MAX_THREADS,
+  DEFAULT_GRPC_PORT,
+  DEFAULT_HOST,
+  DEFAULT_MAX_REQUEST_BYTES,
+  DEFAULT_POLL_WAIT_SECONDS,
+  DEFAULT_REST_NUM_THREADS,
+  DEFAULT_REST_PORT,
+  PREDICT_FILE_FORMATS,
+)
 
 PREDICT_CHUNK_ROWS = 512
 
@@ -40,37 +47,74 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
   add("--model_name", default="", help="name of the single model served")
   add("--model_base_path", default="", help="directory of the single model's numeric versions")
   add("--model_config_file", default="", help="a ModelServerConfig text proto (several models)")
-  add("--file_system_poll_wait_seconds", type=float, default=DEFAULT_POLL_WAIT_SECONDS,
-      help="seconds between polls for new versions; 0 polls only at start")
+  add(
+    "--file_system_poll_wait_seconds",
+    type=float,
+    default=DEFAULT_POLL_WAIT_SECONDS,
+    help="seconds between polls for new versions; 0 polls only at start",
+  )
   add("--enable_batching", type=_bool_flag, nargs="?", const=True, default=False)
   add("--batching_parameters_file", default="", help="a BatchingParameters text proto")
-  add("--enable_model_warmup", type=_bool_flag, nargs="?", const=True, default=True,
-      help="replay assets.extra/tf_serving_warmup_requests before serving a version")
-  add("--rest_api_num_threads", type=int, default=DEFAULT_REST_NUM_THREADS,
-      help="REST connections served at once")
-  add("--grpc_max_threads", type=int, default=DEFAULT_GRPC_MAX_THREADS,
-      help="gRPC requests served at once")
+  add(
+    "--enable_model_warmup",
+    type=_bool_flag,
+    nargs="?",
+    const=True,
+    default=True,
+    help="replay assets.extra/tf_serving_warmup_requests before serving a version",
+  )
+  add(
+    "--rest_api_num_threads",
+    type=int,
+    default=DEFAULT_REST_NUM_THREADS,
+    help="REST connections served at once",
+  )
+  add(
+    "--grpc_max_threads",
+    type=int,
+    default=DEFAULT_GRPC_MAX_THREADS,
+    help="gRPC requests served at once",
+  )
   add("--ssl_config_file", default="", help="an SSLConfig text proto: TLS for gRPC")
-  add("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
-      help="largest gRPC message or REST body accepted")
-  add("--tensorflow_intra_op_parallelism", type=int, default=0,
-      help="threads one TensorFlow op may use; 0 lets TensorFlow pick")
-  add("--tensorflow_inter_op_parallelism", type=int, default=0,
-      help="TensorFlow ops run at once; 0 lets TensorFlow pick")
+  add(
+    "--max_request_bytes",
+    type=int,
+    default=DEFAULT_MAX_REQUEST_BYTES,
+    help="largest gRPC message or REST body accepted",
+  )
+  add(
+    "--tensorflow_intra_op_parallelism",
+    type=int,
+    default=0,
+    help="threads one TensorFlow op may use; 0 lets TensorFlow pick",
+  )
+  add(
+    "--tensorflow_inter_op_parallelism",
+    type=int,
+    default=0,
+    help="TensorFlow ops run at once; 0 lets TensorFlow pick",
+  )
 
 
 def server_options(args: argparse.Namespace) -> ServerOptions:
   return ServerOptions(
-      port=args.port, rest_api_port=args.rest_api_port, host=args.host,
-      model_name=args.model_name, model_base_path=args.model_base_path,
-      model_config_file=args.model_config_file,
-      file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
-      enable_batching=args.enable_batching, batching_parameters_file=args.batching_parameters_file,
-      enable_model_warmup=args.enable_model_warmup, rest_api_num_threads=args.rest_api_num_threads,
-      grpc_max_threads=args.grpc_max_threads, ssl_config_file=args.ssl_config_file,
-      max_request_bytes=args.max_request_bytes,
-      tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
-      tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism)
+    port=args.port,
+    rest_api_port=args.rest_api_port,
+    host=args.host,
+    model_name=args.model_name,
+    model_base_path=args.model_base_path,
+    model_config_file=args.model_config_file,
+    file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
+    enable_batching=args.enable_batching,
+    batching_parameters_file=args.batching_parameters_file,
+    enable_model_warmup=args.enable_model_warmup,
+    rest_api_num_threads=args.rest_api_num_threads,
+    grpc_max_threads=args.grpc_max_threads,
+    ssl_config_file=args.ssl_config_file,
+    max_request_bytes=args.max_request_bytes,
+    tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
+    tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism,
+  )
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -88,14 +132,17 @@ def serve(args: argparse.Namespace) -> int:
   except OSError as error:
     print(f"mtlrank serve: cannot listen: {error}", file=sys.stderr)
     return 1
-  print(f"mtlrank serve: gRPC on {args.host}:{server.grpc_port}, REST on "
-        f"{f'{args.host}:{server.rest_port}' if server.rest_port else 'nothing'}", flush=True)
+  print(
+    f"mtlrank serve: gRPC on {args.host}:{server.grpc_port}, REST on "
+    f"{f'{args.host}:{server.rest_port}' if server.rest_port else 'nothing'}",
+    flush=True,
+  )
   stop.wait()
   server.stop()
   return 0
 
 
-def read_rows(path: Path, file_format: Optional[str] = None) -> List[Dict[str, Any]]:
+def read_rows(path: Path, file_format: str | None = None) -> List[Dict[str, Any]]:
   """Rows from a CSV file with a header, a JSON list of objects, or JSON lines."""
   file_format = file_format or path.suffix.lstrip(".").lower().replace("jsonl", "json")
   text = path.read_text()
@@ -103,8 +150,11 @@ def read_rows(path: Path, file_format: Optional[str] = None) -> List[Dict[str, A
     return list(csv.DictReader(text.splitlines()))
   if file_format == "json":
     stripped = text.lstrip()
-    rows = (json.loads(stripped) if stripped.startswith("[")
-            else [json.loads(line) for line in text.splitlines() if line.strip()])
+    rows = (
+      json.loads(stripped)
+      if stripped.startswith("[")
+      else [json.loads(line) for line in text.splitlines() if line.strip()]
+    )
     if not all(isinstance(row, dict) for row in rows):
       raise ValueError(f"{path}: every JSON row must be an object")
     return rows
@@ -118,7 +168,8 @@ def format_ranking(ranking: Sequence[Dict[str, float]], score_key: str) -> str:
   lines = ["  ".join(f"{h:>12}" for h in header)]
   for rank, entry in enumerate(ranking, start=1):
     values = [f"{rank:>12}", f"{entry['row']:>12}"] + [
-        f"{entry[k]:>12.6f}" for k in [score_key] + tasks]
+      f"{entry[k]:>12.6f}" for k in [score_key] + tasks
+    ]
     lines.append("  ".join(values))
   return "\n".join(lines)
 
@@ -138,12 +189,15 @@ def predict(args: argparse.Namespace) -> int:
     return 2
   model_name = args.model_name or spec.name
   options = dict(signature_name=args.signature_name, version=args.version)
-  client = (RestClient(args.rest, model_name, spec.raw_columns, **options) if args.rest
-            else GrpcClient(args.grpc, model_name, spec.raw_columns, **options))
+  client = (
+    RestClient(args.rest, model_name, spec.raw_columns, **options)
+    if args.rest
+    else GrpcClient(args.grpc, model_name, spec.raw_columns, **options)
+  )
   try:
     scores: Dict[str, List[float]] = {}
     for start in range(0, len(rows), PREDICT_CHUNK_ROWS):
-      for name, values in client.predict_rows(rows[start:start + PREDICT_CHUNK_ROWS]).items():
+      for name, values in client.predict_rows(rows[start : start + PREDICT_CHUNK_ROWS]).items():
         scores.setdefault(name, []).extend(values.tolist())
     ranking = ranked({k: v for k, v in scores.items()}, FUSED_SCORE_OUTPUT)
   except (ServingClientError, ValueError) as error:
@@ -151,37 +205,41 @@ def predict(args: argparse.Namespace) -> int:
     return 1
   finally:
     client.close()
-  print(format_ranking(ranking[:args.top] if args.top else ranking, FUSED_SCORE_OUTPUT))
+  print(format_ranking(ranking[: args.top] if args.top else ranking, FUSED_SCORE_OUTPUT))
   return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
   """Adds `serve` and `predict` to the `mtlrank` command's subcommands."""
   serve_parser = subparsers.add_parser(
-      "serve", help="serve pushed SavedModels over TF Serving's gRPC and REST APIs",
-      description="Serves <model_base_path>/<version> SavedModels with TF Serving's APIs; "
-                  "takes tensorflow_model_server's flags.")
+    "serve",
+    help="serve pushed SavedModels over TF Serving's gRPC and REST APIs",
+    description="Serves <model_base_path>/<version> SavedModels with TF Serving's APIs; "
+    "takes tensorflow_model_server's flags.",
+  )
   _add_serve_flags(serve_parser)
   serve_parser.set_defaults(func=serve)
 
   predict_parser = subparsers.add_parser(
-      "predict", help="score raw rows (CSV or JSON) against a served model, ranked by score")
+    "predict", help="score raw rows (CSV or JSON) against a served model, ranked by score"
+  )
   add = predict_parser.add_argument
   add("--spec", required=True, help="spec name or path: its raw columns type the tf.Examples")
   add("--input", required=True, help="CSV (with header) or JSON rows")
   add("--format", choices=PREDICT_FILE_FORMATS, help="input format (default: from the suffix)")
   add("--model_name", default="", help="served model name (default: the spec's name)")
   target = predict_parser.add_mutually_exclusive_group()
-  target.add_argument("--grpc", default=f"{DEFAULT_HOST}:{DEFAULT_GRPC_PORT}",
-                      help="gRPC host:port (default)")
+  target.add_argument(
+    "--grpc", default=f"{DEFAULT_HOST}:{DEFAULT_GRPC_PORT}", help="gRPC host:port (default)"
+  )
   target.add_argument("--rest", default="", help="REST host:port, instead of gRPC")
-  add("--signature_name", default=DEFAULT_SIGNATURE)
+  add("--signature_name", default=SERVING_SIGNATURE)
   add("--version", type=int, default=None, help="a specific version (default: the latest)")
   add("--top", type=int, default=0, help="print only the best N rows")
   predict_parser.set_defaults(func=predict)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="python -m serving.cli")
   register(parser.add_subparsers(dest="command", required=True))
   args = parser.parse_args(argv)

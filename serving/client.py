@@ -6,14 +6,15 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Sequence
 
 import grpc
 import numpy as np
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from serving.constants import B64_KEY, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SIGNATURE, EXAMPLES_INPUT
+from contract import EXAMPLES_INPUT, SERVING_SIGNATURE
+from serving.constants import B64_KEY, DEFAULT_MAX_REQUEST_BYTES
 from serving.examples import serialize_rows
 from serving.tensors import to_ndarray
 
@@ -24,9 +25,12 @@ class ServingClientError(RuntimeError):
   """The endpoint refused or failed a request."""
 
 
-def examples_request(serialized: Sequence[bytes], model_name: str,
-                     signature_name: str = DEFAULT_SIGNATURE,
-                     version: Optional[int] = None) -> predict_pb2.PredictRequest:
+def examples_request(
+  serialized: Sequence[bytes],
+  model_name: str,
+  signature_name: str = SERVING_SIGNATURE,
+  version: int | None = None,
+) -> predict_pb2.PredictRequest:
   """A PredictRequest feeding serialized tf.Examples to the `examples` input."""
   request = predict_pb2.PredictRequest()
   request.model_spec.name = model_name
@@ -43,19 +47,31 @@ def examples_request(serialized: Sequence[bytes], model_name: str,
 class GrpcClient:
   """Predict over TF Serving's gRPC API."""
 
-  def __init__(self, target: str, model_name: str, columns: Mapping[str, str], *,
-               signature_name: str = DEFAULT_SIGNATURE, version: Optional[int] = None,
-               timeout: float = 10.0,
-               credentials: Optional[grpc.ChannelCredentials] = None):
+  def __init__(
+    self,
+    target: str,
+    model_name: str,
+    columns: Mapping[str, str],
+    *,
+    signature_name: str = SERVING_SIGNATURE,
+    version: int | None = None,
+    timeout: float = 10.0,
+    credentials: grpc.ChannelCredentials | None = None,
+  ):
     self.model_name = model_name
     self.columns = dict(columns)
     self.signature_name = signature_name
     self.version = version
     self.timeout = timeout
-    options = [("grpc.max_send_message_length", DEFAULT_MAX_REQUEST_BYTES),
-               ("grpc.max_receive_message_length", DEFAULT_MAX_REQUEST_BYTES)]
-    self._channel = (grpc.secure_channel(target, credentials, options) if credentials
-                     else grpc.insecure_channel(target, options))
+    options = [
+      ("grpc.max_send_message_length", DEFAULT_MAX_REQUEST_BYTES),
+      ("grpc.max_receive_message_length", DEFAULT_MAX_REQUEST_BYTES),
+    ]
+    self._channel = (
+      grpc.secure_channel(target, credentials, options)
+      if credentials
+      else grpc.insecure_channel(target, options)
+    )
     self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
 
   def predict_examples(self, serialized: Sequence[bytes]) -> Scores:
@@ -76,9 +92,16 @@ class GrpcClient:
 class RestClient:
   """Predict over TF Serving's REST API, on one kept-alive connection."""
 
-  def __init__(self, address: str, model_name: str, columns: Mapping[str, str], *,
-               signature_name: str = DEFAULT_SIGNATURE, version: Optional[int] = None,
-               timeout: float = 10.0):
+  def __init__(
+    self,
+    address: str,
+    model_name: str,
+    columns: Mapping[str, str],
+    *,
+    signature_name: str = SERVING_SIGNATURE,
+    version: int | None = None,
+    timeout: float = 10.0,
+  ):
     host, _, port = address.rpartition(":")
     self.model_name = model_name
     self.columns = dict(columns)
@@ -91,7 +114,7 @@ class RestClient:
     version = f"/versions/{self.version}" if self.version is not None else ""
     return f"/v1/models/{self.model_name}{version}"
 
-  def request(self, method: str, path: str, body: Optional[Any] = None) -> Any:
+  def request(self, method: str, path: str, body: Any | None = None) -> Any:
     """The decoded JSON answer; raises ServingClientError for an error status."""
     payload = None if body is None else json.dumps(body).encode()
     headers = {"Content-Type": "application/json"} if payload is not None else {}
@@ -108,9 +131,10 @@ class RestClient:
     return answer
 
   def predict_examples(self, serialized: Sequence[bytes]) -> Scores:
-    body = {"signature_name": self.signature_name,
-            "inputs": {EXAMPLES_INPUT: [{B64_KEY: base64.b64encode(e).decode()}
-                                        for e in serialized]}}
+    body = {
+      "signature_name": self.signature_name,
+      "inputs": {EXAMPLES_INPUT: [{B64_KEY: base64.b64encode(e).decode()} for e in serialized]},
+    }
     outputs = self.request("POST", f"{self.model_path}:predict", body)["outputs"]
     if not isinstance(outputs, dict):
       raise ServingClientError("the signature has a single output; expected one per task")
@@ -127,8 +151,9 @@ def ranked(scores: Scores, score_key: str) -> List[Dict[str, float]]:
   """One dict per row (its `row` index and every output), best `score_key`
   first."""
   if score_key not in scores:
-    raise ServingClientError(f"the response has no '{score_key}' output; "
-                             f"outputs: {sorted(scores)}")
-  rows = [{"row": i, **{name: float(values[i]) for name, values in scores.items()}}
-          for i in range(len(scores[score_key]))]
+    raise ServingClientError(f"the response has no '{score_key}' output; outputs: {sorted(scores)}")
+  rows = [
+    {"row": i, **{name: float(values[i]) for name, values in scores.items()}}
+    for i in range(len(scores[score_key]))
+  ]
   return sorted(rows, key=lambda row: row[score_key], reverse=True)

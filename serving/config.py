@@ -11,39 +11,53 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Dict, Optional, Type
+from typing import Dict, Type
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message, text_format, wrappers_pb2
-from google.protobuf import message_factory
+from google.protobuf import (
+  descriptor_pb2,
+  descriptor_pool,
+  message,
+  message_factory,
+  text_format,
+  wrappers_pb2,
+)
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.batching import BatchingOptions
-from serving.constants import (DEFAULT_BATCH_TIMEOUT_MICROS, DEFAULT_GRPC_MAX_THREADS,
-                               DEFAULT_GRPC_PORT, DEFAULT_HOST, DEFAULT_MAX_BATCH_SIZE,
-                               DEFAULT_MAX_ENQUEUED_BATCHES, DEFAULT_MAX_REQUEST_BYTES,
-                               DEFAULT_NUM_BATCH_THREADS, DEFAULT_POLL_WAIT_SECONDS,
-                               DEFAULT_REST_NUM_THREADS, DEFAULT_REST_PORT)
+from serving.constants import (
+  DEFAULT_BATCH_TIMEOUT_MICROS,
+  DEFAULT_GRPC_MAX_THREADS,
+  DEFAULT_GRPC_PORT,
+  DEFAULT_HOST,
+  DEFAULT_MAX_BATCH_SIZE,
+  DEFAULT_MAX_ENQUEUED_BATCHES,
+  DEFAULT_MAX_REQUEST_BYTES,
+  DEFAULT_NUM_BATCH_THREADS,
+  DEFAULT_POLL_WAIT_SECONDS,
+  DEFAULT_REST_NUM_THREADS,
+  DEFAULT_REST_PORT,
+)
 
 _FILE_NAME = "mtlrank/serving/tf_serving_flags.proto"
 _PACKAGE = "mtlrank.serving"
 _F = descriptor_pb2.FieldDescriptorProto
 # (field, type, wrapper message or None, repeated), as in TF Serving's protos.
 _BATCHING_FIELDS = (
-    ("max_batch_size", _F.TYPE_MESSAGE, "Int64Value", False),
-    ("batch_timeout_micros", _F.TYPE_MESSAGE, "Int64Value", False),
-    ("max_enqueued_batches", _F.TYPE_MESSAGE, "Int64Value", False),
-    ("num_batch_threads", _F.TYPE_MESSAGE, "Int64Value", False),
-    ("thread_pool_name", _F.TYPE_MESSAGE, "StringValue", False),
-    ("allowed_batch_sizes", _F.TYPE_INT64, None, True),
-    ("pad_variable_length_inputs", _F.TYPE_BOOL, None, False),
-    ("enable_large_batch_splitting", _F.TYPE_MESSAGE, "BoolValue", False),
-    ("max_execution_batch_size", _F.TYPE_MESSAGE, "Int64Value", False),
+  ("max_batch_size", _F.TYPE_MESSAGE, "Int64Value", False),
+  ("batch_timeout_micros", _F.TYPE_MESSAGE, "Int64Value", False),
+  ("max_enqueued_batches", _F.TYPE_MESSAGE, "Int64Value", False),
+  ("num_batch_threads", _F.TYPE_MESSAGE, "Int64Value", False),
+  ("thread_pool_name", _F.TYPE_MESSAGE, "StringValue", False),
+  ("allowed_batch_sizes", _F.TYPE_INT64, None, True),
+  ("pad_variable_length_inputs", _F.TYPE_BOOL, None, False),
+  ("enable_large_batch_splitting", _F.TYPE_MESSAGE, "BoolValue", False),
+  ("max_execution_batch_size", _F.TYPE_MESSAGE, "Int64Value", False),
 )
 _SSL_FIELDS = (
-    ("server_key", _F.TYPE_STRING, None, False),
-    ("server_cert", _F.TYPE_STRING, None, False),
-    ("custom_ca", _F.TYPE_STRING, None, False),
-    ("client_verify", _F.TYPE_BOOL, None, False),
+  ("server_key", _F.TYPE_STRING, None, False),
+  ("server_cert", _F.TYPE_STRING, None, False),
+  ("custom_ca", _F.TYPE_STRING, None, False),
+  ("client_verify", _F.TYPE_BOOL, None, False),
 )
 
 
@@ -51,9 +65,12 @@ def _declare(file_proto: descriptor_pb2.FileDescriptorProto, name: str, fields) 
   message_proto = file_proto.message_type.add(name=name)
   for number, (field, field_type, wrapper, repeated) in enumerate(fields, start=1):
     message_proto.field.add(
-        name=field, number=number, type=field_type,
-        type_name=f".google.protobuf.{wrapper}" if wrapper else None,
-        label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL)
+      name=field,
+      number=number,
+      type=field_type,
+      type_name=f".google.protobuf.{wrapper}" if wrapper else None,
+      label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL,
+    )
 
 
 def _message_classes() -> tuple:
@@ -62,14 +79,16 @@ def _message_classes() -> tuple:
     pool.FindFileByName(_FILE_NAME)
   except KeyError:
     file_proto = descriptor_pb2.FileDescriptorProto(
-        name=_FILE_NAME, package=_PACKAGE, syntax="proto3",
-        dependency=[wrappers_pb2.DESCRIPTOR.name])
+      name=_FILE_NAME, package=_PACKAGE, syntax="proto3", dependency=[wrappers_pb2.DESCRIPTOR.name]
+    )
     _declare(file_proto, "BatchingParameters", _BATCHING_FIELDS)
     _declare(file_proto, "SSLConfig", _SSL_FIELDS)
     pool.Add(file_proto)
   factory = message_factory.MessageFactory(pool)
-  return tuple(factory.GetPrototype(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}"))
-               for name in ("BatchingParameters", "SSLConfig"))
+  return tuple(
+    factory.GetPrototype(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}"))
+    for name in ("BatchingParameters", "SSLConfig")
+  )
 
 
 BatchingParameters, SSLConfig = _message_classes()
@@ -90,7 +109,7 @@ def parse_text_proto(path: str | Path, message_class: Type[message.Message]) -> 
     raise ConfigError(f"{path}: {error}") from None
 
 
-def batching_options(path: Optional[str]) -> BatchingOptions:
+def batching_options(path: str | None) -> BatchingOptions:
   """BatchingOptions from a BatchingParameters file; TF Serving's defaults
   for unset fields or without a file."""
   if not path:
@@ -101,10 +120,11 @@ def batching_options(path: Optional[str]) -> BatchingOptions:
     return getattr(params, field).value if params.HasField(field) else default
 
   options = BatchingOptions(
-      max_batch_size=value("max_batch_size", DEFAULT_MAX_BATCH_SIZE),
-      batch_timeout_micros=value("batch_timeout_micros", DEFAULT_BATCH_TIMEOUT_MICROS),
-      num_batch_threads=value("num_batch_threads", DEFAULT_NUM_BATCH_THREADS),
-      max_enqueued_batches=value("max_enqueued_batches", DEFAULT_MAX_ENQUEUED_BATCHES))
+    max_batch_size=value("max_batch_size", DEFAULT_MAX_BATCH_SIZE),
+    batch_timeout_micros=value("batch_timeout_micros", DEFAULT_BATCH_TIMEOUT_MICROS),
+    num_batch_threads=value("num_batch_threads", DEFAULT_NUM_BATCH_THREADS),
+    max_enqueued_batches=value("max_enqueued_batches", DEFAULT_MAX_ENQUEUED_BATCHES),
+  )
   for field in dataclasses.fields(options):
     if getattr(options, field.name) < (0 if field.name == "batch_timeout_micros" else 1):
       raise ConfigError(f"{path}: {field.name} must be positive")
@@ -114,6 +134,7 @@ def batching_options(path: Optional[str]) -> BatchingOptions:
 @dataclasses.dataclass(frozen=True)
 class ServerOptions:
   """The flags of `tensorflow_model_server` that mtlrank's server honours."""
+
   port: int = DEFAULT_GRPC_PORT
   rest_api_port: int = DEFAULT_REST_PORT
   host: str = DEFAULT_HOST
@@ -146,17 +167,19 @@ class ServerOptions:
     model.model_platform = "tensorflow"
     return config
 
-  def batching(self) -> Optional[BatchingOptions]:
+  def batching(self) -> BatchingOptions | None:
     return batching_options(self.batching_parameters_file) if self.enable_batching else None
 
   def tensorflow_threads(self) -> Dict[str, int]:
     """The thread-pool flags that are set, by flag name."""
-    flags = {"tensorflow_intra_op_parallelism": self.tensorflow_intra_op_parallelism,
-             "tensorflow_inter_op_parallelism": self.tensorflow_inter_op_parallelism}
+    flags = {
+      "tensorflow_intra_op_parallelism": self.tensorflow_intra_op_parallelism,
+      "tensorflow_inter_op_parallelism": self.tensorflow_inter_op_parallelism,
+    }
     for flag, value in flags.items():
       if value < 0:
         raise ConfigError(f"--{flag} must be 0 (TensorFlow's choice) or positive, not {value}")
     return {flag: value for flag, value in flags.items() if value}
 
-  def ssl_config(self) -> Optional[message.Message]:
+  def ssl_config(self) -> message.Message | None:
     return parse_text_proto(self.ssl_config_file, SSLConfig) if self.ssl_config_file else None

@@ -14,8 +14,11 @@ from typing import Dict
 import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc,
-                                     prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+  get_model_status_pb2,
+  model_service_pb2_grpc,
+  prediction_service_pb2_grpc,
+)
 
 from serving.testing import build_ranking_model
 
@@ -53,6 +56,7 @@ def push_version(model_dir: Path, model_name: str, version: int, seed: int) -> P
 @dataclasses.dataclass
 class Endpoint:
   """A TF Serving endpoint and the model directory it polls."""
+
   grpc_target: str
   rest_address: str
   model_name: str
@@ -88,6 +92,7 @@ class Endpoint:
     def reached():
       status = self.statuses().get(version)
       return status if status is not None and status.state == state else None
+
     return wait_until(reached, timeout, f"version {version} to reach state {state}")
 
   def push(self, version: int, seed: int) -> Path:
@@ -98,13 +103,21 @@ class Endpoint:
     if version not in self._references:
       self._references[version] = tf.saved_model.load(str(self.model_dir / str(version)))
     function = self._references[version].signatures[signature]
-    return {k: v.numpy() for k, v in function(
-        **{next(iter(function.structured_input_signature[1])): tf.constant(examples)}).items()}
+    return {
+      k: v.numpy()
+      for k, v in function(
+        **{next(iter(function.structured_input_signature[1])): tf.constant(examples)}
+      ).items()
+    }
 
 
 def assert_close(actual: Dict[str, np.ndarray], expected: Dict[str, np.ndarray]) -> None:
   assert sorted(actual) == sorted(expected)
   for name in expected:
-    np.testing.assert_allclose(np.asarray(actual[name], dtype=np.float64),
-                               np.asarray(expected[name], dtype=np.float64),
-                               rtol=1e-5, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(
+      np.asarray(actual[name], dtype=np.float64),
+      np.asarray(expected[name], dtype=np.float64),
+      rtol=1e-5,
+      atol=1e-6,
+      err_msg=name,
+    )

@@ -1,5 +1,6 @@
-"""Every constant of the serving room: TF Serving's defaults, file names, method
-names, status codes and their HTTP equivalents."""
+"""The serving room's own constants: TF Serving's defaults, status codes and
+their HTTP equivalents. Names shared with other rooms (signatures, methods,
+the directory layout) are in `contract`."""
 
 from __future__ import annotations
 
@@ -13,31 +14,13 @@ DEFAULT_POLL_WAIT_SECONDS = 1.0
 DEFAULT_GRPC_MAX_THREADS = 64
 DEFAULT_REST_NUM_THREADS = 64
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
-# TF Serving reads at most this many warm-up records.
-MAX_WARMUP_RECORDS = 1000
-
 # The batching defaults of TF Serving's `BatchingParameters`.
 DEFAULT_MAX_BATCH_SIZE = 1000
 DEFAULT_BATCH_TIMEOUT_MICROS = 0
 DEFAULT_NUM_BATCH_THREADS = 2
 DEFAULT_MAX_ENQUEUED_BATCHES = 100
 
-SAVED_MODEL_FILENAME = "saved_model.pb"
-VARIABLES_DIRNAME = "variables"
-VARIABLES_INDEX_FILENAME = "variables.index"
-ASSETS_EXTRA_DIRNAME = "assets.extra"
-WARMUP_FILENAME = "tf_serving_warmup_requests"
-
-DEFAULT_SIGNATURE = "serving_default"
-PREDICT_METHOD = "tensorflow/serving/predict"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
-CLASSIFY_OUTPUT_CLASSES = "classes"
-CLASSIFY_OUTPUT_SCORES = "scores"
-REGRESS_OUTPUTS = "outputs"
 SIGNATURE_DEF_METADATA_FIELD = "signature_def"
-FUSED_SCORE_OUTPUT = "score"
-EXAMPLES_INPUT = "examples"
 
 # REST: TF Serving base64-encodes the values of outputs whose name ends so.
 BYTES_OUTPUT_SUFFIX = "_bytes"
@@ -45,23 +28,23 @@ B64_KEY = "b64"
 
 # HTTP status for each gRPC status, as TF Serving's REST API maps them.
 HTTP_STATUS_FOR_CODE = {
-    grpc.StatusCode.OK: 200,
-    grpc.StatusCode.CANCELLED: 499,
-    grpc.StatusCode.UNKNOWN: 500,
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.FAILED_PRECONDITION: 400,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.INTERNAL: 500,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DATA_LOSS: 500,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
+  grpc.StatusCode.OK: 200,
+  grpc.StatusCode.CANCELLED: 499,
+  grpc.StatusCode.UNKNOWN: 500,
+  grpc.StatusCode.INVALID_ARGUMENT: 400,
+  grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+  grpc.StatusCode.NOT_FOUND: 404,
+  grpc.StatusCode.ALREADY_EXISTS: 409,
+  grpc.StatusCode.PERMISSION_DENIED: 403,
+  grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+  grpc.StatusCode.FAILED_PRECONDITION: 400,
+  grpc.StatusCode.ABORTED: 409,
+  grpc.StatusCode.OUT_OF_RANGE: 400,
+  grpc.StatusCode.UNIMPLEMENTED: 501,
+  grpc.StatusCode.INTERNAL: 500,
+  grpc.StatusCode.UNAVAILABLE: 503,
+  grpc.StatusCode.DATA_LOSS: 500,
+  grpc.StatusCode.UNAUTHENTICATED: 401,
 }
 # gRPC status codes by the numeric value TensorFlow's errors and
 # `tensorflow.serving.StatusProto.error_code` carry.

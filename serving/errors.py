@@ -38,7 +38,7 @@ def not_found(message: str) -> ServingError:
   return ServingError(grpc.StatusCode.NOT_FOUND, message)
 
 
-def from_tf_error(error: "tf.errors.OpError") -> ServingError:
+def from_tf_error(error: tf.errors.OpError) -> ServingError:
   """TensorFlow's error codes are gRPC's, by number."""
   code = CODE_BY_NUMBER.get(error.error_code, grpc.StatusCode.UNKNOWN)
   return ServingError(code, error.message)

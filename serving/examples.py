@@ -15,8 +15,11 @@ def _feature(value: Any, dtype: str, column: str) -> tf.train.Feature:
   values = value if isinstance(value, (list, tuple)) else [value]
   try:
     if dtype == "string":
-      return tf.train.Feature(bytes_list=tf.train.BytesList(
-          value=[v if isinstance(v, bytes) else str(v).encode() for v in values]))
+      return tf.train.Feature(
+        bytes_list=tf.train.BytesList(
+          value=[v if isinstance(v, bytes) else str(v).encode() for v in values]
+        )
+      )
     if dtype == "int":
       return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(float(v)) for v in values]))
     if dtype == "float":
@@ -34,9 +37,11 @@ def make_example(row: Mapping[str, Any], columns: Mapping[str, str]) -> tf.train
   """A tf.Example with the row's values of the known columns; missing or empty
   values are left out (the model's parsing supplies defaults), unknown
   columns are ignored."""
-  features = {name: _feature(row[name], dtype, name)
-              for name, dtype in columns.items()
-              if name in row and not _is_missing(row[name])}
+  features = {
+    name: _feature(row[name], dtype, name)
+    for name, dtype in columns.items()
+    if name in row and not _is_missing(row[name])
+  }
   return tf.train.Example(features=tf.train.Features(feature=features))
 
 

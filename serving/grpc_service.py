@@ -14,10 +14,17 @@ from typing import Any, Callable, Dict, Tuple, Type, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError, Message
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
-                                     get_model_status_pb2, inference_pb2, model_management_pb2,
-                                     model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc, regression_pb2)
+from tensorflow_serving.apis import (
+  classification_pb2,
+  get_model_metadata_pb2,
+  get_model_status_pb2,
+  inference_pb2,
+  model_management_pb2,
+  model_service_pb2_grpc,
+  predict_pb2,
+  prediction_service_pb2_grpc,
+  regression_pb2,
+)
 
 from serving import inference
 from serving.errors import ServingError, invalid_argument
@@ -34,8 +41,7 @@ class MalformedRequest:
     self.description = f"cannot parse the request as {message_class.DESCRIPTOR.name}: {error}"
 
 
-def answer(context: grpc.ServicerContext, request: Any,
-           call: Callable[[], Response]) -> Response:
+def answer(context: grpc.ServicerContext, request: Any, call: Callable[[], Response]) -> Response:
   """The call's response, or the call's failure as a gRPC status."""
   try:
     if isinstance(request, MalformedRequest):
@@ -50,21 +56,29 @@ def answer(context: grpc.ServicerContext, request: Any,
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-
   def __init__(self, core: ServerCore):
     self._core = core
 
   def Predict(self, request, context):
-    return answer(context, request, lambda: inference.predict_on(
-        inference.resolve(self._core, request.model_spec), request))
+    return answer(
+      context,
+      request,
+      lambda: inference.predict_on(inference.resolve(self._core, request.model_spec), request),
+    )
 
   def Classify(self, request, context):
-    return answer(context, request, lambda: inference.classify_on(
-        inference.resolve(self._core, request.model_spec), request))
+    return answer(
+      context,
+      request,
+      lambda: inference.classify_on(inference.resolve(self._core, request.model_spec), request),
+    )
 
   def Regress(self, request, context):
-    return answer(context, request, lambda: inference.regress_on(
-        inference.resolve(self._core, request.model_spec), request))
+    return answer(
+      context,
+      request,
+      lambda: inference.regress_on(inference.resolve(self._core, request.model_spec), request),
+    )
 
   def MultiInference(self, request, context):
     def call():
@@ -72,15 +86,18 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         raise invalid_argument("MultiInferenceRequest has no tasks")
       servable = inference.resolve(self._core, request.tasks[0].model_spec)
       return inference.multi_inference_on(servable, request)
+
     return answer(context, request, call)
 
   def GetModelMetadata(self, request, context):
-    return answer(context, request, lambda: inference.metadata_on(
-        inference.resolve(self._core, request.model_spec), request))
+    return answer(
+      context,
+      request,
+      lambda: inference.metadata_on(inference.resolve(self._core, request.model_spec), request),
+    )
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-
   def __init__(self, core: ServerCore):
     self._core = core
 
@@ -91,24 +108,29 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def call():
       self._core.reload_config(request.config)
       return model_management_pb2.ReloadConfigResponse()
+
     return answer(context, request, call)
 
 
 _PREDICTION_METHODS: Dict[str, Tuple[Type[Message], Type[Message]]] = {
-    "Predict": (predict_pb2.PredictRequest, predict_pb2.PredictResponse),
-    "Classify": (classification_pb2.ClassificationRequest,
-                 classification_pb2.ClassificationResponse),
-    "Regress": (regression_pb2.RegressionRequest, regression_pb2.RegressionResponse),
-    "MultiInference": (inference_pb2.MultiInferenceRequest,
-                       inference_pb2.MultiInferenceResponse),
-    "GetModelMetadata": (get_model_metadata_pb2.GetModelMetadataRequest,
-                         get_model_metadata_pb2.GetModelMetadataResponse),
+  "Predict": (predict_pb2.PredictRequest, predict_pb2.PredictResponse),
+  "Classify": (classification_pb2.ClassificationRequest, classification_pb2.ClassificationResponse),
+  "Regress": (regression_pb2.RegressionRequest, regression_pb2.RegressionResponse),
+  "MultiInference": (inference_pb2.MultiInferenceRequest, inference_pb2.MultiInferenceResponse),
+  "GetModelMetadata": (
+    get_model_metadata_pb2.GetModelMetadataRequest,
+    get_model_metadata_pb2.GetModelMetadataResponse,
+  ),
 }
 _MODEL_METHODS: Dict[str, Tuple[Type[Message], Type[Message]]] = {
-    "GetModelStatus": (get_model_status_pb2.GetModelStatusRequest,
-                       get_model_status_pb2.GetModelStatusResponse),
-    "HandleReloadConfigRequest": (model_management_pb2.ReloadConfigRequest,
-                                  model_management_pb2.ReloadConfigResponse),
+  "GetModelStatus": (
+    get_model_status_pb2.GetModelStatusRequest,
+    get_model_status_pb2.GetModelStatusResponse,
+  ),
+  "HandleReloadConfigRequest": (
+    model_management_pb2.ReloadConfigRequest,
+    model_management_pb2.ReloadConfigResponse,
+  ),
 }
 
 
@@ -118,20 +140,32 @@ def _tolerant_parser(message_class: Type[Message]) -> Callable[[bytes], Any]:
       return message_class.FromString(data)
     except DecodeError as error:
       return MalformedRequest(message_class, error)
+
   return parse
 
 
-def _handler(service: str, servicer: Any,
-             methods: Dict[str, Tuple[Type[Message], Type[Message]]]) -> grpc.GenericRpcHandler:
-  return grpc.method_handlers_generic_handler(service, {
+def _handler(
+  service: str, servicer: Any, methods: Dict[str, Tuple[Type[Message], Type[Message]]]
+) -> grpc.GenericRpcHandler:
+  return grpc.method_handlers_generic_handler(
+    service,
+    {
       name: grpc.unary_unary_rpc_method_handler(
-          getattr(servicer, name), request_deserializer=_tolerant_parser(request),
-          response_serializer=response.SerializeToString)
-      for name, (request, response) in methods.items()})
+        getattr(servicer, name),
+        request_deserializer=_tolerant_parser(request),
+        response_serializer=response.SerializeToString,
+      )
+      for name, (request, response) in methods.items()
+    },
+  )
 
 
 def add_services(server: grpc.Server, core: ServerCore) -> None:
-  server.add_generic_rpc_handlers((
-      _handler("tensorflow.serving.PredictionService", PredictionService(core),
-               _PREDICTION_METHODS),
-      _handler("tensorflow.serving.ModelService", ModelService(core), _MODEL_METHODS)))
+  server.add_generic_rpc_handlers(
+    (
+      _handler(
+        "tensorflow.serving.PredictionService", PredictionService(core), _PREDICTION_METHODS
+      ),
+      _handler("tensorflow.serving.ModelService", ModelService(core), _MODEL_METHODS),
+    )
+  )

@@ -3,26 +3,40 @@ gRPC and REST front ends and by warm-up replay."""
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, TypeVar
+from typing import Callable, Dict, List, TypeVar
 
 import numpy as np
 from google.protobuf.message import Message
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
-                                     get_model_status_pb2, inference_pb2, input_pb2, model_pb2,
-                                     predict_pb2, prediction_log_pb2, regression_pb2)
+from tensorflow_serving.apis import (
+  classification_pb2,
+  get_model_metadata_pb2,
+  get_model_status_pb2,
+  inference_pb2,
+  input_pb2,
+  model_pb2,
+  predict_pb2,
+  prediction_log_pb2,
+  regression_pb2,
+)
 
-from serving.constants import (CLASSIFY_METHOD, CLASSIFY_OUTPUT_CLASSES, CLASSIFY_OUTPUT_SCORES,
-                               DEFAULT_SIGNATURE, REGRESS_METHOD, REGRESS_OUTPUTS,
-                               SIGNATURE_DEF_METADATA_FIELD)
+from contract import (
+  CLASSIFY_METHOD,
+  CLASSIFY_OUTPUT_CLASSES,
+  CLASSIFY_OUTPUT_SCORES,
+  REGRESS_METHOD,
+  REGRESS_OUTPUTS,
+  SERVING_SIGNATURE,
+)
+from contract.warmup import read_warmup_requests
+from serving.constants import SIGNATURE_DEF_METADATA_FIELD
 from serving.errors import invalid_argument
 from serving.manager import ServerCore
 from serving.servable import Servable, Signature
 from serving.tensors import fill_proto, to_ndarray
-from serving.warmup import read_warmup_requests
 
 
 def signature_name(model_spec: model_pb2.ModelSpec) -> str:
-  return model_spec.signature_name or DEFAULT_SIGNATURE
+  return model_spec.signature_name or SERVING_SIGNATURE
 
 
 def resolve(core: ServerCore, model_spec: model_pb2.ModelSpec) -> Servable:
@@ -41,7 +55,10 @@ def fill_model_spec(target: model_pb2.ModelSpec, servable: Servable, signature: 
 
 # --- Predict -----------------------------------------------------------------------
 
-def predict_on(servable: Servable, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+
+def predict_on(
+  servable: Servable, request: predict_pb2.PredictRequest
+) -> predict_pb2.PredictResponse:
   key = signature_name(request.model_spec)
   signature = servable.signature(key)
   inputs = {name: to_ndarray(tensor) for name, tensor in request.inputs.items()}
@@ -58,12 +75,15 @@ def selected_outputs(signature: Signature, output_filter) -> List[str]:
     return list(signature.output_names)
   unknown = sorted(set(output_filter) - set(signature.output_names))
   if unknown:
-    raise invalid_argument(f"output tensor alias(es) {unknown} not found in signature "
-                           f"'{signature.key}'; outputs: {list(signature.output_names)}")
+    raise invalid_argument(
+      f"output tensor alias(es) {unknown} not found in signature "
+      f"'{signature.key}'; outputs: {list(signature.output_names)}"
+    )
   return list(dict.fromkeys(output_filter))
 
 
 # --- Classify and Regress ------------------------------------------------------------
+
 
 def serialized_examples(input_proto: input_pb2.Input) -> np.ndarray:
   """The Input's examples as one serialized tf.Example each. Context features
@@ -88,8 +108,9 @@ def serialized_examples(input_proto: input_pb2.Input) -> np.ndarray:
 def _method_signature(servable: Servable, key: str, method: str) -> Signature:
   signature = servable.signature(key)
   if signature.method_name != method:
-    raise invalid_argument(f"Expected {method} signature for '{key}'; its method_name is "
-                           f"{signature.method_name!r}")
+    raise invalid_argument(
+      f"Expected {method} signature for '{key}'; its method_name is {signature.method_name!r}"
+    )
   if len(signature.input_names) != 1:
     raise invalid_argument(f"signature '{key}' must have exactly one input to serve {method}")
   return signature
@@ -99,19 +120,24 @@ def _run_on_examples(signature: Signature, examples: np.ndarray) -> Dict[str, np
   outputs = signature({signature.input_names[0]: examples})
   for name, value in outputs.items():
     if value.ndim == 0 or value.shape[0] != len(examples):
-      raise invalid_argument(f"output '{name}' of '{signature.key}' has shape "
-                             f"{list(value.shape)}; expected a batch of {len(examples)}")
+      raise invalid_argument(
+        f"output '{name}' of '{signature.key}' has shape "
+        f"{list(value.shape)}; expected a batch of {len(examples)}"
+      )
   return outputs
 
 
-def classification_result(signature: Signature, examples: np.ndarray
-                          ) -> classification_pb2.ClassificationResult:
+def classification_result(
+  signature: Signature, examples: np.ndarray
+) -> classification_pb2.ClassificationResult:
   outputs = _run_on_examples(signature, examples)
   classes = outputs.get(CLASSIFY_OUTPUT_CLASSES)
   scores = outputs.get(CLASSIFY_OUTPUT_SCORES)
   if classes is None and scores is None:
-    raise invalid_argument(f"classification signature '{signature.key}' has neither "
-                           f"'{CLASSIFY_OUTPUT_CLASSES}' nor '{CLASSIFY_OUTPUT_SCORES}'")
+    raise invalid_argument(
+      f"classification signature '{signature.key}' has neither "
+      f"'{CLASSIFY_OUTPUT_CLASSES}' nor '{CLASSIFY_OUTPUT_SCORES}'"
+    )
   if scores is not None and scores.ndim == 1:
     scores = scores[:, None]
   if classes is not None and classes.ndim == 1:
@@ -129,30 +155,39 @@ def classification_result(signature: Signature, examples: np.ndarray
   return result
 
 
-def regression_result(signature: Signature, examples: np.ndarray
-                      ) -> regression_pb2.RegressionResult:
+def regression_result(
+  signature: Signature, examples: np.ndarray
+) -> regression_pb2.RegressionResult:
   outputs = _run_on_examples(signature, examples)
   values = outputs.get(REGRESS_OUTPUTS)
   if values is None:
-    raise invalid_argument(f"regression signature '{signature.key}' has no "
-                           f"'{REGRESS_OUTPUTS}' output")
+    raise invalid_argument(
+      f"regression signature '{signature.key}' has no '{REGRESS_OUTPUTS}' output"
+    )
   values = values.reshape(len(examples), -1)
   if values.shape[1] != 1:
-    raise invalid_argument(f"regression output of '{signature.key}' must have one value "
-                           f"per example, not {values.shape[1]}")
+    raise invalid_argument(
+      f"regression output of '{signature.key}' must have one value "
+      f"per example, not {values.shape[1]}"
+    )
   result = regression_pb2.RegressionResult()
   for value in values[:, 0]:
     result.regressions.add().value = float(value)
   return result
 
 
-ExamplesResponse = TypeVar("ExamplesResponse", classification_pb2.ClassificationResponse,
-                            regression_pb2.RegressionResponse)
+ExamplesResponse = TypeVar(
+  "ExamplesResponse", classification_pb2.ClassificationResponse, regression_pb2.RegressionResponse
+)
 
 
-def _answer_on_examples(servable: Servable, request, method: str,
-                        result: Callable[[Signature, np.ndarray], Message],
-                        response: ExamplesResponse) -> ExamplesResponse:
+def _answer_on_examples(
+  servable: Servable,
+  request,
+  method: str,
+  result: Callable[[Signature, np.ndarray], Message],
+  response: ExamplesResponse,
+) -> ExamplesResponse:
   """Classify or Regress: runs the request's signature of that method on its
   examples and fills `response`."""
   key = signature_name(request.model_spec)
@@ -162,16 +197,24 @@ def _answer_on_examples(servable: Servable, request, method: str,
   return response
 
 
-def classify_on(servable: Servable, request: classification_pb2.ClassificationRequest
-                ) -> classification_pb2.ClassificationResponse:
-  return _answer_on_examples(servable, request, CLASSIFY_METHOD, classification_result,
-                             classification_pb2.ClassificationResponse())
+def classify_on(
+  servable: Servable, request: classification_pb2.ClassificationRequest
+) -> classification_pb2.ClassificationResponse:
+  return _answer_on_examples(
+    servable,
+    request,
+    CLASSIFY_METHOD,
+    classification_result,
+    classification_pb2.ClassificationResponse(),
+  )
 
 
-def regress_on(servable: Servable, request: regression_pb2.RegressionRequest
-               ) -> regression_pb2.RegressionResponse:
-  return _answer_on_examples(servable, request, REGRESS_METHOD, regression_result,
-                             regression_pb2.RegressionResponse())
+def regress_on(
+  servable: Servable, request: regression_pb2.RegressionRequest
+) -> regression_pb2.RegressionResponse:
+  return _answer_on_examples(
+    servable, request, REGRESS_METHOD, regression_result, regression_pb2.RegressionResponse()
+  )
 
 
 def _check_multi_inference_tasks(request: inference_pb2.MultiInferenceRequest) -> None:
@@ -188,8 +231,9 @@ def _check_multi_inference_tasks(request: inference_pb2.MultiInferenceRequest) -
       raise invalid_argument(f"unsupported MultiInference method_name {task.method_name!r}")
 
 
-def multi_inference_on(servable: Servable, request: inference_pb2.MultiInferenceRequest
-                       ) -> inference_pb2.MultiInferenceResponse:
+def multi_inference_on(
+  servable: Servable, request: inference_pb2.MultiInferenceRequest
+) -> inference_pb2.MultiInferenceResponse:
   _check_multi_inference_tasks(request)
   examples = serialized_examples(request.input)
   response = inference_pb2.MultiInferenceResponse()
@@ -207,12 +251,15 @@ def multi_inference_on(servable: Servable, request: inference_pb2.MultiInference
 
 # --- Metadata and status ----------------------------------------------------------------
 
-def metadata_on(servable: Servable, request: get_model_metadata_pb2.GetModelMetadataRequest
-                ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+
+def metadata_on(
+  servable: Servable, request: get_model_metadata_pb2.GetModelMetadataRequest
+) -> get_model_metadata_pb2.GetModelMetadataResponse:
   fields = list(request.metadata_field)
   if fields != [SIGNATURE_DEF_METADATA_FIELD]:
-    raise invalid_argument(f"metadata_field must be exactly ['{SIGNATURE_DEF_METADATA_FIELD}'],"
-                           f" got {fields}")
+    raise invalid_argument(
+      f"metadata_field must be exactly ['{SIGNATURE_DEF_METADATA_FIELD}'], got {fields}"
+    )
   signature_map = get_model_metadata_pb2.SignatureDefMap()
   for key, signature in servable.signatures.items():
     signature_map.signature_def[key].CopyFrom(signature.signature_def)
@@ -223,21 +270,22 @@ def metadata_on(servable: Servable, request: get_model_metadata_pb2.GetModelMeta
   return response
 
 
-def model_status(core: ServerCore, request: get_model_status_pb2.GetModelStatusRequest
-                 ) -> get_model_status_pb2.GetModelStatusResponse:
+def model_status(
+  core: ServerCore, request: get_model_status_pb2.GetModelStatusRequest
+) -> get_model_status_pb2.GetModelStatusResponse:
   spec = request.model_spec
   manager = core.model(spec.name)
   choice = spec.WhichOneof("version_choice")
-  version: Optional[int] = None
+  version: int | None = None
   if choice == "version":
     version = spec.version.value
   elif choice == "version_label":
     version = manager.servable(label=spec.version_label).version
-  return get_model_status_pb2.GetModelStatusResponse(
-      model_version_status=manager.statuses(version))
+  return get_model_status_pb2.GetModelStatusResponse(model_version_status=manager.statuses(version))
 
 
 # --- Warm-up ----------------------------------------------------------------------
+
 
 def replay(servable: Servable, log: prediction_log_pb2.PredictionLog) -> None:
   """Runs one warm-up record against a version that is not serving yet."""

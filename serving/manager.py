@@ -19,15 +19,15 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Set, Tuple
 
 import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from contract import SAVED_MODEL_FILENAME, VARIABLES_DIRNAME, VARIABLES_INDEX_FILENAME
 from serving.batching import BatchingOptions
-from serving.constants import SAVED_MODEL_FILENAME, VARIABLES_DIRNAME, VARIABLES_INDEX_FILENAME
 from serving.errors import ServingError, from_tf_error, not_found
 from serving.servable import Servable
 
@@ -44,11 +44,11 @@ log = logging.getLogger(__name__)
 class VersionRecord:
   version: int
   state: int
-  fingerprint: Optional[Fingerprint] = None
-  error: Optional[ServingError] = None
+  fingerprint: Fingerprint | None = None
+  error: ServingError | None = None
 
 
-def fingerprint(version_dir: Path) -> Optional[Fingerprint]:
+def fingerprint(version_dir: Path) -> Fingerprint | None:
   """Every file's path, size and mtime, or None while the directory lacks
   saved_model.pb or its variables index."""
   if not (version_dir / SAVED_MODEL_FILENAME).is_file():
@@ -68,13 +68,14 @@ def fingerprint(version_dir: Path) -> Optional[Fingerprint]:
   return tuple(sorted(entries))
 
 
-def scan_versions(base_path: Path) -> Dict[int, Optional[Fingerprint]]:
+def scan_versions(base_path: Path) -> Dict[int, Fingerprint | None]:
   try:
     entries = list(os.scandir(base_path))
   except (FileNotFoundError, NotADirectoryError):
     return {}
-  return {int(e.name): fingerprint(Path(e.path)) for e in entries
-          if e.name.isdigit() and e.is_dir()}
+  return {
+    int(e.name): fingerprint(Path(e.path)) for e in entries if e.name.isdigit() and e.is_dir()
+  }
 
 
 def _load_error(error: Exception, path: Path) -> ServingError:
@@ -88,14 +89,18 @@ def _load_error(error: Exception, path: Path) -> ServingError:
 class ModelManager:
   """Serves the versions of one model that its version policy picks."""
 
-  def __init__(self, config: model_server_config_pb2.ModelConfig,
-               batching: Optional[BatchingOptions], warm_up: Optional[WarmUp]):
+  def __init__(
+    self,
+    config: model_server_config_pb2.ModelConfig,
+    batching: BatchingOptions | None,
+    warm_up: WarmUp | None,
+  ):
     self.config = config
     self._batching = batching
     self._warm_up = warm_up
     self._available: Dict[int, Servable] = {}  # replaced, never mutated: lock-free reads
     self._records: Dict[int, VersionRecord] = {}
-    self._previous_scan: Dict[int, Optional[Fingerprint]] = {}
+    self._previous_scan: Dict[int, Fingerprint | None] = {}
     self._lock = threading.Lock()
 
   @property
@@ -104,7 +109,7 @@ class ModelManager:
 
   # --- requests --------------------------------------------------------------
 
-  def servable(self, version: Optional[int] = None, label: Optional[str] = None) -> Servable:
+  def servable(self, version: int | None = None, label: str | None = None) -> Servable:
     """The version a request names (by number or label) or the newest one."""
     available = self._available
     if label:
@@ -120,7 +125,7 @@ class ModelManager:
       raise not_found(f"Servable not found for request: Specific({self.name}, {version})")
     return servable
 
-  def statuses(self, version: Optional[int] = None) -> List[get_model_status_pb2.ModelVersionStatus]:
+  def statuses(self, version: int | None = None) -> List[get_model_status_pb2.ModelVersionStatus]:
     with self._lock:
       records = sorted(self._records.values(), key=lambda r: r.version, reverse=True)
     if version is not None:
@@ -136,12 +141,10 @@ class ModelManager:
   def poll(self) -> None:
     """One reconciliation of the served versions with the base path."""
     scan = scan_versions(Path(self.config.base_path))
-    settled = {v for v, fp in scan.items()
-               if fp is not None and self._previous_scan.get(v) == fp}
+    settled = {v for v, fp in scan.items() if fp is not None and self._previous_scan.get(v) == fp}
     self._previous_scan = scan
     retired = {v: r for v, r in self._records.items() if r.state == State.END}
-    candidates = {v for v in settled
-                  if v not in retired or retired[v].fingerprint != scan[v]}
+    candidates = {v for v in settled if v not in retired or retired[v].fingerprint != scan[v]}
     candidates |= set(self._available) & set(scan)
     failed: Set[int] = set()
     while True:  # a version that fails to load hands its place to the next candidate
@@ -156,8 +159,9 @@ class ModelManager:
       self._unload(version)
     self._mark_aspired(scan, settled, candidates - failed)
 
-  def _mark_aspired(self, scan: Dict[int, Optional[Fingerprint]], settled: Set[int],
-                    candidates: Set[int]) -> None:
+  def _mark_aspired(
+    self, scan: Dict[int, Fingerprint | None], settled: Set[int], candidates: Set[int]
+  ) -> None:
     """Reports as START the versions the policy will pick once their
     directories settle, as TF Serving reports the versions it aspires to."""
     unsettled = {v for v, fp in scan.items() if fp is not None and v not in settled}
@@ -227,23 +231,26 @@ def _status_proto(record: VersionRecord) -> get_model_status_pb2.ModelVersionSta
 class ServerCore:
   """The models a server serves, kept current by a polling thread."""
 
-  def __init__(self, config: model_server_config_pb2.ModelServerConfig,
-               poll_wait_seconds: float, batching: Optional[BatchingOptions] = None,
-               warm_up: Optional[WarmUp] = None):
+  def __init__(
+    self,
+    config: model_server_config_pb2.ModelServerConfig,
+    poll_wait_seconds: float,
+    batching: BatchingOptions | None = None,
+    warm_up: WarmUp | None = None,
+  ):
     self._poll_wait = poll_wait_seconds
     self._batching = batching
     self._warm_up = warm_up
     self._models: Dict[str, ModelManager] = {}
     self._poll_lock = threading.Lock()
     self._stop = threading.Event()
-    self._thread: Optional[threading.Thread] = None
+    self._thread: threading.Thread | None = None
     self._apply_config(config)
 
   def model(self, name: str) -> ModelManager:
     manager = self._models.get(name)
     if manager is None:
-      raise not_found(f"Servable not found for request: Latest({name}); "
-                      f"no model named {name!r}")
+      raise not_found(f"Servable not found for request: Latest({name}); no model named {name!r}")
     return manager
 
   @property
@@ -256,8 +263,7 @@ class ServerCore:
     time.sleep(INITIAL_SETTLE_SECONDS)
     self.poll_all()
     if self._poll_wait > 0:
-      self._thread = threading.Thread(target=self._poll_forever, name="version-poller",
-                                      daemon=True)
+      self._thread = threading.Thread(target=self._poll_forever, name="version-poller", daemon=True)
       self._thread.start()
 
   def poll_all(self) -> None:
@@ -308,14 +314,17 @@ class ServerCore:
 def validate_config(config: model_server_config_pb2.ModelServerConfig) -> None:
   """Raises INVALID_ARGUMENT for a configuration TF Serving would refuse."""
   if config.WhichOneof("config") != "model_config_list":
-    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                       "the model config must be a model_config_list")
+    raise ServingError(
+      grpc.StatusCode.INVALID_ARGUMENT, "the model config must be a model_config_list"
+    )
   seen: Set[str] = set()
   for model_config in config.model_config_list.config:
     if not model_config.name or not model_config.base_path:
-      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                         "every model config needs a name and a base_path")
+      raise ServingError(
+        grpc.StatusCode.INVALID_ARGUMENT, "every model config needs a name and a base_path"
+      )
     if model_config.name in seen:
-      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                         f"model {model_config.name!r} is configured twice")
+      raise ServingError(
+        grpc.StatusCode.INVALID_ARGUMENT, f"model {model_config.name!r} is configured twice"
+      )
     seen.add(model_config.name)

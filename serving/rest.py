@@ -7,27 +7,35 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import socketserver
+import threading
 from http import HTTPStatus
 from typing import Any, Dict, Tuple
 
 import grpc
 from google.protobuf import json_format
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
-                                     get_model_status_pb2, input_pb2, model_pb2, regression_pb2)
+from tensorflow_serving.apis import (
+  classification_pb2,
+  get_model_metadata_pb2,
+  get_model_status_pb2,
+  input_pb2,
+  model_pb2,
+  regression_pb2,
+)
 
+from contract import SERVING_SIGNATURE
 from serving import inference, rest_json
-from serving.constants import DEFAULT_SIGNATURE, SIGNATURE_DEF_METADATA_FIELD
+from serving.constants import SIGNATURE_DEF_METADATA_FIELD
 from serving.errors import ServingError, invalid_argument, not_found
 from serving.manager import ServerCore
 
 log = logging.getLogger(__name__)
 
 _ROUTE = re.compile(
-    r"^/v1/models/(?P<name>[^/:]+)"
-    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
-    r"(?:(?P<metadata>/metadata)|:(?P<verb>predict|classify|regress))?/?$")
+  r"^/v1/models/(?P<name>[^/:]+)"
+  r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+  r"(?:(?P<metadata>/metadata)|:(?P<verb>predict|classify|regress))?/?$"
+)
 Body = Dict[str, Any]
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
 _REASONS[499] = "Client Closed Request"
@@ -47,8 +55,9 @@ def _model_spec(match: re.Match, signature: str = "") -> model_pb2.ModelSpec:
 
 
 def _message_dict(message) -> Body:
-  return json_format.MessageToDict(message, preserving_proto_field_name=True,
-                                   including_default_value_fields=True)
+  return json_format.MessageToDict(
+    message, preserving_proto_field_name=True, including_default_value_fields=True
+  )
 
 
 class RestApi:
@@ -71,7 +80,7 @@ class RestApi:
       raise not_found("POST needs :predict, :classify or :regress")
     if not isinstance(body, dict):
       raise invalid_argument("the request body must be a JSON object")
-    signature = body.get("signature_name", DEFAULT_SIGNATURE)
+    signature = body.get("signature_name", SERVING_SIGNATURE)
     if not isinstance(signature, str):
       raise invalid_argument("'signature_name' must be a string")
     spec = _model_spec(match, signature)
@@ -81,21 +90,30 @@ class RestApi:
     examples = self._input(body)
     if verb == "classify":
       response = inference.classify_on(
-          servable, classification_pb2.ClassificationRequest(model_spec=spec, input=examples))
-      return {"results": [[[c.label, c.score] for c in classification.classes]
-                          for classification in response.result.classifications]}
+        servable, classification_pb2.ClassificationRequest(model_spec=spec, input=examples)
+      )
+      return {
+        "results": [
+          [[c.label, c.score] for c in classification.classes]
+          for classification in response.result.classifications
+        ]
+      }
     response = inference.regress_on(
-        servable, regression_pb2.RegressionRequest(model_spec=spec, input=examples))
+      servable, regression_pb2.RegressionRequest(model_spec=spec, input=examples)
+    )
     return {"results": [r.value for r in response.result.regressions]}
 
   def _metadata(self, match: re.Match) -> Body:
     request = get_model_metadata_pb2.GetModelMetadataRequest(
-        model_spec=_model_spec(match), metadata_field=[SIGNATURE_DEF_METADATA_FIELD])
+      model_spec=_model_spec(match), metadata_field=[SIGNATURE_DEF_METADATA_FIELD]
+    )
     response = inference.metadata_on(inference.resolve(self._core, request.model_spec), request)
     signature_map = get_model_metadata_pb2.SignatureDefMap()
     response.metadata[SIGNATURE_DEF_METADATA_FIELD].Unpack(signature_map)
-    return {"model_spec": _message_dict(response.model_spec),
-            "metadata": {SIGNATURE_DEF_METADATA_FIELD: _message_dict(signature_map)}}
+    return {
+      "model_spec": _message_dict(response.model_spec),
+      "metadata": {SIGNATURE_DEF_METADATA_FIELD: _message_dict(signature_map)},
+    }
 
   @staticmethod
   def _predict(servable, signature_key: str, body: Body) -> Body:
@@ -117,8 +135,11 @@ class RestApi:
     converted = [rest_json.example(e) for e in examples]
     if "context" not in body:
       return input_pb2.Input(example_list=input_pb2.ExampleList(examples=converted))
-    return input_pb2.Input(example_list_with_context=input_pb2.ExampleListWithContext(
-        examples=converted, context=rest_json.example(body["context"])))
+    return input_pb2.Input(
+      example_list_with_context=input_pb2.ExampleListWithContext(
+        examples=converted, context=rest_json.example(body["context"])
+      )
+    )
 
 
 class _HttpError(Exception):
@@ -136,7 +157,7 @@ class _Connection(socketserver.StreamRequestHandler):
 
   disable_nagle_algorithm = True
   timeout = KEEP_ALIVE_SECONDS
-  server: "RestServer"
+  server: RestServer
 
   def handle(self) -> None:
     try:
@@ -176,8 +197,9 @@ class _Connection(socketserver.StreamRequestHandler):
     if length < 0:
       raise _HttpError(400, "invalid Content-Length")
     if length > self.server.max_request_bytes:
-      raise _HttpError(413, f"request body of {length} bytes exceeds the limit of "
-                            f"{self.server.max_request_bytes}")
+      raise _HttpError(
+        413, f"request body of {length} bytes exceeds the limit of {self.server.max_request_bytes}"
+      )
     if headers.get("expect", "").lower() == "100-continue":
       self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     body = self.rfile.read(length)
@@ -215,9 +237,10 @@ class _Connection(socketserver.StreamRequestHandler):
     payload = json.dumps(body).encode()
     reason = _REASONS.get(status, "")
     connection = b"" if keep_alive else b"Connection: close\r\n"
-    self.wfile.write(b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n%s"
-                     b"Content-Length: %d\r\n\r\n%s" % (
-                         status, reason.encode(), connection, len(payload), payload))
+    self.wfile.write(
+      b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n%s"
+      b"Content-Length: %d\r\n\r\n%s" % (status, reason.encode(), connection, len(payload), payload)
+    )
 
 
 def _json(body: bytes) -> Any:
@@ -233,8 +256,9 @@ class RestServer(socketserver.ThreadingTCPServer):
   allow_reuse_address = True
   daemon_threads = True
 
-  def __init__(self, address: Tuple[str, int], api: RestApi, num_threads: int,
-               max_request_bytes: int):
+  def __init__(
+    self, address: Tuple[str, int], api: RestApi, num_threads: int, max_request_bytes: int
+  ):
     super().__init__(address, _Connection)
     self.api = api
     self.max_request_bytes = max_request_bytes

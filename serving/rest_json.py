@@ -52,8 +52,9 @@ def _number_leaf(value: Any, spec: InputSpec) -> Any:
   if isinstance(value, bool) and spec.numpy_kind != "b":
     raise invalid_argument(f"input '{spec.name}' expects {spec.dtype.name}, got a boolean")
   if not isinstance(value, (int, float)):
-    raise invalid_argument(f"input '{spec.name}' expects {spec.dtype.name}, "
-                           f"got {type(value).__name__}")
+    raise invalid_argument(
+      f"input '{spec.name}' expects {spec.dtype.name}, got {type(value).__name__}"
+    )
   if spec.numpy_kind in "iu" and isinstance(value, float):
     raise invalid_argument(f"input '{spec.name}' expects {spec.dtype.name}, got {value}")
   return value
@@ -83,15 +84,18 @@ def row_inputs(instances: Any, signature: Signature) -> Tensors:
   named = all(isinstance(row, dict) and B64_KEY not in row for row in instances)
   if not named:
     if len(specs) != 1:
-      raise invalid_argument(f"signature '{signature.key}' has inputs {sorted(specs)}: "
-                             "each instance must be an object keyed by input name")
+      raise invalid_argument(
+        f"signature '{signature.key}' has inputs {sorted(specs)}: "
+        "each instance must be an object keyed by input name"
+      )
     (spec,) = specs.values()
     return {spec.name: to_array(instances, spec)}
   columns: Dict[str, List[Any]] = {}
   for row in instances:
     if row.keys() != specs.keys():
-      raise invalid_argument(f"every instance must have exactly the inputs {sorted(specs)}; "
-                             f"got {sorted(row)}")
+      raise invalid_argument(
+        f"every instance must have exactly the inputs {sorted(specs)}; got {sorted(row)}"
+      )
     for name, value in row.items():
       columns.setdefault(name, []).append(value)
   return {name: to_array(values, specs[name]) for name, values in columns.items()}
@@ -107,8 +111,10 @@ def columnar_inputs(inputs: Any, signature: Signature) -> Tensors:
       raise invalid_argument(f"unknown input(s) {unknown}; inputs: {sorted(specs)}")
     return {name: to_array(value, specs[name]) for name, value in inputs.items()}
   if len(specs) != 1:
-    raise invalid_argument(f"signature '{signature.key}' has inputs {sorted(specs)}: "
-                           "'inputs' must be an object keyed by input name")
+    raise invalid_argument(
+      f"signature '{signature.key}' has inputs {sorted(specs)}: "
+      "'inputs' must be an object keyed by input name"
+    )
   (spec,) = specs.values()
   return {spec.name: to_array(inputs, spec)}
 
@@ -117,9 +123,9 @@ def _json_value(array: np.ndarray, name: str) -> Any:
   if array.dtype != object:
     return array.tolist()
   if name.endswith(BYTES_OUTPUT_SUFFIX):
-    encode = lambda v: {B64_KEY: base64.b64encode(v).decode()}  # noqa: E731
+    encode = lambda v: {B64_KEY: base64.b64encode(v).decode()}
   else:
-    encode = lambda v: v.decode("utf-8", "replace")  # noqa: E731
+    encode = lambda v: v.decode("utf-8", "replace")
   return np.vectorize(encode, otypes=[object])(array).tolist() if array.size else array.tolist()
 
 
@@ -148,8 +154,11 @@ def _feature(value: Any, name: str) -> tf.train.Feature:
   if not values:
     return tf.train.Feature()
   if all(isinstance(v, (str, dict)) for v in values):
-    return tf.train.Feature(bytes_list=tf.train.BytesList(
-        value=[v.encode() if isinstance(v, str) else _b64(v) for v in values]))
+    return tf.train.Feature(
+      bytes_list=tf.train.BytesList(
+        value=[v.encode() if isinstance(v, str) else _b64(v) for v in values]
+      )
+    )
   if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
     raise invalid_argument(f"feature '{name}' mixes types or holds a non-number, non-string")
   if all(isinstance(v, int) for v in values):
@@ -163,7 +172,8 @@ def example(features: Any) -> tf.train.Example:
   if not isinstance(features, dict):
     raise invalid_argument("every example must be an object of feature values")
   try:
-    return tf.train.Example(features=tf.train.Features(
-        feature={name: _feature(v, name) for name, v in features.items()}))
+    return tf.train.Example(
+      features=tf.train.Features(feature={name: _feature(v, name) for name, v in features.items()})
+    )
   except ValueError as error:  # out-of-range int64
     raise invalid_argument(str(error)) from None

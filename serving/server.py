@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent import futures
-from typing import Optional
 
 import grpc
 import tensorflow as tf
@@ -20,21 +19,26 @@ from serving.rest import RestApi, RestServer
 log = logging.getLogger(__name__)
 
 
-def _grpc_credentials(options: ServerOptions) -> Optional[grpc.ServerCredentials]:
+def _grpc_credentials(options: ServerOptions) -> grpc.ServerCredentials | None:
   ssl = options.ssl_config()
   if ssl is None:
     return None
   return grpc.ssl_server_credentials(
-      [(ssl.server_key.encode(), ssl.server_cert.encode())],
-      root_certificates=ssl.custom_ca.encode() if ssl.custom_ca else None,
-      require_client_auth=ssl.client_verify)
+    [(ssl.server_key.encode(), ssl.server_cert.encode())],
+    root_certificates=ssl.custom_ca.encode() if ssl.custom_ca else None,
+    require_client_auth=ssl.client_verify,
+  )
 
 
 _THREADING = {
-    "tensorflow_intra_op_parallelism": (tf.config.threading.get_intra_op_parallelism_threads,
-                                        tf.config.threading.set_intra_op_parallelism_threads),
-    "tensorflow_inter_op_parallelism": (tf.config.threading.get_inter_op_parallelism_threads,
-                                        tf.config.threading.set_inter_op_parallelism_threads),
+  "tensorflow_intra_op_parallelism": (
+    tf.config.threading.get_intra_op_parallelism_threads,
+    tf.config.threading.set_intra_op_parallelism_threads,
+  ),
+  "tensorflow_inter_op_parallelism": (
+    tf.config.threading.get_inter_op_parallelism_threads,
+    tf.config.threading.set_inter_op_parallelism_threads,
+  ),
 }
 
 
@@ -49,9 +53,11 @@ def configure_tensorflow_threads(options: ServerOptions) -> None:
     try:
       set_(value)
     except RuntimeError:
-      raise ConfigError(f"--{flag}={value}: TensorFlow already runs in this process with "
-                        f"{get() or 'its default'}; the flag takes effect only before "
-                        "TensorFlow's first op") from None
+      raise ConfigError(
+        f"--{flag}={value}: TensorFlow already runs in this process with "
+        f"{get() or 'its default'}; the flag takes effect only before "
+        "TensorFlow's first op"
+      ) from None
 
 
 class ModelServer:
@@ -63,46 +69,61 @@ class ModelServer:
     self.options = options
     configure_tensorflow_threads(options)
     self.core = ServerCore(
-        options.model_server_config(), options.file_system_poll_wait_seconds,
-        batching=options.batching(),
-        warm_up=inference.warm_up if options.enable_model_warmup else None)
-    self.grpc_port: Optional[int] = None
-    self.rest_port: Optional[int] = None
-    self._grpc: Optional[grpc.Server] = None
-    self._rest: Optional[RestServer] = None
-    self._rest_thread: Optional[threading.Thread] = None
+      options.model_server_config(),
+      options.file_system_poll_wait_seconds,
+      batching=options.batching(),
+      warm_up=inference.warm_up if options.enable_model_warmup else None,
+    )
+    self.grpc_port: int | None = None
+    self.rest_port: int | None = None
+    self._grpc: grpc.Server | None = None
+    self._rest: RestServer | None = None
+    self._rest_thread: threading.Thread | None = None
 
-  def start(self) -> "ModelServer":
+  def start(self) -> ModelServer:
     self.core.start()
     self._start_grpc()
     if self.options.rest_api_port:
       self._start_rest()
-    log.info("serving gRPC on %s:%s, REST on %s", self.options.host, self.grpc_port,
-             self.rest_port or "(disabled)")
+    log.info(
+      "serving gRPC on %s:%s, REST on %s",
+      self.options.host,
+      self.grpc_port,
+      self.rest_port or "(disabled)",
+    )
     return self
 
   def _start_grpc(self) -> None:
     limit = self.options.max_request_bytes
     self._grpc = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=self.options.grpc_max_threads,
-                                   thread_name_prefix="grpc"),
-        options=[("grpc.max_receive_message_length", limit),
-                 ("grpc.max_send_message_length", limit),
-                 ("grpc.so_reuseport", 0)])
+      futures.ThreadPoolExecutor(
+        max_workers=self.options.grpc_max_threads, thread_name_prefix="grpc"
+      ),
+      options=[
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.max_send_message_length", limit),
+        ("grpc.so_reuseport", 0),
+      ],
+    )
     add_services(self._grpc, self.core)
     address = f"{self.options.host}:{self.options.port}"
     credentials = _grpc_credentials(self.options)
-    self.grpc_port = (self._grpc.add_secure_port(address, credentials) if credentials
-                      else self._grpc.add_insecure_port(address))
+    self.grpc_port = (
+      self._grpc.add_secure_port(address, credentials)
+      if credentials
+      else self._grpc.add_insecure_port(address)
+    )
     self._grpc.start()
 
   def _start_rest(self) -> None:
-    self._rest = RestServer((self.options.host, self.options.rest_api_port),
-                            RestApi(self.core), self.options.rest_api_num_threads,
-                            self.options.max_request_bytes)
+    self._rest = RestServer(
+      (self.options.host, self.options.rest_api_port),
+      RestApi(self.core),
+      self.options.rest_api_num_threads,
+      self.options.max_request_bytes,
+    )
     self.rest_port = self._rest.server_address[1]
-    self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest",
-                                         daemon=True)
+    self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True)
     self._rest_thread.start()
 
   def wait(self) -> None:
@@ -116,7 +137,7 @@ class ModelServer:
       self._grpc.stop(grace=1).wait()
     self.core.stop()
 
-  def __enter__(self) -> "ModelServer":
+  def __enter__(self) -> ModelServer:
     return self.start()
 
   def __exit__(self, *exc_info) -> None:

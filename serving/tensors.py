@@ -13,16 +13,16 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from serving.errors import invalid_argument
 
 _NUMPY_BY_DTYPE = {
-    types_pb2.DT_FLOAT: np.float32,
-    types_pb2.DT_DOUBLE: np.float64,
-    types_pb2.DT_INT32: np.int32,
-    types_pb2.DT_INT64: np.int64,
+  types_pb2.DT_FLOAT: np.float32,
+  types_pb2.DT_DOUBLE: np.float64,
+  types_pb2.DT_INT32: np.int32,
+  types_pb2.DT_INT64: np.int64,
 }
 _REPEATED_FIELD_BY_DTYPE = {
-    types_pb2.DT_FLOAT: "float_val",
-    types_pb2.DT_DOUBLE: "double_val",
-    types_pb2.DT_INT32: "int_val",
-    types_pb2.DT_INT64: "int64_val",
+  types_pb2.DT_FLOAT: "float_val",
+  types_pb2.DT_DOUBLE: "double_val",
+  types_pb2.DT_INT32: "int_val",
+  types_pb2.DT_INT64: "int64_val",
 }
 _DTYPE_BY_NUMPY = {np.dtype(v): k for k, v in _NUMPY_BY_DTYPE.items()}
 
@@ -40,7 +40,8 @@ def _checked_count(values_count: int, shape: tuple, what: str) -> None:
   expected = math.prod(shape)
   if values_count != expected:
     raise invalid_argument(
-        f"{what}: shape {list(shape)} needs {expected} values, got {values_count}")
+      f"{what}: shape {list(shape)} needs {expected} values, got {values_count}"
+    )
 
 
 def _strings(proto: tensor_pb2.TensorProto, shape: tuple) -> np.ndarray:
@@ -105,4 +106,3 @@ def fill_proto(array: np.ndarray, proto: tensor_pb2.TensorProto) -> None:
 
 def _as_bytes(value) -> bytes:
   return value.encode() if isinstance(value, str) else bytes(value)
-

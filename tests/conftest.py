@@ -12,21 +12,22 @@ runs 1 and 3 also train and evaluate it.
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import contract  # noqa: F401  (chooses Keras before TensorFlow is touched)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import gzip  # noqa: E402
-from pathlib import Path  # noqa: E402
+import dataclasses
+import gzip
+from pathlib import Path
 
-import dataclasses  # noqa: E402
+import pytest
 
-import pytest  # noqa: E402
+from models.spec import RankingSpec, Threshold, load_spec
+from pipeline import config, runner
 
-from models.spec import RankingSpec, Threshold, load_spec  # noqa: E402
-from pipeline import config, runner  # noqa: E402
-
-CENSUS_FILE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / \
-    "census-income.test.gz"
+CENSUS_FILE = (
+  Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "census-income.test.gz"
+)
 CENSUS_SAMPLE_ROWS = 5000
 
 
@@ -50,13 +51,19 @@ def small_census_spec(census_sample: Path) -> RankingSpec:
   single-task baseline on."""
   spec = load_spec("census")
   return spec.replace(
-      data={"params": {"path": str(census_sample), "eval_every": 5}},
-      training={"epochs": 2, "batch_size": 256},
-      evaluation={"thresholds": (
-          Threshold(task="income", metric="auc", value=0.7, max_regression=0.05),
-          Threshold(task="never_married", metric="auc", value=0.8, max_regression=0.05)),
-          "slices": (("sex",),), "gated_slices": (("sex",),), "min_slice_size": 100,
-          "single_task_baseline": True})
+    data={"params": {"path": str(census_sample), "eval_every": 5}},
+    training={"epochs": 2, "batch_size": 256},
+    evaluation={
+      "thresholds": (
+        Threshold(task="income", metric="auc", value=0.7, max_regression=0.05),
+        Threshold(task="never_married", metric="auc", value=0.8, max_regression=0.05),
+      ),
+      "slices": (("sex",),),
+      "gated_slices": (("sex",),),
+      "min_slice_size": 100,
+      "single_task_baseline": True,
+    },
+  )
 
 
 @pytest.fixture(scope="session")
@@ -77,8 +84,7 @@ class CensusRun:
 
 @pytest.fixture(scope="session")
 def census_paths(tmp_path_factory, small_census_spec: RankingSpec) -> config.PipelinePaths:
-  return config.PipelinePaths.for_spec(small_census_spec.name,
-                                       tmp_path_factory.mktemp("home"))
+  return config.PipelinePaths.for_spec(small_census_spec.name, tmp_path_factory.mktemp("home"))
 
 
 @pytest.fixture(scope="session")

@@ -13,18 +13,15 @@ and `python -m pipeline.data.simulator` run their module only once.
 """
 
 import importlib
-import os
 from pathlib import Path
 from typing import Any, Dict, Union
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 _LAZY = {
-    "prepare_census": "pipeline.data.census",
-    "simulate": "pipeline.data.simulator",
-    "write_examples": "pipeline.data.io",
-    "read_examples": "pipeline.data.io",
-    "split_files": "pipeline.data.io",
+  "prepare_census": "pipeline.data.census",
+  "simulate": "pipeline.data.simulator",
+  "write_examples": "pipeline.data.io",
+  "read_examples": "pipeline.data.io",
+  "split_files": "pipeline.data.io",
 }
 
 
@@ -39,12 +36,16 @@ def prepare_data(spec, out_dir: Union[str, Path], overwrite: bool = False) -> Di
   adapter's summary."""
   if spec.data.source == "census":
     from pipeline.data.census import prepare_census  # pylint: disable=g-import-not-at-top
+
     return prepare_census(spec, out_dir, overwrite=overwrite)
   if spec.data.source == "simulator":
     from pipeline.data.simulator import simulate  # pylint: disable=g-import-not-at-top
+
     return simulate(spec, out_dir, overwrite=overwrite)
-  raise NotImplementedError(f"data.source {spec.data.source!r} has no adapter in "
-                            "pipeline.data (adapters: census, simulator)")
+  raise NotImplementedError(
+    f"data.source {spec.data.source!r} has no adapter in "
+    "pipeline.data (adapters: census, simulator)"
+  )
 
 
 __all__ = ["prepare_data", *_LAZY]

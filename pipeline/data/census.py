@@ -45,21 +45,61 @@ REPO_ROOT = Path(spec_lib.__file__).resolve().parent.parent
 ADAPTER_VERSION = 1
 
 CENSUS_FIELDS: Tuple[str, ...] = (
-    "age", "class_worker", "det_ind_code", "det_occ_code", "education",
-    "wage_per_hour", "hs_college", "marital_stat", "major_ind_code",
-    "major_occ_code", "race", "hisp_origin", "sex", "union_member",
-    "unemp_reason", "full_or_part_emp", "capital_gains", "capital_losses",
-    "stock_dividends", "tax_filer_stat", "region_prev_res", "state_prev_res",
-    "det_hh_fam_stat", "det_hh_summ", "instance_weight", "mig_chg_msa",
-    "mig_chg_reg", "mig_move_reg", "mig_same", "mig_prev_sunbelt", "num_emp",
-    "fam_under_18", "country_father", "country_mother", "country_self",
-    "citizenship", "own_or_self", "vet_question", "vet_benefits",
-    "weeks_worked", "year", "income_50k")
-CONTINUOUS_FIELDS = ("age", "wage_per_hour", "capital_gains", "capital_losses",
-                     "stock_dividends", "num_emp", "weeks_worked")
+  "age",
+  "class_worker",
+  "det_ind_code",
+  "det_occ_code",
+  "education",
+  "wage_per_hour",
+  "hs_college",
+  "marital_stat",
+  "major_ind_code",
+  "major_occ_code",
+  "race",
+  "hisp_origin",
+  "sex",
+  "union_member",
+  "unemp_reason",
+  "full_or_part_emp",
+  "capital_gains",
+  "capital_losses",
+  "stock_dividends",
+  "tax_filer_stat",
+  "region_prev_res",
+  "state_prev_res",
+  "det_hh_fam_stat",
+  "det_hh_summ",
+  "instance_weight",
+  "mig_chg_msa",
+  "mig_chg_reg",
+  "mig_move_reg",
+  "mig_same",
+  "mig_prev_sunbelt",
+  "num_emp",
+  "fam_under_18",
+  "country_father",
+  "country_mother",
+  "country_self",
+  "citizenship",
+  "own_or_self",
+  "vet_question",
+  "vet_benefits",
+  "weeks_worked",
+  "year",
+  "income_50k",
+)
+CONTINUOUS_FIELDS = (
+  "age",
+  "wage_per_hour",
+  "capital_gains",
+  "capital_losses",
+  "stock_dividends",
+  "num_emp",
+  "weeks_worked",
+)
 NOT_FEATURES = {
-    "marital_stat": "it is the never_married label",
-    "instance_weight": "it is a survey weight",
+  "marital_stat": "it is the never_married label",
+  "instance_weight": "it is a survey weight",
 }
 INCOME_VALUES = {"50000+.": 1, "- 50000.": 0}
 NEVER_MARRIED = "Never married"
@@ -90,8 +130,10 @@ def _check_field_counts(path: Path, text: str) -> int:
   bad = np.flatnonzero(counts != expected)
   if len(bad):
     i = int(bad[0])
-    raise ValueError(f"{path.name}: line {i + 1}: expected {len(CENSUS_FIELDS)} "
-                     f"comma-separated fields, got {counts[i] + 1}")
+    raise ValueError(
+      f"{path.name}: line {i + 1}: expected {len(CENSUS_FIELDS)} "
+      f"comma-separated fields, got {counts[i] + 1}"
+    )
   return len(lines)
 
 
@@ -100,7 +142,8 @@ def _parse_numbers(path: Path, values: pa.Array, column: str, dtype: str) -> np.
   try:
     numbers = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
     ok = bool(np.isfinite(numbers).all()) and (
-        dtype != "int" or bool((numbers == np.round(numbers)).all()))
+      dtype != "int" or bool((numbers == np.round(numbers)).all())
+    )
   except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
     ok = False
   if not ok:
@@ -125,11 +168,12 @@ def parse_census(path: str | Path, raw_columns: Mapping[str, str]) -> Dict[str, 
   path = Path(path)
   for column in raw_columns:
     if column in NOT_FEATURES:
-      raise ValueError(f"column {column!r} cannot be written as a feature: "
-                       f"{NOT_FEATURES[column]}")
+      raise ValueError(f"column {column!r} cannot be written as a feature: {NOT_FEATURES[column]}")
     if column not in _INDEX and column not in LABELS:
-      raise ValueError(f"column {column!r} is not a census field "
-                       f"(fields: {', '.join(CENSUS_FIELDS)}; labels: {', '.join(LABELS)})")
+      raise ValueError(
+        f"column {column!r} is not a census field "
+        f"(fields: {', '.join(CENSUS_FIELDS)}; labels: {', '.join(LABELS)})"
+      )
   for column, dtype in raw_columns.items():
     if column in LABELS and dtype != "int":
       raise ValueError(f"label column {column!r} must have dtype int (binary), got {dtype}")
@@ -137,12 +181,16 @@ def parse_census(path: str | Path, raw_columns: Mapping[str, str]) -> Dict[str, 
   num_lines = _check_field_counts(path, text)
   if num_lines:
     table = pcsv.read_csv(
-        pa.BufferReader(text.encode("utf-8")),
-        read_options=pcsv.ReadOptions(column_names=list(CENSUS_FIELDS), use_threads=False),
-        parse_options=pcsv.ParseOptions(quote_char=False, ignore_empty_lines=False),
-        convert_options=pcsv.ConvertOptions(
-            column_types={c: pa.string() for c in CENSUS_FIELDS}, null_values=[],
-            strings_can_be_null=False, quoted_strings_can_be_null=False))
+      pa.BufferReader(text.encode("utf-8")),
+      read_options=pcsv.ReadOptions(column_names=list(CENSUS_FIELDS), use_threads=False),
+      parse_options=pcsv.ParseOptions(quote_char=False, ignore_empty_lines=False),
+      convert_options=pcsv.ConvertOptions(
+        column_types={c: pa.string() for c in CENSUS_FIELDS},
+        null_values=[],
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+      ),
+    )
     if table.num_rows != num_lines:
       raise ValueError(f"{path.name}: read {table.num_rows} rows from {num_lines} lines")
   else:
@@ -163,17 +211,21 @@ def parse_census(path: str | Path, raw_columns: Mapping[str, str]) -> Dict[str, 
   if "income_50k" in raw_columns:
     income = field("income_50k")
     known = pc.is_in(income, value_set=pa.array(sorted(INCOME_VALUES))).to_numpy(
-        zero_copy_only=False)
+      zero_copy_only=False
+    )
     if not known.all():
       line = int(np.flatnonzero(~known)[0])
       raise ValueError(
-          f"{path.name}: line {line + 1}, column income_50k: unknown income value "
-          f"{income[line].as_py()!r} (expected one of {sorted(INCOME_VALUES)})")
-    columns["income_50k"] = pc.equal(income, "50000+.").to_numpy(
-        zero_copy_only=False).astype(np.int64)
+        f"{path.name}: line {line + 1}, column income_50k: unknown income value "
+        f"{income[line].as_py()!r} (expected one of {sorted(INCOME_VALUES)})"
+      )
+    columns["income_50k"] = (
+      pc.equal(income, "50000+.").to_numpy(zero_copy_only=False).astype(np.int64)
+    )
   if "is_never_married" in raw_columns:
-    columns["is_never_married"] = pc.equal(field("marital_stat"), NEVER_MARRIED).to_numpy(
-        zero_copy_only=False).astype(np.int64)
+    columns["is_never_married"] = (
+      pc.equal(field("marital_stat"), NEVER_MARRIED).to_numpy(zero_copy_only=False).astype(np.int64)
+    )
   return columns
 
 
@@ -188,7 +240,9 @@ def _file_sha256(path: Path) -> str:
   return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def prepare_census(spec: RankingSpec, out_dir: str | Path, overwrite: bool = False) -> Dict[str, Any]:
+def prepare_census(
+  spec: RankingSpec, out_dir: str | Path, overwrite: bool = False
+) -> Dict[str, Any]:
   """Writes span 1 of the census data under `out_dir`; returns a summary:
   {'source', 'out_dir', 'spans': [{span, rows: {train, eval},
   positive_rate: {label: {train, eval, all}}, skipped}], 'rows', 'positive_rate'}.
@@ -206,14 +260,22 @@ def prepare_census(spec: RankingSpec, out_dir: str | Path, overwrite: bool = Fal
   path = resolve_path(params["path"])
   eval_every = int(params.get("eval_every", 5))
   if not path.exists():
-    raise FileNotFoundError(f"census: {path} does not exist (data.params.path = "
-                            f"{params['path']!r}, relative to {REPO_ROOT})")
+    raise FileNotFoundError(
+      f"census: {path} does not exist (data.params.path = "
+      f"{params['path']!r}, relative to {REPO_ROOT})"
+    )
   out_dir = Path(out_dir)
   columns_spec = spec.raw_columns
   started = time.time()
-  fp = io.fingerprint({"adapter": "census", "version": ADAPTER_VERSION,
-                       "file_sha256": _file_sha256(path), "eval_every": eval_every,
-                       "columns": columns_spec})
+  fp = io.fingerprint(
+    {
+      "adapter": "census",
+      "version": ADAPTER_VERSION,
+      "file_sha256": _file_sha256(path),
+      "eval_every": eval_every,
+      "columns": columns_spec,
+    }
+  )
   if not overwrite:
     existing = io.existing_span(out_dir, 1, fp)
     if existing is not None:
@@ -225,8 +287,12 @@ def prepare_census(spec: RankingSpec, out_dir: str | Path, overwrite: bool = Fal
   n = len(next(iter(columns.values())))
   is_eval = eval_mask(n, eval_every)
   labels = [c for c in columns_spec if c in LABELS]
-  span_summary: Dict[str, Any] = {"span": 1, "fingerprint": fp, "rows": {},
-                                  "positive_rate": {label: {} for label in labels}}
+  span_summary: Dict[str, Any] = {
+    "span": 1,
+    "fingerprint": fp,
+    "rows": {},
+    "positive_rate": {label: {} for label in labels},
+  }
   with io.atomic_span(out_dir, 1) as tmp:
     for split, mask in (("train", ~is_eval), ("eval", is_eval)):
       part = {name: _take(values, mask) for name, values in columns.items()}
@@ -239,8 +305,10 @@ def prepare_census(spec: RankingSpec, out_dir: str | Path, overwrite: bool = Fal
     io.write_span_summary(tmp, span_summary)
   summary = _summary(out_dir, [{**span_summary, "skipped": False}])
   rates = ", ".join(f"{label} {100 * summary['positive_rate'][label]:.2f} %" for label in labels)
-  print(f"census: {n} rows -> {summary['rows']['train']} train / {summary['rows']['eval']} "
-        f"eval in {io.span_dir(out_dir, 1)} ({time.time() - started:.1f} s); positive rate: {rates}")
+  print(
+    f"census: {n} rows -> {summary['rows']['train']} train / {summary['rows']['eval']} "
+    f"eval in {io.span_dir(out_dir, 1)} ({time.time() - started:.1f} s); positive rate: {rates}"
+  )
   return summary
 
 
@@ -256,10 +324,19 @@ def _rate(values: np.ndarray) -> float:
 
 def _summary(out_dir: Path, spans: List[Dict[str, Any]]) -> Dict[str, Any]:
   rows = {split: sum(s.get("rows", {}).get(split, 0) for s in spans) for split in io.SPLITS}
-  rates = {label: by_split.get("all") for label, by_split in
-           spans[0].get("positive_rate", {}).items()} if len(spans) == 1 else {}
-  return {"source": "census", "out_dir": str(out_dir), "spans": spans, "rows": rows,
-          "positive_rate": rates, "skipped": all(s.get("skipped") for s in spans)}
+  rates = (
+    {label: by_split.get("all") for label, by_split in spans[0].get("positive_rate", {}).items()}
+    if len(spans) == 1
+    else {}
+  )
+  return {
+    "source": "census",
+    "out_dir": str(out_dir),
+    "spans": spans,
+    "rows": rows,
+    "positive_rate": rates,
+    "skipped": all(s.get("skipped") for s in spans),
+  }
 
 
 # ----------------------------------------------------------------------------
@@ -293,8 +370,7 @@ def _target_encoding(keys: np.ndarray, labels: np.ndarray, train: np.ndarray) ->
   return rate[inverse]
 
 
-def leak_report(spec: RankingSpec, path: str | Path | None = None,
-                logistic: bool = True) -> str:
+def leak_report(spec: RankingSpec, path: str | Path | None = None, logistic: bool = True) -> str:
   """Markdown tables: the never-married rate per value of the household-status
   columns, and single-column AUCs (target encoding fitted on train, measured on
   eval) for both tasks; with `logistic`, a logistic-regression ablation.
@@ -308,11 +384,15 @@ def leak_report(spec: RankingSpec, path: str | Path | None = None,
   income = columns["income_50k"]
   n = len(never)
   train = ~eval_mask(n, eval_every)
-  strings = {c: np.array(columns[c].to_pylist(), dtype=object) for c in wanted
-             if wanted[c] == "string"}
+  strings = {
+    c: np.array(columns[c].to_pylist(), dtype=object) for c in wanted if wanted[c] == "string"
+  }
   age = columns["age"]
-  lines = [f"Census-Income (KDD) test file, {n:,} rows; overall never-married rate "
-           f"{100 * never.mean():.2f} %, income > 50K {100 * income.mean():.2f} %.", ""]
+  lines = [
+    f"Census-Income (KDD) test file, {n:,} rows; overall never-married rate "
+    f"{100 * never.mean():.2f} %, income > 50K {100 * income.mean():.2f} %.",
+    "",
+  ]
 
   def rate_table(column: str, top: int | None = None) -> None:
     values, inverse = np.unique(strings[column], return_inverse=True)
@@ -321,13 +401,20 @@ def leak_report(spec: RankingSpec, path: str | Path | None = None,
     income_rates = np.bincount(inverse, weights=income) / counts
     order = np.argsort(-counts)
     shown = order if top is None else order[:top]
-    lines.extend([f"`{column}` ({len(values)} values" +
-                  (f", the {top} most frequent shown" if top and top < len(values) else "") + "):",
-                  "", f"| {column} | rows | never married | income > 50K |",
-                  "|---|---:|---:|---:|"])
+    lines.extend(
+      [
+        f"`{column}` ({len(values)} values"
+        + (f", the {top} most frequent shown" if top and top < len(values) else "")
+        + "):",
+        "",
+        f"| {column} | rows | never married | income > 50K |",
+        "|---|---:|---:|---:|",
+      ]
+    )
     for i in shown:
-      lines.append(f"| {values[i]} | {counts[i]:,} | {100 * rates[i]:.1f} % | "
-                   f"{100 * income_rates[i]:.1f} % |")
+      lines.append(
+        f"| {values[i]} | {counts[i]:,} | {100 * rates[i]:.1f} % | {100 * income_rates[i]:.1f} % |"
+      )
     lines.append("")
 
   rate_table("det_hh_summ")
@@ -336,25 +423,35 @@ def leak_report(spec: RankingSpec, path: str | Path | None = None,
 
   age_key = age.astype(np.int64).astype(str).astype(object)
   candidates = [
-      ("age (each year a value)", age_key),
-      ("det_hh_summ", strings["det_hh_summ"]),
-      ("det_hh_fam_stat", strings["det_hh_fam_stat"]),
-      ("tax_filer_stat", strings["tax_filer_stat"]),
-      ("education", strings["education"]),
-      ("age x det_hh_summ", age_key + "|" + strings["det_hh_summ"]),
-      ("age x det_hh_fam_stat", age_key + "|" + strings["det_hh_fam_stat"]),
-      ("age x tax_filer_stat", age_key + "|" + strings["tax_filer_stat"]),
+    ("age (each year a value)", age_key),
+    ("det_hh_summ", strings["det_hh_summ"]),
+    ("det_hh_fam_stat", strings["det_hh_fam_stat"]),
+    ("tax_filer_stat", strings["tax_filer_stat"]),
+    ("education", strings["education"]),
+    ("age x det_hh_summ", age_key + "|" + strings["det_hh_summ"]),
+    ("age x det_hh_fam_stat", age_key + "|" + strings["det_hh_fam_stat"]),
+    ("age x tax_filer_stat", age_key + "|" + strings["tax_filer_stat"]),
   ]
-  lines.extend(["Single-column (and pair) AUCs on the eval split (rows i % "
-                f"{eval_every} == {eval_every - 1}), each value scored by its label rate "
-                "on the train split:", "",
-                "| column(s) | never_married AUC | income AUC |", "|---|---:|---:|"])
+  lines.extend(
+    [
+      "Single-column (and pair) AUCs on the eval split (rows i % "
+      f"{eval_every} == {eval_every - 1}), each value scored by its label rate "
+      "on the train split:",
+      "",
+      "| column(s) | never_married AUC | income AUC |",
+      "|---|---:|---:|",
+    ]
+  )
   is_eval = ~train
   for name, keys in candidates:
-    scores = {label: _target_encoding(keys, values, train)
-              for label, values in (("never", never), ("income", income))}
-    lines.append(f"| {name} | {auc(scores['never'][is_eval], never[is_eval]):.4f} | "
-                 f"{auc(scores['income'][is_eval], income[is_eval]):.4f} |")
+    scores = {
+      label: _target_encoding(keys, values, train)
+      for label, values in (("never", never), ("income", income))
+    }
+    lines.append(
+      f"| {name} | {auc(scores['never'][is_eval], never[is_eval]):.4f} | "
+      f"{auc(scores['income'][is_eval], income[is_eval]):.4f} |"
+    )
   lines.append("")
   if logistic:
     lines.extend(_logistic_ablation(spec, path, eval_every))
@@ -378,14 +475,18 @@ def _logistic_ablation(spec: RankingSpec, path: Path, eval_every: int) -> List[s
   is_eval = eval_mask(len(columns[labels[0]]), eval_every)
   train = ~is_eval
   features = [c for c in spec.raw_columns if c not in LABELS]
-  variants = [("all the spec's features", ()),
-              ("without det_hh_summ, det_hh_fam_stat", ("det_hh_summ", "det_hh_fam_stat")),
-              ("without those and tax_filer_stat",
-               ("det_hh_summ", "det_hh_fam_stat", "tax_filer_stat"))]
-  out = ["Per-task logistic regression (one-hot categoricals, standardized log1p numerics; "
-         "train split -> eval split AUC):", "",
-         "| features | " + " | ".join(f"{label} AUC" for label in labels) + " |",
-         "|---|" + "---:|" * len(labels)]
+  variants = [
+    ("all the spec's features", ()),
+    ("without det_hh_summ, det_hh_fam_stat", ("det_hh_summ", "det_hh_fam_stat")),
+    ("without those and tax_filer_stat", ("det_hh_summ", "det_hh_fam_stat", "tax_filer_stat")),
+  ]
+  out = [
+    "Per-task logistic regression (one-hot categoricals, standardized log1p numerics; "
+    "train split -> eval split AUC):",
+    "",
+    "| features | " + " | ".join(f"{label} AUC" for label in labels) + " |",
+    "|---|" + "---:|" * len(labels),
+  ]
   for name, excluded in variants:
     kept = [c for c in features if c not in excluded]
     cats = [c for c in kept if spec.raw_columns[c] == "string"]
@@ -407,14 +508,20 @@ def _logistic_ablation(spec: RankingSpec, path: Path, eval_every: int) -> List[s
 
 def main(argv: List[str] | None = None) -> int:
   import argparse  # pylint: disable=g-import-not-at-top
+
   from models.spec import load_spec  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(prog="python -m pipeline.data.census",
-                                   description="Write the census span, or report the leak.")
+
+  parser = argparse.ArgumentParser(
+    prog="python -m pipeline.data.census", description="Write the census span, or report the leak."
+  )
   parser.add_argument("--spec", default="census")
   parser.add_argument("--out", help="write span 1 here")
   parser.add_argument("--overwrite", action="store_true")
-  parser.add_argument("--leak-report", action="store_true",
-                      help="print the household-status leak tables (docs/data.md)")
+  parser.add_argument(
+    "--leak-report",
+    action="store_true",
+    help="print the household-status leak tables (docs/data.md)",
+  )
   args = parser.parse_args(argv)
   spec = load_spec(args.spec)
   if args.leak_report:
@@ -428,4 +535,5 @@ def main(argv: List[str] | None = None) -> int:
 
 if __name__ == "__main__":
   import sys  # pylint: disable=g-import-not-at-top
+
   sys.exit(main())

@@ -32,13 +32,15 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Mapping, Sequence, Union
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-SPLITS = ("train", "eval")
+from contract import EVAL_SPLIT, TRAIN_SPLIT
+
+SPLITS = (TRAIN_SPLIT, EVAL_SPLIT)
 DATA_FILE = "data-00000-of-00001.tfrecord.gz"
 SUMMARY_FILE = "_summary.json"
 DTYPES = ("string", "int", "float")
@@ -51,6 +53,7 @@ _BINARY = pa.binary()
 # ----------------------------------------------------------------------------
 # Vectorized tf.train.Example serialization.
 # ----------------------------------------------------------------------------
+
 
 def _varint_bytes(value: int) -> bytes:
   out = bytearray()
@@ -68,8 +71,10 @@ def _ragged_to_binary(lengths: np.ndarray, data: np.ndarray) -> pa.Array:
   offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
   np.cumsum(lengths, out=offsets[1:])
   return pa.Array.from_buffers(
-      _BINARY, len(lengths),
-      [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(data, np.uint8))])
+    _BINARY,
+    len(lengths),
+    [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(data, np.uint8))],
+  )
 
 
 def _varints(values: np.ndarray) -> pa.Array:
@@ -105,8 +110,11 @@ def _as_binary(values: ColumnValues) -> pa.Array:
     values = values.combine_chunks()
   if not isinstance(values, pa.Array):
     values = pa.array(np.asarray(values, dtype=object))
-  if pa.types.is_string(values.type) or pa.types.is_large_string(values.type) or \
-      pa.types.is_large_binary(values.type):
+  if (
+    pa.types.is_string(values.type)
+    or pa.types.is_large_string(values.type)
+    or pa.types.is_large_binary(values.type)
+  ):
     values = values.cast(_BINARY)
   if not pa.types.is_binary(values.type):
     raise TypeError(f"a string column must hold str or bytes, got {values.type}")
@@ -125,8 +133,8 @@ def _feature_entry(name: str, dtype: str, values: ColumnValues, n: int) -> pa.Ar
     inner = b"\x12\x06\x0a\x04"  # float_list, len 6, packed value, len 4
     entry_prefix = head + b"\x12" + bytes([len(inner) + 4]) + inner
     fixed = np.empty((n, len(entry_prefix) + 4), dtype=np.uint8)
-    fixed[:, :len(entry_prefix)] = np.frombuffer(entry_prefix, np.uint8)
-    fixed[:, len(entry_prefix):] = f32.view("<u1").reshape(n, 4)
+    fixed[:, : len(entry_prefix)] = np.frombuffer(entry_prefix, np.uint8)
+    fixed[:, len(entry_prefix) :] = f32.view("<u1").reshape(n, 4)
     entries = _ragged_to_binary(np.full(n, fixed.shape[1]), fixed.reshape(-1))
   elif dtype == "int":
     ints = np.asarray(values)
@@ -138,7 +146,7 @@ def _feature_entry(name: str, dtype: str, values: ColumnValues, n: int) -> pa.Ar
     small_range = high - low < 65536
     values_to_encode = np.arange(low, high + 1, dtype=np.int64) if small_range else ints
     packed = _length_delimited(b"\x0a", _varints(values_to_encode))  # Int64List.value, packed
-    feature = _length_delimited(b"\x1a", packed)            # Feature.int64_list = 3
+    feature = _length_delimited(b"\x1a", packed)  # Feature.int64_list = 3
     entries = _length_delimited(b"\x0a", _join(head, _length_delimited(b"\x12", feature)))
     # A small range of values (labels, positions, hours): build each entry once.
     return entries.take(pa.array(ints - low)) if small_range else entries
@@ -150,12 +158,12 @@ def _feature_entry(name: str, dtype: str, values: ColumnValues, n: int) -> pa.Ar
     # The entry depends only on the value: build it once per distinct value.
     encoded = strings.dictionary_encode()
     value = _length_delimited(b"\x0a", encoded.dictionary)  # BytesList.value = 1
-    feature = _length_delimited(b"\x0a", value)             # Feature.bytes_list = 1
+    feature = _length_delimited(b"\x0a", value)  # Feature.bytes_list = 1
     distinct = _join(head, _length_delimited(b"\x12", feature))
     return _length_delimited(b"\x0a", distinct).take(encoded.indices)
   else:
     raise ValueError(f"column {name!r}: unknown dtype {dtype!r} (use one of {DTYPES})")
-  return _length_delimited(b"\x0a", entries)                # Features.feature = 1
+  return _length_delimited(b"\x0a", entries)  # Features.feature = 1
 
 
 def _check_len(name: str, got: int, n: int) -> None:
@@ -180,8 +188,9 @@ def _check_names(columns: Mapping[str, Any], spec_columns: Mapping[str, str]) ->
     raise ValueError(f"unknown dtype(s) {bad} (use one of {DTYPES})")
 
 
-def encode_examples(columns: Mapping[str, ColumnValues],
-                    spec_columns: Mapping[str, str]) -> pa.Array:
+def encode_examples(
+  columns: Mapping[str, ColumnValues], spec_columns: Mapping[str, str]
+) -> pa.Array:
   """Serialized `tf.train.Example`s, one per row, as a pyarrow binary array.
 
   `columns` must have exactly the keys of `spec_columns` (name -> 'string' |
@@ -193,14 +202,19 @@ def encode_examples(columns: Mapping[str, ColumnValues],
   n = _num_rows(columns)
   if n == 0:
     return pa.array([], _BINARY)
-  entries = [_feature_entry(name, spec_columns[name], columns[name], n)
-             for name in sorted(spec_columns)]
+  entries = [
+    _feature_entry(name, spec_columns[name], columns[name], n) for name in sorted(spec_columns)
+  ]
   features = _join(*entries)
-  return _length_delimited(b"\x0a", features)               # Example.features = 1
+  return _length_delimited(b"\x0a", features)  # Example.features = 1
 
 
-def write_examples(columns: Mapping[str, ColumnValues], spec_columns: Mapping[str, str],
-                   path: Union[str, Path], batch_rows: int = 65536) -> int:
+def write_examples(
+  columns: Mapping[str, ColumnValues],
+  spec_columns: Mapping[str, str],
+  path: Union[str, Path],
+  batch_rows: int = 65536,
+) -> int:
   """Writes the rows of `columns` to a GZIP TFRecord file of serialized
   `tf.train.Example`s; returns the number of rows.
 
@@ -216,10 +230,11 @@ def write_examples(columns: Mapping[str, ColumnValues], spec_columns: Mapping[st
   fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
   os.close(fd)
   try:
-    with tf.io.TFRecordWriter(tmp, options=tf.io.TFRecordOptions(compression_type="GZIP")) \
-        as writer:
+    with tf.io.TFRecordWriter(
+      tmp, options=tf.io.TFRecordOptions(compression_type="GZIP")
+    ) as writer:
       for start in range(0, n, batch_rows):
-        batch = {k: v[start:start + batch_rows] for k, v in columns.items()}
+        batch = {k: v[start : start + batch_rows] for k, v in columns.items()}
         for record in encode_examples(batch, spec_columns).to_pylist():
           writer.write(record)
     os.chmod(tmp, 0o644)
@@ -235,18 +250,21 @@ def write_examples(columns: Mapping[str, ColumnValues], spec_columns: Mapping[st
 # Reading back (tests, docs, sanity checks).
 # ----------------------------------------------------------------------------
 
+
 def feature_spec(spec_columns: Mapping[str, str]) -> Dict[str, Any]:
   """A `tf.io.parse_example` feature spec for the columns of a spec."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   dtypes = {"string": tf.string, "int": tf.int64, "float": tf.float32}
-  return {name: tf.io.FixedLenFeature([], dtypes[dtype])
-          for name, dtype in spec_columns.items()}
+  return {name: tf.io.FixedLenFeature([], dtypes[dtype]) for name, dtype in spec_columns.items()}
 
 
-def read_examples(paths: Union[str, Path, Sequence[Union[str, Path]]],
-                  spec_columns: Mapping[str, str]) -> Dict[str, np.ndarray]:
+def read_examples(
+  paths: Union[str, Path, Sequence[Union[str, Path]]], spec_columns: Mapping[str, str]
+) -> Dict[str, np.ndarray]:
   """Reads GZIP TFRecord files back into columns (numpy; strings as bytes)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   if isinstance(paths, (str, Path)):
     paths = [paths]
   ds = tf.data.TFRecordDataset([str(p) for p in paths], compression_type="GZIP")
@@ -255,8 +273,9 @@ def read_examples(paths: Union[str, Path, Sequence[Union[str, Path]]],
   for batch in ds.batch(65536):
     for name, tensor in tf.io.parse_example(batch, fspec).items():
       parsed[name].append(tensor.numpy())
-  return {name: (np.concatenate(parts) if parts else np.array([]))
-          for name, parts in parsed.items()}
+  return {
+    name: (np.concatenate(parts) if parts else np.array([])) for name, parts in parsed.items()
+  }
 
 
 def span_dir(out_dir: Union[str, Path], span: int) -> Path:
@@ -272,6 +291,7 @@ def split_files(out_dir: Union[str, Path], span: int, split: str) -> List[Path]:
 # rename it into place.
 # ----------------------------------------------------------------------------
 
+
 def fingerprint(payload: Mapping[str, Any]) -> str:
   """A stable hash of the parameters that determine a span's content."""
   text = json.dumps(payload, sort_keys=True, default=str)
@@ -282,15 +302,16 @@ def span_complete(out_dir: Union[str, Path], span: int) -> bool:
   return all(split_files(out_dir, span, split) for split in SPLITS)
 
 
-def read_span_summary(out_dir: Union[str, Path], span: int) -> Optional[Dict[str, Any]]:
+def read_span_summary(out_dir: Union[str, Path], span: int) -> Dict[str, Any] | None:
   path = span_dir(out_dir, span) / SUMMARY_FILE
   if not path.exists():
     return None
   return json.loads(path.read_text())
 
 
-def existing_span(out_dir: Union[str, Path], span: int,
-                  params_fingerprint: str) -> Optional[Dict[str, Any]]:
+def existing_span(
+  out_dir: Union[str, Path], span: int, params_fingerprint: str
+) -> Dict[str, Any] | None:
   """The summary of a complete existing span, or None if it must be written.
 
   A complete span written with other parameters is an error rather than a
@@ -302,9 +323,10 @@ def existing_span(out_dir: Union[str, Path], span: int,
   found = summary.get("fingerprint")
   if found is not None and found != params_fingerprint:
     raise ValueError(
-        f"{span_dir(out_dir, span)} exists but was written with other parameters "
-        f"(fingerprint {found}, now {params_fingerprint}); pass overwrite=True to "
-        "replace it or choose another output directory")
+      f"{span_dir(out_dir, span)} exists but was written with other parameters "
+      f"(fingerprint {found}, now {params_fingerprint}); pass overwrite=True to "
+      "replace it or choose another output directory"
+    )
   return {**summary, "skipped": True}
 
 

@@ -71,15 +71,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pyarrow as pa  # pylint: disable=wrong-import-position
@@ -91,14 +88,32 @@ SIMULATOR_VERSION = 2
 
 # The columns the simulator produces, with their dtypes.
 COLUMNS: Dict[str, str] = {
-    "request_id": "string", "user_id": "string", "item_id": "string",
-    "item_category": "string", "user_segment": "string", "device": "string",
-    "hour": "int", "item_price": "float", "position": "int",
-    "p_click": "float", "p_conv_given_click": "float",
-    "click": "int", "conversion": "int", "dwell_seconds": "float",
+  "request_id": "string",
+  "user_id": "string",
+  "item_id": "string",
+  "item_category": "string",
+  "user_segment": "string",
+  "device": "string",
+  "hour": "int",
+  "item_price": "float",
+  "position": "int",
+  "p_click": "float",
+  "p_conv_given_click": "float",
+  "click": "int",
+  "conversion": "int",
+  "dwell_seconds": "float",
 }
-PARAMS = ("num_spans", "requests_per_span", "slate_size", "num_users", "num_items",
-          "latent_dim", "seed", "eval_fraction", "intent_strength")
+PARAMS = (
+  "num_spans",
+  "requests_per_span",
+  "slate_size",
+  "num_users",
+  "num_items",
+  "latent_dim",
+  "seed",
+  "eval_fraction",
+  "intent_strength",
+)
 FLOAT_PARAMS = ("eval_fraction", "intent_strength")
 
 SEGMENTS = ("new", "casual", "regular", "loyal", "premium")
@@ -115,23 +130,35 @@ DEVICE_DWELL = np.array([-0.2, 0.1, 0.0])
 PRIMARY_DEVICE_PROB = 0.85
 
 # Category name -> typical price (log dollars).
-CATEGORIES = ("apparel", "auto", "beauty", "books", "electronics", "garden",
-              "grocery", "home", "jewelry", "music", "sports", "toys")
+CATEGORIES = (
+  "apparel",
+  "auto",
+  "beauty",
+  "books",
+  "electronics",
+  "garden",
+  "grocery",
+  "home",
+  "jewelry",
+  "music",
+  "sports",
+  "toys",
+)
 CATEGORY_LOG_PRICE = np.array([3.6, 4.2, 3.0, 2.7, 5.0, 3.5, 2.0, 3.9, 4.6, 2.8, 3.7, 3.2])
 
 # Calibration of the base rates (see the module docstring).
-CLICK_BIAS = -2.6           # alpha
-CONV_BIAS = -2.95           # gamma
-EXAMINATION_DECAY = 0.7     # e(p) = 1 / p^0.7
+CLICK_BIAS = -2.6  # alpha
+CONV_BIAS = -2.95  # gamma
+EXAMINATION_DECAY = 0.7  # e(p) = 1 / p^0.7
 RANKER_NOISE = 1.5
 HOUR_CLICK_AMPLITUDE = 0.3
 HOUR_CONV_AMPLITUDE = 0.15
-CONV_CLICK_MATCH = 0.3      # w1
-CONV_OWN_MATCH = 1.0        # w2
+CONV_CLICK_MATCH = 0.3  # w1
+CONV_OWN_MATCH = 1.0  # w2
 PRICE_EFFECT = 0.8
 DWELL_LOG_MEDIAN = math.log(20.0)
 DWELL_SIGMA = 0.7
-INTENT_STREAM = 1           # the intent's random stream: (seed, span, INTENT_STREAM)
+INTENT_STREAM = 1  # the intent's random stream: (seed, span, INTENT_STREAM)
 
 
 # Logit offsets c * s^2 that keep the CTR and the CVR given a click where they
@@ -145,11 +172,11 @@ INTENT_CONV_OFFSET = -0.83
 
 
 def intent_click_offset(strength: float) -> float:
-  return INTENT_CLICK_OFFSET * strength ** 2
+  return INTENT_CLICK_OFFSET * strength**2
 
 
 def intent_conv_offset(strength: float) -> float:
-  return INTENT_CONV_OFFSET * strength ** 2
+  return INTENT_CONV_OFFSET * strength**2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,14 +192,16 @@ class SimParams:
   intent_strength: float
 
   @classmethod
-  def from_spec(cls, spec: RankingSpec) -> "SimParams":
+  def from_spec(cls, spec: RankingSpec) -> SimParams:
     raw = dict(spec.data.params)
     unknown = sorted(set(raw) - set(PARAMS))
     if unknown:
       raise ValueError(f"simulator: unknown data.params {unknown} (known: {', '.join(PARAMS)})")
     if "num_spans" in raw and raw["num_spans"] != spec.data.num_spans:
-      raise ValueError(f"simulator: data.params.num_spans ({raw['num_spans']}) and "
-                       f"data.num_spans ({spec.data.num_spans}) disagree")
+      raise ValueError(
+        f"simulator: data.params.num_spans ({raw['num_spans']}) and "
+        f"data.num_spans ({spec.data.num_spans}) disagree"
+      )
     raw.setdefault("num_spans", spec.data.num_spans)
     missing = [p for p in PARAMS if p not in raw]
     if missing:
@@ -186,8 +215,10 @@ class SimParams:
       if getattr(self, name) < 1:
         raise ValueError(f"simulator: data.params.{name} must be >= 1")
     if self.num_items < self.slate_size:
-      raise ValueError(f"simulator: num_items ({self.num_items}) must be >= slate_size "
-                       f"({self.slate_size}): a slate holds distinct items")
+      raise ValueError(
+        f"simulator: num_items ({self.num_items}) must be >= slate_size "
+        f"({self.slate_size}): a slate holds distinct items"
+      )
     if not 0.0 <= self.eval_fraction <= 1.0:
       raise ValueError("simulator: eval_fraction must be in [0, 1]")
     if self.seed < 0:
@@ -203,14 +234,17 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def _ids(prefix: str, n: int, width: int) -> pa.Array:
   """prefix + zero-padded 0..n-1, built without a Python loop per value."""
   width = max(width, len(str(max(n - 1, 0))))
-  digits = (np.arange(n, dtype=np.int64)[:, None] //
-            (10 ** np.arange(width - 1, -1, -1, dtype=np.int64))[None, :]) % 10
+  digits = (
+    np.arange(n, dtype=np.int64)[:, None]
+    // (10 ** np.arange(width - 1, -1, -1, dtype=np.int64))[None, :]
+  ) % 10
   chars = np.empty((n, len(prefix) + width), dtype=np.uint8)
-  chars[:, :len(prefix)] = np.frombuffer(prefix.encode(), dtype=np.uint8)
-  chars[:, len(prefix):] = digits + ord("0")
-  offsets = (np.arange(n + 1, dtype=np.int32) * chars.shape[1])
-  return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets),
-                                                pa.py_buffer(chars.reshape(-1))])
+  chars[:, : len(prefix)] = np.frombuffer(prefix.encode(), dtype=np.uint8)
+  chars[:, len(prefix) :] = digits + ord("0")
+  offsets = np.arange(n + 1, dtype=np.int32) * chars.shape[1]
+  return pa.Array.from_buffers(
+    pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(chars.reshape(-1))]
+  )
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -225,35 +259,36 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
 def eval_requests(seed: int, span: int, num_requests: int, eval_fraction: float) -> np.ndarray:
   """Which requests of a span go to eval: a hash of (seed, span, request)."""
   with np.errstate(over="ignore"):
-    key = splitmix64(np.uint64(seed) * np.uint64(0x100000001B3) + np.uint64(span)
-                     + np.zeros(1, np.uint64))
+    key = splitmix64(
+      np.uint64(seed) * np.uint64(0x100000001B3) + np.uint64(span) + np.zeros(1, np.uint64)
+    )
     h = splitmix64(np.arange(num_requests, dtype=np.uint64) ^ key)
   return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53) < eval_fraction
 
 
 @dataclasses.dataclass
 class World:
-  user_click: np.ndarray      # (U, d) u
-  user_conv: np.ndarray       # (U, d) u'
-  user_activity: np.ndarray   # (U,) sampling probabilities
-  user_segment: np.ndarray    # (U,) index into SEGMENTS
-  user_device: np.ndarray     # (U,) primary device, index into DEVICES
-  item_click: np.ndarray      # (I, d) v
-  item_conv: np.ndarray       # (I, d) v''
-  item_bias: np.ndarray       # (I,) b
-  item_quality: np.ndarray    # (I,) q
+  user_click: np.ndarray  # (U, d) u
+  user_conv: np.ndarray  # (U, d) u'
+  user_activity: np.ndarray  # (U,) sampling probabilities
+  user_segment: np.ndarray  # (U,) index into SEGMENTS
+  user_device: np.ndarray  # (U,) primary device, index into DEVICES
+  item_click: np.ndarray  # (I, d) v
+  item_conv: np.ndarray  # (I, d) v''
+  item_bias: np.ndarray  # (I,) b
+  item_quality: np.ndarray  # (I,) q
   item_popularity: np.ndarray  # (I,) sampling probabilities
-  item_category: np.ndarray   # (I,) index into CATEGORIES
-  item_price: np.ndarray      # (I,) dollars
+  item_category: np.ndarray  # (I,) index into CATEGORIES
+  item_price: np.ndarray  # (I,) dollars
   device_category: np.ndarray  # (devices, categories) click interaction
   category_peak_hour: np.ndarray  # (categories,)
-  hour_share: np.ndarray      # (24,)
+  hour_share: np.ndarray  # (24,)
 
 
 def make_world(p: SimParams) -> World:
   rng = np.random.default_rng([p.seed, 0])
   d = p.latent_dim
-  scale = d ** -0.25  # so that u.v has unit variance
+  scale = d**-0.25  # so that u.v has unit variance
   user_click = rng.normal(0.0, scale, (p.num_users, d))
   user_conv = rng.normal(0.0, scale, (p.num_users, d))
   activity = np.exp(rng.normal(0.0, 0.8, p.num_users))
@@ -269,32 +304,46 @@ def make_world(p: SimParams) -> World:
   item_category = np.argmax(item_click @ directions, axis=1)
   price_direction = rng.normal(0.0, 1.0, d)
   price_direction /= np.linalg.norm(price_direction)
-  log_price = (CATEGORY_LOG_PRICE[item_category]
-               + 0.4 * (item_conv @ price_direction) / scale
-               + rng.normal(0.0, 0.3, p.num_items))
+  log_price = (
+    CATEGORY_LOG_PRICE[item_category]
+    + 0.4 * (item_conv @ price_direction) / scale
+    + rng.normal(0.0, 0.3, p.num_items)
+  )
   item_price = np.maximum(np.round(np.exp(log_price), 2), 0.5)
   device_category = rng.normal(0.0, 0.25, (len(DEVICES), len(CATEGORIES)))
   category_peak_hour = rng.uniform(0.0, 24.0, len(CATEGORIES))
   hours = np.arange(24)
   hour_share = 1.0 + 0.7 * np.cos(2 * np.pi * (hours - 20) / 24)
   return World(
-      user_click=user_click, user_conv=user_conv,
-      user_activity=activity / activity.sum(), user_segment=user_segment,
-      user_device=user_device, item_click=item_click, item_conv=item_conv,
-      item_bias=item_bias, item_quality=item_quality,
-      item_popularity=popularity / popularity.sum(), item_category=item_category,
-      item_price=item_price, device_category=device_category,
-      category_peak_hour=category_peak_hour, hour_share=hour_share / hour_share.sum())
+    user_click=user_click,
+    user_conv=user_conv,
+    user_activity=activity / activity.sum(),
+    user_segment=user_segment,
+    user_device=user_device,
+    item_click=item_click,
+    item_conv=item_conv,
+    item_bias=item_bias,
+    item_quality=item_quality,
+    item_popularity=popularity / popularity.sum(),
+    item_category=item_category,
+    item_price=item_price,
+    device_category=device_category,
+    category_peak_hour=category_peak_hour,
+    hour_share=hour_share / hour_share.sum(),
+  )
 
 
-def _draw(rng: np.random.Generator, probabilities: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
+def _draw(
+  rng: np.random.Generator, probabilities: np.ndarray, shape: Tuple[int, ...]
+) -> np.ndarray:
   cdf = np.cumsum(probabilities)
   cdf /= cdf[-1]
   return np.minimum(np.searchsorted(cdf, rng.random(shape), side="right"), len(cdf) - 1)
 
 
-def _distinct_slates(rng: np.random.Generator, popularity: np.ndarray, num_requests: int,
-                     k: int) -> np.ndarray:
+def _distinct_slates(
+  rng: np.random.Generator, popularity: np.ndarray, num_requests: int, k: int
+) -> np.ndarray:
   """(num_requests, k) items drawn by popularity, distinct within a row:
   rows with a repeated item are redrawn whole until none is left."""
   slates = _draw(rng, popularity, (num_requests, k))
@@ -304,8 +353,10 @@ def _distinct_slates(rng: np.random.Generator, popularity: np.ndarray, num_reque
     if not len(repeated):
       return slates
     slates[repeated] = _draw(rng, popularity, (len(repeated), k))
-  raise RuntimeError("simulator: could not draw slates of distinct items; popularity is "
-                     "too concentrated for the slate size")
+  raise RuntimeError(
+    "simulator: could not draw slates of distinct items; popularity is "
+    "too concentrated for the slate size"
+  )
 
 
 def simulate_span(world: World, p: SimParams, span: int) -> Dict[str, Any]:
@@ -317,27 +368,35 @@ def simulate_span(world: World, p: SimParams, span: int) -> Dict[str, Any]:
 
   # Requests: user, device, hour.
   user = _draw(rng, world.user_activity, (n_req,))
-  device = np.where(rng.random(n_req) < PRIMARY_DEVICE_PROB, world.user_device[user],
-                    rng.integers(0, len(DEVICES), n_req))
+  device = np.where(
+    rng.random(n_req) < PRIMARY_DEVICE_PROB,
+    world.user_device[user],
+    rng.integers(0, len(DEVICES), n_req),
+  )
   hour = _draw(rng, world.hour_share, (n_req,))
-  items = _distinct_slates(rng, world.item_popularity, n_req, k)        # (n_req, k)
+  items = _distinct_slates(rng, world.item_popularity, n_req, k)  # (n_req, k)
 
   # Per impression (n_req, k).
-  u, u2 = world.user_click[user], world.user_conv[user]                 # (n_req, d)
+  u, u2 = world.user_click[user], world.user_conv[user]  # (n_req, d)
   click_match = np.einsum("rd,rkd->rk", u, world.item_click[items])
   conv_match = np.einsum("rd,rkd->rk", u2, world.item_conv[items])
   segment = world.user_segment[user]
   category = world.item_category[items]
   hour_k = hour[:, None]
-  attraction_logit = (CLICK_BIAS + click_match + world.item_bias[items]
-                      + SEGMENT_CLICK[segment][:, None] + DEVICE_CLICK[device][:, None]
-                      + world.device_category[device[:, None], category]
-                      + HOUR_CLICK_AMPLITUDE * np.cos(
-                          2 * np.pi * (hour_k - world.category_peak_hour[category]) / 24))
+  attraction_logit = (
+    CLICK_BIAS
+    + click_match
+    + world.item_bias[items]
+    + SEGMENT_CLICK[segment][:, None]
+    + DEVICE_CLICK[device][:, None]
+    + world.device_category[device[:, None], category]
+    + HOUR_CLICK_AMPLITUDE * np.cos(2 * np.pi * (hour_k - world.category_peak_hour[category]) / 24)
+  )
 
   # The production ranker orders the slate by a noisy attraction score.
-  order = np.argsort(-(attraction_logit + rng.normal(0.0, RANKER_NOISE, (n_req, k))),
-                     axis=1, kind="stable")
+  order = np.argsort(
+    -(attraction_logit + rng.normal(0.0, RANKER_NOISE, (n_req, k))), axis=1, kind="stable"
+  )
   items = np.take_along_axis(items, order, axis=1)
   click_match = np.take_along_axis(click_match, order, axis=1)
   conv_match = np.take_along_axis(conv_match, order, axis=1)
@@ -345,15 +404,19 @@ def simulate_span(world: World, p: SimParams, span: int) -> Dict[str, Any]:
   attraction_logit = np.take_along_axis(attraction_logit, order, axis=1)
 
   position = np.broadcast_to(np.arange(1, k + 1), (n_req, k))
-  examination = position ** -EXAMINATION_DECAY
+  examination = position**-EXAMINATION_DECAY
   log_price = np.log(world.item_price[items])
   mean_log_price = float(np.log(world.item_price).mean())
-  conv_logit = (CONV_BIAS + CONV_CLICK_MATCH * click_match + CONV_OWN_MATCH * conv_match
-                + world.item_quality[items]
-                - PRICE_EFFECT * SEGMENT_PRICE_SENSITIVITY[segment][:, None]
-                * (log_price - mean_log_price)
-                + SEGMENT_CONV[segment][:, None] + DEVICE_CONV[device][:, None]
-                + HOUR_CONV_AMPLITUDE * np.cos(2 * np.pi * (hour_k - 21) / 24))
+  conv_logit = (
+    CONV_BIAS
+    + CONV_CLICK_MATCH * click_match
+    + CONV_OWN_MATCH * conv_match
+    + world.item_quality[items]
+    - PRICE_EFFECT * SEGMENT_PRICE_SENSITIVITY[segment][:, None] * (log_price - mean_log_price)
+    + SEGMENT_CONV[segment][:, None]
+    + DEVICE_CONV[device][:, None]
+    + HOUR_CONV_AMPLITUDE * np.cos(2 * np.pi * (hour_k - 21) / 24)
+  )
 
   # The hidden intent (after the ranker, which cannot see it). Its own stream,
   # so that intent_strength 0 reproduces the columns of SIMULATOR_VERSION 1.
@@ -369,8 +432,13 @@ def simulate_span(world: World, p: SimParams, span: int) -> Dict[str, Any]:
   attracted = rng.random((n_req, k)) < attraction
   click = examined & attracted
   conversion = click & (rng.random((n_req, k)) < p_conv)
-  dwell_log_mean = (DWELL_LOG_MEDIAN + 0.4 * click_match + 0.3 * conv_match
-                    + 0.3 * conversion + DEVICE_DWELL[device][:, None])
+  dwell_log_mean = (
+    DWELL_LOG_MEDIAN
+    + 0.4 * click_match
+    + 0.3 * conv_match
+    + 0.3 * conversion
+    + DEVICE_DWELL[device][:, None]
+  )
   dwell = np.where(click, np.exp(dwell_log_mean + rng.normal(0.0, DWELL_SIGMA, (n_req, k))), 0.0)
 
   request_of_row = np.repeat(np.arange(n_req), k)
@@ -381,31 +449,35 @@ def simulate_span(world: World, p: SimParams, span: int) -> Dict[str, Any]:
     return pa.array(names, pa.string()).take(pa.array(index.reshape(-1)))
 
   columns = {
-      "request_id": _ids(f"s{span}-r", n_req, 6).take(pa.array(request_of_row)),
-      "user_id": _ids("u", p.num_users, 5).take(pa.array(user_row)),
-      "item_id": _ids("i", p.num_items, 5).take(pa.array(items.reshape(-1))),
-      "item_category": vocab(CATEGORIES, category),
-      "user_segment": vocab(SEGMENTS, segment[request_of_row]),
-      "device": vocab(DEVICES, device[request_of_row]),
-      "hour": hour[request_of_row].astype(np.int64),
-      "item_price": world.item_price[items].reshape(-1).astype(np.float32),
-      "position": position.reshape(-1).astype(np.int64),
-      "p_click": p_click.reshape(-1).astype(np.float32),
-      "p_conv_given_click": p_conv.reshape(-1).astype(np.float32),
-      "click": click.reshape(-1).astype(np.int64),
-      "conversion": conversion.reshape(-1).astype(np.int64),
-      "dwell_seconds": dwell.reshape(-1).astype(np.float32),
+    "request_id": _ids(f"s{span}-r", n_req, 6).take(pa.array(request_of_row)),
+    "user_id": _ids("u", p.num_users, 5).take(pa.array(user_row)),
+    "item_id": _ids("i", p.num_items, 5).take(pa.array(items.reshape(-1))),
+    "item_category": vocab(CATEGORIES, category),
+    "user_segment": vocab(SEGMENTS, segment[request_of_row]),
+    "device": vocab(DEVICES, device[request_of_row]),
+    "hour": hour[request_of_row].astype(np.int64),
+    "item_price": world.item_price[items].reshape(-1).astype(np.float32),
+    "position": position.reshape(-1).astype(np.int64),
+    "p_click": p_click.reshape(-1).astype(np.float32),
+    "p_conv_given_click": p_conv.reshape(-1).astype(np.float32),
+    "click": click.reshape(-1).astype(np.int64),
+    "conversion": conversion.reshape(-1).astype(np.int64),
+    "dwell_seconds": dwell.reshape(-1).astype(np.float32),
   }
   assert all(len(v) == n for v in columns.values())
   # Never written: what the logged features do not show (for the ESMM
   # experiment's x-only oracle, benchmarks/esmm_experiment.py).
-  hidden = {"intent": intent.reshape(-1), "attraction_logit_x": attraction_logit_x.reshape(-1),
-            "conv_logit_x": conv_logit_x.reshape(-1)}
+  hidden = {
+    "intent": intent.reshape(-1),
+    "attraction_logit_x": attraction_logit_x.reshape(-1),
+    "conv_logit_x": conv_logit_x.reshape(-1),
+  }
   return {"columns": columns, "is_eval": is_eval, "hidden": hidden}
 
 
-def x_only_conversion_targets(hidden: Mapping[str, np.ndarray], strength: float,
-                              nodes: int = 40) -> Dict[str, np.ndarray]:
+def x_only_conversion_targets(
+  hidden: Mapping[str, np.ndarray], strength: float, nodes: int = 40
+) -> Dict[str, np.ndarray]:
   """The best pCVR a model of the logged features x can have, two ways, per row
   of `simulate_span(...)["hidden"]` (the intent z ~ N(0, 1) integrated out by
   Gauss-Hermite quadrature):
@@ -423,21 +495,27 @@ def x_only_conversion_targets(hidden: Mapping[str, np.ndarray], strength: float,
   weights = weights / weights.sum()
   attraction = _sigmoid(hidden["attraction_logit_x"][:, None] + strength * z)
   conversion = _sigmoid(hidden["conv_logit_x"][:, None] + strength * z)
-  return {"entire_space": conversion @ weights,
-          "click_space": (attraction * conversion) @ weights / (attraction @ weights),
-          "attraction": attraction @ weights}
+  return {
+    "entire_space": conversion @ weights,
+    "click_space": (attraction * conversion) @ weights / (attraction @ weights),
+    "attraction": attraction @ weights,
+  }
 
 
 def _check_columns(spec: RankingSpec) -> Dict[str, str]:
   wanted = spec.raw_columns
   unknown = sorted(set(wanted) - set(COLUMNS))
   if unknown:
-    raise ValueError(f"simulator: the spec reads column(s) {unknown} that the simulator does "
-                     f"not produce (it produces: {', '.join(COLUMNS)})")
+    raise ValueError(
+      f"simulator: the spec reads column(s) {unknown} that the simulator does "
+      f"not produce (it produces: {', '.join(COLUMNS)})"
+    )
   wrong = {c: (d, COLUMNS[c]) for c, d in wanted.items() if COLUMNS[c] != d}
   if wrong:
-    raise ValueError("simulator: dtype mismatch (spec, simulator): " +
-                     ", ".join(f"{c}: {a} vs {b}" for c, (a, b) in wrong.items()))
+    raise ValueError(
+      "simulator: dtype mismatch (spec, simulator): "
+      + ", ".join(f"{c}: {a} vs {b}" for c, (a, b) in wrong.items())
+    )
   return wanted
 
 
@@ -451,17 +529,19 @@ def _span_stats(columns: Mapping[str, Any], is_eval: np.ndarray) -> Dict[str, An
   click = columns["click"].astype(bool)
   clicks = int(click.sum())
   stats = {
-      "rows": {"train": int((~is_eval).sum()), "eval": int(is_eval.sum())},
-      "requests": int((columns["position"] == 1).sum()),
-      "ctr": float(click.mean()) if len(click) else float("nan"),
-      "mean_p_click": float(columns["p_click"].mean()) if len(click) else float("nan"),
-      "clicks": clicks,
-      "cvr_given_click": float(columns["conversion"][click].mean()) if clicks else float("nan"),
-      "mean_p_conv_given_click_on_clicks":
-          float(columns["p_conv_given_click"][click].mean()) if clicks else float("nan"),
-      "conversions": int(columns["conversion"].sum()),
-      "mean_dwell_given_click":
-          float(columns["dwell_seconds"][click].mean()) if clicks else float("nan"),
+    "rows": {"train": int((~is_eval).sum()), "eval": int(is_eval.sum())},
+    "requests": int((columns["position"] == 1).sum()),
+    "ctr": float(click.mean()) if len(click) else float("nan"),
+    "mean_p_click": float(columns["p_click"].mean()) if len(click) else float("nan"),
+    "clicks": clicks,
+    "cvr_given_click": float(columns["conversion"][click].mean()) if clicks else float("nan"),
+    "mean_p_conv_given_click_on_clicks": float(columns["p_conv_given_click"][click].mean())
+    if clicks
+    else float("nan"),
+    "conversions": int(columns["conversion"].sum()),
+    "mean_dwell_given_click": float(columns["dwell_seconds"][click].mean())
+    if clicks
+    else float("nan"),
   }
   return stats
 
@@ -471,13 +551,13 @@ def _warm_up() -> float:
   TensorFlow (the TFRecord writer) and pandas (pyarrow imports it lazily on
   the first `pa.array`). Returns the seconds spent."""
   started = time.time()
-  import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
   pa.array(np.zeros(1))
   return time.time() - started
 
 
-def simulate(spec: RankingSpec, out_dir: str | Path, overwrite: bool = False,
-             progress: bool = True) -> Dict[str, Any]:
+def simulate(
+  spec: RankingSpec, out_dir: str | Path, overwrite: bool = False, progress: bool = True
+) -> Dict[str, Any]:
   """Writes spans 1..num_spans of simulated impression logs under `out_dir`.
 
   Returns a summary: {'source', 'out_dir', 'spans': [per-span stats: rows
@@ -492,32 +572,45 @@ def simulate(spec: RankingSpec, out_dir: str | Path, overwrite: bool = False,
   columns_spec = _check_columns(spec)
   position = spec.position_feature
   if position is not None and p.slate_size > position.max_value:
-    raise ValueError(f"simulator: slate_size ({p.slate_size}) exceeds the max_value "
-                     f"({position.max_value}) of the position feature {position.name!r}")
+    raise ValueError(
+      f"simulator: slate_size ({p.slate_size}) exceeds the max_value "
+      f"({position.max_value}) of the position feature {position.name!r}"
+    )
   out_dir = Path(out_dir)
   started = time.time()
-  world: Optional[World] = None
+  world: World | None = None
   spans: List[Dict[str, Any]] = []
   for span in range(1, p.num_spans + 1):
     span_started = time.time()
-    fp = io.fingerprint({"adapter": "simulator", "version": SIMULATOR_VERSION,
-                         "params": dataclasses.asdict(p), "span": span,
-                         "columns": columns_spec})
+    fp = io.fingerprint(
+      {
+        "adapter": "simulator",
+        "version": SIMULATOR_VERSION,
+        "params": dataclasses.asdict(p),
+        "span": span,
+        "columns": columns_spec,
+      }
+    )
     if not overwrite:
       existing = io.existing_span(out_dir, span, fp)
       if existing is not None:
         spans.append(existing)
         if progress:
-          print(f"simulator: span {span}/{p.num_spans}: {io.span_dir(out_dir, span)} exists, "
-                "skipped", flush=True)
+          print(
+            f"simulator: span {span}/{p.num_spans}: {io.span_dir(out_dir, span)} exists, skipped",
+            flush=True,
+          )
         continue
     if world is None:
       warm_up = _warm_up()
       started += warm_up
       span_started = time.time()
       if progress:
-        print(f"simulator: imports took {warm_up:.1f} s (TensorFlow, pandas; not counted in "
-              "the rates below)", flush=True)
+        print(
+          f"simulator: imports took {warm_up:.1f} s (TensorFlow, pandas; not counted in "
+          "the rates below)",
+          flush=True,
+        )
       world = make_world(p)
     data = simulate_span(world, p, span)
     columns = {name: data["columns"][name] for name in columns_spec}
@@ -526,20 +619,29 @@ def simulate(spec: RankingSpec, out_dir: str | Path, overwrite: bool = False,
     generated = time.time()
     with io.atomic_span(out_dir, span) as tmp:
       for split, mask in (("train", ~is_eval), ("eval", is_eval)):
-        io.write_examples({k: _take(v, mask) for k, v in columns.items()}, columns_spec,
-                          tmp / split / io.DATA_FILE)
+        io.write_examples(
+          {k: _take(v, mask) for k, v in columns.items()}, columns_spec, tmp / split / io.DATA_FILE
+        )
       io.write_span_summary(tmp, stats)
     seconds = time.time() - span_started
-    spans.append({**stats, "skipped": False, "seconds": round(seconds, 3),
-                  "generate_seconds": round(generated - span_started, 3)})
+    spans.append(
+      {
+        **stats,
+        "skipped": False,
+        "seconds": round(seconds, 3),
+        "generate_seconds": round(generated - span_started, 3),
+      }
+    )
     if progress:
       rows = sum(stats["rows"].values())
-      print(f"simulator: span {span}/{p.num_spans}: {rows} rows ({stats['rows']['train']} train"
-            f" / {stats['rows']['eval']} eval), CTR {100 * stats['ctr']:.2f} %, CVR|click "
-            f"{100 * stats['cvr_given_click']:.2f} %, {seconds:.1f} s (generate "
-            f"{generated - span_started:.1f} s; {rows / max(seconds, 1e-9):,.0f} rows/s) "
-            f"-> {io.span_dir(out_dir, span)}",
-            flush=True)
+      print(
+        f"simulator: span {span}/{p.num_spans}: {rows} rows ({stats['rows']['train']} train"
+        f" / {stats['rows']['eval']} eval), CTR {100 * stats['ctr']:.2f} %, CVR|click "
+        f"{100 * stats['cvr_given_click']:.2f} %, {seconds:.1f} s (generate "
+        f"{generated - span_started:.1f} s; {rows / max(seconds, 1e-9):,.0f} rows/s) "
+        f"-> {io.span_dir(out_dir, span)}",
+        flush=True,
+      )
   return _summary(out_dir, spans, time.time() - started)
 
 
@@ -549,30 +651,38 @@ def _summary(out_dir: Path, spans: List[Dict[str, Any]], seconds: float) -> Dict
   clicks = sum(s["clicks"] for s in spans)
   written = sum(sum(s["rows"].values()) for s in spans if not s.get("skipped"))
   return {
-      "source": "simulator", "out_dir": str(out_dir), "spans": spans, "rows": rows,
-      "ctr": clicks / total if total else float("nan"),
-      "cvr_given_click": sum(s["conversions"] for s in spans) / clicks if clicks else float("nan"),
-      "seconds": round(seconds, 3),
-      "rows_per_second": written / seconds if written and seconds > 0 else None,
-      "skipped": all(s.get("skipped") for s in spans),
+    "source": "simulator",
+    "out_dir": str(out_dir),
+    "spans": spans,
+    "rows": rows,
+    "ctr": clicks / total if total else float("nan"),
+    "cvr_given_click": sum(s["conversions"] for s in spans) / clicks if clicks else float("nan"),
+    "seconds": round(seconds, 3),
+    "rows_per_second": written / seconds if written and seconds > 0 else None,
+    "skipped": all(s.get("skipped") for s in spans),
   }
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: List[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
-      prog="python -m pipeline.data.simulator",
-      description="Simulate impression logs for a spec and print the throughput.")
+    prog="python -m pipeline.data.simulator",
+    description="Simulate impression logs for a spec and print the throughput.",
+  )
   parser.add_argument("--spec", default="synthetic", help="spec name or YAML path")
-  parser.add_argument("--rows", type=int, default=None,
-                      help="total rows to write (overrides requests_per_span)")
-  parser.add_argument("--spans", type=int, default=None,
-                      help="number of spans (default: the spec's; 1 with --rows)")
-  parser.add_argument("--out", default=None,
-                      help="output directory (default: a temporary one, deleted after)")
+  parser.add_argument(
+    "--rows", type=int, default=None, help="total rows to write (overrides requests_per_span)"
+  )
+  parser.add_argument(
+    "--spans", type=int, default=None, help="number of spans (default: the spec's; 1 with --rows)"
+  )
+  parser.add_argument(
+    "--out", default=None, help="output directory (default: a temporary one, deleted after)"
+  )
   parser.add_argument("--overwrite", action="store_true")
   args = parser.parse_args(argv)
 
   from models.spec import load_spec  # pylint: disable=g-import-not-at-top
+
   spec = load_spec(args.spec)
   params = dict(spec.data.params)
   num_spans = args.spans or (1 if args.rows else spec.data.num_spans)
@@ -588,9 +698,11 @@ def main(argv: Optional[List[str]] = None) -> int:
       shutil.rmtree(out, ignore_errors=True)
   total = sum(summary["rows"].values())
   rate = summary["rows_per_second"]
-  print(f"simulator: {total:,} rows in {summary['seconds']:.1f} s"
-        + (f" = {rate:,.0f} rows/s (generate + encode + write)" if rate else " (all skipped)")
-        + f"; CTR {100 * summary['ctr']:.2f} %, CVR|click {100 * summary['cvr_given_click']:.2f} %")
+  print(
+    f"simulator: {total:,} rows in {summary['seconds']:.1f} s"
+    + (f" = {rate:,.0f} rows/s (generate + encode + write)" if rate else " (all skipped)")
+    + f"; CTR {100 * summary['ctr']:.2f} %, CVR|click {100 * summary['cvr_given_click']:.2f} %"
+  )
   return 0
 
 

@@ -14,13 +14,14 @@ REAL_FILE = census.REPO_ROOT.parent / "shared" / "data" / "census-income.test.gz
 
 # A real line of the file (its third), as a list of the raw fields.
 TEMPLATE = (
-    "2, Not in universe, 0, 0, Children, 0, Not in universe, Never married, Not in universe "
-    "or children, Not in universe, White, Mexican-American, Male, Not in universe, Not in "
-    "universe, Children or Armed Forces, 0, 0, 0, Nonfiler, Not in universe, Not in universe, "
-    "Child <18 never marr not in subfamily, Child under 18 never married, 1601.75, ?, ?, ?, "
-    "Not in universe under 1 year old, ?, 0, Both parents present, United-States, "
-    "United-States, United-States, Native- Born in the United States, 0, Not in universe, 0, "
-    "0, 95, - 50000.").split(",")
+  "2, Not in universe, 0, 0, Children, 0, Not in universe, Never married, Not in universe "
+  "or children, Not in universe, White, Mexican-American, Male, Not in universe, Not in "
+  "universe, Children or Armed Forces, 0, 0, 0, Nonfiler, Not in universe, Not in universe, "
+  "Child <18 never marr not in subfamily, Child under 18 never married, 1601.75, ?, ?, ?, "
+  "Not in universe under 1 year old, ?, 0, Both parents present, United-States, "
+  "United-States, United-States, Native- Born in the United States, 0, Not in universe, 0, "
+  "0, 95, - 50000."
+).split(",")
 assert len(TEMPLATE) == 42
 
 
@@ -38,8 +39,7 @@ def write_gz(path: Path, lines) -> Path:
 
 
 def spec_for(path: Path, eval_every: int = 5):
-  return load_spec("census").replace(
-      data={"params": {"path": str(path), "eval_every": eval_every}})
+  return load_spec("census").replace(data={"params": {"path": str(path), "eval_every": eval_every}})
 
 
 def all_files(out_dir: Path):
@@ -50,22 +50,29 @@ def all_files(out_dir: Path):
 def small_file(tmp_path):
   # 23 rows; age = row index + 20 identifies each row; every 3rd is rich, every
   # 2nd never married.
-  lines = [line(age=20 + i,
-                income_50k="50000+." if i % 3 == 0 else "- 50000.",
-                marital_stat="Never married" if i % 2 == 0 else "Married-civilian spouse present")
-           for i in range(23)]
+  lines = [
+    line(
+      age=20 + i,
+      income_50k="50000+." if i % 3 == 0 else "- 50000.",
+      marital_stat="Never married" if i % 2 == 0 else "Married-civilian spouse present",
+    )
+    for i in range(23)
+  ]
   return write_gz(tmp_path / "small.gz", lines)
 
 
 def test_labels_on_hand_written_lines(tmp_path):
-  path = write_gz(tmp_path / "labels.gz", [
+  path = write_gz(
+    tmp_path / "labels.gz",
+    [
       line(income_50k="50000+.", marital_stat="Never married"),
       line(income_50k="- 50000.", marital_stat="Married-civilian spouse present"),
       line(income_50k="50000+.", marital_stat="Divorced"),
       line(income_50k="- 50000.", marital_stat="Never married"),
       line(income_50k="- 50000.", marital_stat="Never married  "),  # trailing spaces strip
       line(income_50k="- 50000.", marital_stat="Married-spouse absent"),
-  ])
+    ],
+  )
   spec = spec_for(path)
   columns = census.parse_census(path, spec.raw_columns)
   assert columns["income_50k"].tolist() == [1, 0, 1, 0, 0, 0]
@@ -96,13 +103,16 @@ def test_split_ratio_determinism_and_skip(small_file, tmp_path):
   # Same input -> byte-identical files, in another directory and another run.
   census.prepare_census(spec, tmp_path / "b")
   files_a, files_b = all_files(tmp_path / "a"), all_files(tmp_path / "b")
-  assert [p.relative_to(tmp_path / "a") for p in files_a] == \
-         [p.relative_to(tmp_path / "b") for p in files_b]
+  assert [p.relative_to(tmp_path / "a") for p in files_a] == [
+    p.relative_to(tmp_path / "b") for p in files_b
+  ]
   assert all(a.read_bytes() == b.read_bytes() for a, b in zip(files_a, files_b))
   # Layout: exactly the contract, no temporary leftovers.
   assert [str(p.relative_to(tmp_path / "a")) for p in files_a] == [
-      "span-1/_summary.json", "span-1/eval/data-00000-of-00001.tfrecord.gz",
-      "span-1/train/data-00000-of-00001.tfrecord.gz"]
+    "span-1/_summary.json",
+    "span-1/eval/data-00000-of-00001.tfrecord.gz",
+    "span-1/train/data-00000-of-00001.tfrecord.gz",
+  ]
   assert sorted(os.listdir(tmp_path / "a")) == ["span-1"]
 
   # Re-running is a no-op that keeps the files; overwrite rewrites them.
@@ -122,6 +132,7 @@ def test_split_ratio_determinism_and_skip(small_file, tmp_path):
 
 def test_written_tfrecords_parse_with_the_spec(small_file, tmp_path):
   import tensorflow as tf
+
   spec = spec_for(small_file)
   census.prepare_census(spec, tmp_path / "out")
   path = io.split_files(tmp_path / "out", 1, "train")[0]
@@ -137,9 +148,12 @@ def test_written_tfrecords_parse_with_the_spec(small_file, tmp_path):
       kind = {"string": "bytes_list", "int": "int64_list", "float": "float_list"}[dtype]
       assert feature.WhichOneof("kind") == kind
       assert len(getattr(feature, kind).value) == 1
-  feature_spec = {name: tf.io.FixedLenFeature([], {"string": tf.string, "int": tf.int64,
-                                                   "float": tf.float32}[dtype])
-                  for name, dtype in spec.raw_columns.items()}
+  feature_spec = {
+    name: tf.io.FixedLenFeature(
+      [], {"string": tf.string, "int": tf.int64, "float": tf.float32}[dtype]
+    )
+    for name, dtype in spec.raw_columns.items()
+  }
   parsed = tf.io.parse_example(records, feature_spec)
   assert parsed["age"].numpy().tolist()[:4] == [20.0, 21.0, 22.0, 23.0]
   assert parsed["is_never_married"].numpy().tolist()[:4] == [1, 0, 1, 0]
@@ -172,23 +186,27 @@ def test_non_numeric_value_names_line_and_column(tmp_path):
 
 def test_unknown_income_value_names_line(tmp_path):
   path = write_gz(tmp_path / "income.gz", [line(), line(), line(), line(income_50k="50000+")])
-  with pytest.raises(ValueError, match=r"line 4, column income_50k: unknown income value "
-                                       r"'50000\+'"):
+  with pytest.raises(
+    ValueError,
+    match=r"line 4, column income_50k: unknown income value "
+    r"'50000\+'",
+  ):
     census.parse_census(path, spec_for(path).raw_columns)
 
 
 def test_label_and_weight_are_never_features(small_file):
   spec = spec_for(small_file)
   for column in ("marital_stat", "instance_weight"):
-    leaky = spec.replace(features=spec.features + (
-        FeatureSpec(name=column, kind="categorical", dtype="string", column=column),))
+    leaky = spec.replace(
+      features=spec.features
+      + (FeatureSpec(name=column, kind="categorical", dtype="string", column=column),)
+    )
     with pytest.raises(ValueError, match=column):
       census.parse_census(small_file, leaky.raw_columns)
 
 
 def test_relative_path_resolves_against_repo_root():
-  assert census.resolve_path("../shared/data/x.gz") == \
-      census.REPO_ROOT / "../shared/data/x.gz"
+  assert census.resolve_path("../shared/data/x.gz") == census.REPO_ROOT / "../shared/data/x.gz"
   assert census.resolve_path("/abs/x.gz") == Path("/abs/x.gz")
 
 

@@ -15,8 +15,15 @@ K = 10
 
 def small_spec(**params):
   spec = load_spec("synthetic")
-  merged = {**spec.data.params, "num_spans": 2, "requests_per_span": 300, "slate_size": K,
-            "num_users": 400, "num_items": 300, **params}
+  merged = {
+    **spec.data.params,
+    "num_spans": 2,
+    "requests_per_span": 300,
+    "slate_size": K,
+    "num_users": 400,
+    "num_items": 300,
+    **params,
+  }
   return spec.replace(data={"params": merged, "num_spans": merged["num_spans"]})
 
 
@@ -30,8 +37,11 @@ def written(tmp_path_factory):
   out = tmp_path_factory.mktemp("sim")
   spec = small_spec()
   summary = simulator.simulate(spec, out, progress=False)
-  rows = {(span, split): io.read_examples(io.split_files(out, span, split), spec.raw_columns)
-          for span in (1, 2) for split in io.SPLITS}
+  rows = {
+    (span, split): io.read_examples(io.split_files(out, span, split), spec.raw_columns)
+    for span in (1, 2)
+    for split in io.SPLITS
+  }
   return spec, out, summary, rows
 
 
@@ -47,9 +57,14 @@ def big_span():
 def test_layout_and_columns(written):
   spec, out, summary, rows = written
   assert [str(p.relative_to(out)) for p in all_files(out)] == [
-      f"span-{s}/{f}" for s in (1, 2) for f in (
-          "_summary.json", "eval/data-00000-of-00001.tfrecord.gz",
-          "train/data-00000-of-00001.tfrecord.gz")]
+    f"span-{s}/{f}"
+    for s in (1, 2)
+    for f in (
+      "_summary.json",
+      "eval/data-00000-of-00001.tfrecord.gz",
+      "train/data-00000-of-00001.tfrecord.gz",
+    )
+  ]
   assert sorted(os.listdir(out)) == ["span-1", "span-2"]
   assert summary["rows"]["train"] + summary["rows"]["eval"] == 2 * 300 * K
   for (span, split), columns in rows.items():
@@ -57,8 +72,14 @@ def test_layout_and_columns(written):
     assert len(columns["click"]) == summary["spans"][span - 1]["rows"][split]
   # Every example holds exactly the spec's columns, one value each.
   import tensorflow as tf
-  record = next(iter(tf.data.TFRecordDataset(
-      [str(p) for p in io.split_files(out, 1, "train")], compression_type="GZIP")))
+
+  record = next(
+    iter(
+      tf.data.TFRecordDataset(
+        [str(p) for p in io.split_files(out, 1, "train")], compression_type="GZIP"
+      )
+    )
+  )
   example = tf.train.Example.FromString(record.numpy())
   assert set(example.features.feature) == set(spec.raw_columns)
   for feature in example.features.feature.values():
@@ -74,8 +95,10 @@ def test_same_seed_gives_identical_bytes_and_rerun_is_a_noop(written, tmp_path):
 
   # Another seed gives other data.
   simulator.simulate(small_spec(seed=8), tmp_path / "other", progress=False)
-  assert io.split_files(tmp_path / "other", 1, "train")[0].read_bytes() != \
-      io.split_files(out, 1, "train")[0].read_bytes()
+  assert (
+    io.split_files(tmp_path / "other", 1, "train")[0].read_bytes()
+    != io.split_files(out, 1, "train")[0].read_bytes()
+  )
 
   # Re-running over complete output keeps the files.
   target = io.split_files(tmp_path / "again", 2, "eval")[0]
@@ -180,8 +203,10 @@ def test_hidden_intent_makes_clicked_rows_convert_more():
     targets = simulator.x_only_conversion_targets(hidden, params.intent_strength)
     # Given its own intent draw, p_conv_given_click is the row's exact truth.
     np.testing.assert_allclose(
-        c["p_conv_given_click"],
-        1 / (1 + np.exp(-(hidden["conv_logit_x"] + strength * hidden["intent"]))), rtol=1e-5)
+      c["p_conv_given_click"],
+      1 / (1 + np.exp(-(hidden["conv_logit_x"] + strength * hidden["intent"]))),
+      rtol=1e-5,
+    )
     # On clicked rows, the truth exceeds what x alone predicts over all
     # impressions, by the naive estimator's bias: P(conv | click, x) - E_z p_conv(x, z).
     gap = c["p_conv_given_click"][click].mean() - targets["entire_space"][click].mean()
@@ -190,7 +215,7 @@ def test_hidden_intent_makes_clicked_rows_convert_more():
   assert abs(gaps[0.0][0]) < 0.005 and abs(gaps[0.0][1]) < 1e-9
   gap, naive_bias, clicked_intent = gaps[1.0]
   assert gap > 0.02 and naive_bias > 0.02
-  assert 0.5 < clicked_intent < 1.0   # z given a click is tilted up by about s (1 - a)
+  assert 0.5 < clicked_intent < 1.0  # z given a click is tilted up by about s (1 - a)
 
 
 def test_intent_keeps_base_rates():
@@ -243,8 +268,9 @@ def test_bad_params_are_refused(tmp_path):
     simulator.simulate(small_spec(num_items=5), tmp_path, progress=False)
   spec = small_spec()
   with pytest.raises(ValueError, match="unknown data.params"):
-    simulator.simulate(spec.replace(data={"params": {**spec.data.params, "typo": 1}}),
-                       tmp_path, progress=False)
+    simulator.simulate(
+      spec.replace(data={"params": {**spec.data.params, "typo": 1}}), tmp_path, progress=False
+    )
   with pytest.raises(ValueError, match="max_value"):
     simulator.simulate(small_spec(slate_size=K + 1), tmp_path, progress=False)
   with pytest.raises(ValueError, match="intent_strength"):
@@ -263,12 +289,13 @@ def test_command_line_prints_throughput(tmp_path, capsys):
 def test_writer_round_trips_edge_values(tmp_path):
   """The shared writer (pipeline.data.io) on values the adapters rarely hit."""
   import tensorflow as tf
+
   spec_columns = {"i": "int", "f": "float", "s": "string", "label": "int"}
   columns = {
-      "i": np.array([-(2 ** 63), -1, 0, 127, 128, 2 ** 62, 2 ** 63 - 1]),
-      "f": np.array([0.0, -1.5, 3.25, np.float32(1e-30), 1e30, np.inf, -0.0], np.float32),
-      "s": ["", "a", "é漢字", "x" * 300, "tab\tnew\nline", "0", "\x00"],
-      "label": np.array([0, 1, 1, 0, 1, 0, 0]),
+    "i": np.array([-(2**63), -1, 0, 127, 128, 2**62, 2**63 - 1]),
+    "f": np.array([0.0, -1.5, 3.25, np.float32(1e-30), 1e30, np.inf, -0.0], np.float32),
+    "s": ["", "a", "é漢字", "x" * 300, "tab\tnew\nline", "0", "\x00"],
+    "label": np.array([0, 1, 1, 0, 1, 0, 0]),
   }
   path = tmp_path / "edge" / "data.tfrecord.gz"
   assert io.write_examples(columns, spec_columns, path, batch_rows=3) == 7
@@ -294,6 +321,7 @@ def test_writer_round_trips_edge_values(tmp_path):
 def _digest() -> str:
   """sha256 of the encoded examples of a small simulated span."""
   import hashlib
+
   spec = small_spec(num_spans=1, requests_per_span=200)
   params = simulator.SimParams.from_spec(spec)
   columns = simulator.simulate_span(simulator.make_world(params), params, 1)["columns"]
@@ -306,10 +334,12 @@ def test_bytes_are_identical_across_processes():
   encoder does not: its feature order follows a per-process hash map)."""
   import subprocess
   import sys
+
   repo = Path(__file__).resolve().parents[2]
   env = {**os.environ, "PYTHONPATH": str(repo), "PYTHONHASHSEED": "12345"}
-  there = subprocess.run([sys.executable, __file__], cwd=repo, env=env, check=True,
-                         capture_output=True, text=True).stdout.split()
+  there = subprocess.run(
+    [sys.executable, __file__], cwd=repo, env=env, check=True, capture_output=True, text=True
+  ).stdout.split()
   assert there[-1] == _digest()
 
 

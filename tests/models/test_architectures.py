@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
-
-from models import architectures  # noqa: E402
+from models import architectures
 
 ARCHITECTURES = ["single_task", "shared_bottom", "mmoe", "ple", "esmm", "aitm"]
 
@@ -51,21 +47,20 @@ def test_masked_row_contributes_zero_gradient(tiny):
   features, labels = tiny.make_batch(spec, n=32)
   labels = {k: v.numpy().copy() for k, v in labels.items()}
   assert labels["click"][1:].sum() > 0
-  labels["click"][0] = 0.0                  # row 0 has no conversion label
+  labels["click"][0] = 0.0  # row 0 has no conversion label
   model(features)
 
   def conversion_gradients(conversion_row0):
     labels["conversion"][0] = conversion_row0
     with tf.GradientTape() as tape:
       logits, _ = model.forward(features, training=False)
-      task_losses, _ = model.task_losses(
-          {k: tf.constant(v) for k, v in labels.items()}, logits)
+      task_losses, _ = model.task_losses({k: tf.constant(v) for k, v in labels.items()}, logits)
       conversion_loss = task_losses[1]
-    return tape.gradient(conversion_loss, model.trainable_variables,
-                         unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return tape.gradient(
+      conversion_loss, model.trainable_variables, unconnected_gradients=tf.UnconnectedGradients.ZERO
+    )
 
-  unlabelled_negative, unlabelled_positive = (conversion_gradients(0.0),
-                                              conversion_gradients(1.0))
+  unlabelled_negative, unlabelled_positive = (conversion_gradients(0.0), conversion_gradients(1.0))
   assert sum(float(tf.norm(tf.convert_to_tensor(g))) for g in unlabelled_negative) > 0
   for a, b in zip(unlabelled_negative, unlabelled_positive):
     np.testing.assert_array_equal(tf.convert_to_tensor(a), tf.convert_to_tensor(b))
@@ -79,12 +74,12 @@ def test_saved_model_round_trip_gives_identical_predictions(tiny, architecture, 
   del features["position"]
   expected = model(features, training=False)
 
-  signature = {name: tf.TensorSpec([None, 1], value.dtype, name)
-               for name, value in features.items()}
+  signature = {
+    name: tf.TensorSpec([None, 1], value.dtype, name) for name, value in features.items()
+  }
   module = tf.Module()
   module.model = model
-  module.serve = tf.function(lambda f: model(f, training=False),
-                             input_signature=[signature])
+  module.serve = tf.function(lambda f: model(f, training=False), input_signature=[signature])
   tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.serve})
   loaded = tf.saved_model.load(str(tmp_path))
   served = loaded.signatures["serving_default"](**features)
@@ -92,14 +87,17 @@ def test_saved_model_round_trip_gives_identical_predictions(tiny, architecture, 
     np.testing.assert_array_equal(served[name], value)
 
 
-INTERACTIONS = {"dot": {"kind": "dot", "pairs": [["cat_a", "bucket_y"]]},
-                "cross": {"kind": "cross", "layers": 2}}
+INTERACTIONS = {
+  "dot": {"kind": "dot", "pairs": [["cat_a", "bucket_y"]]},
+  "cross": {"kind": "cross", "layers": 2},
+}
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 @pytest.mark.parametrize("interaction", sorted(INTERACTIONS))
 def test_feature_interaction_serves_the_same_after_a_saved_model_round_trip(
-    tiny, architecture, interaction, tmp_path):
+  tiny, architecture, interaction, tmp_path
+):
   spec = tiny.make_spec(architecture, interaction=INTERACTIONS[interaction])
   model = architectures.build_model(spec, tiny.VOCAB_SIZES)
   assert spec.model.interaction.kind == interaction
@@ -111,8 +109,9 @@ def test_feature_interaction_serves_the_same_after_a_saved_model_round_trip(
   clone = type(model).from_config(model.get_config())
   clone(features)
   clone.set_weights(model.get_weights())
-  signature = {name: tf.TensorSpec([None, 1], value.dtype, name)
-               for name, value in features.items()}
+  signature = {
+    name: tf.TensorSpec([None, 1], value.dtype, name) for name, value in features.items()
+  }
   module = tf.Module()
   module.model = model
   module.serve = tf.function(lambda f: model(f, training=False), input_signature=[signature])
@@ -127,7 +126,8 @@ def test_weight_decay_shrinks_tables_and_kernels_never_biases_or_position_logits
   def trained(weight_decay):
     keras.utils.set_random_seed(0)
     spec = tiny.make_spec("mmoe", position_bias=True).replace(
-        training={"weight_decay": weight_decay})
+      training={"weight_decay": weight_decay}
+    )
     model = architectures.build_model(spec, tiny.VOCAB_SIZES)
     model.compile_for_spec(spec)
     model.fit(tiny.make_dataset(spec, n=512, batch_size=64), epochs=3, verbose=0)
@@ -137,7 +137,8 @@ def test_weight_decay_shrinks_tables_and_kernels_never_biases_or_position_logits
   assert isinstance(decayed.optimizer, keras.optimizers.AdamW)
   assert not isinstance(plain.optimizer, keras.optimizers.AdamW)
   assert float(tf.norm(decayed.embedding.weights[0])) < 0.8 * float(
-      tf.norm(plain.embedding.weights[0]))
+    tf.norm(plain.embedding.weights[0])
+  )
   assert not architectures._decays(decayed.position_tower.bias_by_position)
   decays = {v.name: architectures._decays(v) for v in decayed.trainable_variables}
   assert all(d == ("kernel" in n or "table_" in n) for n, d in decays.items()), decays
@@ -148,8 +149,7 @@ def test_short_fit_lowers_every_task_loss(tiny, architecture):
   spec = tiny.make_spec(architecture)
   model = architectures.build_model(spec, tiny.VOCAB_SIZES)
   model.compile_for_spec(spec)
-  history = model.fit(tiny.make_dataset(spec, n=1024, batch_size=128), epochs=5,
-                      verbose=0).history
+  history = model.fit(tiny.make_dataset(spec, n=1024, batch_size=128), epochs=5, verbose=0).history
   for task in spec.task_names:
     assert history[f"{task}_loss"][-1] < history[f"{task}_loss"][0], task
 
@@ -160,8 +160,7 @@ def test_mixed_precision_trains_and_outputs_float32(tiny):
   model = architectures.build_model(spec, tiny.VOCAB_SIZES)
   model.compile_for_spec(spec)
   assert isinstance(model.optimizer, keras.mixed_precision.LossScaleOptimizer)
-  history = model.fit(tiny.make_dataset(spec, n=512, batch_size=128), epochs=2,
-                      verbose=0).history
+  history = model.fit(tiny.make_dataset(spec, n=512, batch_size=128), epochs=2, verbose=0).history
   assert np.isfinite(history["loss"]).all() and history["loss"][-1] < history["loss"][0]
   features, _ = tiny.make_batch(spec, n=4)
   assert model.experts.compute_dtype == "float16"
@@ -173,8 +172,9 @@ def test_esmm_ctcvr_is_ctr_times_cvr_and_at_most_ctr(tiny):
   model = architectures.build_model(spec, tiny.VOCAB_SIZES)
   features, _ = tiny.make_batch(spec, n=32)
   outputs = model(features, training=False)
-  np.testing.assert_allclose(outputs["conversion_ctcvr"],
-                             outputs["click"] * outputs["conversion"], rtol=1e-6)
+  np.testing.assert_allclose(
+    outputs["conversion_ctcvr"], outputs["click"] * outputs["conversion"], rtol=1e-6
+  )
   assert np.all(outputs["conversion_ctcvr"] <= outputs["click"])
 
 
@@ -182,8 +182,7 @@ def test_esmm_supervises_ctcvr_on_unclicked_impressions(tiny):
   spec = tiny.make_spec("esmm")
   model = architectures.build_model(spec, tiny.VOCAB_SIZES)
   features, labels = tiny.make_batch(spec, n=1)
-  labels = {"click": tf.zeros([1, 1]), "conversion": tf.zeros([1, 1]),
-            "dwell": tf.zeros([1, 1])}
+  labels = {"click": tf.zeros([1, 1]), "conversion": tf.zeros([1, 1]), "dwell": tf.zeros([1, 1])}
   model(features)
   with tf.GradientTape() as tape:
     logits, _ = model.forward(features)
@@ -192,12 +191,13 @@ def test_esmm_supervises_ctcvr_on_unclicked_impressions(tiny):
   assert masks["conversion"] is None and masks["dwell"] is not None
   gradients = tape.gradient(conversion_loss, model.towers.trainable_variables)
   assert float(tf.norm(gradients[-2])) > 0  # the conversion tower learns from it
-  assert float(task_losses[2]) == 0.0        # dwell stays masked to clicks
+  assert float(task_losses[2]) == 0.0  # dwell stays masked to clicks
 
 
 def test_position_bias_enters_training_logits_only(tiny):
-  spec = tiny.make_spec("mmoe", position_bias=True, position_bias_task="click",
-                        position_dropout=0.0)
+  spec = tiny.make_spec(
+    "mmoe", position_bias=True, position_bias_task="click", position_dropout=0.0
+  )
   model = architectures.build_model(spec, tiny.VOCAB_SIZES)
   features, _ = tiny.make_batch(spec, n=8)
   model(features)
@@ -208,20 +208,21 @@ def test_position_bias_enters_training_logits_only(tiny):
     np.testing.assert_array_equal(served[name], value)
   trained, _ = model.forward(features, training=True, use_position=True)
   plain, _ = model.forward(features, training=True)
-  np.testing.assert_allclose(trained["click"] - plain["click"],
-                             tf.gather(np.linspace(0, 1, 6), features["position"]),
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    trained["click"] - plain["click"],
+    tf.gather(np.linspace(0, 1, 6), features["position"]),
+    rtol=1e-5,
+  )
   np.testing.assert_array_equal(trained["conversion"], plain["conversion"])
 
 
 def test_position_bias_tower_learns_that_low_positions_are_clicked_less(tiny):
-  spec = tiny.make_spec("shared_bottom", tasks="single", position_bias=True,
-                        position_dropout=0.1)
+  spec = tiny.make_spec("shared_bottom", tasks="single", position_bias=True, position_dropout=0.1)
   model = architectures.build_model(spec, tiny.VOCAB_SIZES)
   model.compile_for_spec(spec)
   model.fit(tiny.make_dataset(spec, n=2048, batch_size=128), epochs=4, verbose=0)
   bias = model.position_tower.bias_by_position.numpy()[1:]
-  assert bias[0] > bias[-1] + 0.3   # data: logit falls by 0.3 per position
+  assert bias[0] > bias[-1] + 0.3  # data: logit falls by 0.3 per position
 
 
 def test_aitm_chain_outputs_conditional_and_ordered_entire_space_probabilities(tiny):
@@ -229,10 +230,10 @@ def test_aitm_chain_outputs_conditional_and_ordered_entire_space_probabilities(t
   model = architectures.build_model(spec, tiny.VOCAB_SIZES)
   features, _ = tiny.make_batch(spec, n=16)
   outputs = model(features, training=False)
-  np.testing.assert_allclose(outputs["cart_entire"], outputs["click"] * outputs["cart"],
-                             rtol=1e-5)
-  np.testing.assert_allclose(outputs["purchase_entire"],
-                             outputs["cart_entire"] * outputs["purchase"], rtol=1e-5)
+  np.testing.assert_allclose(outputs["cart_entire"], outputs["click"] * outputs["cart"], rtol=1e-5)
+  np.testing.assert_allclose(
+    outputs["purchase_entire"], outputs["cart_entire"] * outputs["purchase"], rtol=1e-5
+  )
   assert np.all(outputs["purchase_entire"] <= outputs["cart_entire"])
   _, gates = model.forward(features)
   assert set(gates) == {"ait_cart", "ait_purchase"}

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
+import numpy as np
+import pytest
+import tensorflow as tf
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from models import architectures, balancing  # noqa: E402
+from models import architectures, balancing
 
 
 def _request(balancer, losses_fn, variables, shared, step=0):
@@ -20,12 +16,18 @@ def _request(balancer, losses_fn, variables, shared, step=0):
     task_losses = losses_fn()
     objectives = balancer.task_objectives(task_losses)
     request = balancing.GradientRequest(
-        task_losses=task_losses, task_loss_terms=tf.unstack(task_losses),
-        task_objectives=tf.unstack(objectives), total_objective=tf.reduce_sum(objectives),
-        gradient=lambda target, vs: tape.gradient(
-            target, vs, unconnected_gradients=tf.UnconnectedGradients.ZERO),
-        variables=variables, shared_variables=shared, last_shared_variables=shared,
-        step=tf.constant(step, tf.int64))
+      task_losses=task_losses,
+      task_loss_terms=tf.unstack(task_losses),
+      task_objectives=tf.unstack(objectives),
+      total_objective=tf.reduce_sum(objectives),
+      gradient=lambda target, vs: tape.gradient(
+        target, vs, unconnected_gradients=tf.UnconnectedGradients.ZERO
+      ),
+      variables=variables,
+      shared_variables=shared,
+      last_shared_variables=shared,
+      step=tf.constant(step, tf.int64),
+    )
   return request
 
 
@@ -43,7 +45,8 @@ def test_project_conflicting_leaves_no_conflict_between_two_tasks():
 def test_project_conflicting_keeps_agreeing_gradients():
   gradients = tf.constant([[1.0, 2.0], [0.5, 0.1]])
   np.testing.assert_array_equal(
-      balancing.project_conflicting(gradients, tf.constant([0, 1])), gradients)
+    balancing.project_conflicting(gradients, tf.constant([0, 1])), gradients
+  )
 
 
 def test_pcgrad_update_agrees_with_each_task_on_shared_and_sums_own_parameters(tiny):
@@ -52,9 +55,12 @@ def test_pcgrad_update_agrees_with_each_task_on_shared_and_sums_own_parameters(t
   shared = tf.Variable([0.3, -0.2, 0.5])
   own = tf.Variable([1.0, 2.0])
   a, b = tf.constant([1.0, 0.0, 2.0]), tf.constant([-1.0, 1.0, -0.5])
-  request = _request(balancer, lambda: tf.stack(
-      [tf.reduce_sum(shared * a) + own[0], tf.reduce_sum(shared * b) + own[1]]),
-      [shared, own], [shared])
+  request = _request(
+    balancer,
+    lambda: tf.stack([tf.reduce_sum(shared * a) + own[0], tf.reduce_sum(shared * b) + own[1]]),
+    [shared, own],
+    [shared],
+  )
   shared_update, own_update = balancer.gradients(request)
   assert float(tf.reduce_sum(shared_update * a)) >= 0
   assert float(tf.reduce_sum(shared_update * b)) >= 0
@@ -62,8 +68,12 @@ def test_pcgrad_update_agrees_with_each_task_on_shared_and_sums_own_parameters(t
 
 
 def test_dwa_gives_more_weight_to_the_task_whose_loss_falls_slower(tiny):
-  spec = tiny.make_spec("mmoe", tasks="two_binary", balancing="dwa",
-                        balancing_params={"window_steps": 1, "temperature": 1.0})
+  spec = tiny.make_spec(
+    "mmoe",
+    tasks="two_binary",
+    balancing="dwa",
+    balancing_params={"window_steps": 1, "temperature": 1.0},
+  )
   balancer = balancing.create(spec)
   w = tf.Variable(1.0)
   np.testing.assert_allclose(balancer.loss_weights(), [1.0, 1.0])
@@ -75,12 +85,14 @@ def test_dwa_gives_more_weight_to_the_task_whose_loss_falls_slower(tiny):
 
 
 def test_gradnorm_shifts_weight_to_the_task_with_the_smaller_gradient(tiny):
-  spec = tiny.make_spec("mmoe", tasks="two_binary", balancing="gradnorm",
-                        balancing_params={"learning_rate": 0.1})
+  spec = tiny.make_spec(
+    "mmoe", tasks="two_binary", balancing="gradnorm", balancing_params={"learning_rate": 0.1}
+  )
   balancer = balancing.create(spec)
   w = tf.Variable([1.0, 1.0])
-  request = _request(balancer, lambda: tf.stack([10.0 * tf.reduce_sum(w),
-                                                 tf.reduce_sum(w)]), [w], [w])
+  request = _request(
+    balancer, lambda: tf.stack([10.0 * tf.reduce_sum(w), tf.reduce_sum(w)]), [w], [w]
+  )
   balancer.gradients(request)
   weights = balancer.loss_weights().numpy()
   assert weights[0] < 1.0 < weights[1]
@@ -99,9 +111,9 @@ def test_uncertainty_weights_move_during_training(tiny):
 
 @pytest.mark.parametrize("strategy", ["fixed", "uncertainty", "gradnorm", "dwa", "pcgrad"])
 def test_every_strategy_trains_under_jit_compile(tiny, strategy):
-  spec = tiny.make_spec("mmoe", balancing=strategy, balancing_params=(
-      {"window_steps": 2} if strategy == "dwa" else {})).replace(
-          training={"jit_compile": True})
+  spec = tiny.make_spec(
+    "mmoe", balancing=strategy, balancing_params=({"window_steps": 2} if strategy == "dwa" else {})
+  ).replace(training={"jit_compile": True})
   model = architectures.build_model(spec, tiny.VOCAB_SIZES)
   model.compile_for_spec(spec)
   history = model.fit(tiny.make_dataset(spec, n=512, batch_size=64), epochs=2, verbose=0)

@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-WORKER = r'''
+WORKER = r"""
 import json, os, sys
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 mode, out = sys.argv[1], sys.argv[2]
@@ -68,7 +68,7 @@ for balancing in sys.argv[3].split(","):
       "checksum": float(sum(np.sum(w.numpy()) for w in model.trainable_weights))}
 with open(out, "w") as f:
   json.dump(result, f)
-'''
+"""
 
 
 def _free_port() -> int:
@@ -77,19 +77,32 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _launch(tmp_path: Path, mode: str, balancings: str, index: int = 0,
-            tf_config: dict | None = None, data: str = "tiny") -> subprocess.Popen:
+def _launch(
+  tmp_path: Path,
+  mode: str,
+  balancings: str,
+  index: int = 0,
+  tf_config: dict | None = None,
+  data: str = "tiny",
+) -> subprocess.Popen:
   script = tmp_path / "worker.py"
   script.write_text(WORKER)
-  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-         "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests" / "models")])}
+  env = {
+    **os.environ,
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests" / "models")]),
+  }
   env.pop("TF_CONFIG", None)
   if tf_config is not None:
     env["TF_CONFIG"] = json.dumps(tf_config)
   return subprocess.Popen(
-      [sys.executable, str(script), mode, str(tmp_path / f"result_{index}.json"), balancings,
-       data],
-      env=env, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    [sys.executable, str(script), mode, str(tmp_path / f"result_{index}.json"), balancings, data],
+    env=env,
+    cwd=str(REPO),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
 
 
 def _result(process: subprocess.Popen, tmp_path: Path, index: int) -> dict:
@@ -121,13 +134,20 @@ def test_mirrored_strategy_trains_from_the_in_memory_records_input(tmp_path):
 def test_two_worker_multi_worker_mirrored_fit_on_localhost(tmp_path, data):
   workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
   processes = [
-      _launch(tmp_path, "multi_worker", "uncertainty", index=i,
-              tf_config={"cluster": {"worker": workers},
-                         "task": {"type": "worker", "index": i}}, data=data)
-      for i in range(2)]
+    _launch(
+      tmp_path,
+      "multi_worker",
+      "uncertainty",
+      index=i,
+      tf_config={"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}},
+      data=data,
+    )
+    for i in range(2)
+  ]
   results = [_result(p, tmp_path, i) for i, p in enumerate(processes)]
   for result in results:
     assert result["replicas"] == 2
     _check_training(result, "uncertainty")
   assert results[0]["uncertainty"]["checksum"] == pytest.approx(
-      results[1]["uncertainty"]["checksum"], rel=1e-6)
+    results[1]["uncertainty"]["checksum"], rel=1e-6
+  )

@@ -21,16 +21,22 @@ Row = Tuple[float, ...]
 def _rows(features, labels) -> List[Row]:
   """The batch's rows as tuples of every column (features, then labels)."""
   columns = [features[k].numpy()[:, 0] for k in sorted(features)] + [
-      labels[k].numpy()[:, 0] for k in sorted(labels)]
+    labels[k].numpy()[:, 0] for k in sorted(labels)
+  ]
   return [tuple(float(v) for v in row) for row in zip(*columns)]
 
 
-def _epochs(dataset: tf.data.Dataset, num_epochs: int, batches_per_epoch: int
-            ) -> List[List[Row]]:
+def _epochs(dataset: tf.data.Dataset, num_epochs: int, batches_per_epoch: int) -> List[List[Row]]:
   batches = list(dataset.repeat(num_epochs))
   assert len(batches) == num_epochs * batches_per_epoch
-  return [[row for f, l in batches[e * batches_per_epoch:(e + 1) * batches_per_epoch]
-           for row in _rows(f, l)] for e in range(num_epochs)]
+  return [
+    [
+      row
+      for f, l in batches[e * batches_per_epoch : (e + 1) * batches_per_epoch]
+      for row in _rows(f, l)
+    ]
+    for e in range(num_epochs)
+  ]
 
 
 def _on_disk(pattern: str, feature_spec, spec) -> Counter[Row]:
@@ -39,8 +45,10 @@ def _on_disk(pattern: str, feature_spec, spec) -> Counter[Row]:
   features, tasks = inputs.model_columns(spec)
   for record in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), "GZIP"):
     parsed = tf.io.parse_single_example(record, feature_spec)
-    rows[tuple(float(parsed[k][0]) for k in sorted(features))
-         + tuple(float(parsed[label][0]) for _, label in sorted(tasks))] += 1
+    rows[
+      tuple(float(parsed[k][0]) for k in sorted(features))
+      + tuple(float(parsed[label][0]) for _, label in sorted(tasks))
+    ] += 1
   return rows
 
 
@@ -72,8 +80,7 @@ def test_in_memory_shuffled_epochs_drop_a_different_remainder(tiny, tmp_path):
   assert set(epochs[0]) != set(epochs[1])
 
 
-def test_over_budget_streams_the_same_rows_with_the_same_element_spec(tiny, tmp_path,
-                                                                      caplog):
+def test_over_budget_streams_the_same_rows_with_the_same_element_spec(tiny, tmp_path, caplog):
   spec = tiny.make_spec("mmoe")
   pattern, feature_spec = tiny.write_transformed_records(spec, str(tmp_path), n=384)
   # absl's own verbosity gates its INFO lines (a SavedModel export in an earlier
@@ -82,8 +89,9 @@ def test_over_budget_streams_the_same_rows_with_the_same_element_spec(tiny, tmp_
   absl_logging.set_verbosity(absl_logging.INFO)
   try:
     with caplog.at_level(logging.INFO):
-      streamed = inputs.make_input([pattern], feature_spec, spec, batch_size=64,
-                                   shuffle=True, memory_budget_bytes=1000)
+      streamed = inputs.make_input(
+        [pattern], feature_spec, spec, batch_size=64, shuffle=True, memory_budget_bytes=1000
+      )
   finally:
     absl_logging.set_verbosity(verbosity)
   assert not streamed.in_memory and streamed.num_examples == 384
@@ -97,18 +105,19 @@ def test_over_budget_streams_the_same_rows_with_the_same_element_spec(tiny, tmp_
 
 def test_unshuffled_eval_input_keeps_every_row_and_the_last_partial_batch(tiny, tmp_path):
   spec = tiny.make_spec("mmoe")
-  pattern, feature_spec = tiny.write_transformed_records(spec, str(tmp_path), n=150,
-                                                         num_files=1)
+  pattern, feature_spec = tiny.write_transformed_records(spec, str(tmp_path), n=150, num_files=1)
   cached = inputs.make_input([pattern], feature_spec, spec, batch_size=64, shuffle=False)
-  streamed = inputs.make_input([pattern], feature_spec, spec, batch_size=64,
-                               shuffle=False, memory_budget_bytes=0)
+  streamed = inputs.make_input(
+    [pattern], feature_spec, spec, batch_size=64, shuffle=False, memory_budget_bytes=0
+  )
   assert cached.in_memory and not streamed.in_memory
   cached_rows = _epochs(cached.dataset, 1, 3)[0]
   # One file, unshuffled: both paths yield the file's order.
   assert cached_rows == _epochs(streamed.dataset, 1, 3)[0]
   assert collections.Counter(cached_rows) == _on_disk(pattern, feature_spec, spec)
-  assert [float(r[sorted(inputs.model_columns(spec)[0]).index("num_x")])
-          for r in cached_rows] == list(range(150))
+  assert [
+    float(r[sorted(inputs.model_columns(spec)[0]).index("num_x")]) for r in cached_rows
+  ] == list(range(150))
 
 
 def test_a_model_trains_from_the_in_memory_input(tiny, tmp_path):

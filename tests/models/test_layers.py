@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import os
+import numpy as np
+import pytest
+import tensorflow as tf
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from models import architectures, layers  # noqa: E402
+from models import architectures, layers
 
 
 def test_feature_embedding_reads_each_feature_from_its_own_rows():
   layer = layers.FeatureEmbedding([("a", 3, 2), ("b", 4, 2), ("c", 5, 3)], ["x"])
-  features = {"a": tf.constant([[2], [0]], tf.int64), "b": tf.constant([[3], [1]], tf.int64),
-              "c": tf.constant([[4], [0]], tf.int64), "x": tf.constant([[0.5], [-1.0]])}
+  features = {
+    "a": tf.constant([[2], [0]], tf.int64),
+    "b": tf.constant([[3], [1]], tf.int64),
+    "c": tf.constant([[4], [0]], tf.int64),
+    "x": tf.constant([[0.5], [-1.0]]),
+  }
   out = layer(features).numpy()
-  table_2, table_3 = [w.numpy() for w in layer.weights]    # widths 2 and 3
+  table_2, table_3 = [w.numpy() for w in layer.weights]  # widths 2 and 3
   assert out.shape == (2, layer.output_dim) == (2, 2 + 2 + 3 + 1)
-  np.testing.assert_array_equal(out[0, 0:2], table_2[2])        # a=2
-  np.testing.assert_array_equal(out[0, 2:4], table_2[3 + 3])    # b=3 after a's 3 rows
-  np.testing.assert_array_equal(out[0, 4:7], table_3[4])        # c=4
+  np.testing.assert_array_equal(out[0, 0:2], table_2[2])  # a=2
+  np.testing.assert_array_equal(out[0, 2:4], table_2[3 + 3])  # b=3 after a's 3 rows
+  np.testing.assert_array_equal(out[0, 4:7], table_3[4])  # c=4
   np.testing.assert_array_equal(out[:, 7], [0.5, -1.0])
 
 
@@ -42,7 +42,7 @@ def test_parallel_mlp_equals_independent_networks(shared_input):
   k0, b0, k1, b1 = [w.numpy() for w in layer.weights]
   for n in range(num_networks):
     x_n = x.numpy() if shared_input else x.numpy()[:, n]
-    first = k0[:, n * 5:(n + 1) * 5] if shared_input else k0[n]
+    first = k0[:, n * 5 : (n + 1) * 5] if shared_input else k0[n]
     hidden = np.maximum(x_n @ first + b0[n], 0)
     np.testing.assert_allclose(out[:, n], hidden @ k1[n] + b1[n], rtol=1e-5, atol=1e-6)
 
@@ -52,8 +52,9 @@ def test_parallel_mlp_feeds_each_input_to_its_group_of_networks():
   x = tf.random.normal([2, 2, 5])
   out = layer(x).numpy()
   kernel, bias = [w.numpy() for w in layer.weights]
-  np.testing.assert_allclose(out[:, 3], np.maximum(x.numpy()[:, 1] @ kernel[3] + bias[3], 0),
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    out[:, 3], np.maximum(x.numpy()[:, 1] @ kernel[3] + bias[3], 0), rtol=1e-5, atol=1e-6
+  )
 
 
 def test_gate_weights_sum_to_one_and_mix_only_their_experts():
@@ -61,7 +62,7 @@ def test_gate_weights_sum_to_one_and_mix_only_their_experts():
   experts = tf.random.normal([5, 3, 4])
   mixtures, weights = gates(tf.random.normal([5, 7]), experts)
   np.testing.assert_allclose(tf.reduce_sum(weights, -1), np.ones((5, 2)), rtol=1e-6)
-  expected = (weights[:, 1, :1] * experts[:, 1] + weights[:, 1, 1:] * experts[:, 2])
+  expected = weights[:, 1, :1] * experts[:, 1] + weights[:, 1, 1:] * experts[:, 2]
   np.testing.assert_allclose(mixtures[:, 1], expected, rtol=1e-5, atol=1e-6)
 
 
@@ -74,8 +75,7 @@ def test_cgc_levels_chain_and_only_the_last_drops_the_shared_gate():
   assert out["task_gates"].shape == (5, 3, 1 + 2) and out["shared_gate"].shape == (5, 1, 5)
   top = last(out["tasks"], out["shared"])
   assert set(top) == {"tasks", "task_gates"}
-  np.testing.assert_allclose(tf.reduce_sum(top["task_gates"], -1), np.ones((5, 3)),
-                             rtol=1e-6)
+  np.testing.assert_allclose(tf.reduce_sum(top["task_gates"], -1), np.ones((5, 3)), rtol=1e-6)
 
 
 def test_position_bias_tower_drops_rows_only_in_training():
@@ -88,14 +88,17 @@ def test_position_bias_tower_drops_rows_only_in_training():
   assert 0.4 < dropped < 0.6
 
 
-@pytest.mark.parametrize("layer", [
+@pytest.mark.parametrize(
+  "layer",
+  [
     layers.FeatureEmbedding([("a", 3, 2)], ["x"]),
     layers.ParallelMLP(3, [4, 1], last_activation=None, dropout=0.1, networks_per_input=3),
     layers.ExpertGates(2, [[0, 1], [1, 2]]),
     layers.CGCLayer(2, 1, 2, [4], is_last=True),
     layers.PositionBiasTower(10, 0.2),
     layers.AdaptiveInformationTransfer(6),
-])
+  ],
+)
 def test_get_config_round_trip(layer):
   clone = type(layer).from_config(layer.get_config())
   assert clone.get_config() == layer.get_config()
@@ -111,7 +114,7 @@ def test_fused_matmul_equals_one_matmul_per_kernel():
 def test_first_cgc_level_fuses_its_matmuls_without_changing_the_result():
   level = layers.CGCLayer(3, shared_experts=2, task_experts=1, units=[4, 3], is_last=False)
   x = tf.random.normal([5, 6])
-  fused, separate = level(x), level(x, x)   # an explicit shared input: no fusion
+  fused, separate = level(x), level(x, x)  # an explicit shared input: no fusion
   assert set(fused) == set(separate) == {"tasks", "task_gates", "shared", "shared_gate"}
   for key in fused:
     np.testing.assert_allclose(fused[key], separate[key], rtol=1e-5, atol=1e-6)
@@ -122,12 +125,11 @@ def test_mmoe_gates_from_the_experts_first_matmul_equal_the_separate_gates(tiny)
   model = architectures.build_model(spec, tiny.VOCAB_SIZES)
   features, _ = tiny.make_batch(spec, n=16)
   x = model.embedding(features)
-  mixtures, weights = model.gates(x, model.experts(x))   # each layer's own matmul
+  mixtures, weights = model.gates(x, model.experts(x))  # each layer's own matmul
   logits, gates = model.forward(features, training=False)
   separate = model.towers(mixtures)
   for i, task in enumerate(spec.tasks):
-    np.testing.assert_allclose(gates[f"gate_{task.name}"], weights[:, i], rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(gates[f"gate_{task.name}"], weights[:, i], rtol=1e-5, atol=1e-6)
     if task.name in logits:
       np.testing.assert_allclose(logits[task.name], separate[:, i], rtol=1e-5, atol=1e-5)
 
@@ -145,21 +147,28 @@ def test_cross_network_computes_x0_times_linear_plus_residual():
   layer = layers.CrossNetwork(2)
   x0 = tf.random.normal([5, 3])
   out = layer(x0).numpy()
-  w0, b0, w1, b1 = (w.numpy() for w in layer.trainable_weights)   # tfrs Cross: kernel, bias
+  w0, b0, w1, b1 = (w.numpy() for w in layer.trainable_weights)  # tfrs Cross: kernel, bias
   assert w0.shape == w1.shape == (3, 3) and b0.shape == b1.shape == (3,)
   x1 = x0.numpy() * (x0.numpy() @ w0 + b0) + x0.numpy()
   np.testing.assert_allclose(out, x0.numpy() * (x1 @ w1 + b1) + x1, rtol=1e-5, atol=1e-6)
 
 
 def test_feature_embedding_dot_interaction_multiplies_the_named_embeddings():
-  layer = layers.FeatureEmbedding([("user", 3, 2), ("tag", 4, 3), ("item", 5, 2)], ["x"],
-                                  interaction={"kind": "dot", "pairs": [["user", "item"]]})
-  features = {"user": tf.constant([[2], [0]], tf.int64), "tag": tf.constant([[1], [1]], tf.int64),
-              "item": tf.constant([[4], [1]], tf.int64), "x": tf.constant([[0.5], [-1.0]])}
+  layer = layers.FeatureEmbedding(
+    [("user", 3, 2), ("tag", 4, 3), ("item", 5, 2)],
+    ["x"],
+    interaction={"kind": "dot", "pairs": [["user", "item"]]},
+  )
+  features = {
+    "user": tf.constant([[2], [0]], tf.int64),
+    "tag": tf.constant([[1], [1]], tf.int64),
+    "item": tf.constant([[4], [1]], tf.int64),
+    "x": tf.constant([[0.5], [-1.0]]),
+  }
   out = layer(features).numpy()
   assert out.shape == (2, layer.output_dim) == (2, 2 + 3 + 2 + 1 + 1)
   table_2 = next(w.numpy() for w in layer.weights if w.shape[-1] == 2)
-  user, item = table_2[[2, 0]], table_2[3 + np.array([4, 1])]   # item rows after user's 3
+  user, item = table_2[[2, 0]], table_2[3 + np.array([4, 1])]  # item rows after user's 3
   np.testing.assert_allclose(out[:, -1], (user * item).sum(axis=1), rtol=1e-6)
   rebuilt = layers.FeatureEmbedding.from_config(layer.get_config())
   rebuilt(features)
@@ -169,5 +178,6 @@ def test_feature_embedding_dot_interaction_multiplies_the_named_embeddings():
 
 def test_feature_embedding_names_an_unknown_interaction_feature():
   with pytest.raises(ValueError, match="'item' is not an embedded feature"):
-    layers.FeatureEmbedding([("user", 3, 2)], [],
-                            interaction={"kind": "dot", "pairs": [["user", "item"]]})
+    layers.FeatureEmbedding(
+      [("user", 3, 2)], [], interaction={"kind": "dot", "pairs": [["user", "item"]]}
+    )

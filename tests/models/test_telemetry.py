@@ -5,12 +5,10 @@ from __future__ import annotations
 import logging
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from models import architectures, telemetry  # noqa: E402
+from models import architectures, telemetry
 
 
 def test_gate_statistics_mean_weights_and_entropy():
@@ -36,19 +34,33 @@ def _scalar_tags(log_dir):
 
 def test_fit_writes_losses_gates_gradients_and_weights(tiny, tmp_path):
   spec = tiny.make_spec("mmoe", tasks="two_binary", balancing="uncertainty").replace(
-      training={"telemetry_every_n_steps": 2})
+    training={"telemetry_every_n_steps": 2}
+  )
   model = architectures.build_model(spec, tiny.VOCAB_SIZES)
   model.compile_for_spec(spec)
   data = tiny.make_dataset(spec, n=256, batch_size=64)
-  model.fit(data, validation_data=data, epochs=1, verbose=0,
-            callbacks=telemetry.callbacks(spec, str(tmp_path)))
+  model.fit(
+    data,
+    validation_data=data,
+    epochs=1,
+    verbose=0,
+    callbacks=telemetry.callbacks(spec, str(tmp_path)),
+  )
   tags = _scalar_tags(str(tmp_path))
-  for tag in ["step/click_loss", "step/like_auc", "loss_weight/click", "loss_weight/like",
-              "gate/gate_click/expert_0", "gate/gate_like/entropy",
-              "gradient/cosine/click__like", "gradient/norm_ratio/click__like"]:
+  for tag in [
+    "step/click_loss",
+    "step/like_auc",
+    "loss_weight/click",
+    "loss_weight/like",
+    "gate/gate_click/expert_0",
+    "gate/gate_like/entropy",
+    "gradient/cosine/click__like",
+    "gradient/norm_ratio/click__like",
+  ]:
     assert tag in tags, (tag, sorted(tags))
-  np.testing.assert_allclose(tf.reduce_sum(model.telemetry.gate_mean_weights["gate_click"]),
-                             1.0, rtol=1e-5)
+  np.testing.assert_allclose(
+    tf.reduce_sum(model.telemetry.gate_mean_weights["gate_click"]), 1.0, rtol=1e-5
+  )
   cosine = model.telemetry.gradient_cosines.numpy()[0, 1]
   assert -1.0 <= cosine <= 1.0 and cosine != 0.0
 

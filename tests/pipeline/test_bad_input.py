@@ -5,15 +5,19 @@ DataGate fails it, so Transform and Trainer never start."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Dict
 
 import numpy as np
 import pytest
 
+from contract import EVAL_SPLIT, TRAIN_SPLIT
 from models.spec import RankingSpec, load_spec
 from pipeline import config, runner
 from pipeline.data import read_examples, write_examples
 from pipeline.data.census import prepare_census
+
+# Runs the real TFX pipeline: left out of `make test-fast`.
+pytestmark = pytest.mark.pipeline
 
 ROWS_PER_SPLIT = 400
 
@@ -23,8 +27,9 @@ def census_columns(tmp_path_factory, small_census_spec: RankingSpec) -> Dict[str
   """Good census rows, as columns, to corrupt one way per test."""
   out = tmp_path_factory.mktemp("good")
   prepare_census(small_census_spec, out)
-  rows = read_examples(sorted((out / "span-1" / "eval").glob("*.gz")),
-                       small_census_spec.raw_columns)
+  rows = read_examples(
+    sorted((out / "span-1" / "eval").glob("*.gz")), small_census_spec.raw_columns
+  )
   return {name: np.asarray(values)[:ROWS_PER_SPLIT] for name, values in rows.items()}
 
 
@@ -38,17 +43,26 @@ def pushed_serving_dir(tmp_path) -> Path:
 
 
 def _snapshot(directory: Path) -> Dict[str, bytes]:
-  return {str(p.relative_to(directory)): p.read_bytes()
-          for p in sorted(directory.rglob("*")) if p.is_file()}
+  return {
+    str(p.relative_to(directory)): p.read_bytes()
+    for p in sorted(directory.rglob("*"))
+    if p.is_file()
+  }
 
 
-def _run_on(spec: RankingSpec, columns: Dict[str, np.ndarray], dtypes: Dict[str, str],
-            tmp_path: Path, serving_dir: Path) -> str:
+def _run_on(
+  spec: RankingSpec,
+  columns: Dict[str, np.ndarray],
+  dtypes: Dict[str, str],
+  tmp_path: Path,
+  serving_dir: Path,
+) -> str:
   data_dir = tmp_path / "data"
-  for split in (config.TRAIN_SPLIT, config.EVAL_SPLIT):
+  for split in (TRAIN_SPLIT, EVAL_SPLIT):
     write_examples(columns, dtypes, data_dir / "span-1" / split / "data-00000.tfrecord.gz")
-  paths = config.PipelinePaths(data_dir=data_dir, pipeline_root=tmp_path / "root",
-                               serving_dir=serving_dir)
+  paths = config.PipelinePaths(
+    data_dir=data_dir, pipeline_root=tmp_path / "root", serving_dir=serving_dir
+  )
   before = _snapshot(serving_dir)
   with pytest.raises(runner.RunError) as error:
     runner.run(spec, paths, prepare=False)
@@ -57,8 +71,7 @@ def _run_on(spec: RankingSpec, columns: Dict[str, np.ndarray], dtypes: Dict[str,
   return str(error.value)
 
 
-def test_missing_required_column(small_census_spec, census_columns, tmp_path,
-                                 pushed_serving_dir):
+def test_missing_required_column(small_census_spec, census_columns, tmp_path, pushed_serving_dir):
   dtypes = dict(small_census_spec.raw_columns)
   del dtypes["education"]
   columns = {k: v for k, v in census_columns.items() if k != "education"}
@@ -66,21 +79,22 @@ def test_missing_required_column(small_census_spec, census_columns, tmp_path,
   assert "'education'" in message and "column" in message.lower()
 
 
-def test_column_of_the_wrong_type(small_census_spec, census_columns, tmp_path,
-                                  pushed_serving_dir):
+def test_column_of_the_wrong_type(small_census_spec, census_columns, tmp_path, pushed_serving_dir):
   dtypes = {**small_census_spec.raw_columns, "age": "string"}
   columns = {**census_columns, "age": census_columns["age"].astype(str).astype(object)}
   message = _run_on(small_census_spec, columns, dtypes, tmp_path, pushed_serving_dir)
   assert "'age'" in message and "type" in message.lower()
 
 
-def test_binary_label_outside_zero_one(small_census_spec, census_columns, tmp_path,
-                                       pushed_serving_dir):
+def test_binary_label_outside_zero_one(
+  small_census_spec, census_columns, tmp_path, pushed_serving_dir
+):
   labels = census_columns["income_50k"].copy()
   labels[:3] = 2
   columns = {**census_columns, "income_50k": labels}
-  message = _run_on(small_census_spec, columns, small_census_spec.raw_columns, tmp_path,
-                    pushed_serving_dir)
+  message = _run_on(
+    small_census_spec, columns, small_census_spec.raw_columns, tmp_path, pushed_serving_dir
+  )
   assert "'income_50k'" in message and "out-of-range" in message.lower()
 
 
@@ -93,19 +107,20 @@ def test_conditional_label_without_its_parent(tmp_path, pushed_serving_dir):
   conversion = click * (rng.random(n) < 0.5)
   conversion[np.flatnonzero(click == 0)[:5]] = 1  # five conversions without a click
   columns = {
-      "request_id": np.array([f"r{i // 10}" for i in range(n)], dtype=object),
-      "user_id": np.array([f"u{i % 50}" for i in range(n)], dtype=object),
-      "item_id": np.array([f"i{i % 70}" for i in range(n)], dtype=object),
-      "item_category": np.array([f"c{i % 5}" for i in range(n)], dtype=object),
-      "user_segment": np.array([f"s{i % 3}" for i in range(n)], dtype=object),
-      "device": np.array(["ios", "android"] * (n // 2), dtype=object),
-      "hour": (np.arange(n) % 24).astype(np.int64),
-      "item_price": rng.uniform(1, 100, n).astype(np.float32),
-      "position": (np.arange(n) % 10 + 1).astype(np.int64),
-      "p_click": np.full(n, 0.2, np.float32),
-      "p_conv_given_click": np.full(n, 0.5, np.float32),
-      "click": click, "conversion": conversion.astype(np.int64),
-      "dwell_seconds": (click * 30.0).astype(np.float32),
+    "request_id": np.array([f"r{i // 10}" for i in range(n)], dtype=object),
+    "user_id": np.array([f"u{i % 50}" for i in range(n)], dtype=object),
+    "item_id": np.array([f"i{i % 70}" for i in range(n)], dtype=object),
+    "item_category": np.array([f"c{i % 5}" for i in range(n)], dtype=object),
+    "user_segment": np.array([f"s{i % 3}" for i in range(n)], dtype=object),
+    "device": np.array(["ios", "android"] * (n // 2), dtype=object),
+    "hour": (np.arange(n) % 24).astype(np.int64),
+    "item_price": rng.uniform(1, 100, n).astype(np.float32),
+    "position": (np.arange(n) % 10 + 1).astype(np.int64),
+    "p_click": np.full(n, 0.2, np.float32),
+    "p_conv_given_click": np.full(n, 0.5, np.float32),
+    "click": click,
+    "conversion": conversion.astype(np.int64),
+    "dwell_seconds": (click * 30.0).astype(np.float32),
   }
   message = _run_on(spec, columns, spec.raw_columns, tmp_path, pushed_serving_dir)
   assert "5 rows have 'conversion'" in message and "'click'" in message
@@ -113,14 +128,16 @@ def test_conditional_label_without_its_parent(tmp_path, pushed_serving_dir):
 
 def test_empty_span(small_census_spec, census_columns, tmp_path, pushed_serving_dir):
   empty = {k: v[:0] for k, v in census_columns.items()}
-  message = _run_on(small_census_spec, empty, small_census_spec.raw_columns, tmp_path,
-                    pushed_serving_dir)
+  message = _run_on(
+    small_census_spec, empty, small_census_spec.raw_columns, tmp_path, pushed_serving_dir
+  )
   assert "empty" in message and "span 1" in message
 
 
 def test_missing_span_directory(small_census_spec, tmp_path):
   (tmp_path / "data").mkdir()
-  paths = config.PipelinePaths(data_dir=tmp_path / "data", pipeline_root=tmp_path / "root",
-                               serving_dir=tmp_path / "serving")
+  paths = config.PipelinePaths(
+    data_dir=tmp_path / "data", pipeline_root=tmp_path / "root", serving_dir=tmp_path / "serving"
+  )
   with pytest.raises(runner.RunError, match="no span"):
     runner.run(small_census_spec, paths, prepare=False)

@@ -4,7 +4,6 @@ TFT Beam implementation), TFMA EvalConfig, export's fused score."""
 from __future__ import annotations
 
 import json
-
 import os
 import tempfile
 
@@ -15,7 +14,6 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_transform.tf_metadata import metadata_io
-from tfx_bsl.public import tfxio
 
 from models import export
 from models.features import SPEC_CONFIG_KEY, preprocessing_fn, vocab_sizes
@@ -45,12 +43,22 @@ def _rows(n: int):
   rng = np.random.default_rng(1)
   for i in range(n):
     click = int(rng.random() < 0.3)
-    yield {"request_id": f"r{i // 10}", "user_id": f"u{i % 7}", "item_id": f"i{i % 11}",
-           "item_category": ["a", "b", "c"][i % 3], "user_segment": "s", "device":
-           ["ios", "web"][i % 2], "hour": i % 24, "item_price": float(1 + i % 50),
-           "position": i % 10 + 1, "p_click": 0.3, "p_conv_given_click": 0.1,
-           "click": click, "conversion": click * int(rng.random() < 0.2),
-           "dwell_seconds": click * float(rng.uniform(1, 100))}
+    yield {
+      "request_id": f"r{i // 10}",
+      "user_id": f"u{i % 7}",
+      "item_id": f"i{i % 11}",
+      "item_category": ["a", "b", "c"][i % 3],
+      "user_segment": "s",
+      "device": ["ios", "web"][i % 2],
+      "hour": i % 24,
+      "item_price": float(1 + i % 50),
+      "position": i % 10 + 1,
+      "p_click": 0.3,
+      "p_conv_given_click": 0.1,
+      "click": click,
+      "conversion": click * int(rng.random() < 0.2),
+      "dwell_seconds": click * float(rng.uniform(1, 100)),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +68,16 @@ def tft_run(spec):
   raw_metadata = tft.DatasetMetadata(schema)
   rows = [{k: [v] for k, v in row.items()} for row in _rows(200)]
   with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=False):
-    (transformed, _), transform_fn = (
-        (rows, raw_metadata) | tft_beam.AnalyzeAndTransformDataset(
-            lambda inputs: preprocessing_fn(inputs, {SPEC_CONFIG_KEY: spec.to_json()}),
-            output_record_batches=False))
+    (transformed, _), transform_fn = (rows, raw_metadata) | tft_beam.AnalyzeAndTransformDataset(
+      lambda inputs: preprocessing_fn(inputs, {SPEC_CONFIG_KEY: spec.to_json()}),
+      output_record_batches=False,
+    )
     out_dir = tempfile.mkdtemp()
     _ = transform_fn | tft_beam.WriteTransformFn(out_dir)
   # The Transform component writes the raw metadata too; the export reads it.
-  metadata_io.write_metadata(raw_metadata,
-                             os.path.join(out_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
+  metadata_io.write_metadata(
+    raw_metadata, os.path.join(out_dir, tft.TFTransformOutput.RAW_METADATA_DIR)
+  )
   return rows, transformed, tft.TFTransformOutput(out_dir)
 
 
@@ -98,12 +107,20 @@ def test_eval_config_is_per_task_with_gates_only_on_named_slices(spec):
   no_tower = spec.replace(model={"position_bias": False, "position_bias_task": None})
   assert eval_config_from_spec(no_tower).model_specs[0].signature_name == "serving_default"
   # The fused score is ranked against the gain task's label, the click.
-  assert dict(model_spec.label_keys) == {"click": "click", "conversion": "conversion",
-                                        "dwell": "dwell_seconds", "score": "click"}
+  assert dict(model_spec.label_keys) == {
+    "click": "click",
+    "conversion": "conversion",
+    "dwell": "dwell_seconds",
+    "score": "click",
+  }
   # Conditional tasks are judged on the rows where the parent happened.
   assert dict(model_spec.example_weight_keys) == {"conversion": "click", "dwell": "click"}
-  assert [list(s.output_names) for s in config.metrics_specs] == [["click"], ["conversion"],
-                                                                  ["dwell"], ["score"]]
+  assert [list(s.output_names) for s in config.metrics_specs] == [
+    ["click"],
+    ["conversion"],
+    ["dwell"],
+    ["score"],
+  ]
   for task_spec in config.metrics_specs[:2]:
     assert "ExpectedCalibrationError" in [m.class_name for m in task_spec.metrics]
   ranking = config.metrics_specs[3]
@@ -126,8 +143,11 @@ def test_eval_config_is_per_task_with_gates_only_on_named_slices(spec):
 
 
 def test_fused_score_is_the_declared_product(spec):
-  outputs = {"click": tf.constant([0.5, 0.1]), "conversion": tf.constant([0.2, 0.5]),
-             "dwell": tf.constant([16.0, 4.0])}
+  outputs = {
+    "click": tf.constant([0.5, 0.1]),
+    "conversion": tf.constant([0.2, 0.5]),
+    "dwell": tf.constant([16.0, 4.0]),
+  }
   score = export.fused_score(spec, outputs).numpy()
   np.testing.assert_allclose(score, [0.5 * 0.2 * 4.0, 0.1 * 0.5 * 2.0], rtol=1e-5)
 
@@ -149,6 +169,7 @@ def test_evaluation_signature_adds_the_position_logit_to_click_only(spec, tft_ru
   """TFMA's signature: the served outputs, except click = sigmoid(click logit +
   the position-bias logit of the logged position); serving stays position-free."""
   from models import architectures
+
   rows, _, tft_output = tft_run
   model = architectures.build_model(spec, vocab_sizes(spec, tft_output))
   position_logits = np.linspace(2.0, -2.0, spec.position_feature.max_value + 1)
@@ -161,11 +182,15 @@ def test_evaluation_signature_adds_the_position_logit_to_click_only(spec, tft_ru
   logged = loaded.signatures[export.EVAL_SIGNATURE](examples=examples)
   positions = np.array([r["position"][0] for r in rows[:20]])
   logit = lambda p: np.log(p / (1 - p))
-  np.testing.assert_allclose(logit(logged["click"].numpy()),
-                             logit(served["click"].numpy()) + position_logits[positions],
-                             rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(
+    logit(logged["click"].numpy()),
+    logit(served["click"].numpy()) + position_logits[positions],
+    rtol=1e-4,
+    atol=1e-4,
+  )
   for task in ("conversion", "dwell", "score"):
     np.testing.assert_allclose(logged[task].numpy(), served[task].numpy(), rtol=1e-6)
   # Without a position-bias tower there is nothing to add: no such signature.
   assert not export.has_eval_signature(
-      spec.replace(model={"position_bias": False, "position_bias_task": None}))
+    spec.replace(model={"position_bias": False, "position_bias_task": None})
+  )

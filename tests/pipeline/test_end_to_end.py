@@ -20,6 +20,9 @@ from serving.client import GrpcClient
 from serving.config import ServerOptions
 from serving.server import ModelServer
 
+# Runs the real TFX pipeline: left out of `make test-fast`.
+pytestmark = pytest.mark.pipeline
+
 
 @pytest.fixture(scope="module")
 def first_run(first_census_run):
@@ -41,13 +44,23 @@ def test_first_run_pushes_a_blessed_model(first_run, small_census_spec):
     assert summary.metrics[task]["example_count"] == 1000
   for task in small_census_spec.task_names:
     assert 0 <= summary.metrics[task]["expected_calibration_error"] < 0.5
-  for component in ("ExampleGen", "StatisticsGen", "DataGate", "Transform", "Trainer",
-                    "Evaluator", "Pusher", "SingleTaskTrainer", "SingleTaskEvaluator"):
+  for component in (
+    "ExampleGen",
+    "StatisticsGen",
+    "DataGate",
+    "Transform",
+    "Trainer",
+    "Evaluator",
+    "Pusher",
+    "SingleTaskTrainer",
+    "SingleTaskEvaluator",
+  ):
     assert summary.component_seconds[component] > 0
 
 
 def test_single_task_baseline_is_evaluated_beside_the_multi_task_model(
-    first_run, small_census_spec):
+  first_run, small_census_spec
+):
   _, summary = first_run
   rows = {(r["task"], r["metric"]): r for r in summary.single_task_baseline}
   for task in small_census_spec.task_names:
@@ -93,9 +106,14 @@ def test_serving_default_answers_raw_examples_per_task(first_run, small_census_s
   serve = model.signatures["serving_default"]
   assert "transform_features" in model.signatures
   paths, _ = first_run
-  records = [r for r in tf.data.TFRecordDataset(
-      [str(f) for f in split_files(paths.data_dir, 1, "eval")], compression_type="GZIP")
-      .take(16).as_numpy_iterator()]
+  records = [
+    r
+    for r in tf.data.TFRecordDataset(
+      [str(f) for f in split_files(paths.data_dir, 1, "eval")], compression_type="GZIP"
+    )
+    .take(16)
+    .as_numpy_iterator()
+  ]
   # A served request carries no labels: strip them from the raw examples.
   requests = []
   for record in records:
@@ -112,25 +130,33 @@ def test_serving_default_answers_raw_examples_per_task(first_run, small_census_s
   np.testing.assert_allclose(outputs["score"].numpy(), outputs["income"].numpy(), rtol=1e-5)
 
 
-def test_second_run_is_cached_and_pushes_nothing_new(first_run, second_census_run,
-                                                    small_census_spec):
+def test_second_run_is_cached_and_pushes_nothing_new(
+  first_run, second_census_run, small_census_spec
+):
   paths, first = first_run
   second = second_census_run.summary
-  assert {"ExampleGen", "Transform", "Trainer", "SingleTaskTrainer"} <= \
-      set(second.cached_components)
+  assert {"ExampleGen", "Transform", "Trainer", "SingleTaskTrainer"} <= set(
+    second.cached_components
+  )
   assert second.pushed_model_dir is None
   assert second.already_pushed_version == int(Path(first.pushed_model_dir).name)
   versions = [p.name for p in paths.model_base_path(small_census_spec.name).iterdir()]
   assert versions == [Path(first.pushed_model_dir).name]
 
 
-def test_server_answers_grpc_predict_on_the_pushed_model_as_in_process(first_run,
-                                                                       small_census_spec):
+def test_server_answers_grpc_predict_on_the_pushed_model_as_in_process(
+  first_run, small_census_spec
+):
   paths, summary = first_run
   name = small_census_spec.name
-  records = [r for r in tf.data.TFRecordDataset(
-      [str(f) for f in split_files(paths.data_dir, 1, "eval")], compression_type="GZIP")
-      .take(8).as_numpy_iterator()]
+  records = [
+    r
+    for r in tf.data.TFRecordDataset(
+      [str(f) for f in split_files(paths.data_dir, 1, "eval")], compression_type="GZIP"
+    )
+    .take(8)
+    .as_numpy_iterator()
+  ]
   labels = {task.label for task in small_census_spec.tasks}
   requests = []
   for record in records:
@@ -141,9 +167,13 @@ def test_server_answers_grpc_predict_on_the_pushed_model_as_in_process(first_run
   function = tf.saved_model.load(summary.pushed_model_dir).signatures["serving_default"]
   expected = {k: v.numpy() for k, v in function(examples=tf.constant(requests)).items()}
 
-  options = ServerOptions(port=0, rest_api_port=0, model_name=name,
-                          model_base_path=str(paths.model_base_path(name)),
-                          file_system_poll_wait_seconds=0)
+  options = ServerOptions(
+    port=0,
+    rest_api_port=0,
+    model_name=name,
+    model_base_path=str(paths.model_base_path(name)),
+    file_system_poll_wait_seconds=0,
+  )
   with ModelServer(options) as server:
     client = GrpcClient(f"127.0.0.1:{server.grpc_port}", name, {})
     try:
@@ -157,7 +187,8 @@ def test_server_answers_grpc_predict_on_the_pushed_model_as_in_process(first_run
 
 
 def test_a_regressed_model_is_not_blessed_nor_pushed_and_the_task_is_named(
-    first_run, regressed_census_run, small_census_spec):
+  first_run, regressed_census_run, small_census_spec
+):
   paths, first = first_run
   regressed = regressed_census_run.summary
   # A training-budget change re-trains on the same Transform output.
@@ -167,11 +198,13 @@ def test_a_regressed_model_is_not_blessed_nor_pushed_and_the_task_is_named(
   assert regressed.pushed_model_dir is None and regressed.already_pushed_version is None
   versions = [p.name for p in paths.model_base_path(small_census_spec.name).iterdir()]
   assert versions == [Path(first.pushed_model_dir).name]
-  regressions = [r for r in regressed.not_blessed_reasons
-                 if "change vs blessed baseline" in r]
+  regressions = [r for r in regressed.not_blessed_reasons if "change vs blessed baseline" in r]
   assert regressions, regressed.not_blessed_reasons
-  failing = {task for task in small_census_spec.task_names
-             if any(r.startswith(f"task {task}, slice overall: auc") for r in regressions)}
+  failing = {
+    task
+    for task in small_census_spec.task_names
+    if any(r.startswith(f"task {task}, slice overall: auc") for r in regressions)
+  }
   assert failing, regressions
   for task in failing:
     drop = regressed.metrics[task]["auc"] - first.metrics[task]["auc"]

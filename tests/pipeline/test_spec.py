@@ -38,15 +38,18 @@ def test_census_never_uses_a_label_or_the_survey_weight_as_a_feature():
   assert not {"marital_stat", "instance_weight", "income_50k"} & columns
 
 
-@pytest.mark.parametrize("mutate, field", [
+@pytest.mark.parametrize(
+  "mutate, field",
+  [
     (lambda r: r["tasks"][1].update(parent="clik"), "tasks[1].parent"),
     (lambda r: r["features"][1].update(kind="embedding"), "features[1].kind"),
     (lambda r: r["features"][1].update(encoding="hash", hash_buckets=0), "hash_buckets"),
     (lambda r: r["tasks"].append(dict(r["tasks"][0])), "tasks[3].name"),
-    (lambda r: r["evaluation"]["thresholds"].update(ctr={"auc": {"value": 0.5}}),
-     "thresholds.ctr"),
-    (lambda r: r["evaluation"]["thresholds"]["dwell"].update(auc={"value": 0.5}),
-     "thresholds.dwell.auc"),
+    (lambda r: r["evaluation"]["thresholds"].update(ctr={"auc": {"value": 0.5}}), "thresholds.ctr"),
+    (
+      lambda r: r["evaluation"]["thresholds"]["dwell"].update(auc={"value": 0.5}),
+      "thresholds.dwell.auc",
+    ),
     (lambda r: r["evaluation"].update(slices=["country"]), "slices[0]"),
     (lambda r: r["model"].update(architecture="transformer"), "model.architecture"),
     (lambda r: r["training"].update(batch_size="big"), "training.batch_size"),
@@ -55,18 +58,27 @@ def test_census_never_uses_a_label_or_the_survey_weight_as_a_feature():
     (lambda r: r["tasks"][0].update(label="device"), "tasks[0].label"),
     (lambda r: r["evaluation"].update(gain_task="dwell"), "evaluation.gain_task"),
     (lambda r: r["evaluation"].update(ndcg_cutoffs=[0]), "evaluation.ndcg_cutoffs"),
-    (lambda r: r["evaluation"].update(single_task_baseline="yes"),
-     "evaluation.single_task_baseline"),
-    (lambda r: r["model"].update(interaction={"kind": "dot", "pairs": [["user_id", "price"]]}),
-     "model.interaction.pairs[0]"),
-    (lambda r: r["model"].update(interaction={"kind": "dot", "pairs": [["user_id", "position"]]}),
-     "model.interaction.pairs[0]"),
+    (
+      lambda r: r["evaluation"].update(single_task_baseline="yes"),
+      "evaluation.single_task_baseline",
+    ),
+    (
+      lambda r: r["model"].update(interaction={"kind": "dot", "pairs": [["user_id", "price"]]}),
+      "model.interaction.pairs[0]",
+    ),
+    (
+      lambda r: r["model"].update(interaction={"kind": "dot", "pairs": [["user_id", "position"]]}),
+      "model.interaction.pairs[0]",
+    ),
     (lambda r: r["model"].update(interaction={"kind": "dot"}), "model.interaction.pairs"),
     (lambda r: r["model"].update(interaction={"kind": "fm"}), "model.interaction.kind"),
-    (lambda r: r["model"].update(interaction={"kind": "cross", "layers": 0}),
-     "model.interaction.layers"),
+    (
+      lambda r: r["model"].update(interaction={"kind": "cross", "layers": 0}),
+      "model.interaction.layers",
+    ),
     (lambda r: r["training"].update(weight_decay=-0.1), "training.weight_decay"),
-])
+  ],
+)
 def test_invalid_specs_name_the_field(mutate, field):
   raw = copy.deepcopy(_raw())
   mutate(raw)
@@ -94,8 +106,9 @@ def test_gain_task_defaults_to_the_scored_click():
 
 def test_component_views_keep_caches_across_unrelated_sections():
   spec = load_spec("census")
-  evaluation_changed = spec.replace(evaluation={"single_task_baseline": True,
-                                                "confidence_intervals": True})
+  evaluation_changed = spec.replace(
+    evaluation={"single_task_baseline": True, "confidence_intervals": True}
+  )
   budget_changed = spec.replace(training={"epochs": 1})
   assert evaluation_changed.trainer_view().to_json() == spec.trainer_view().to_json()
   assert budget_changed.transform_view().to_json() == spec.transform_view().to_json()

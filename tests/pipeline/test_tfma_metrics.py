@@ -21,8 +21,9 @@ REQUESTS, SLATE = 60, 6
 
 @pytest.fixture(scope="module")
 def ranking_spec():
-  return load_spec("synthetic").replace(evaluation={
-      "ndcg_cutoffs": (3, 6), "confidence_intervals": True, "min_slice_size": 1})
+  return load_spec("synthetic").replace(
+    evaluation={"ndcg_cutoffs": (3, 6), "confidence_intervals": True, "min_slice_size": 1}
+  )
 
 
 @pytest.fixture(scope="module")
@@ -36,25 +37,30 @@ def logged(tmp_path_factory):
     clicks = (rng.random(SLATE) < 1 / (1 + np.exp(-2 * relevance))).astype(int)
     click_pred = 1 / (1 + np.exp(-relevance + rng.normal(scale=0.5, size=SLATE)))
     for i in range(SLATE):
-      rows.append({"request_id": f"r{request}", "device": device, "click": int(clicks[i]),
-                   "click_pred": float(click_pred[i]),
-                   "score_pred": float(click_pred[i] * 0.5)})
+      rows.append(
+        {
+          "request_id": f"r{request}",
+          "device": device,
+          "click": int(clicks[i]),
+          "click_pred": float(click_pred[i]),
+          "score_pred": float(click_pred[i] * 0.5),
+        }
+      )
   path = tmp_path_factory.mktemp("tfma") / "examples.tfrecord"
   with tf.io.TFRecordWriter(str(path)) as writer:
     for row in rows:
       feature = {
-          "request_id": tf.train.Feature(bytes_list=tf.train.BytesList(
-              value=[row["request_id"].encode()])),
-          "device": tf.train.Feature(bytes_list=tf.train.BytesList(
-              value=[row["device"].encode()])),
-          "click": tf.train.Feature(int64_list=tf.train.Int64List(value=[row["click"]])),
-          "click_pred": tf.train.Feature(float_list=tf.train.FloatList(
-              value=[row["click_pred"]])),
-          "score_pred": tf.train.Feature(float_list=tf.train.FloatList(
-              value=[row["score_pred"]])),
+        "request_id": tf.train.Feature(
+          bytes_list=tf.train.BytesList(value=[row["request_id"].encode()])
+        ),
+        "device": tf.train.Feature(bytes_list=tf.train.BytesList(value=[row["device"].encode()])),
+        "click": tf.train.Feature(int64_list=tf.train.Int64List(value=[row["click"]])),
+        "click_pred": tf.train.Feature(float_list=tf.train.FloatList(value=[row["click_pred"]])),
+        "score_pred": tf.train.Feature(float_list=tf.train.FloatList(value=[row["score_pred"]])),
       }
-      writer.write(tf.train.Example(features=tf.train.Features(feature=feature))
-                   .SerializeToString())
+      writer.write(
+        tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+      )
   return path, rows
 
 
@@ -62,29 +68,43 @@ def logged(tmp_path_factory):
 def evaluated(logged, ranking_spec, tmp_path_factory) -> Path:
   path, _ = logged
   eval_config = tfma.EvalConfig(
-      model_specs=[tfma.ModelSpec(label_keys={"click": "click", "score": "click"},
-                                  prediction_keys={"click": "click_pred",
-                                                   "score": "score_pred"})],
-      slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["device"])],
-      metrics_specs=[
-          tfma.MetricsSpec(output_names=["click"], metrics=[
-              tfma.MetricConfig(class_name="ExampleCount"),
-              tfma.MetricConfig(class_name="AUC"),
-              tfma.MetricConfig(class_name="ExpectedCalibrationError",
-                                module=CUSTOM_METRICS_MODULE)]),
-          ranking_metrics_spec(ranking_spec)],
-      options=tfma.Options(compute_confidence_intervals={"value": True}))
+    model_specs=[
+      tfma.ModelSpec(
+        label_keys={"click": "click", "score": "click"},
+        prediction_keys={"click": "click_pred", "score": "score_pred"},
+      )
+    ],
+    slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["device"])],
+    metrics_specs=[
+      tfma.MetricsSpec(
+        output_names=["click"],
+        metrics=[
+          tfma.MetricConfig(class_name="ExampleCount"),
+          tfma.MetricConfig(class_name="AUC"),
+          tfma.MetricConfig(class_name="ExpectedCalibrationError", module=CUSTOM_METRICS_MODULE),
+        ],
+      ),
+      ranking_metrics_spec(ranking_spec),
+    ],
+    options=tfma.Options(compute_confidence_intervals={"value": True}),
+  )
   out = tmp_path_factory.mktemp("tfma-out")
-  tfma.run_model_analysis(eval_config=eval_config, data_location=str(path),
-                          output_path=str(out), random_seed_for_testing=1,
-                          pipeline_options=PipelineOptions(config.BEAM_PIPELINE_ARGS))
+  tfma.run_model_analysis(
+    eval_config=eval_config,
+    data_location=str(path),
+    output_path=str(out),
+    random_seed_for_testing=1,
+    pipeline_options=PipelineOptions(config.BEAM_PIPELINE_ARGS),
+  )
   return out
 
 
 def _ece(labels: np.ndarray, predictions: np.ndarray, bins: int = 10) -> float:
   index = np.minimum((predictions * bins).astype(int), bins - 1)
-  return sum(abs(labels[index == b].sum() - predictions[index == b].sum())
-             for b in range(bins)) / labels.size
+  return (
+    sum(abs(labels[index == b].sum() - predictions[index == b].sum()) for b in range(bins))
+    / labels.size
+  )
 
 
 def _grouped_auc(rows, keep=lambda row: True):
@@ -106,13 +126,11 @@ def test_ece_matches_the_binned_gap(evaluated, logged, ranking_spec):
   predictions = np.array([r["click_pred"] for r in rows])
   click = metrics[("click", "overall")]
   assert click["example_count"] == REQUESTS * SLATE
-  assert click["expected_calibration_error"] == pytest.approx(_ece(labels, predictions),
-                                                              abs=1e-4)
+  assert click["expected_calibration_error"] == pytest.approx(_ece(labels, predictions), abs=1e-4)
   assert 0 < click["expected_calibration_error"] < 1
 
 
-def test_grouped_auc_and_ndcg_are_computed_per_request_and_slice(evaluated, logged,
-                                                                  ranking_spec):
+def test_grouped_auc_and_ndcg_are_computed_per_request_and_slice(evaluated, logged, ranking_spec):
   _, rows = logged
   metrics = results.slice_metrics(ranking_spec, str(evaluated))
   score = metrics[("score", "overall")]
@@ -130,8 +148,11 @@ def test_grouped_auc_and_ndcg_are_computed_per_request_and_slice(evaluated, logg
 
 def test_confidence_intervals_bracket_the_value_when_asked(evaluated, ranking_spec):
   metrics = results.slice_metrics(ranking_spec, str(evaluated))
-  for output, metric in (("click", "auc"), ("click", "expected_calibration_error"),
-                         ("score", "grouped_auc")):
+  for output, metric in (
+    ("click", "auc"),
+    ("click", "expected_calibration_error"),
+    ("score", "grouped_auc"),
+  ):
     values = metrics[(output, "overall")]
     assert values[metric + "_lower"] <= values[metric] <= values[metric + "_upper"], metric
     assert values[metric + "_lower"] < values[metric + "_upper"], metric

@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from models.spec import resolve_spec_path
 from pipeline import cli
+
+# Runs the real TFX pipeline: left out of `make test-fast`.
+pytestmark = pytest.mark.pipeline
 
 
 def _tiny_synthetic_spec(path) -> None:
   """The bundled synthetic spec on 2 tiny spans, 1 epoch, no slices nor gates."""
   raw = yaml.safe_load(resolve_spec_path("synthetic").read_text())
   raw["data"]["num_spans"] = 2
-  raw["data"]["params"].update(num_spans=2, requests_per_span=60, num_users=50,
-                               num_items=40)
+  raw["data"]["params"].update(num_spans=2, requests_per_span=60, num_users=50, num_items=40)
   raw["training"].update(epochs=1, batch_size=64)
   raw["evaluation"].update(slices=[], gated_slices=[])
   del raw["evaluation"]["thresholds"]
@@ -29,8 +32,22 @@ def test_transform_reads_every_span_of_the_window(tmp_path, capfd):
   spec_file, summary_file = tmp_path / "tiny.yaml", tmp_path / "summary.json"
   report_file = tmp_path / "out" / "report.html"
   _tiny_synthetic_spec(spec_file)
-  assert cli.main(["run", "--spec", str(spec_file), "--home", str(tmp_path / "home"),
-                   "--summary-json", str(summary_file), "--report", str(report_file)]) == 0
+  assert (
+    cli.main(
+      [
+        "run",
+        "--spec",
+        str(spec_file),
+        "--home",
+        str(tmp_path / "home"),
+        "--summary-json",
+        str(summary_file),
+        "--report",
+        str(report_file),
+      ]
+    )
+    == 0
+  )
   summary = json.loads(summary_file.read_text())
   assert summary["training_spans"] == [1, 2]
   console = capfd.readouterr().out
@@ -46,4 +63,4 @@ def test_transform_reads_every_span_of_the_window(tmp_path, capfd):
   assert console.rstrip().endswith(f"report: {report_file}")
   page = report_file.read_text()
   assert "no release thresholds" in page
-  assert all(f"<section id=\"{s}\"" in page for s in ("outcome", "metrics", "durations"))
+  assert all(f'<section id="{s}"' in page for s in ("outcome", "metrics", "durations"))

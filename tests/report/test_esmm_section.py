@@ -16,14 +16,19 @@ from benchmarks import esmm_experiment
 from pipeline import cli, esmm_report
 from tests.report.test_report import CHROMIUM, _sections
 
+# Runs the real TFX pipeline: left out of `make test-fast`.
+pytestmark = pytest.mark.pipeline
+
 
 @pytest.fixture(scope="module")
 def esmm_json(tmp_path_factory) -> Path:
   """Two seeds on 200 requests per span: 30.5 s of fixture setup (load 0.5-1.9),
   under the ~60 s that would call for a smaller experiment."""
   out = tmp_path_factory.mktemp("esmm") / "esmm.json"
-  assert esmm_experiment.main(["--seeds", "0", "1", "--requests-per-span", "200",
-                               "--out", str(out)]) == 0
+  assert (
+    esmm_experiment.main(["--seeds", "0", "1", "--requests-per-span", "200", "--out", str(out)])
+    == 0
+  )
   return out
 
 
@@ -49,12 +54,14 @@ def test_point_chart_places_each_model_by_its_mean(esmm_json):
   # Per metric row: naive first, then ESMM; the higher mean sits further right.
   for row, (key, _) in enumerate(esmm_report.CHART_METRICS):
     (naive_x, naive_color), (esmm_x, esmm_color) = filled[2 * row], filled[2 * row + 1]
-    assert (naive_color, esmm_color) == (esmm_report.MODEL_COLORS["naive"],
-                                         esmm_report.MODEL_COLORS["esmm"])
+    assert (naive_color, esmm_color) == (
+      esmm_report.MODEL_COLORS["naive"],
+      esmm_report.MODEL_COLORS["esmm"],
+    )
     naive_mean = result["summary"]["naive"][key]["mean"]
     esmm_mean = result["summary"]["esmm"][key]["mean"]
     assert (float(esmm_x) > float(naive_x)) == (esmm_mean > naive_mean), key
-  assert chart.count("stroke-dasharray") == 2   # the paper's two AUCs
+  assert chart.count("stroke-dasharray") == 2  # the paper's two AUCs
 
 
 def test_malformed_results_name_the_missing_field(esmm_json, tmp_path, capsys):
@@ -64,23 +71,55 @@ def test_malformed_results_name_the_missing_field(esmm_json, tmp_path, capsys):
   bad.write_text(json.dumps(result))
   with pytest.raises(ValueError, match=r"summary\.esmm\.clicked_auc"):
     esmm_report.load_results(bad)
-  assert cli.main(["report", "--pipeline-root", str(tmp_path), "--out",
-                   str(tmp_path / "r.html"), "--esmm-results", str(bad)]) == 1
+  assert (
+    cli.main(
+      [
+        "report",
+        "--pipeline-root",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "r.html"),
+        "--esmm-results",
+        str(bad),
+      ]
+    )
+    == 1
+  )
   assert "summary.esmm.clicked_auc" in capsys.readouterr().err
   with pytest.raises(FileNotFoundError, match="nowhere.json"):
     esmm_report.load_results(tmp_path / "nowhere.json")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH "
-                    "(Debian: apt-get install -y chromium)")
+@pytest.mark.skipif(
+  CHROMIUM is None, reason="no chromium binary on PATH (Debian: apt-get install -y chromium)"
+)
 def test_headless_chromium_renders_the_esmm_section(report_run, esmm_json, tmp_path):
   out = tmp_path / "report.html"
-  assert cli.main(["report", "--pipeline-root", report_run.pipeline_root, "--out", str(out),
-                   "--esmm-results", str(esmm_json)]) == 0
-  command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-             "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"]
-  dom = subprocess.run(command + ["--dump-dom", out.as_uri()], check=True,
-                       capture_output=True, text=True, timeout=120).stdout
+  assert (
+    cli.main(
+      [
+        "report",
+        "--pipeline-root",
+        report_run.pipeline_root,
+        "--out",
+        str(out),
+        "--esmm-results",
+        str(esmm_json),
+      ]
+    )
+    == 0
+  )
+  command = [
+    CHROMIUM,
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    f"--user-data-dir={tmp_path / 'profile'}",
+  ]
+  dom = subprocess.run(
+    command + ["--dump-dom", out.as_uri()], check=True, capture_output=True, text=True, timeout=120
+  ).stdout
   rendered = _sections(dom)
   assert "ESMM experiment" in rendered.text[esmm_report.SECTION_ID]
   assert rendered.tags[esmm_report.SECTION_ID].count("svg") == 1
@@ -88,6 +127,5 @@ def test_headless_chromium_renders_the_esmm_section(report_run, esmm_json, tmp_p
   assert rendered.external == []
   # Without the file the report has no such section.
   plain = tmp_path / "plain.html"
-  assert cli.main(["report", "--pipeline-root", report_run.pipeline_root,
-                   "--out", str(plain)]) == 0
+  assert cli.main(["report", "--pipeline-root", report_run.pipeline_root, "--out", str(plain)]) == 0
   assert 'id="esmm"' not in plain.read_text()

@@ -16,8 +16,17 @@ import pytest
 from pipeline import cli, report
 
 SECTION_IDS = [key for key, _ in report.SECTIONS]
-CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser",
-                                                  "google-chrome") if shutil.which(name)), None)
+CHROMIUM = next(
+  (
+    shutil.which(name)
+    for name in ("chromium", "chromium-browser", "google-chrome")
+    if shutil.which(name)
+  ),
+  None,
+)
+
+# Runs the real TFX pipeline: left out of `make test-fast`.
+pytestmark = pytest.mark.pipeline
 
 
 class _Sections(HTMLParser):
@@ -63,8 +72,7 @@ def report_data(report_run) -> report.ReportData:
 @pytest.fixture(scope="module")
 def report_file(report_run, tmp_path_factory) -> Path:
   out = tmp_path_factory.mktemp("report") / "report.html"
-  assert cli.main(["report", "--pipeline-root", report_run.pipeline_root,
-                   "--out", str(out)]) == 0
+  assert cli.main(["report", "--pipeline-root", report_run.pipeline_root, "--out", str(out)]) == 0
   return out
 
 
@@ -111,8 +119,14 @@ def test_page_shows_every_section_with_its_content(report_file, report_run, repo
   for section in ("gates", "gradients", "loss-weights", "losses", "durations"):
     assert "svg" in page.tags[section], section
   assert "income vs never_married" in page.text["gradients"]
-  for component in ("ExampleGen", "Transform", "Trainer", "Evaluator",
-                    "SingleTaskTrainer", "SingleTaskEvaluator"):
+  for component in (
+    "ExampleGen",
+    "Transform",
+    "Trainer",
+    "Evaluator",
+    "SingleTaskTrainer",
+    "SingleTaskEvaluator",
+  ):
     assert component in page.text["durations"]
   # No query key in the census spec: the ranking section says so.
   assert "query_key" in page.text["ranking"]
@@ -134,8 +148,9 @@ def test_single_task_baseline_compares_every_task_and_slice(report_data):
 
 
 def test_interval_shows_beside_its_metric():
-  table = report.metrics_table({"income": {"auc": 0.93, "auc_lower": 0.91,
-                                           "auc_upper": 0.95}}, "task")
+  table = report.metrics_table(
+    {"income": {"auc": 0.93, "auc_lower": 0.91, "auc_upper": 0.95}}, "task"
+  )
   assert "[0.9100, 0.9500]" in table and "auc_lower" not in table
 
 
@@ -145,24 +160,43 @@ def test_baseline_change_shows_beside_its_metric():
 
 
 def test_missing_pipeline_root_is_named(tmp_path, capsys):
-  assert cli.main(["report", "--pipeline-root", str(tmp_path / "nowhere"),
-                   "--out", str(tmp_path / "r.html")]) == 1
+  assert (
+    cli.main(
+      ["report", "--pipeline-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r.html")]
+    )
+    == 1
+  )
   assert "nowhere" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH "
-                    "(Debian: apt-get install -y chromium)")
+@pytest.mark.skipif(
+  CHROMIUM is None, reason="no chromium binary on PATH (Debian: apt-get install -y chromium)"
+)
 def test_headless_chromium_renders_every_section(report_file, tmp_path):
-  command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-             "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"]
-  dom = subprocess.run(command + ["--dump-dom", report_file.as_uri()], check=True,
-                       capture_output=True, text=True, timeout=120).stdout
+  command = [
+    CHROMIUM,
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    f"--user-data-dir={tmp_path / 'profile'}",
+  ]
+  dom = subprocess.run(
+    command + ["--dump-dom", report_file.as_uri()],
+    check=True,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  ).stdout
   rendered = _sections(dom)
   for section in SECTION_IDS:
     assert rendered.text[section].strip(), f"section {section} rendered empty"
   assert sum(tags.count("svg") for tags in rendered.tags.values()) >= 7
   screenshot = tmp_path / "report.png"
-  subprocess.run(command + [f"--screenshot={screenshot}", "--window-size=1200,3000",
-                            report_file.as_uri()], check=True, capture_output=True,
-                 timeout=120)
+  subprocess.run(
+    command + [f"--screenshot={screenshot}", "--window-size=1200,3000", report_file.as_uri()],
+    check=True,
+    capture_output=True,
+    timeout=120,
+  )
   assert screenshot.stat().st_size > 20_000

@@ -27,10 +27,10 @@ from typing import Iterator
 import pytest
 
 from serving.config import ServerOptions
+from serving.conformance import AVAILABLE, MODEL_NAME, Endpoint, free_port, push_version
 from serving.examples import serialize_rows
 from serving.server import ModelServer
 from serving.testing import SYNTHETIC_COLUMNS, random_rows
-from serving.conformance import AVAILABLE, MODEL_NAME, Endpoint, free_port, push_version
 
 
 def _first_version() -> int:
@@ -43,9 +43,13 @@ def endpoint(tmp_path_factory) -> Iterator[Endpoint]:
   target = os.environ.get("MTLRANK_TFSERVING_TARGET")
   if target:
     model_dir = Path(os.environ["MTLRANK_TFSERVING_MODEL_DIR"])
-    external = Endpoint(target, os.environ["MTLRANK_TFSERVING_REST"],
-                        os.environ.get("MTLRANK_TFSERVING_MODEL", MODEL_NAME), model_dir,
-                        os.environ.get("MTLRANK_TFSERVING_SERVER_MODEL_DIR", str(model_dir)))
+    external = Endpoint(
+      target,
+      os.environ["MTLRANK_TFSERVING_REST"],
+      os.environ.get("MTLRANK_TFSERVING_MODEL", MODEL_NAME),
+      model_dir,
+      os.environ.get("MTLRANK_TFSERVING_SERVER_MODEL_DIR", str(model_dir)),
+    )
     version = _first_version()
     external.push(version, seed=1)
     external.wait_for_state(version, AVAILABLE)
@@ -53,12 +57,22 @@ def endpoint(tmp_path_factory) -> Iterator[Endpoint]:
     return
   model_dir = tmp_path_factory.mktemp("models") / MODEL_NAME
   model_dir.mkdir()
-  options = ServerOptions(port=0, rest_api_port=free_port(), model_name=MODEL_NAME,
-                          model_base_path=str(model_dir), file_system_poll_wait_seconds=0.2)
+  options = ServerOptions(
+    port=0,
+    rest_api_port=free_port(),
+    model_name=MODEL_NAME,
+    model_base_path=str(model_dir),
+    file_system_poll_wait_seconds=0.2,
+  )
   push_version(model_dir, MODEL_NAME, _first_version(), seed=1)
   with ModelServer(options) as server:
-    endpoint = Endpoint(f"127.0.0.1:{server.grpc_port}", f"127.0.0.1:{server.rest_port}",
-                        MODEL_NAME, model_dir, str(model_dir))
+    endpoint = Endpoint(
+      f"127.0.0.1:{server.grpc_port}",
+      f"127.0.0.1:{server.rest_port}",
+      MODEL_NAME,
+      model_dir,
+      str(model_dir),
+    )
     yield endpoint
     endpoint.channel.close()
 

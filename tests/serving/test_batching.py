@@ -49,8 +49,9 @@ def run_concurrently(batcher: Batcher, values: List[np.ndarray]):
 
 def test_concurrent_requests_are_merged_and_split_back():
   model = RecordingModel()
-  batcher = Batcher(model, BatchingOptions(max_batch_size=16, batch_timeout_micros=200_000,
-                                           num_batch_threads=1))
+  batcher = Batcher(
+    model, BatchingOptions(max_batch_size=16, batch_timeout_micros=200_000, num_batch_threads=1)
+  )
   values = [np.array([i, i + 100], dtype=np.float32) for i in range(6)]
   threads, results = run_concurrently(batcher, values)
   model.gate.set()
@@ -63,8 +64,9 @@ def test_concurrent_requests_are_merged_and_split_back():
 
 def test_batches_never_exceed_the_maximum_size():
   model = RecordingModel()
-  batcher = Batcher(model, BatchingOptions(max_batch_size=4, batch_timeout_micros=100_000,
-                                           num_batch_threads=1))
+  batcher = Batcher(
+    model, BatchingOptions(max_batch_size=4, batch_timeout_micros=100_000, num_batch_threads=1)
+  )
   threads, results = run_concurrently(batcher, [np.ones(3, np.float32)] * 5)
   model.gate.set()
   for thread in threads:
@@ -74,8 +76,9 @@ def test_batches_never_exceed_the_maximum_size():
 
 def test_a_bad_request_fails_alone():
   model = RecordingModel()
-  batcher = Batcher(model, BatchingOptions(max_batch_size=16, batch_timeout_micros=200_000,
-                                           num_batch_threads=1))
+  batcher = Batcher(
+    model, BatchingOptions(max_batch_size=16, batch_timeout_micros=200_000, num_batch_threads=1)
+  )
   values = [np.ones(2, np.float32), -np.ones(2, np.float32), np.full(2, 3, np.float32)]
   threads, results = run_concurrently(batcher, values)
   model.gate.set()
@@ -89,8 +92,12 @@ def test_a_bad_request_fails_alone():
 
 def test_a_full_queue_answers_unavailable():
   model = RecordingModel()
-  batcher = Batcher(model, BatchingOptions(max_batch_size=1, batch_timeout_micros=0,
-                                           num_batch_threads=1, max_enqueued_batches=1))
+  batcher = Batcher(
+    model,
+    BatchingOptions(
+      max_batch_size=1, batch_timeout_micros=0, num_batch_threads=1, max_enqueued_batches=1
+    ),
+  )
   threads, results = run_concurrently(batcher, [np.ones(1, np.float32)] * 4)
   time.sleep(0.5)
   model.gate.set()
@@ -112,8 +119,9 @@ def test_a_lone_request_runs_after_the_timeout_in_its_own_thread():
 
 def test_a_waiting_batch_keeps_gathering_requests():
   model = RecordingModel()
-  batcher = Batcher(model, BatchingOptions(max_batch_size=64, batch_timeout_micros=0,
-                                           num_batch_threads=1))
+  batcher = Batcher(
+    model, BatchingOptions(max_batch_size=64, batch_timeout_micros=0, num_batch_threads=1)
+  )
   threads, results = run_concurrently(batcher, [np.ones(1, np.float32)] * 10)
   time.sleep(0.3)  # the first batch runs (blocked on the gate); the rest queue
   model.gate.set()
@@ -125,9 +133,11 @@ def test_a_waiting_batch_keeps_gathering_requests():
 
 def test_batching_parameters_file(tmp_path):
   path = tmp_path / "batching.txt"
-  path.write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 2000 }\n"
-                  "num_batch_threads { value: 3 }\nmax_enqueued_batches { value: 9 }\n"
-                  "pad_variable_length_inputs: true\n")
+  path.write_text(
+    "max_batch_size { value: 64 }\nbatch_timeout_micros { value: 2000 }\n"
+    "num_batch_threads { value: 3 }\nmax_enqueued_batches { value: 9 }\n"
+    "pad_variable_length_inputs: true\n"
+  )
   assert batching_options(str(path)) == BatchingOptions(64, 2000, 3, 9)
   path.write_text("max_batch_size { value: 0 }")
   with pytest.raises(ConfigError, match="max_batch_size"):

@@ -11,14 +11,24 @@ import urllib.request
 
 import numpy as np
 import tensorflow as tf
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
-                                     get_model_status_pb2, inference_pb2, model_management_pb2,
-                                     regression_pb2)
+from tensorflow_serving.apis import (
+  classification_pb2,
+  get_model_metadata_pb2,
+  get_model_status_pb2,
+  inference_pb2,
+  model_management_pb2,
+  regression_pb2,
+)
 
 from serving.client import GrpcClient, RestClient, examples_request, ranked
-from serving.testing import (CLASSIFY_SIGNATURE, REGRESS_SIGNATURE, SYNTHETIC_COLUMNS,
-                             SYNTHETIC_TASKS, TRANSFORM_SIGNATURE)
 from serving.conformance import AVAILABLE, assert_close
+from serving.testing import (
+  CLASSIFY_SIGNATURE,
+  REGRESS_SIGNATURE,
+  SYNTHETIC_COLUMNS,
+  SYNTHETIC_TASKS,
+  TRANSFORM_SIGNATURE,
+)
 
 OUTPUTS = sorted(SYNTHETIC_TASKS + ("score",))
 
@@ -63,8 +73,10 @@ def test_grpc_predict_batch_of_one_and_explicit_version(endpoint, examples):
   version = endpoint.serving_version()
   request = examples_request(examples[:1], endpoint.model_name, version=version)
   response = endpoint.prediction.Predict(request, 10)
-  assert_close({k: tf.make_ndarray(v) for k, v in response.outputs.items()},
-               endpoint.reference(version, examples[:1]))
+  assert_close(
+    {k: tf.make_ndarray(v) for k, v in response.outputs.items()},
+    endpoint.reference(version, examples[:1]),
+  )
 
 
 def test_grpc_predict_output_filter(endpoint, examples):
@@ -78,14 +90,17 @@ def test_grpc_predict_transform_features_signature(endpoint, examples):
   version = endpoint.serving_version()
   request = examples_request(examples, endpoint.model_name, signature_name=TRANSFORM_SIGNATURE)
   response = endpoint.prediction.Predict(request, 10)
-  assert_close({k: tf.make_ndarray(v) for k, v in response.outputs.items()},
-               endpoint.reference(version, examples, TRANSFORM_SIGNATURE))
+  assert_close(
+    {k: tf.make_ndarray(v) for k, v in response.outputs.items()},
+    endpoint.reference(version, examples, TRANSFORM_SIGNATURE),
+  )
 
 
 def test_grpc_classify(endpoint, examples):
   version = endpoint.serving_version()
-  request = examples_input_request(classification_pb2.ClassificationRequest, endpoint,
-                                   CLASSIFY_SIGNATURE, examples)
+  request = examples_input_request(
+    classification_pb2.ClassificationRequest, endpoint, CLASSIFY_SIGNATURE, examples
+  )
   response = endpoint.prediction.Classify(request, 10)
   expected = endpoint.reference(version, examples, CLASSIFY_SIGNATURE)
   assert response.model_spec.version.value == version
@@ -104,8 +119,9 @@ def test_grpc_classify_merges_context_features(endpoint, rows, examples):
     for name, feature in full.features.feature.items():
       if name != "device":
         proto.features.feature[name].CopyFrom(feature)
-  request = examples_input_request(classification_pb2.ClassificationRequest, endpoint,
-                                   CLASSIFY_SIGNATURE)
+  request = examples_input_request(
+    classification_pb2.ClassificationRequest, endpoint, CLASSIFY_SIGNATURE
+  )
   request.input.example_list_with_context.context.CopyFrom(context)
   request.input.example_list_with_context.examples.extend(partial)
   response = endpoint.prediction.Classify(request, 10)
@@ -122,19 +138,24 @@ def test_grpc_classify_merges_context_features(endpoint, rows, examples):
 
 def test_grpc_regress(endpoint, examples):
   version = endpoint.serving_version()
-  request = examples_input_request(regression_pb2.RegressionRequest, endpoint,
-                                   REGRESS_SIGNATURE, examples)
+  request = examples_input_request(
+    regression_pb2.RegressionRequest, endpoint, REGRESS_SIGNATURE, examples
+  )
   response = endpoint.prediction.Regress(request, 10)
-  np.testing.assert_allclose([r.value for r in response.result.regressions],
-                             endpoint.reference(version, examples, REGRESS_SIGNATURE)["outputs"],
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    [r.value for r in response.result.regressions],
+    endpoint.reference(version, examples, REGRESS_SIGNATURE)["outputs"],
+    rtol=1e-5,
+  )
 
 
 def test_grpc_multi_inference(endpoint, examples):
   version = endpoint.serving_version()
   request = inference_pb2.MultiInferenceRequest()
-  for signature, method in ((CLASSIFY_SIGNATURE, "tensorflow/serving/classify"),
-                            (REGRESS_SIGNATURE, "tensorflow/serving/regress")):
+  for signature, method in (
+    (CLASSIFY_SIGNATURE, "tensorflow/serving/classify"),
+    (REGRESS_SIGNATURE, "tensorflow/serving/regress"),
+  ):
     task = request.tasks.add()
     task.model_spec.name = endpoint.model_name
     task.model_spec.signature_name = signature
@@ -144,11 +165,15 @@ def test_grpc_multi_inference(endpoint, examples):
   classification, regression = response.results
   assert classification.model_spec.signature_name == CLASSIFY_SIGNATURE
   np.testing.assert_allclose(
-      [[c.score for c in r.classes] for r in classification.classification_result.classifications],
-      endpoint.reference(version, examples, CLASSIFY_SIGNATURE)["scores"], rtol=1e-5)
+    [[c.score for c in r.classes] for r in classification.classification_result.classifications],
+    endpoint.reference(version, examples, CLASSIFY_SIGNATURE)["scores"],
+    rtol=1e-5,
+  )
   np.testing.assert_allclose(
-      [r.value for r in regression.regression_result.regressions],
-      endpoint.reference(version, examples, REGRESS_SIGNATURE)["outputs"], rtol=1e-5)
+    [r.value for r in regression.regression_result.regressions],
+    endpoint.reference(version, examples, REGRESS_SIGNATURE)["outputs"],
+    rtol=1e-5,
+  )
 
 
 def test_grpc_get_model_metadata(endpoint):
@@ -160,7 +185,9 @@ def test_grpc_get_model_metadata(endpoint):
   serving_default = signature_map.signature_def["serving_default"]
   assert list(serving_default.inputs) == ["examples"]
   assert sorted(serving_default.outputs) == OUTPUTS
-  assert signature_map.signature_def[CLASSIFY_SIGNATURE].method_name == "tensorflow/serving/classify"
+  assert (
+    signature_map.signature_def[CLASSIFY_SIGNATURE].method_name == "tensorflow/serving/classify"
+  )
   assert response.model_spec.version.value == endpoint.serving_version()
 
 
@@ -177,7 +204,8 @@ def test_version_labels_via_reload_config(endpoint, examples):
   version = endpoint.serving_version()
   request = model_management_pb2.ReloadConfigRequest()
   model = request.config.model_config_list.config.add(
-      name=endpoint.model_name, base_path=endpoint.server_model_dir, model_platform="tensorflow")
+    name=endpoint.model_name, base_path=endpoint.server_model_dir, model_platform="tensorflow"
+  )
   model.version_labels["stable"] = version
   endpoint.models.HandleReloadConfigRequest(request, timeout=60)
   labelled = examples_request(examples[:2], endpoint.model_name)
@@ -186,14 +214,18 @@ def test_version_labels_via_reload_config(endpoint, examples):
   assert response.model_spec.version.value == version
   status, body = rest(endpoint, "GET", f"/v1/models/{endpoint.model_name}/labels/stable")
   assert status == 200 and body["model_version_status"][0]["version"] == str(version)
-  status, body = rest(endpoint, "POST", f"/v1/models/{endpoint.model_name}/labels/stable:predict",
-                      {"inputs": {"examples": [{"b64": base64.b64encode(e).decode()}
-                                               for e in examples[:2]]}})
+  status, body = rest(
+    endpoint,
+    "POST",
+    f"/v1/models/{endpoint.model_name}/labels/stable:predict",
+    {"inputs": {"examples": [{"b64": base64.b64encode(e).decode()} for e in examples[:2]]}},
+  )
   assert status == 200
   assert_close(body["outputs"], endpoint.reference(version, examples[:2]))
 
 
 # --- REST ------------------------------------------------------------------------------
+
 
 def b64(examples):
   return [{"b64": base64.b64encode(e).decode()} for e in examples]
@@ -203,9 +235,15 @@ def test_rest_model_status(endpoint):
   version = endpoint.serving_version()
   status, body = rest(endpoint, "GET", f"/v1/models/{endpoint.model_name}/versions/{version}")
   assert status == 200
-  assert body == {"model_version_status": [{
-      "version": str(version), "state": "AVAILABLE",
-      "status": {"error_code": "OK", "error_message": ""}}]}
+  assert body == {
+    "model_version_status": [
+      {
+        "version": str(version),
+        "state": "AVAILABLE",
+        "status": {"error_code": "OK", "error_message": ""},
+      }
+    ]
+  }
 
 
 def test_rest_metadata(endpoint):
@@ -219,13 +257,16 @@ def test_rest_metadata(endpoint):
 
 def test_rest_predict_rows_match_in_process_call(endpoint, examples):
   version = endpoint.serving_version()
-  status, body = rest(endpoint, "POST", f"/v1/models/{endpoint.model_name}:predict",
-                      {"instances": b64(examples)})
+  status, body = rest(
+    endpoint, "POST", f"/v1/models/{endpoint.model_name}:predict", {"instances": b64(examples)}
+  )
   assert status == 200
   predictions = body["predictions"]
   assert len(predictions) == len(examples)
-  assert_close({name: [p[name] for p in predictions] for name in OUTPUTS},
-               endpoint.reference(version, examples))
+  assert_close(
+    {name: [p[name] for p in predictions] for name in OUTPUTS},
+    endpoint.reference(version, examples),
+  )
 
 
 def test_rest_predict_named_rows_and_columns_agree(endpoint, examples):
@@ -240,9 +281,12 @@ def test_rest_predict_named_rows_and_columns_agree(endpoint, examples):
 
 def test_rest_predict_signature_name_and_version(endpoint, examples):
   version = endpoint.serving_version()
-  status, body = rest(endpoint, "POST",
-                      f"/v1/models/{endpoint.model_name}/versions/{version}:predict",
-                      {"signature_name": TRANSFORM_SIGNATURE, "inputs": b64(examples)})
+  status, body = rest(
+    endpoint,
+    "POST",
+    f"/v1/models/{endpoint.model_name}/versions/{version}:predict",
+    {"signature_name": TRANSFORM_SIGNATURE, "inputs": b64(examples)},
+  )
   assert status == 200
   assert_close(body["outputs"], endpoint.reference(version, examples, TRANSFORM_SIGNATURE))
 
@@ -253,18 +297,26 @@ def test_rest_classify_and_regress(endpoint, rows, examples):
   for row in json_examples:
     row["item_price"] = float(row["item_price"])
   path = f"/v1/models/{endpoint.model_name}"
-  status, body = rest(endpoint, "POST", path + ":classify",
-                      {"signature_name": CLASSIFY_SIGNATURE, "examples": json_examples})
+  status, body = rest(
+    endpoint,
+    "POST",
+    path + ":classify",
+    {"signature_name": CLASSIFY_SIGNATURE, "examples": json_examples},
+  )
   assert status == 200
   expected = endpoint.reference(version, examples, CLASSIFY_SIGNATURE)["scores"]
   assert [[label for label, _ in r] for r in body["results"]] == [["0", "1"]] * len(rows)
   np.testing.assert_allclose([[s for _, s in r] for r in body["results"]], expected, rtol=1e-5)
-  status, body = rest(endpoint, "POST", path + ":regress",
-                      {"signature_name": REGRESS_SIGNATURE, "examples": json_examples})
+  status, body = rest(
+    endpoint,
+    "POST",
+    path + ":regress",
+    {"signature_name": REGRESS_SIGNATURE, "examples": json_examples},
+  )
   assert status == 200
-  np.testing.assert_allclose(body["results"],
-                             endpoint.reference(version, examples, REGRESS_SIGNATURE)["outputs"],
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    body["results"], endpoint.reference(version, examples, REGRESS_SIGNATURE)["outputs"], rtol=1e-5
+  )
 
 
 def test_rest_errors_have_tf_serving_shape(endpoint):
@@ -275,6 +327,7 @@ def test_rest_errors_have_tf_serving_shape(endpoint):
 
 
 # --- The client --------------------------------------------------------------------
+
 
 def test_clients_return_the_same_per_task_scores(endpoint, rows, examples):
   version = endpoint.serving_version()

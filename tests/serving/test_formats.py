@@ -10,23 +10,26 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from contract.signature_defs import read_signature_defs, set_signature_method_names
+from contract.warmup import read_warmup_requests, write_warmup_requests
 from serving import rest_json
 from serving.errors import ServingError
 from serving.examples import make_example
 from serving.servable import InputSpec, Servable
-from serving.signatures import read_signature_defs, set_signature_method_names
 from serving.tensors import fill_proto, to_ndarray
 from serving.testing import CLASSIFY_SIGNATURE, build_ranking_model
-from serving.warmup import read_warmup_requests, write_warmup_requests
 
 
-@pytest.mark.parametrize("value", [
+@pytest.mark.parametrize(
+  "value",
+  [
     np.array([b"a", b"bc"], dtype=object),
     np.arange(6, dtype=np.float32).reshape(2, 3),
     np.arange(4, dtype=np.int64),
     np.array([1.5, 2.5], dtype=np.float64),
     np.array([True, False]),
-])
+  ],
+)
 def test_tensor_protos_round_trip(value):
   proto = tf.make_tensor_proto(value)
   array = to_ndarray(proto)
@@ -57,8 +60,10 @@ def test_rest_json_values():
 
 
 def test_rest_json_outputs():
-  outputs = {"score": np.array([0.5, 0.25], np.float32),
-             "id_bytes": np.array([b"\x01", b"\x02"], dtype=object)}
+  outputs = {
+    "score": np.array([0.5, 0.25], np.float32),
+    "id_bytes": np.array([b"\x01", b"\x02"], dtype=object),
+  }
   rows = rest_json.row_outputs(outputs)
   assert rows[0] == {"score": 0.5, "id_bytes": {"b64": base64.b64encode(b"\x01").decode()}}
   assert rest_json.columnar_outputs({"score": outputs["score"]}) == [0.5, 0.25]
@@ -75,8 +80,9 @@ def test_rest_json_examples_follow_tf_serving_typing():
 
 def test_examples_from_raw_rows():
   columns = {"user": "string", "hour": "int", "price": "float", "absent": "float"}
-  example = make_example({"user": 42, "hour": "7", "price": "1.5", "absent": "",
-                          "other": 1}, columns)
+  example = make_example(
+    {"user": 42, "hour": "7", "price": "1.5", "absent": "", "other": 1}, columns
+  )
   features = example.features.feature
   assert features["user"].bytes_list.value == [b"42"]
   assert features["hour"].int64_list.value == [7]
@@ -89,10 +95,12 @@ def test_examples_from_raw_rows():
 def test_set_signature_method_names_and_warm_up_file(tmp_path):
   export_dir = build_ranking_model(tmp_path / "model", "rank")
   assert read_signature_defs(export_dir)[CLASSIFY_SIGNATURE].method_name == (
-      "tensorflow/serving/classify")
+    "tensorflow/serving/classify"
+  )
   set_signature_method_names(export_dir, {CLASSIFY_SIGNATURE: "tensorflow/serving/predict"})
   assert read_signature_defs(export_dir)[CLASSIFY_SIGNATURE].method_name == (
-      "tensorflow/serving/predict")
+    "tensorflow/serving/predict"
+  )
   with pytest.raises(KeyError, match="nope"):
     set_signature_method_names(export_dir, {"nope": "tensorflow/serving/regress"})
   write_warmup_requests(export_dir, [b"one", b"two"], "rank", "transform_features")
@@ -100,19 +108,27 @@ def test_set_signature_method_names_and_warm_up_file(tmp_path):
   assert len(logs) == 2
   request = logs[1].predict_log.request
   assert (request.model_spec.name, request.model_spec.signature_name) == (
-      "rank", "transform_features")
+    "rank",
+    "transform_features",
+  )
   assert list(request.inputs["examples"].string_val) == [b"two"]
 
 
 def test_signatures_with_several_inputs_get_each_input_by_name(tmp_path):
   class TwoInputs(tf.Module):
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="b"),
-                                  tf.TensorSpec([None], tf.float32, name="a")])
+    @tf.function(
+      input_signature=[
+        tf.TensorSpec([None], tf.float32, name="b"),
+        tf.TensorSpec([None], tf.float32, name="a"),
+      ]
+    )
     def difference(self, b, a):
       return {"b_minus_a": b - a}
 
   module = TwoInputs()
-  tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": module.difference})
+  tf.saved_model.save(
+    module, str(tmp_path / "1"), signatures={"serving_default": module.difference}
+  )
   signature = Servable.load("m", 1, tmp_path / "1").signature("serving_default")
   outputs = signature({"a": np.array([1.0], np.float32), "b": np.array([10.0], np.float32)})
   np.testing.assert_array_equal(outputs["b_minus_a"], [9.0])

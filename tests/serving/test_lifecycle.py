@@ -15,18 +15,19 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from contract.warmup import write_warmup_requests
 from serving import inference
+from serving.conformance import AVAILABLE, END, MODEL_NAME
 from serving.errors import ServingError
 from serving.manager import ServerCore
 from serving.testing import build_ranking_model
-from serving.warmup import write_warmup_requests
-from serving.conformance import AVAILABLE, END, MODEL_NAME
 
 START = get_model_status_pb2.ModelVersionStatus.State.START
 
 pytestmark = pytest.mark.skipif(
-    os.environ.get("MTLRANK_TFSERVING_TARGET") is not None,
-    reason="drives the bundled server's version manager directly")
+  os.environ.get("MTLRANK_TFSERVING_TARGET") is not None,
+  reason="drives the bundled server's version manager directly",
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,7 @@ def core_for() -> Iterator[Callable[..., ServerCore]]:
       model.version_labels[label] = version
     cores.append(ServerCore(config, poll_wait_seconds=0, warm_up=warm_up or inference.warm_up))
     return cores[-1]
+
   yield make
   for core in cores:
     core.stop()
@@ -204,8 +206,9 @@ def test_reload_config_adds_and_removes_models(core_for, tmp_path, saved_model):
   assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_a_server_starting_on_a_corrupt_newest_version_serves_the_one_before(core_for, tmp_path,
-                                                                              saved_model):
+def test_a_server_starting_on_a_corrupt_newest_version_serves_the_one_before(
+  core_for, tmp_path, saved_model
+):
   copy_versions(saved_model, tmp_path, 1)
   (tmp_path / "2").mkdir()
   (tmp_path / "2" / "saved_model.pb").write_bytes(b"garbage")

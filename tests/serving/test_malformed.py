@@ -18,11 +18,11 @@ from typing import Callable, List, Set, Tuple
 
 import grpc
 import tensorflow as tf
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, predict_pb2)
+from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, predict_pb2
 
 from serving.client import examples_request
-from serving.testing import CLASSIFY_SIGNATURE
 from serving.conformance import assert_close
+from serving.testing import CLASSIFY_SIGNATURE
 
 REQUESTS = 200
 INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
@@ -41,6 +41,7 @@ def grpc_cases(endpoint, examples) -> List[Tuple[str, Set[grpc.StatusCode], Call
       request = examples_request(examples[:2], name)
       mutate(request)
       return stub.Predict(request, timeout=10)
+
     return call
 
   def tensor(request, proto):
@@ -64,61 +65,103 @@ def grpc_cases(endpoint, examples) -> List[Tuple[str, Set[grpc.StatusCode], Call
     return stub.GetModelMetadata(request, timeout=10)
 
   return [
-      ("wrong dtype", {INVALID},
-       predict(lambda r: tensor(r, tf.make_tensor_proto([1.0, 2.0], dtype=tf.float32)))),
-      ("missing input", {INVALID}, predict(lambda r: r.inputs.clear())),
-      ("unknown input", {INVALID},
-       predict(lambda r: r.inputs["extra"].CopyFrom(tf.make_tensor_proto([1.0])))),
-      ("wrong rank", {INVALID},
-       predict(lambda r: tensor(r, tf.make_tensor_proto([examples[:2]], dtype=tf.string)))),
-      ("garbage example bytes", {INVALID},
-       predict(lambda r: tensor(r, tf.make_tensor_proto([b"\xff\x00garbage"], dtype=tf.string)))),
-      ("shape larger than its values", {INVALID},
-       predict(lambda r: r.inputs["examples"].tensor_shape.dim[0].__setattr__("size", 10**9))),
-      ("unknown signature", UNKNOWN_SIGNATURE,
-       predict(lambda r: setattr(r.model_spec, "signature_name", "no_such_signature"))),
-      ("unknown model", {NOT_FOUND}, predict(lambda r: setattr(r.model_spec, "name", "nope"))),
-      ("unknown version", {NOT_FOUND}, predict(lambda r: r.model_spec.version.__setattr__("value", 3))),
-      ("unknown label", UNKNOWN_LABEL,
-       predict(lambda r: setattr(r.model_spec, "version_label", "no_such_label"))),
-      ("unknown output filter", {INVALID}, predict(lambda r: r.output_filter.append("nope"))),
-      ("classify on a predict signature", {INVALID}, classify_on_predict_signature),
-      ("classify without examples", {INVALID}, classify_without_examples),
-      ("unknown metadata field", {INVALID}, metadata_with_unknown_field),
-      ("garbage request bytes", {INVALID}, _raw_call(endpoint, b"\xff\xff\xff\xff garbage")),
+    (
+      "wrong dtype",
+      {INVALID},
+      predict(lambda r: tensor(r, tf.make_tensor_proto([1.0, 2.0], dtype=tf.float32))),
+    ),
+    ("missing input", {INVALID}, predict(lambda r: r.inputs.clear())),
+    (
+      "unknown input",
+      {INVALID},
+      predict(lambda r: r.inputs["extra"].CopyFrom(tf.make_tensor_proto([1.0]))),
+    ),
+    (
+      "wrong rank",
+      {INVALID},
+      predict(lambda r: tensor(r, tf.make_tensor_proto([examples[:2]], dtype=tf.string))),
+    ),
+    (
+      "garbage example bytes",
+      {INVALID},
+      predict(lambda r: tensor(r, tf.make_tensor_proto([b"\xff\x00garbage"], dtype=tf.string))),
+    ),
+    (
+      "shape larger than its values",
+      {INVALID},
+      predict(lambda r: r.inputs["examples"].tensor_shape.dim[0].__setattr__("size", 10**9)),
+    ),
+    (
+      "unknown signature",
+      UNKNOWN_SIGNATURE,
+      predict(lambda r: setattr(r.model_spec, "signature_name", "no_such_signature")),
+    ),
+    ("unknown model", {NOT_FOUND}, predict(lambda r: setattr(r.model_spec, "name", "nope"))),
+    (
+      "unknown version",
+      {NOT_FOUND},
+      predict(lambda r: r.model_spec.version.__setattr__("value", 3)),
+    ),
+    (
+      "unknown label",
+      UNKNOWN_LABEL,
+      predict(lambda r: setattr(r.model_spec, "version_label", "no_such_label")),
+    ),
+    ("unknown output filter", {INVALID}, predict(lambda r: r.output_filter.append("nope"))),
+    ("classify on a predict signature", {INVALID}, classify_on_predict_signature),
+    ("classify without examples", {INVALID}, classify_without_examples),
+    ("unknown metadata field", {INVALID}, metadata_with_unknown_field),
+    ("garbage request bytes", {INVALID}, _raw_call(endpoint, b"\xff\xff\xff\xff garbage")),
   ]
 
 
 def _raw_call(endpoint, payload: bytes) -> Callable:
   """Sends bytes that are no PredictRequest at all."""
   method = endpoint.channel.unary_unary(
-      "/tensorflow.serving.PredictionService/Predict",
-      request_serializer=lambda raw: raw,
-      response_deserializer=predict_pb2.PredictResponse.FromString)
+    "/tensorflow.serving.PredictionService/Predict",
+    request_serializer=lambda raw: raw,
+    response_deserializer=predict_pb2.PredictResponse.FromString,
+  )
   return lambda: method(payload, timeout=10)
 
 
 def rest_cases(endpoint, examples) -> List[Tuple[str, Set[int], bytes, str]]:
   encoded = base64.b64encode(examples[0]).decode()
   path = f"/v1/models/{endpoint.model_name}:predict"
-  body = lambda value: json.dumps(value).encode()  # noqa: E731
+  body = lambda value: json.dumps(value).encode()
   return [
-      ("invalid JSON", {400}, b"{instances: ", path),
-      ("instances and inputs", {400}, body({"instances": [{"b64": encoded}], "inputs": []}), path),
-      ("neither instances nor inputs", {400}, body({"signature_name": "serving_default"}), path),
-      ("number for a string input", {400}, body({"instances": [1.5, 2.5]}), path),
-      ("ragged rows", {400}, body({"inputs": {"examples": [[{"b64": encoded}], []]}}), path),
-      ("invalid base64", {400}, body({"instances": [{"b64": "***"}]}), path),
-      ("garbage example bytes", {400},
-       body({"instances": [{"b64": base64.b64encode(b"\xff\x00junk").decode()}]}), path),
-      ("unknown signature", HTTP_UNKNOWN_SIGNATURE,
-       body({"signature_name": "nope", "instances": [{"b64": encoded}]}), path),
-      ("unknown model", {404}, body({"instances": [{"b64": encoded}]}), "/v1/models/nope:predict"),
-      ("unknown version", {404}, body({"instances": [{"b64": encoded}]}),
-       f"/v1/models/{endpoint.model_name}/versions/3:predict"),
-      ("classify without examples", {400}, body({"signature_name": CLASSIFY_SIGNATURE}),
-       f"/v1/models/{endpoint.model_name}:classify"),
-      ("body is not an object", {400}, body([1, 2, 3]), path),
+    ("invalid JSON", {400}, b"{instances: ", path),
+    ("instances and inputs", {400}, body({"instances": [{"b64": encoded}], "inputs": []}), path),
+    ("neither instances nor inputs", {400}, body({"signature_name": "serving_default"}), path),
+    ("number for a string input", {400}, body({"instances": [1.5, 2.5]}), path),
+    ("ragged rows", {400}, body({"inputs": {"examples": [[{"b64": encoded}], []]}}), path),
+    ("invalid base64", {400}, body({"instances": [{"b64": "***"}]}), path),
+    (
+      "garbage example bytes",
+      {400},
+      body({"instances": [{"b64": base64.b64encode(b"\xff\x00junk").decode()}]}),
+      path,
+    ),
+    (
+      "unknown signature",
+      HTTP_UNKNOWN_SIGNATURE,
+      body({"signature_name": "nope", "instances": [{"b64": encoded}]}),
+      path,
+    ),
+    ("unknown model", {404}, body({"instances": [{"b64": encoded}]}), "/v1/models/nope:predict"),
+    (
+      "unknown version",
+      {404},
+      body({"instances": [{"b64": encoded}]}),
+      f"/v1/models/{endpoint.model_name}/versions/3:predict",
+    ),
+    (
+      "classify without examples",
+      {400},
+      body({"signature_name": CLASSIFY_SIGNATURE}),
+      f"/v1/models/{endpoint.model_name}:classify",
+    ),
+    ("body is not an object", {400}, body([1, 2, 3]), path),
   ]
 
 
@@ -152,6 +195,8 @@ def test_malformed_requests_fail_cleanly_and_the_server_keeps_answering(endpoint
       if status not in statuses or set(answer) != {"error"}:
         wrong.append(f"REST {label}: {status} {answer}")
     if index % 10 == 9:
-      response = endpoint.prediction.Predict(examples_request(examples[:2], endpoint.model_name), 10)
+      response = endpoint.prediction.Predict(
+        examples_request(examples[:2], endpoint.model_name), 10
+      )
       assert_close({k: tf.make_ndarray(v) for k, v in response.outputs.items()}, expected)
   assert wrong == []

@@ -38,7 +38,7 @@ def test_push_during_sustained_load(endpoint, examples):
 
   def client(index: int) -> None:
     channel = grpc.insecure_channel(endpoint.grpc_target)
-    request = examples_request(examples[index % len(examples):][:1], endpoint.model_name)
+    request = examples_request(examples[index % len(examples) :][:1], endpoint.model_name)
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     deadline = time.monotonic() + DURATION_SECONDS * 3
     while not stop.is_set() and time.monotonic() < deadline:
@@ -57,8 +57,11 @@ def test_push_during_sustained_load(endpoint, examples):
     time.sleep(DURATION_SECONDS * 0.2)
     endpoint.push(new, seed=2)
     endpoint.wait_for_state(new, AVAILABLE, timeout=max(30, DURATION_SECONDS))
-    wait_until(lambda: all(r and r[-1][1] == new for r in results), 30,
-               "every client to be answered by the new version")
+    wait_until(
+      lambda: all(r and r[-1][1] == new for r in results),
+      30,
+      "every client to be answered by the new version",
+    )
     push_corrupt(endpoint, corrupt)
     failed = endpoint.wait_for_state(corrupt, END, timeout=30)
     remaining = DURATION_SECONDS - (time.monotonic() - started)

@@ -14,9 +14,7 @@ from typing import Dict, Mapping
 
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
-from serving.constants import SAVED_MODEL_FILENAME
-
-SERVE_TAG = "serve"
+from contract import SAVED_MODEL_FILENAME, SERVE_TAG
 
 
 def read_saved_model(export_dir: str | os.PathLike) -> saved_model_pb2.SavedModel:
@@ -37,8 +35,9 @@ def read_signature_defs(export_dir: str | os.PathLike) -> Dict[str, meta_graph_p
   return dict(serving_meta_graph(read_saved_model(export_dir)).signature_def)
 
 
-def set_signature_method_names(export_dir: str | os.PathLike,
-                               method_names: Mapping[str, str]) -> None:
+def set_signature_method_names(
+  export_dir: str | os.PathLike, method_names: Mapping[str, str]
+) -> None:
   """Sets the method name of each signature key in `method_names`, e.g.
   {"classification": "tensorflow/serving/classify"}, in every meta graph of
   the SavedModel at `export_dir`. The file is replaced atomically.

@@ -12,18 +12,22 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from serving.constants import (ASSETS_EXTRA_DIRNAME, DEFAULT_SIGNATURE, EXAMPLES_INPUT,
-                               MAX_WARMUP_RECORDS, WARMUP_FILENAME)
+from contract import ASSETS_EXTRA_DIRNAME, EXAMPLES_INPUT, SERVING_SIGNATURE, WARMUP_FILENAME
+
+# TF Serving reads at most this many warm-up records.
+MAX_WARMUP_RECORDS = 1000
 
 
 def warmup_path(export_dir: str | os.PathLike) -> Path:
   return Path(export_dir) / ASSETS_EXTRA_DIRNAME / WARMUP_FILENAME
 
 
-def write_warmup_requests(export_dir: str | os.PathLike,
-                          serialized_examples: Sequence[bytes],
-                          model_name: str,
-                          signature_name: str = DEFAULT_SIGNATURE) -> Path:
+def write_warmup_requests(
+  export_dir: str | os.PathLike,
+  serialized_examples: Sequence[bytes],
+  model_name: str,
+  signature_name: str = SERVING_SIGNATURE,
+) -> Path:
   """Writes one batch-1 Predict request per serialized tf.Example (at most
   TF Serving's 1000) into the SavedModel's warm-up file; returns its path.
 
@@ -40,14 +44,16 @@ def write_warmup_requests(export_dir: str | os.PathLike,
   return path
 
 
-def _predict_log(example: bytes, model_name: str,
-                 signature_name: str) -> prediction_log_pb2.PredictionLog:
+def _predict_log(
+  example: bytes, model_name: str, signature_name: str
+) -> prediction_log_pb2.PredictionLog:
   request = predict_pb2.PredictRequest()
   request.model_spec.name = model_name
   request.model_spec.signature_name = signature_name
   request.inputs[EXAMPLES_INPUT].CopyFrom(tf.make_tensor_proto([example], dtype=tf.string))
   return prediction_log_pb2.PredictionLog(
-      predict_log=prediction_log_pb2.PredictLog(request=request))
+    predict_log=prediction_log_pb2.PredictLog(request=request)
+  )
 
 
 def read_warmup_requests(export_dir: str | os.PathLike) -> List[prediction_log_pb2.PredictionLog]:

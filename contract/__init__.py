@@ -1,0 +1,72 @@
+"""The contract: every name that crosses a room, defined once.
+
+This package sits at the bottom of the house. models, pipeline, components and
+serving import it; it imports none of them and no TensorFlow, so the report and
+the run summary can read these names without loading TensorFlow.
+
+Importing it also chooses Keras for the whole process: tf-keras 2 (what TFX
+1.16, TFT and TFMA are built on) instead of Keras 3. TensorFlow reads
+`TF_USE_LEGACY_KERAS` lazily, at the first touch of `tf.keras`, so setting it
+here, before any product code runs, is enough; `contract.keras` is the module
+product code takes `keras` from.
+"""
+
+from __future__ import annotations
+
+import os
+
+LEGACY_KERAS_ENV = "TF_USE_LEGACY_KERAS"
+os.environ.setdefault(LEGACY_KERAS_ENV, "1")
+
+# --- Model outputs ---------------------------------------------------------
+# Each task's output is named after the task (the spec declares them); the
+# fused ranking score the spec's `serving.score` declares is this output.
+FUSED_SCORE_OUTPUT = "score"
+
+# --- Signatures of the exported SavedModel ----------------------------------
+SERVE_TAG = "serve"
+SERVING_SIGNATURE = "serving_default"  # serialized raw tf.Examples in, per-task outputs out
+RAW_SIGNATURE = "raw_features"  # one typed tensor per raw feature
+TRANSFORM_SIGNATURE = "transform_features"  # the TFT output, for TFMA and debugging
+EVAL_SIGNATURE = "evaluation"  # logged examples, position included (TFMA only)
+CLASSIFY_SIGNATURE = "classification"  # TF Serving's Classify API
+REGRESS_SIGNATURE = "regression"  # TF Serving's Regress API
+
+# --- Method names TF Serving dispatches on -----------------------------------
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+
+# --- Signature inputs and outputs --------------------------------------------
+EXAMPLES_INPUT = "examples"  # serialized tf.Examples of serving_default and evaluation
+CLASSIFY_INPUT = "inputs"  # TF Serving's Classify/Regress input key
+CLASSIFY_OUTPUT_CLASSES = "classes"
+CLASSIFY_OUTPUT_SCORES = "scores"
+REGRESS_OUTPUTS = "outputs"
+
+# --- SavedModel and serving directory layout ---------------------------------
+# Pushed models live at <serving dir>/<model name>/<version>/, TF Serving's
+# `--model_base_path` layout.
+SAVED_MODEL_FILENAME = "saved_model.pb"
+VARIABLES_DIRNAME = "variables"
+VARIABLES_INDEX_FILENAME = "variables.index"
+ASSETS_EXTRA_DIRNAME = "assets.extra"
+WARMUP_FILENAME = "tf_serving_warmup_requests"
+
+# --- Data layout ---------------------------------------------------------------
+TRAIN_SPLIT = "train"
+EVAL_SPLIT = "eval"
+SPAN_DIR_PATTERN = "span-{SPAN}"
+
+# --- Pipeline node ids (MLMD, the summary and the report read them) ----------
+EXAMPLE_GEN_NODE = "ExampleGen"
+STATISTICS_GEN_NODE = "StatisticsGen"
+SCHEMA_GEN_NODE = "SchemaGen"
+EXAMPLE_VALIDATOR_NODE = "ExampleValidator"
+DATA_GATE_NODE = "DataGate"
+TRANSFORM_NODE = "Transform"
+TRAINER_NODE = "Trainer"
+EVALUATOR_NODE = "Evaluator"
+SINGLE_TASK_TRAINER_NODE = "SingleTaskTrainer"
+SINGLE_TASK_EVALUATOR_NODE = "SingleTaskEvaluator"
+PUSHER_NODE = "Pusher"
