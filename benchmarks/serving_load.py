@@ -378,7 +378,7 @@ def build_requests(workdir: Path, examples: Sequence[bytes], api: str) -> Dict[i
 
 def stand_in_model(base_path: Path) -> Dict[str, str]:
   from models.spec import load_spec
-  from serving.testing import build_ranking_model
+  from tests.serving.fakes import build_ranking_model
 
   spec = load_spec("census")
   columns = {f.column: f.dtype for f in spec.model_features}
@@ -556,7 +556,7 @@ def orchestrate(args: argparse.Namespace) -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import contract  # noqa: F401  (chooses Keras before TensorFlow is touched)
   from serving.examples import serialize_rows
-  from serving.testing import random_rows
+  from tests.serving.fakes import random_rows
 
   load_at_start = _load_average()
   with tempfile.TemporaryDirectory() as tmp:

@@ -110,7 +110,7 @@ def profile(args: argparse.Namespace) -> None:
   from serving.config import ServerOptions
   from serving.examples import serialize_rows
   from serving.server import ModelServer, configure_tensorflow_threads
-  from serving.testing import random_rows
+  from tests.serving.fakes import random_rows
 
   instrument()
   threads = ServerOptions(

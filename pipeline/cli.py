@@ -6,10 +6,11 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
-from typing import List
+from typing import List, Mapping, Tuple
 
 from models.spec import SpecError, load_spec
 from pipeline import config, report_cli
+from serving import cli as serving_cli
 
 
 def _paths(args: argparse.Namespace, spec_name: str) -> config.PipelinePaths:
@@ -71,6 +72,15 @@ def _prepare_data(args: argparse.Namespace) -> int:
   return 0
 
 
+def _spec_columns(spec_arg: str) -> Tuple[str, Mapping[str, str]]:
+  """`mtlrank predict --spec`: the served model's default name and raw columns."""
+  try:
+    spec = load_spec(spec_arg)
+  except SpecError as e:
+    raise ValueError(f"invalid spec: {e}") from None
+  return spec.name, spec.raw_columns
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
     prog="mtlrank", description="Multi-task ranking pipeline on TensorFlow Extended."
@@ -91,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
   _add_location_flags(prepare)
   prepare.set_defaults(func=_prepare_data)
   report_cli.register(commands)
+  serving_cli.register(commands, spec_columns=_spec_columns)
   return parser
 
 

@@ -1,5 +1,9 @@
-"""`mtlrank serve` and `mtlrank predict`: `register(subparsers)` adds both to
-the `mtlrank` command; `python -m serving.cli` runs them on their own."""
+"""`mtlrank serve` and `mtlrank predict`: `register(subparsers, spec_columns)`
+adds both to the `mtlrank` command (pipeline.cli), which knows the specs;
+`python -m serving.cli serve` runs the server on its own.
+
+The serving room knows no spec: `predict` gets the served model's name and its
+raw columns' dtypes from the `spec_columns` callable the command passes in."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
 
 from contract import FUSED_SCORE_OUTPUT, SERVING_SIGNATURE
 from serving.config import ConfigError, ServerOptions
@@ -174,25 +178,29 @@ def format_ranking(ranking: Sequence[Dict[str, float]], score_key: str) -> str:
   return "\n".join(lines)
 
 
+# Given the `--spec` argument: the model's default name and its raw columns
+# ({column: "string" | "int" | "float"}). Raises ValueError naming the problem.
+SpecColumns = Callable[[str], Tuple[str, Mapping[str, str]]]
+
+
 def predict(args: argparse.Namespace) -> int:
-  from models.spec import SpecError, load_spec
   from serving.client import GrpcClient, RestClient, ServingClientError, ranked
 
   try:
-    spec = load_spec(args.spec)
+    spec_name, raw_columns = args.spec_columns(args.spec)
     rows = read_rows(Path(args.input), args.format)
-  except (SpecError, OSError, ValueError) as error:
+  except (OSError, ValueError) as error:
     print(f"mtlrank predict: {error}", file=sys.stderr)
     return 2
   if not rows:
     print("mtlrank predict: no rows to score", file=sys.stderr)
     return 2
-  model_name = args.model_name or spec.name
+  model_name = args.model_name or spec_name
   options = dict(signature_name=args.signature_name, version=args.version)
   client = (
-    RestClient(args.rest, model_name, spec.raw_columns, **options)
+    RestClient(args.rest, model_name, raw_columns, **options)
     if args.rest
-    else GrpcClient(args.grpc, model_name, spec.raw_columns, **options)
+    else GrpcClient(args.grpc, model_name, raw_columns, **options)
   )
   try:
     scores: Dict[str, List[float]] = {}
@@ -209,8 +217,11 @@ def predict(args: argparse.Namespace) -> int:
   return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-  """Adds `serve` and `predict` to the `mtlrank` command's subcommands."""
+def register(
+  subparsers: argparse._SubParsersAction, spec_columns: SpecColumns | None = None
+) -> None:
+  """Adds `serve` to the command's subcommands, and `predict` when
+  `spec_columns` says how a spec types the rows."""
   serve_parser = subparsers.add_parser(
     "serve",
     help="serve pushed SavedModels over TF Serving's gRPC and REST APIs",
@@ -220,6 +231,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
   _add_serve_flags(serve_parser)
   serve_parser.set_defaults(func=serve)
 
+  if spec_columns is None:
+    return
   predict_parser = subparsers.add_parser(
     "predict", help="score raw rows (CSV or JSON) against a served model, ranked by score"
   )
@@ -236,7 +249,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
   add("--signature_name", default=SERVING_SIGNATURE)
   add("--version", type=int, default=None, help="a specific version (default: the latest)")
   add("--top", type=int, default=0, help="print only the best N rows")
-  predict_parser.set_defaults(func=predict)
+  predict_parser.set_defaults(func=predict, spec_columns=spec_columns)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

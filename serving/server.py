@@ -82,9 +82,13 @@ class ModelServer:
 
   def start(self) -> ModelServer:
     self.core.start()
-    self._start_grpc()
-    if self.options.rest_api_port:
-      self._start_rest()
+    try:
+      self._start_grpc()
+      if self.options.rest_api_port:
+        self._start_rest()
+    except OSError:
+      self.stop()  # nothing half-started keeps the process alive
+      raise
     log.info(
       "serving gRPC on %s:%s, REST on %s",
       self.options.host,
@@ -108,20 +112,31 @@ class ModelServer:
     add_services(self._grpc, self.core)
     address = f"{self.options.host}:{self.options.port}"
     credentials = _grpc_credentials(self.options)
-    self.grpc_port = (
-      self._grpc.add_secure_port(address, credentials)
-      if credentials
-      else self._grpc.add_insecure_port(address)
-    )
+    try:
+      self.grpc_port = (
+        self._grpc.add_secure_port(address, credentials)
+        if credentials
+        else self._grpc.add_insecure_port(address)
+      )
+    except RuntimeError as error:  # grpc reports a failed bind as RuntimeError
+      raise OSError(
+        f"gRPC port {address} is already in use or cannot be bound (--port): {error}"
+      ) from None
     self._grpc.start()
 
   def _start_rest(self) -> None:
-    self._rest = RestServer(
-      (self.options.host, self.options.rest_api_port),
-      RestApi(self.core),
-      self.options.rest_api_num_threads,
-      self.options.max_request_bytes,
-    )
+    try:
+      self._rest = RestServer(
+        (self.options.host, self.options.rest_api_port),
+        RestApi(self.core),
+        self.options.rest_api_num_threads,
+        self.options.max_request_bytes,
+      )
+    except OSError as error:
+      raise OSError(
+        f"REST port {self.options.host}:{self.options.rest_api_port} is already in use or "
+        f"cannot be bound (--rest_api_port): {error.strerror or error}"
+      ) from None
     self.rest_port = self._rest.server_address[1]
     self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True)
     self._rest_thread.start()

@@ -27,10 +27,10 @@ from typing import Iterator
 import pytest
 
 from serving.config import ServerOptions
-from serving.conformance import AVAILABLE, MODEL_NAME, Endpoint, free_port, push_version
 from serving.examples import serialize_rows
 from serving.server import ModelServer
-from serving.testing import SYNTHETIC_COLUMNS, random_rows
+from tests.serving.fakes import SYNTHETIC_COLUMNS, random_rows
+from tests.serving.helpers import AVAILABLE, MODEL_NAME, Endpoint, free_port, push_version
 
 
 def _first_version() -> int:

@@ -1,4 +1,5 @@
-"""`mtlrank serve` and `mtlrank predict` as registered by serving.cli."""
+"""`mtlrank serve` and `mtlrank predict`: parsed by the `mtlrank` command, and
+run through the installed console script."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,18 +19,28 @@ import numpy as np
 import pytest
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
+from pipeline.cli import build_parser
 from serving import cli
-from serving.conformance import AVAILABLE, free_port
 from serving.examples import serialize_rows
-from serving.testing import SYNTHETIC_COLUMNS, random_rows
+from tests.serving.fakes import SYNTHETIC_COLUMNS, random_rows
+from tests.serving.helpers import AVAILABLE, free_port
 
 REPO = Path(__file__).resolve().parents[2]
+# The console script `uv sync` installs beside the interpreter.
+MTLRANK = shutil.which("mtlrank", path=str(Path(sys.executable).parent)) or shutil.which("mtlrank")
 
 
 def parse(argv):
+  return build_parser().parse_args(argv)
+
+
+def test_serving_cli_alone_has_serve_only():
+  """Without the command's spec resolver, the serving room offers `serve` alone."""
   parser = argparse.ArgumentParser()
   cli.register(parser.add_subparsers(dest="command", required=True))
-  return parser.parse_args(argv)
+  assert parser.parse_args(["serve", "--port=9"]).func is cli.serve
+  with pytest.raises(SystemExit):
+    parser.parse_args(["predict", "--spec", "synthetic", "--input", "x.csv"])
 
 
 def test_serve_takes_tensorflow_model_server_flags(tmp_path):
@@ -138,9 +151,7 @@ def test_serve_subcommand_serves_until_terminated(endpoint):
   grpc_port = free_port()
   process = subprocess.Popen(
     [
-      sys.executable,
-      "-m",
-      "serving.cli",
+      MTLRANK,
       "serve",
       f"--port={grpc_port}",
       "--rest_api_port=0",
@@ -171,3 +182,60 @@ def test_serve_subcommand_serves_until_terminated(endpoint):
     if process.poll() is None:
       process.kill()
       process.wait()
+
+
+@pytest.mark.skipif(
+  os.environ.get("MTLRANK_TFSERVING_TARGET") is not None, reason="starts the bundled server"
+)
+def test_installed_predict_ranks_csv_rows(endpoint, tmp_path):
+  rows = random_rows(SYNTHETIC_COLUMNS, 5, seed=3)
+  path = tmp_path / "rows.csv"
+  with path.open("w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(SYNTHETIC_COLUMNS))
+    writer.writeheader()
+    writer.writerows(rows)
+  expected = endpoint.reference(endpoint.serving_version(), serialize_rows(rows, SYNTHETIC_COLUMNS))
+  done = subprocess.run(
+    [
+      MTLRANK,
+      "predict",
+      "--spec",
+      "synthetic",
+      "--input",
+      str(path),
+      "--model_name",
+      endpoint.model_name,
+      "--grpc",
+      endpoint.grpc_target,
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert done.returncode == 0, done.stderr
+  table = [line.split() for line in done.stdout.splitlines()[1:]]
+  assert [int(r[1]) for r in table] == list(np.argsort(-expected["score"], kind="stable"))
+
+
+def test_installed_serve_reports_a_port_in_use_in_one_line(tmp_path):
+  with socket.socket() as taken:
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    done = subprocess.run(
+      [
+        MTLRANK,
+        "serve",
+        f"--port={free_port()}",
+        f"--rest_api_port={port}",
+        "--model_name=m",
+        f"--model_base_path={tmp_path}",
+      ],
+      capture_output=True,
+      text=True,
+      timeout=300,
+    )
+  assert done.returncode == 1
+  assert "Traceback" not in done.stderr
+  message = [line for line in done.stderr.splitlines() if line.startswith("mtlrank serve:")]
+  assert message and f"REST port 127.0.0.1:{port} is already in use" in message[0], done.stderr

@@ -21,14 +21,14 @@ from tensorflow_serving.apis import (
 )
 
 from serving.client import GrpcClient, RestClient, examples_request, ranked
-from serving.conformance import AVAILABLE, assert_close
-from serving.testing import (
+from tests.serving.fakes import (
   CLASSIFY_SIGNATURE,
   REGRESS_SIGNATURE,
   SYNTHETIC_COLUMNS,
   SYNTHETIC_TASKS,
   TRANSFORM_SIGNATURE,
 )
+from tests.serving.helpers import AVAILABLE, assert_close
 
 OUTPUTS = sorted(SYNTHETIC_TASKS + ("score",))
 

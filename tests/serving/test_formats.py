@@ -17,7 +17,7 @@ from serving.errors import ServingError
 from serving.examples import make_example
 from serving.servable import InputSpec, Servable
 from serving.tensors import fill_proto, to_ndarray
-from serving.testing import CLASSIFY_SIGNATURE, build_ranking_model
+from tests.serving.fakes import CLASSIFY_SIGNATURE, build_ranking_model
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,10 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from contract.warmup import write_warmup_requests
 from serving import inference
-from serving.conformance import AVAILABLE, END, MODEL_NAME
 from serving.errors import ServingError
 from serving.manager import ServerCore
-from serving.testing import build_ranking_model
+from tests.serving.fakes import build_ranking_model
+from tests.serving.helpers import AVAILABLE, END, MODEL_NAME
 
 START = get_model_status_pb2.ModelVersionStatus.State.START
 

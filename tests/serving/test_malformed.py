@@ -21,8 +21,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, predict_pb2
 
 from serving.client import examples_request
-from serving.conformance import assert_close
-from serving.testing import CLASSIFY_SIGNATURE
+from tests.serving.fakes import CLASSIFY_SIGNATURE
+from tests.serving.helpers import assert_close
 
 REQUESTS = 200
 INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND

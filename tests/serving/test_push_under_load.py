@@ -15,7 +15,7 @@ import grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving.client import examples_request
-from serving.conformance import AVAILABLE, END, wait_until
+from tests.serving.helpers import AVAILABLE, END, wait_until
 
 CLIENTS = 8
 DURATION_SECONDS = float(os.environ.get("MTLRANK_SERVING_SOAK_SECONDS", "10"))

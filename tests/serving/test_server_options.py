@@ -23,8 +23,8 @@ from tensorflow_serving.apis import (
 
 from serving.client import examples_request
 from serving.config import ConfigError, ServerOptions
-from serving.conformance import free_port
 from serving.server import ModelServer
+from tests.serving.helpers import free_port
 
 REPO = Path(__file__).resolve().parent.parent.parent
 pytestmark = pytest.mark.skipif(

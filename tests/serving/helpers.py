@@ -20,7 +20,7 @@ from tensorflow_serving.apis import (
   prediction_service_pb2_grpc,
 )
 
-from serving.testing import build_ranking_model
+from tests.serving.fakes import build_ranking_model
 
 MODEL_NAME = "rank"
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.State.AVAILABLE
