@@ -28,9 +28,10 @@ run: env
 test: env
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
-# The unit and component tests: everything except the real TFX pipeline runs.
+# The quick set, for the edit-test loop: no real TFX pipeline runs, no heavy
+# TensorFlow/Beam tests (`make test` runs those too).
 test-fast: env
-	$(UV) run --frozen pytest -m "not pipeline" $(PYTEST_ARGS)
+	$(UV) run --frozen pytest -m "not pipeline and not slow" $(PYTEST_ARGS)
 
 lint: env
 	$(UV) run --frozen ruff check .

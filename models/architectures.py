@@ -193,8 +193,9 @@ class MultiTaskModel(keras.Model):
     # they save on CPU; under jit_compile the whole step is one cluster anyway.
     optimizer = _optimizer(spec)
     if spec.training.weight_decay:
+      decayed = {id(v) for v in layers.decayed_variables(self)}
       optimizer.exclude_from_weight_decay(
-        var_list=[v for v in self.trainable_variables if not _decays(v)]
+        var_list=[v for v in self.trainable_variables if id(v) not in decayed]
       )
     if keras.mixed_precision.global_policy().name == "mixed_float16":
       optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
@@ -254,7 +255,14 @@ class MultiTaskModel(keras.Model):
         last_shared_variables=self.last_shared_variables,
         step=self.optimizer.iterations,
       )
+      # Layers' own losses (kernel regularizers, activity losses): Keras adds
+      # them to the training loss, and so does this step, whatever the balancer.
+      regularization = tf.add_n(self.losses) if self.losses else None
     gradients = self.balancer.gradients(request)
+    if regularization is not None:
+      gradients = [
+        g + r for g, r in zip(gradients, self._gradient_fn(tape)(regularization, variables))
+      ]
     self.telemetry.record_gates(gates)
     # The task-gradient statistics need T extra backward passes, so they run
     # only every N steps, under a tf.cond; TF cannot differentiate through the
@@ -327,13 +335,6 @@ def _optimizer(spec: RankingSpec) -> keras.optimizers.Optimizer:
       spec.training.learning_rate, weight_decay=spec.training.weight_decay, jit_compile=False
     )
   return keras.optimizers.Adam(spec.training.learning_rate, jit_compile=False)
-
-
-def _decays(variable: tf.Variable) -> bool:
-  """Weight decay shrinks kernels and embedding tables, never biases (the
-  position-bias logits included) or a balancer's task weights."""
-  name = variable.name.split("/")[-1]
-  return name.startswith(("kernel", "table_"))
 
 
 def _split_tasks(tasks: Sequence[TaskSpec], stacked: tf.Tensor) -> Tensors:

@@ -24,6 +24,7 @@ from typing import Dict, List, Mapping
 
 import tensorflow as tf
 import tensorflow_transform as tft
+import tf_keras as keras
 
 from contract import (
   CLASSIFY_INPUT,
@@ -67,7 +68,7 @@ def fused_score(spec: RankingSpec, outputs: Mapping[str, tf.Tensor]) -> tf.Tenso
 class ServingModule(tf.Module):
   """Holds the model and the TFT layer so the SavedModel tracks both."""
 
-  def __init__(self, model: tf.keras.Model, tft_output: tft.TFTransformOutput, spec: RankingSpec):
+  def __init__(self, model: keras.Model, tft_output: tft.TFTransformOutput, spec: RankingSpec):
     super().__init__()
     self.model = model
     self.tft_layer = tft_output.transform_features_layer()
@@ -178,7 +179,7 @@ def warmup_examples(
 
 
 def export_serving_model(
-  model: tf.keras.Model, spec: RankingSpec, tft_output: tft.TFTransformOutput, export_dir: str
+  model: keras.Model, spec: RankingSpec, tft_output: tft.TFTransformOutput, export_dir: str
 ) -> ServingModule:
   """Writes the SavedModel with its signatures and warm-up requests."""
   module = ServingModule(model, tft_output, spec)

@@ -103,6 +103,11 @@ class FeatureEmbedding(keras.layers.Layer):
     super().build(input_shape)
 
   @property
+  def decayed_weights(self) -> List[tf.Variable]:
+    """The embedding tables: what weight decay shrinks (see `decayed_variables`)."""
+    return list(self._tables)
+
+  @property
   def _input_dim(self) -> int:
     return sum(d for _, _, d in self.embedded) + len(self.numeric)
 
@@ -282,6 +287,11 @@ class ParallelMLP(keras.layers.Layer):
     super().build(input_shape)
 
   @property
+  def decayed_weights(self) -> List[tf.Variable]:
+    """The weight matrices; never the biases."""
+    return list(self.kernels)
+
+  @property
   def first_kernel(self) -> tf.Variable:
     """[U, N * width] for a shared input: what `fused_matmul` fuses."""
     return self.kernels[0]
@@ -395,6 +405,11 @@ class ExpertGates(keras.layers.Layer):
       name="bias", shape=(self.num_gates, self.num_choices), initializer="zeros"
     )
     super().build(input_shape)
+
+  @property
+  def decayed_weights(self) -> List[tf.Variable]:
+    """The gate kernel; never the bias."""
+    return [self.kernel]
 
   def call(
     self, gate_inputs: tf.Tensor, expert_outputs: tf.Tensor, logits: tf.Tensor | None = None
@@ -622,3 +637,23 @@ class AdaptiveInformationTransfer(keras.layers.Layer):
 
   def get_config(self) -> Dict[str, Any]:
     return {**super().get_config(), "units": self.units}
+
+
+def decayed_variables(model: keras.layers.Layer) -> List[tf.Variable]:
+  """The variables weight decay shrinks, by the role their layer gives them:
+  weight matrices and embedding tables. A layer with its own weights says
+  which in `decayed_weights`; Keras' Dense and Embedding layers (inside tfrs'
+  Cross and the towers) by their `kernel` and `embeddings`. Biases, the
+  position-bias logits, a balancer's task weights and telemetry never decay."""
+  found: Dict[int, tf.Variable] = {}
+  for layer in model._flatten_layers(include_self=False):
+    if hasattr(layer, "decayed_weights"):
+      variables = layer.decayed_weights
+    elif isinstance(layer, keras.layers.Dense):
+      variables = [layer.kernel]
+    elif isinstance(layer, keras.layers.Embedding):
+      variables = [layer.embeddings]
+    else:
+      continue
+    found.update({id(v): v for v in variables})
+  return list(found.values())

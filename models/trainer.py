@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import time
 
-import tensorflow as tf
 import tensorflow_transform as tft
+import tf_keras as keras
 from absl import logging
 from tfx import v1 as tfx
 
@@ -24,7 +24,7 @@ from models.features import spec_from_custom_config, vocab_sizes
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """Trains the spec's model on the Transform output and exports it."""
   spec = spec_from_custom_config(fn_args.custom_config)
-  tf.keras.utils.set_random_seed(spec.training.seed)
+  keras.utils.set_random_seed(spec.training.seed)
   tft_output = tft.TFTransformOutput(fn_args.transform_output)
   feature_spec = tft_output.transformed_feature_spec()
   strategy = distribute.strategy_from_environment()

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from models import architectures
+from models import architectures, layers
 
 ARCHITECTURES = ["single_task", "shared_bottom", "mmoe", "ple", "esmm", "aitm"]
 
@@ -93,6 +93,7 @@ INTERACTIONS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 @pytest.mark.parametrize("interaction", sorted(INTERACTIONS))
 def test_feature_interaction_serves_the_same_after_a_saved_model_round_trip(
@@ -122,6 +123,7 @@ def test_feature_interaction_serves_the_same_after_a_saved_model_round_trip(
     np.testing.assert_allclose(clone(features, training=False)[name], value, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_weight_decay_shrinks_tables_and_kernels_never_biases_or_position_logits(tiny):
   def trained(weight_decay):
     keras.utils.set_random_seed(0)
@@ -139,11 +141,32 @@ def test_weight_decay_shrinks_tables_and_kernels_never_biases_or_position_logits
   assert float(tf.norm(decayed.embedding.weights[0])) < 0.8 * float(
     tf.norm(plain.embedding.weights[0])
   )
-  assert not architectures._decays(decayed.position_tower.bias_by_position)
-  decays = {v.name: architectures._decays(v) for v in decayed.trainable_variables}
+  decayed_ids = {id(v) for v in layers.decayed_variables(decayed)}
+  assert id(decayed.position_tower.bias_by_position) not in decayed_ids
+  decays = {v.name: id(v) in decayed_ids for v in decayed.trainable_variables}
   assert all(d == ("kernel" in n or "table_" in n) for n, d in decays.items()), decays
 
 
+def test_train_step_adds_the_layers_own_losses(tiny):
+  """A regularizer added to the model (Keras' `add_loss`) is trained on."""
+
+  def table_norm(penalty):
+    keras.utils.set_random_seed(0)
+    spec = tiny.make_spec("shared_bottom")
+    model = architectures.build_model(spec, tiny.VOCAB_SIZES)
+    dataset = tiny.make_dataset(spec, n=256, batch_size=64)
+    model(next(iter(dataset))[0])  # build, so the table exists for the penalty
+    if penalty:
+      table = model.embedding.weights[0]
+      model.add_loss(lambda: penalty * tf.reduce_sum(tf.square(table)))
+    model.compile_for_spec(spec)
+    model.fit(dataset, epochs=2, verbose=0)
+    return float(tf.norm(model.embedding.weights[0]))
+
+  assert table_norm(10.0) < 0.5 * table_norm(0.0)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_short_fit_lowers_every_task_loss(tiny, architecture):
   spec = tiny.make_spec(architecture)

@@ -109,6 +109,7 @@ def test_uncertainty_weights_move_during_training(tiny):
   assert np.all(np.abs(after - before) > 1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["fixed", "uncertainty", "gradnorm", "dwa", "pcgrad"])
 def test_every_strategy_trains_under_jit_compile(tiny, strategy):
   spec = tiny.make_spec(

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+# Fresh TensorFlow processes per test (~10-40 s each): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 WORKER = r"""

@@ -16,6 +16,9 @@ from models.spec import load_spec
 from pipeline import config, results, tfma_metrics
 from pipeline.eval_config import CUSTOM_METRICS_MODULE, ranking_metrics_spec
 
+# Minutes of TensorFlow or Beam work: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 REQUESTS, SLATE = 60, 6
 
 

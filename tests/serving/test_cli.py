@@ -144,6 +144,7 @@ def test_predict_reads_json_rows_and_reports_errors(endpoint, tmp_path, capsys):
   assert "NOT_FOUND" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a fresh server process
 @pytest.mark.skipif(
   os.environ.get("MTLRANK_TFSERVING_TARGET") is not None, reason="starts the bundled server"
 )
@@ -184,6 +185,7 @@ def test_serve_subcommand_serves_until_terminated(endpoint):
       process.wait()
 
 
+@pytest.mark.slow  # a fresh server process
 @pytest.mark.skipif(
   os.environ.get("MTLRANK_TFSERVING_TARGET") is not None, reason="starts the bundled server"
 )
@@ -217,6 +219,7 @@ def test_installed_predict_ranks_csv_rows(endpoint, tmp_path):
   assert [int(r[1]) for r in table] == list(np.argsort(-expected["score"], kind="stable"))
 
 
+@pytest.mark.slow  # a fresh server process
 def test_installed_serve_reports_a_port_in_use_in_one_line(tmp_path):
   with socket.socket() as taken:
     taken.bind(("127.0.0.1", 0))

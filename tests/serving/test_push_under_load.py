@@ -12,10 +12,14 @@ import time
 from typing import List, Tuple
 
 import grpc
+import pytest
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving.client import examples_request
 from tests.serving.helpers import AVAILABLE, END, wait_until
+
+# A 10 s soak: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 CLIENTS = 8
 DURATION_SECONDS = float(os.environ.get("MTLRANK_SERVING_SOAK_SECONDS", "10"))

@@ -27,10 +27,14 @@ from serving.server import ModelServer
 from tests.serving.helpers import free_port
 
 REPO = Path(__file__).resolve().parent.parent.parent
-pytestmark = pytest.mark.skipif(
-  os.environ.get("MTLRANK_TFSERVING_TARGET") is not None,
-  reason="starts bundled servers with other flags",
-)
+pytestmark = [
+  pytest.mark.skipif(
+    os.environ.get("MTLRANK_TFSERVING_TARGET") is not None,
+    reason="starts bundled servers with other flags",
+  ),
+  # Fresh server processes, ~10 s each: left out of `make test-fast`.
+  pytest.mark.slow,
+]
 
 
 def status_request(name: str) -> get_model_status_pb2.GetModelStatusRequest:
