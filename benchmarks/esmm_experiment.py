@@ -39,7 +39,7 @@ Protocol (everything outside TFX, documented so it can be checked):
     how well pCVR (and ESMM's position-free pCTR) rank those.
 
     uv run python -m benchmarks.esmm_experiment --seeds 0 1 2 --out /tmp/esmm.json
-    uv run mtlrank report --pipeline-root P --out r.html --esmm-results /tmp/esmm.json
+    uv run python -m benchmarks.esmm_report /tmp/esmm.json --out esmm.html
 """
 
 from __future__ import annotations
@@ -406,8 +406,8 @@ def main(argv=None) -> int:
   )
   parser.add_argument(
     "--out",
-    help="write the full result as JSON here (the run report "
-    "renders it: mtlrank report --esmm-results FILE)",
+    help="write the full result as JSON here (rendered by "
+    "python -m benchmarks.esmm_report FILE --out page.html)",
   )
   parser.add_argument(
     "--oracle-sweep",

@@ -9,15 +9,13 @@ from pathlib import Path
 from models.spec import RankingSpec, load_spec
 
 
-def render(
-  pipeline_root: Path, out: Path, spec: RankingSpec | None = None, esmm_results: Path | None = None
-) -> int:
+def render(pipeline_root: Path, out: Path, spec: RankingSpec | None = None) -> int:
   """Writes the report of the latest run under `pipeline_root` to `out` and prints
   its path; the exit code (1 with the reason on stderr if it cannot be rendered)."""
   from pipeline import report
 
   try:
-    written = report.write_report(pipeline_root, out, spec, esmm_results)
+    written = report.write_report(pipeline_root, out, spec)
   except (FileNotFoundError, RuntimeError, ValueError) as e:
     print(f"mtlrank report: {e}", file=sys.stderr)
     return 1
@@ -30,7 +28,6 @@ def _report(args: argparse.Namespace) -> int:
     Path(args.pipeline_root),
     Path(args.out),
     load_spec(args.spec) if args.spec else None,
-    Path(args.esmm_results) if args.esmm_results else None,
   )
 
 
@@ -48,9 +45,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # pylint: disable
   parser.add_argument(
     "--spec",
     help="a spec YAML file or bundled spec name (default: the spec the run's Trainer was given)",
-  )
-  parser.add_argument(
-    "--esmm-results",
-    help="the JSON file of benchmarks/esmm_experiment.py --out: adds the 'ESMM experiment' section",
   )
   parser.set_defaults(func=_report)

@@ -15,14 +15,13 @@ import dataclasses
 import json
 import logging
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Dict, List
 
-from contract import EVAL_SPLIT, FUSED_SCORE_OUTPUT, TRAIN_SPLIT
+from contract import EVAL_SPLIT, TRAIN_SPLIT
 from models.spec import RankingSpec
-from pipeline import config
+from pipeline import config, console
 from pipeline.data import prepare_data
 from pipeline.schema import write_schema
 
@@ -53,98 +52,8 @@ class RunSummary:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
   def render(self) -> str:
-    lines = [f"mtlrank run of spec {self.spec!r}: {self.wall_seconds:.0f} s"]
-    if self.training_spans:
-      lines.append("  trained on spans " + ", ".join(map(str, self.training_spans)))
-    tasks = {t: v for t, v in self.metrics.items() if t != FUSED_SCORE_OUTPUT}
-    lines.append(
-      "  eval metrics (overall slice"
-      + (
-        ", [95 % confidence interval]):"
-        if any(k.endswith("_lower") for v in tasks.values() for k in v)
-        else "):"
-      )
-    )
-    lines += _table(tasks, SUMMARY_METRICS)
-    ranking = self.metrics.get(FUSED_SCORE_OUTPUT)
-    if ranking:
-      lines.append("  ranking of the fused score, per request (overall slice):")
-      lines += _table(
-        {FUSED_SCORE_OUTPUT: ranking},
-        sorted(
-          m
-          for m in ranking
-          if m.startswith(("ndcg@", "grouped_auc", "requests"))
-          and not m.endswith(("_lower", "_upper", "_diff"))
-        ),
-      )
-    if self.single_task_baseline:
-      lines.append(
-        "  multi-task (MTL) against single-task (STL) baselines, overall slice, one seed:"
-      )
-      lines.append(f"    {'task':<16}{'metric':<28}{'MTL':>10}{'STL':>10}{'MTL - STL':>12}")
-      for row in self.single_task_baseline:
-        lines.append(
-          f"    {row['task']:<16}{row['metric']:<28}{row['multi_task']:>10.4f}"
-          f"{row['single_task']:>10.4f}{row['delta']:>+12.4f}  {row['verdict']}"
-        )
-    if self.blessed:
-      lines.append("  blessed: yes")
-    else:
-      lines.append("  blessed: NO")
-      lines += [f"    - {reason}" for reason in self.not_blessed_reasons]
-    if self.pushed_model_dir:
-      lines.append(f"  pushed: {self.pushed_model_dir}")
-    elif self.already_pushed_version is not None:
-      lines.append(
-        f"  pushed: nothing new (this model is already version {self.already_pushed_version})"
-      )
-    else:
-      lines.append("  pushed: nothing")
-    lines.append("  component durations (s):")
-    for name, seconds in self.component_seconds.items():
-      cached = " (cached)" if name in self.cached_components else ""
-      lines.append(f"    {name:<32}{seconds:>8.1f}{cached}")
-    return "\n".join(lines)
-
-
-SUMMARY_METRICS = (
-  "auc",
-  "auc_precision_recall",
-  "binary_crossentropy",
-  "calibration",
-  "expected_calibration_error",
-  "mean_squared_error",
-  "mean_absolute_error",
-  "example_count",
-)
-SHORT_NAMES = {
-  "auc_precision_recall": "pr_auc",
-  "binary_crossentropy": "log_loss",
-  "expected_calibration_error": "ece",
-  "mean_squared_error": "mse",
-  "mean_absolute_error": "mae",
-}
-
-
-def _table(rows: Dict[str, Dict[str, float]], metrics) -> List[str]:
-  """Console table of {row: {metric: value}}; an interval follows its value."""
-  shown = [m for m in metrics if any(m in v for v in rows.values())]
-  width = 24 if any(m + "_lower" in v for v in rows.values() for m in shown) else 14
-  lines = [
-    "    "
-    + f"{'task':<16}"
-    + "".join(f"{SHORT_NAMES.get(m, m)[: width - 2]:>{width}}" for m in shown)
-  ]
-  for row, values in rows.items():
-    cells = []
-    for m in shown:
-      text = f"{values[m]:.4f}" if m in values else "-"
-      if m + "_lower" in values:
-        text += f" [{values[m + '_lower']:.3f},{values[m + '_upper']:.3f}]"
-      cells.append(f"{text:>{width}}")
-    lines.append("    " + f"{row:<16}" + "".join(cells))
-  return lines
+    """The summary as the console shows it (pipeline.console)."""
+    return console.render_summary(self)
 
 
 def available_spans(data_dir: Path) -> List[int]:
@@ -174,37 +83,7 @@ def check_spans(spec: RankingSpec, data_dir: Path, span: int | None) -> List[int
   return window
 
 
-class _Progress(logging.Handler):
-  """Turns LocalDagRunner's component start/finish log lines into console lines."""
-
-  _PATTERN = re.compile(r"Component (\S+) is (running|finished)\.")
-
-  def __init__(self, stream=None):
-    super().__init__(logging.INFO)
-    self.started: Dict[str, float] = {}
-    self.seconds: Dict[str, float] = {}
-    self._stream = stream
-
-  @property
-  def stream(self):
-    # Looked up when printing, so a redirected sys.stdout gets the lines.
-    return self._stream or sys.stdout
-
-  def emit(self, record: logging.LogRecord) -> None:
-    match = self._PATTERN.search(record.getMessage())
-    if not match:
-      return
-    node, state = match.groups()
-    now = time.perf_counter()
-    if state == "running":
-      self.started[node] = now
-      print(f"[mtlrank] {node} ...", file=self.stream, flush=True)
-    else:
-      self.seconds[node] = now - self.started.get(node, now)
-      print(f"[mtlrank] {node} done in {self.seconds[node]:.1f} s", file=self.stream, flush=True)
-
-
-def _run_tfx(pipeline, log_file: Path, progress: _Progress) -> None:
+def _run_tfx(pipeline, log_file: Path, progress: console.Progress) -> None:
   from absl import logging as absl_logging
   from tfx import v1 as tfx
 
@@ -257,7 +136,7 @@ def run(
     f"{paths.pipeline_root}, log {log_file}",
     flush=True,
   )
-  progress = _Progress()
+  progress = console.Progress()
   try:
     for earlier in window[:-1]:
       _run_tfx(

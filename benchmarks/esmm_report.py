@@ -1,9 +1,10 @@
-"""The run report's "ESMM experiment" section, from the experiment's JSON.
+"""The ESMM experiment's HTML page, from the experiment's JSON (a benchmark's
+result, so it is rendered here and not by the product's run report).
 
-`benchmarks/esmm_experiment.py --out FILE` writes the result of training ESMM
-and a naive CVR model (clicked rows only) on the simulator and scoring pCVR on
-every test impression against the truth; `mtlrank report --esmm-results FILE`
-renders it here: a table (mean ± std over the seeds, the x-only oracles, the
+`python -m benchmarks.esmm_experiment --out FILE` writes the result of training
+ESMM and a naive CVR model (clicked rows only) on the simulator and scoring
+pCVR on every test impression against the truth;
+`python -m benchmarks.esmm_report FILE --out page.html` renders it: a table (mean ± std over the seeds, the x-only oracles, the
 truth) and an inline SVG point chart with one-std error bars and the ESMM
 paper's Ali-CCP figures for reference.
 """
@@ -204,3 +205,36 @@ def render_section(result: Mapping[str, Any]) -> str:
   return (
     f'<section id="{SECTION_ID}"><h2>{_esc(SECTION_TITLE)}</h2>{section_body(result)}</section>'
   )
+
+
+def render_page(result: Mapping[str, Any]) -> str:
+  """A standalone page (the run report's style) holding the section."""
+  from pipeline.report.page import STYLE
+
+  return (
+    f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+    f"<title>{_esc(SECTION_TITLE)}</title><style>{STYLE}</style></head><body>"
+    f"<h1>{_esc(SECTION_TITLE)}</h1>{render_section(result)}</body></html>"
+  )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  import argparse
+  import sys
+
+  parser = argparse.ArgumentParser(prog="python -m benchmarks.esmm_report", description=__doc__)
+  parser.add_argument("results", help="the JSON file of benchmarks.esmm_experiment --out")
+  parser.add_argument("--out", required=True, help="the HTML file to write")
+  args = parser.parse_args(argv)
+  try:
+    page = render_page(load_results(Path(args.results)))
+  except (FileNotFoundError, ValueError) as error:
+    print(f"esmm_report: {error}", file=sys.stderr)
+    return 1
+  Path(args.out).write_text(page, encoding="utf-8")
+  print(f"ESMM page: {args.out}")
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""What the console shows of a run: one line per component as it starts and
+finishes, and the run summary's tables. The runner orchestrates; this module
+only formats."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from typing import TYPE_CHECKING, Dict, List
+
+from contract import FUSED_SCORE_OUTPUT
+
+if TYPE_CHECKING:
+  from pipeline.runner import RunSummary
+
+
+def render_summary(summary: RunSummary) -> str:
+  """The run summary as console lines: metrics, baseline, blessing, push, durations."""
+  lines = [f"mtlrank run of spec {summary.spec!r}: {summary.wall_seconds:.0f} s"]
+  if summary.training_spans:
+    lines.append("  trained on spans " + ", ".join(map(str, summary.training_spans)))
+  tasks = {t: v for t, v in summary.metrics.items() if t != FUSED_SCORE_OUTPUT}
+  lines.append(
+    "  eval metrics (overall slice"
+    + (
+      ", [95 % confidence interval]):"
+      if any(k.endswith("_lower") for v in tasks.values() for k in v)
+      else "):"
+    )
+  )
+  lines += _table(tasks, SUMMARY_METRICS)
+  ranking = summary.metrics.get(FUSED_SCORE_OUTPUT)
+  if ranking:
+    lines.append("  ranking of the fused score, per request (overall slice):")
+    lines += _table(
+      {FUSED_SCORE_OUTPUT: ranking},
+      sorted(
+        m
+        for m in ranking
+        if m.startswith(("ndcg@", "grouped_auc", "requests"))
+        and not m.endswith(("_lower", "_upper", "_diff"))
+      ),
+    )
+  if summary.single_task_baseline:
+    lines.append("  multi-task (MTL) against single-task (STL) baselines, overall slice, one seed:")
+    lines.append(f"    {'task':<16}{'metric':<28}{'MTL':>10}{'STL':>10}{'MTL - STL':>12}")
+    for row in summary.single_task_baseline:
+      lines.append(
+        f"    {row['task']:<16}{row['metric']:<28}{row['multi_task']:>10.4f}"
+        f"{row['single_task']:>10.4f}{row['delta']:>+12.4f}  {row['verdict']}"
+      )
+  if summary.blessed:
+    lines.append("  blessed: yes")
+  else:
+    lines.append("  blessed: NO")
+    lines += [f"    - {reason}" for reason in summary.not_blessed_reasons]
+  if summary.pushed_model_dir:
+    lines.append(f"  pushed: {summary.pushed_model_dir}")
+  elif summary.already_pushed_version is not None:
+    lines.append(
+      f"  pushed: nothing new (this model is already version {summary.already_pushed_version})"
+    )
+  else:
+    lines.append("  pushed: nothing")
+  lines.append("  component durations (s):")
+  for name, seconds in summary.component_seconds.items():
+    cached = " (cached)" if name in summary.cached_components else ""
+    lines.append(f"    {name:<32}{seconds:>8.1f}{cached}")
+  return "\n".join(lines)
+
+
+SUMMARY_METRICS = (
+  "auc",
+  "auc_precision_recall",
+  "binary_crossentropy",
+  "calibration",
+  "expected_calibration_error",
+  "mean_squared_error",
+  "mean_absolute_error",
+  "example_count",
+)
+SHORT_NAMES = {
+  "auc_precision_recall": "pr_auc",
+  "binary_crossentropy": "log_loss",
+  "expected_calibration_error": "ece",
+  "mean_squared_error": "mse",
+  "mean_absolute_error": "mae",
+}
+
+
+def _table(rows: Dict[str, Dict[str, float]], metrics) -> List[str]:
+  """Console table of {row: {metric: value}}; an interval follows its value."""
+  shown = [m for m in metrics if any(m in v for v in rows.values())]
+  width = 24 if any(m + "_lower" in v for v in rows.values() for m in shown) else 14
+  lines = [
+    "    "
+    + f"{'task':<16}"
+    + "".join(f"{SHORT_NAMES.get(m, m)[: width - 2]:>{width}}" for m in shown)
+  ]
+  for row, values in rows.items():
+    cells = []
+    for m in shown:
+      text = f"{values[m]:.4f}" if m in values else "-"
+      if m + "_lower" in values:
+        text += f" [{values[m + '_lower']:.3f},{values[m + '_upper']:.3f}]"
+      cells.append(f"{text:>{width}}")
+    lines.append("    " + f"{row:<16}" + "".join(cells))
+  return lines
+
+
+class Progress(logging.Handler):
+  """Turns LocalDagRunner's component start/finish log lines into console lines."""
+
+  _PATTERN = re.compile(r"Component (\S+) is (running|finished)\.")
+
+  def __init__(self, stream=None):
+    super().__init__(logging.INFO)
+    self.started: Dict[str, float] = {}
+    self.seconds: Dict[str, float] = {}
+    self._stream = stream
+
+  @property
+  def stream(self):
+    # Looked up when printing, so a redirected sys.stdout gets the lines.
+    return self._stream or sys.stdout
+
+  def emit(self, record: logging.LogRecord) -> None:
+    match = self._PATTERN.search(record.getMessage())
+    if not match:
+      return
+    node, state = match.groups()
+    now = time.perf_counter()
+    if state == "running":
+      self.started[node] = now
+      print(f"[mtlrank] {node} ...", file=self.stream, flush=True)
+    else:
+      self.seconds[node] = now - self.started.get(node, now)
+      print(f"[mtlrank] {node} done in {self.seconds[node]:.1f} s", file=self.stream, flush=True)
