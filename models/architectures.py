@@ -20,14 +20,14 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 import tensorflow as tf
 import tf_keras as keras
 
-from models import balancing, layers, losses, telemetry
+from models import balancing, layers, losses, options, telemetry
 from models.spec import RankingSpec, TaskSpec, spec_from_json
 
 Tensors = Dict[str, tf.Tensor]
 
 # Training steps per tf.function call: on CPU, Keras' per-call overhead
 # dominates a small ranking model's step (docs/models.md).
-DEFAULT_STEPS_PER_EXECUTION = 16
+DEFAULT_STEPS_PER_EXECUTION = options.DEFAULT_STEPS_PER_EXECUTION
 
 
 def feature_embedding(
@@ -65,7 +65,7 @@ class MultiTaskModel(keras.Model):
     self.spec = spec
     self.vocab_sizes = {k: int(v) for k, v in vocab_sizes.items()}
     self.tasks: Tuple[TaskSpec, ...] = spec.tasks
-    self.huber_delta = float(spec.model.params.get("huber_delta", 1.0))
+    self.huber_delta = options.model_options(spec).huber_delta
     self.position_feature = spec.position_feature.name if (spec.model.position_bias) else None
     self.position_task = spec.model.position_bias_task or spec.tasks[0].name
     self.position_tower = (
@@ -199,18 +199,16 @@ class MultiTaskModel(keras.Model):
       )
     if keras.mixed_precision.global_policy().name == "mixed_float16":
       optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
-    options = {
+    compile_options = {
       "jit_compile": spec.training.jit_compile,
-      "steps_per_execution": int(
-        spec.model.params.get("steps_per_execution", DEFAULT_STEPS_PER_EXECUTION)
-      ),
+      "steps_per_execution": options.model_options(spec).steps_per_execution,
     }
-    options.update(kwargs)
-    self.compile(optimizer=optimizer, **options)
+    compile_options.update(kwargs)
+    self.compile(optimizer=optimizer, **compile_options)
     # XLA turns sparse embedding updates into scatters over dynamically sized
     # unique ids, which run ~10x slower on CPU than updating the (small)
     # tables densely; without XLA the sparse path is the fast one.
-    self.dense_gradients = bool(options["jit_compile"])
+    self.dense_gradients = bool(compile_options["jit_compile"])
 
   def _gradient_fn(self, tape: tf.GradientTape) -> balancing.GradientFn:
     def gradient(target: tf.Tensor, variables: Sequence[tf.Variable]) -> List[tf.Tensor]:
@@ -549,31 +547,7 @@ class ESMMModel(MultiTaskModel):
     return losses.binary_cross_entropy_from_log_probability(ctcvr_labels, log_ctcvr), None
 
 
-def esmm_conversion_task(spec: RankingSpec) -> TaskSpec:
-  """The task ESMM models as pCVR (see `ESMMModel`)."""
-  name = spec.model.params.get("esmm_conversion_task")
-  if name is not None:
-    task = spec.task(name)
-  else:
-    task = next(
-      (
-        t
-        for t in spec.tasks
-        if t.is_binary and t.parent is not None and spec.task(t.parent).parent is None
-      ),
-      None,
-    )
-  if (
-    task is None
-    or not task.is_binary
-    or task.parent is None
-    or not spec.task(task.parent).is_binary
-  ):
-    raise ValueError(
-      "esmm needs a binary task conditional on a binary task (conversion "
-      "given click); set model.params.esmm_conversion_task"
-    )
-  return task
+esmm_conversion_task = options.esmm_conversion_task
 
 
 class AITMModel(MultiTaskModel):
@@ -672,35 +646,7 @@ class AITMModel(MultiTaskModel):
     ), None
 
 
-def aitm_chain(spec: RankingSpec) -> List[TaskSpec]:
-  """The chain of binary tasks AITM links (see `AITMModel`)."""
-  names = spec.model.params.get("aitm_chain")
-  if names is not None:
-    chain = [spec.task(n) for n in names]
-  else:
-    chain = []
-    for root in (t for t in spec.tasks if t.parent is None and t.is_binary):
-      candidate = [root]
-      while True:
-        child = next(
-          (t for t in spec.tasks if t.parent == candidate[-1].name and t.is_binary), None
-        )
-        if child is None:
-          break
-        candidate.append(child)
-      if len(candidate) > len(chain):
-        chain = candidate
-  if (
-    len(chain) < 2
-    or not all(t.is_binary for t in chain)
-    or any(chain[k].parent != chain[k - 1].name for k in range(1, len(chain)))
-  ):
-    raise ValueError(
-      "aitm needs a chain of >= 2 binary tasks, each the parent of the "
-      "next (click -> cart -> purchase); set model.params.aitm_chain"
-    )
-  return chain
-
+aitm_chain = options.aitm_chain
 
 ARCHITECTURES: Dict[str, type] = {
   "single_task": SingleTaskModel,

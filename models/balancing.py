@@ -22,6 +22,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from models import losses as losses_lib
+from models import options
 from models.spec import RankingSpec, TaskSpec
 
 GradientFn = Callable[[tf.Tensor, Sequence[tf.Variable]], List[tf.Tensor]]
@@ -101,7 +102,11 @@ class UncertaintyWeighting(LossBalancer):
       name="log_variances",
       shape=(len(tasks),),
       trainable=True,
-      initializer=keras.initializers.Constant(float(params.get("initial_log_variance", 0.0))),
+      initializer=keras.initializers.Constant(
+        options.parse_options(
+          options.UncertaintyOptions, params, "model.balancing_params"
+        ).initial_log_variance
+      ),
     )
 
   def loss_weights(self) -> tf.Tensor:
@@ -138,8 +143,8 @@ class DynamicWeightAverage(LossBalancer):
 
   def __init__(self, tasks: Sequence[TaskSpec], params: Mapping[str, Any], **kwargs: Any):
     super().__init__(tasks, params, **kwargs)
-    self.window_steps = int(params.get("window_steps", 100))
-    self.temperature = float(params.get("temperature", 2.0))
+    typed = options.parse_options(options.DWAOptions, params, "model.balancing_params")
+    self.window_steps, self.temperature = typed.window_steps, typed.temperature
     num_tasks = len(tasks)
     self.window_sum = _state(self, "window_sum", [0.0] * num_tasks)
     self.window_count = _state(self, "window_count", 0.0)
@@ -183,8 +188,8 @@ class GradNorm(LossBalancer):
 
   def __init__(self, tasks: Sequence[TaskSpec], params: Mapping[str, Any], **kwargs: Any):
     super().__init__(tasks, params, **kwargs)
-    self.alpha = float(params.get("alpha", 1.5))
-    self.learning_rate = float(params.get("learning_rate", 0.025))
+    typed = options.parse_options(options.GradNormOptions, params, "model.balancing_params")
+    self.alpha, self.learning_rate = typed.alpha, typed.learning_rate
     self.task_weights = _state(self, "task_weights", [t.loss_weight for t in tasks])
     self.first_losses = _state(self, "first_losses", [0.0] * len(tasks))
 

@@ -22,6 +22,8 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import yaml
 
+from models import options
+
 SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 
 FEATURE_KINDS = ("categorical", "numeric", "identifier", "position", "ground_truth")
@@ -298,7 +300,11 @@ class RankingSpec:
     whose changes keep the Trainer's cache; `architecture` overrides the model's."""
     view = self.replace(evaluation=EvaluationSpec())
     if architecture is not None:
-      view = view.replace(model={"architecture": architecture})
+      # Keep only the options the other architecture declares (e.g. the
+      # single-task baseline of an ESMM spec has no ESMM task option).
+      known = {f.name for f in dataclasses.fields(options.ARCHITECTURE_OPTIONS[architecture])}
+      params = {k: v for k, v in self.model.params.items() if k in known}
+      view = view.replace(model={"architecture": architecture, "params": params})
     return view
 
   def to_dict(self) -> Dict[str, Any]:
@@ -481,7 +487,7 @@ def parse_spec(raw: Any, origin: str = "<spec>", source_path: str = "") -> Ranki
   top.done()
   if model.position_bias and not any(f.kind == "position" for f in features):
     raise SpecError(f"{origin}: model.position_bias: needs a feature of kind 'position'")
-  return RankingSpec(
+  spec = RankingSpec(
     name=name,
     description=description,
     features=tuple(features),
@@ -493,6 +499,13 @@ def parse_spec(raw: Any, origin: str = "<spec>", source_path: str = "") -> Ranki
     serving=serving,
     source_path=source_path,
   )
+  try:
+    # The architecture's and balancer's typed options, and ESMM's and AITM's
+    # task rules: at load, before any component runs.
+    options.check(spec)
+  except ValueError as e:
+    raise SpecError(f"{origin}: {e}") from None
+  return spec
 
 
 def _unique(names: List[str], where: str, origin: str) -> None:
@@ -668,6 +681,11 @@ def _parse_training(f: _Fields) -> TrainingSpec:
       f.fail("must be >= 1", key)
   if not (values["weight_decay"] >= 0 and math.isfinite(values["weight_decay"])):
     f.fail("must be a finite number >= 0", "weight_decay")
+  if not (math.isfinite(values["learning_rate"]) and values["learning_rate"] > 0):
+    f.fail(f"must be a finite number > 0, got {values['learning_rate']!r}", "learning_rate")
+  for key in ("early_stopping_patience", "shuffle_buffer", "telemetry_every_n_steps"):
+    if values[key] < (0 if key == "early_stopping_patience" else 1):
+      f.fail("must be >= " + ("0" if key == "early_stopping_patience" else "1"), key)
   return TrainingSpec(**values)
 
 
@@ -718,6 +736,22 @@ def _parse_evaluation(f: _Fields, tasks: List[TaskSpec], feature_names: set) -> 
       inner.done()
       if threshold.value is None and threshold.max_regression is None:
         f.fail("give value and/or max_regression", where)
+      if threshold.value is not None:
+        bounded = metric in ("auc", "pr_auc")
+        if (
+          not math.isfinite(threshold.value)
+          or threshold.value < 0
+          or (bounded and threshold.value > 1)
+        ):
+          valid = "in [0, 1]" if bounded else "a finite number >= 0"
+          f.fail(f"{metric} is {valid}, got {threshold.value!r}", f"{where}.value")
+      if threshold.max_regression is not None and not (
+        math.isfinite(threshold.max_regression) and threshold.max_regression >= 0
+      ):
+        f.fail(
+          f"must be a finite number >= 0, got {threshold.max_regression!r}",
+          f"{where}.max_regression",
+        )
       thresholds.append(threshold)
   query_key = f.get("query_key", str)
   if query_key is not None and query_key not in feature_names:

@@ -128,3 +128,60 @@ def test_dot_interaction_pairs_need_equal_embedding_widths_and_round_trip():
   next(f for f in raw["features"] if f["name"] == "item_id")["embedding_dim"] = 4
   with pytest.raises(SpecError, match=r"pairs\[0\]: .*differ in width"):
     parse_spec(raw, origin="synthetic.yaml")
+
+
+def _refused(mutate, name: str = "synthetic") -> str:
+  raw = _raw(name)
+  mutate(raw)
+  with pytest.raises(SpecError) as error:
+    parse_spec(raw, origin=f"{name}.yaml")
+  return str(error.value)
+
+
+def test_a_misspelt_architecture_option_names_the_key_and_the_valid_ones():
+  message = _refused(lambda r: r["model"].setdefault("params", {}).update(huber_detla=2.0))
+  assert "model.params.huber_detla" in message
+  assert "huber_delta" in message and "steps_per_execution" in message
+
+
+def test_a_misspelt_balancer_option_is_refused_at_load():
+  def mutate(raw):
+    raw["model"].update(balancing="dwa", balancing_params={"window": 3})
+
+  message = _refused(mutate)
+  assert "model.balancing_params.window" in message and "window_steps" in message
+
+
+def test_esmm_and_aitm_task_rules_fail_at_load():
+  census_esmm = _refused(lambda r: r["model"].update(architecture="esmm"), "census")
+  assert "model.architecture" in census_esmm and "conditional" in census_esmm
+  census_aitm = _refused(lambda r: r["model"].update(architecture="aitm"), "census")
+  assert "model.architecture" in census_aitm and "chain" in census_aitm
+  raw = _raw("synthetic")
+  raw["model"].update(architecture="esmm", params={"esmm_conversion_task": "conversion"})
+  assert parse_spec(raw).model.params["esmm_conversion_task"] == "conversion"
+
+
+@pytest.mark.parametrize("rate", [0, -0.001, float("nan"), float("inf")])
+def test_learning_rate_must_be_finite_and_positive(rate):
+  message = _refused(lambda r: r.setdefault("training", {}).update(learning_rate=rate))
+  assert "training.learning_rate" in message
+
+
+def test_thresholds_must_lie_in_the_metric_range():
+  def auc_above_one(raw):
+    raw["evaluation"]["thresholds"] = {"click": {"auc": {"value": 1.5}}}
+
+  assert "evaluation.thresholds.click.auc.value" in _refused(auc_above_one)
+
+  def negative_regression(raw):
+    raw["evaluation"]["thresholds"] = {"click": {"auc": {"max_regression": -0.1}}}
+
+  assert "max_regression" in _refused(negative_regression)
+
+
+def test_the_single_task_view_of_an_esmm_spec_drops_esmm_options():
+  raw = _raw("synthetic")
+  raw["model"].update(architecture="esmm", params={"esmm_conversion_task": "conversion"})
+  view = parse_spec(raw).trainer_view("single_task")
+  assert view.model.architecture == "single_task" and view.model.params == {}
