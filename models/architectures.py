@@ -658,6 +658,20 @@ ARCHITECTURES: Dict[str, type] = {
 }
 
 
+def register_architecture(name: str, model_options: type = options.ModelOptions):
+  """Class decorator: makes `model.architecture: <name>` build this
+  `MultiTaskModel` subclass, with `model_options` as its typed `model.params`.
+  Adding an architecture is one class and this line; the spec accepts the name
+  once the module defining it is imported."""
+
+  def register(model_class: type) -> type:
+    ARCHITECTURES[name] = model_class
+    options.register_architecture_options(name, model_options)
+    return model_class
+
+  return register
+
+
 def build_model(spec: RankingSpec, vocab_sizes: Mapping[str, int]) -> MultiTaskModel:
   """The architecture `spec.model.architecture` with all its variables
   created (in the current distribution scope), uncompiled: call

@@ -33,7 +33,6 @@ NUMERIC_TRANSFORMS = ("zscore", "log_zscore", "bucketize", "identity")
 TASK_TYPES = ("binary", "regression")
 REGRESSION_LABEL_TRANSFORMS = ("none", "log1p")
 REGRESSION_LOSSES = ("mse", "huber")
-ARCHITECTURES = ("single_task", "shared_bottom", "mmoe", "ple", "esmm", "aitm")
 BALANCING_STRATEGIES = ("fixed", "uncertainty", "gradnorm", "dwa", "pcgrad")
 INTERACTION_KINDS = ("none", "dot", "cross")
 DATA_SOURCES = ("census", "simulator", "files")
@@ -642,7 +641,9 @@ def _parse_model(
     return tuple(value)
 
   spec = ModelSpec(
-    architecture=f.get("architecture", str, default="mmoe", choices=ARCHITECTURES),
+    architecture=f.get(
+      "architecture", str, default="mmoe", choices=tuple(options.ARCHITECTURE_OPTIONS)
+    ),
     embedding_dim=f.get("embedding_dim", int, default=8),
     num_experts=f.get("num_experts", int, default=4),
     expert_units=units("expert_units", (32,)),

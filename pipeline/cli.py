@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -45,7 +46,9 @@ def _run(args: argparse.Namespace) -> int:
   spec = load_spec(args.spec)
   paths = _paths(args, spec.name)
   try:
-    summary = runner.run(spec, paths, span=args.span, enable_cache=not args.no_cache)
+    summary = runner.run(
+      spec, paths, span=args.span, enable_cache=not args.no_cache, verbose=args.verbose
+    )
   except runner.RunError as e:
     print(f"mtlrank run: {e}", file=sys.stderr)
     return 1
@@ -93,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--summary-json", help="also write the run summary as JSON here")
   run.add_argument("--no-cache", action="store_true", help="rerun every component")
   run.add_argument(
+    "--verbose",
+    action="store_true",
+    help="also show TFX's and the libraries' log on the console (default: the run log only)",
+  )
+  run.add_argument(
     "--report", metavar="FILE", help="also render the run's HTML report here (as `mtlrank report`)"
   )
   run.set_defaults(func=_run)
@@ -111,6 +119,9 @@ def main(argv: List[str] | None = None) -> int:
     "ignore", message="You are using a non-supported Python version", category=FutureWarning
   )
   args = build_parser().parse_args(argv)
+  if not getattr(args, "verbose", False):
+    # TensorFlow's C++ INFO/WARNING lines; read when TensorFlow loads.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   try:
     return args.func(args)
   except SpecError as e:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Dict, List
@@ -83,7 +85,9 @@ def check_spans(spec: RankingSpec, data_dir: Path, span: int | None) -> List[int
   return window
 
 
-def _run_tfx(pipeline, log_file: Path, progress: console.Progress) -> None:
+def _run_tfx(pipeline, log_file: Path, progress: console.Progress, verbose: bool = False) -> None:
+  """Runs `pipeline` with TFX's and the libraries' log (warnings included) in
+  `log_file`; the console gets the progress lines, and with `verbose` the log too."""
   from absl import logging as absl_logging
   from tfx import v1 as tfx
 
@@ -103,9 +107,17 @@ def _run_tfx(pipeline, log_file: Path, progress: console.Progress) -> None:
   # silence TFX's INFO lines (and this progress) after the first Trainer.
   absl_logging.set_verbosity(absl_logging.INFO)
   root.addHandler(progress)
+  echo = logging.StreamHandler(sys.stderr) if verbose else None
+  if echo is not None:
+    root.addHandler(echo)
+  # Python warnings (deprecations from Beam, TFMA, TF...) go to the log file.
+  logging.captureWarnings(True)
   try:
     tfx.orchestration.LocalDagRunner().run(pipeline)
   finally:
+    logging.captureWarnings(False)
+    if echo is not None:
+      root.removeHandler(echo)
     root.removeHandler(progress)
     root.removeHandler(file_handler)
     for handler in saved_root_handlers:
@@ -120,6 +132,7 @@ def run(
   span: int | None = None,
   prepare: bool = True,
   enable_cache: bool = True,
+  verbose: bool = False,
 ) -> RunSummary:
   """Runs the pipeline for `spec` on the latest span (or `span`)."""
   from pipeline.pipeline import create_pipeline
@@ -130,7 +143,10 @@ def run(
   window = check_spans(spec, paths.data_dir, span)
   paths.pipeline_root.mkdir(parents=True, exist_ok=True)
   write_schema(spec, str(paths.curated_schema_path))
-  log_file = paths.pipeline_root / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
+  # One log file per run, even for runs started in the same second.
+  log_file = (
+    paths.pipeline_root / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+  )
   print(
     f"[mtlrank] spec {spec.name!r}: spans {window}, pipeline root "
     f"{paths.pipeline_root}, log {log_file}",
@@ -143,9 +159,13 @@ def run(
         create_pipeline(spec, paths, span=earlier, enable_cache=enable_cache, ingest_only=True),
         log_file,
         progress,
+        verbose,
       )
     _run_tfx(
-      create_pipeline(spec, paths, span=window[-1], enable_cache=enable_cache), log_file, progress
+      create_pipeline(spec, paths, span=window[-1], enable_cache=enable_cache),
+      log_file,
+      progress,
+      verbose,
     )
   except Exception as e:  # pylint: disable=broad-except
     raise RunError(f"the {spec.name!r} pipeline stopped: {e}\n(full log: {log_file})") from e
