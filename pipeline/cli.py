@@ -75,6 +75,17 @@ def _prepare_data(args: argparse.Namespace) -> int:
   return 0
 
 
+def _span_number(text: str) -> int:
+  """`--span`: spans are numbered from 1, as TFX's {SPAN} placeholder."""
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"spans are numbered from 1, got {value}")
+  return value
+
+
 def _spec_columns(spec_arg: str) -> Tuple[str, Mapping[str, str]]:
   """`mtlrank predict --spec`: the served model's default name and raw columns."""
   try:
@@ -92,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
   run = commands.add_parser("run", help="run the pipeline end to end for a spec")
   _add_location_flags(run)
-  run.add_argument("--span", type=int, help="train up to this span (default: the latest)")
+  run.add_argument("--span", type=_span_number, help="train up to this span (default: the latest)")
   run.add_argument("--summary-json", help="also write the run summary as JSON here")
   run.add_argument("--no-cache", action="store_true", help="rerun every component")
   run.add_argument(

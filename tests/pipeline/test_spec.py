@@ -185,3 +185,14 @@ def test_the_single_task_view_of_an_esmm_spec_drops_esmm_options():
   raw["model"].update(architecture="esmm", params={"esmm_conversion_task": "conversion"})
   view = parse_spec(raw).trainer_view("single_task")
   assert view.model.architecture == "single_task" and view.model.params == {}
+
+
+@pytest.mark.parametrize("span", ["0", "-1", "two"])
+def test_run_refuses_a_span_below_one_at_parsing(span, capsys):
+  from pipeline import cli
+
+  with pytest.raises(SystemExit) as exit_info:
+    cli.build_parser().parse_args(["run", "--spec", "census", "--span", span])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  assert "--span" in err and "Traceback" not in err
