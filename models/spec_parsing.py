@@ -1,0 +1,454 @@
+"""The spec's validation: reads a parsed YAML document section by section into
+the typed objects of `models.spec`, naming the file and the field path in
+every error, refusing unknown fields, and checking the rules that span
+sections (labels are never features, conditional tasks form no cycle, the
+architecture's options and task rules)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, List, Mapping, Sequence, Tuple
+
+from models import options
+from models.spec import (
+  BALANCING_STRATEGIES,
+  CATEGORICAL_ENCODINGS,
+  DATA_SOURCES,
+  DTYPES,
+  FEATURE_KINDS,
+  INTERACTION_KINDS,
+  NUMERIC_TRANSFORMS,
+  REGRESSION_LABEL_TRANSFORMS,
+  REGRESSION_LOSSES,
+  TASK_TYPES,
+  DataSpec,
+  EvaluationSpec,
+  FeatureSpec,
+  InteractionSpec,
+  ModelSpec,
+  RankingSpec,
+  ServingSpec,
+  SpecError,
+  TaskSpec,
+  Threshold,
+  TrainingSpec,
+)
+
+
+class _Fields:
+  """Reads one mapping of a spec, naming the field path in every error."""
+
+  def __init__(self, raw: Any, where: str, origin: str):
+    self.where, self.origin = where, origin
+    if raw is None:
+      raw = {}
+    if not isinstance(raw, Mapping):
+      self.fail(f"must be a mapping, got {type(raw).__name__}")
+    self.raw = dict(raw)
+    self.used: set = set()
+
+  def fail(self, message: str, key: str | None = None) -> None:
+    field = f"{self.where}.{key}" if key and self.where else (key or self.where)
+    raise SpecError(f"{self.origin}: {field}: {message}")
+
+  def get(
+    self,
+    key: str,
+    kind: type | Tuple[type, ...],
+    default: Any = None,
+    required: bool = False,
+    choices: Sequence[Any] = (),
+  ) -> Any:
+    self.used.add(key)
+    if key not in self.raw or self.raw[key] is None:
+      if required:
+        self.fail("is required", key)
+      return default
+    value = self.raw[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+      value = float(value)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+      names = " or ".join(k.__name__ for k in kinds)
+      self.fail(f"must be {names}, got {value!r}", key)
+    if choices and value not in choices:
+      self.fail(f"{value!r} is not one of: {', '.join(map(str, choices))}", key)
+    return value
+
+  def done(self) -> None:
+    unknown = sorted(set(self.raw) - self.used)
+    if unknown:
+      self.fail(f"unknown field(s) {', '.join(unknown)}")
+
+
+def parse(raw: Any, origin: str = "<spec>", source_path: str = "") -> RankingSpec:
+  """Validates a parsed YAML document into a `RankingSpec`."""
+  top = _Fields(raw, "", origin)
+  name = top.get("name", str, required=True)
+  description = top.get("description", str, default="")
+
+  features = []
+  raw_features = top.get("features", list, required=True)
+  for i, rf in enumerate(raw_features):
+    features.append(_parse_feature(_Fields(rf, f"features[{i}]", origin)))
+  _unique([f.name for f in features], "features", origin)
+
+  tasks = []
+  for i, rt in enumerate(top.get("tasks", list, required=True)):
+    tasks.append(_parse_task(_Fields(rt, f"tasks[{i}]", origin)))
+  if not tasks:
+    raise SpecError(f"{origin}: tasks: at least one task is required")
+  _unique([t.name for t in tasks], "tasks", origin)
+  task_names = [t.name for t in tasks]
+  feature_names = {f.name for f in features}
+  for i, t in enumerate(tasks):
+    if t.parent is not None:
+      if t.parent not in task_names:
+        raise SpecError(
+          f"{origin}: tasks[{i}].parent: {t.parent!r} is not a task "
+          f"(tasks: {', '.join(task_names)})"
+        )
+      if t.parent == t.name or not tasks[task_names.index(t.parent)].is_binary:
+        raise SpecError(f"{origin}: tasks[{i}].parent: must name another, binary task")
+    if t.label in feature_names:
+      raise SpecError(
+        f"{origin}: tasks[{i}].label: {t.label!r} is also declared as "
+        "a feature; a label is never a model input"
+      )
+  _check_acyclic(tasks, origin)
+
+  model = _parse_model(
+    _Fields(top.get("model", dict, default={}), "model", origin), task_names, features
+  )
+  training = _parse_training(_Fields(top.get("training", dict, default={}), "training", origin))
+  evaluation = _parse_evaluation(
+    _Fields(top.get("evaluation", dict, default={}), "evaluation", origin), tasks, feature_names
+  )
+  data = _parse_data(_Fields(top.get("data", dict, required=True), "data", origin))
+  serving = _parse_serving(_Fields(top.get("serving", dict, default={}), "serving", origin), tasks)
+  top.done()
+  if model.position_bias and not any(f.kind == "position" for f in features):
+    raise SpecError(f"{origin}: model.position_bias: needs a feature of kind 'position'")
+  spec = RankingSpec(
+    name=name,
+    description=description,
+    features=tuple(features),
+    tasks=tuple(tasks),
+    model=model,
+    training=training,
+    evaluation=evaluation,
+    data=data,
+    serving=serving,
+    source_path=source_path,
+  )
+  try:
+    # The architecture's and balancer's typed options, and ESMM's and AITM's
+    # task rules: at load, before any component runs.
+    options.check(spec)
+  except ValueError as e:
+    raise SpecError(f"{origin}: {e}") from None
+  return spec
+
+
+def _unique(names: List[str], where: str, origin: str) -> None:
+  seen = set()
+  for i, n in enumerate(names):
+    if n in seen:
+      raise SpecError(f"{origin}: {where}[{i}].name: {n!r} is declared twice")
+    seen.add(n)
+
+
+def _check_acyclic(tasks: List[TaskSpec], origin: str) -> None:
+  parents = {t.name: t.parent for t in tasks}
+  for t in tasks:
+    seen, node = set(), t.name
+    while node is not None:
+      if node in seen:
+        raise SpecError(f"{origin}: tasks: parent chain of {t.name!r} is a cycle")
+      seen.add(node)
+      node = parents[node]
+
+
+def _parse_feature(f: _Fields) -> FeatureSpec:
+  name = f.get("name", str, required=True)
+  kind = f.get("kind", str, required=True, choices=FEATURE_KINDS)
+  dtype = f.get(
+    "dtype",
+    str,
+    default="int"
+    if kind == "position"
+    else ("float" if kind in ("numeric", "ground_truth") else "string"),
+    choices=DTYPES,
+  )
+  spec = FeatureSpec(
+    name=name,
+    kind=kind,
+    dtype=dtype,
+    column=f.get("column", str, default=name),
+    encoding=f.get("encoding", str, default="vocabulary", choices=CATEGORICAL_ENCODINGS),
+    top_k=f.get("top_k", int),
+    num_oov_buckets=f.get("num_oov_buckets", int, default=1),
+    hash_buckets=f.get("hash_buckets", int, default=0),
+    num_buckets=f.get("num_buckets", int, default=0),
+    transform=f.get("transform", str, default="zscore", choices=NUMERIC_TRANSFORMS),
+    embedding_dim=f.get("embedding_dim", int),
+    max_value=f.get("max_value", int, default=0),
+    description=f.get("description", str, default=""),
+  )
+  f.done()
+  if kind == "categorical" and spec.encoding == "hash" and spec.hash_buckets < 1:
+    f.fail("a hashed categorical feature needs hash_buckets >= 1", "hash_buckets")
+  if kind == "numeric" and dtype == "string":
+    f.fail("a numeric feature must have dtype int or float", "dtype")
+  if kind == "numeric" and spec.transform == "bucketize" and spec.num_buckets < 2:
+    f.fail("transform bucketize needs num_buckets >= 2", "num_buckets")
+  if kind == "position" and (dtype != "int" or spec.max_value < 1):
+    f.fail(
+      "a position feature must have dtype int and max_value >= 1 (the slate size)", "max_value"
+    )
+  return spec
+
+
+def _parse_task(f: _Fields) -> TaskSpec:
+  task_type = f.get("type", str, default="binary", choices=TASK_TYPES)
+  spec = TaskSpec(
+    name=f.get("name", str, required=True),
+    label=f.get("label", str, required=True),
+    type=task_type,
+    parent=f.get("parent", str),
+    loss_weight=f.get("loss_weight", float, default=1.0),
+    label_transform=f.get(
+      "label_transform", str, default="none", choices=REGRESSION_LABEL_TRANSFORMS
+    ),
+    loss=f.get(
+      "loss",
+      str,
+      default="bce" if task_type == "binary" else "mse",
+      choices=("bce",) if task_type == "binary" else REGRESSION_LOSSES,
+    ),
+    description=f.get("description", str, default=""),
+  )
+  f.done()
+  if spec.loss_weight < 0 or not math.isfinite(spec.loss_weight):
+    f.fail("must be a finite number >= 0", "loss_weight")
+  if spec.is_binary and spec.label_transform != "none":
+    f.fail("only regression tasks take a label_transform", "label_transform")
+  return spec
+
+
+def _parse_interaction(
+  f: _Fields, features: Sequence[FeatureSpec], embedding_dim: int
+) -> InteractionSpec:
+  kind = f.get("kind", str, default="none", choices=INTERACTION_KINDS)
+  raw_pairs = f.get("pairs", list, default=[])
+  spec = InteractionSpec(
+    kind=kind,
+    layers=f.get("layers", int, default=1),
+    pairs=tuple(tuple(p) if isinstance(p, list) else p for p in raw_pairs),
+  )
+  f.done()
+  embedded = {
+    x.name: x.embedding_dim or embedding_dim for x in features if x.is_model_input and x.is_embedded
+  }
+  if kind == "dot" and not spec.pairs:
+    f.fail("kind dot needs at least one pair of embedded features", "pairs")
+  if kind != "dot" and spec.pairs:
+    f.fail(f"only kind dot takes pairs (kind is {kind!r})", "pairs")
+  for i, pair in enumerate(spec.pairs):
+    if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(n, str) for n in pair)):
+      f.fail(f"must be a pair of feature names, got {pair!r}", f"pairs[{i}]")
+    unknown = [n for n in pair if n not in embedded]
+    if unknown:
+      f.fail(
+        f"{unknown[0]!r} is not an embedded model feature (embedded: {', '.join(embedded)})",
+        f"pairs[{i}]",
+      )
+    if embedded[pair[0]] != embedded[pair[1]]:
+      f.fail(
+        f"the embeddings of {pair[0]!r} ({embedded[pair[0]]}) and {pair[1]!r} "
+        f"({embedded[pair[1]]}) differ in width; a dot product needs equal widths",
+        f"pairs[{i}]",
+      )
+  if kind == "cross" and spec.layers < 1:
+    f.fail("must be >= 1", "layers")
+  return spec
+
+
+def _parse_model(
+  f: _Fields, task_names: List[str], features: Sequence[FeatureSpec] = ()
+) -> ModelSpec:
+  def units(key: str, default: Tuple[int, ...]) -> Tuple[int, ...]:
+    value = f.get(key, list, default=list(default))
+    if not value or not all(isinstance(u, int) and u > 0 for u in value):
+      f.fail("must be a non-empty list of positive integers", key)
+    return tuple(value)
+
+  spec = ModelSpec(
+    architecture=f.get(
+      "architecture", str, default="mmoe", choices=tuple(options.ARCHITECTURE_OPTIONS)
+    ),
+    embedding_dim=f.get("embedding_dim", int, default=8),
+    num_experts=f.get("num_experts", int, default=4),
+    expert_units=units("expert_units", (32,)),
+    tower_units=units("tower_units", (16,)),
+    shared_experts=f.get("shared_experts", int, default=1),
+    task_experts=f.get("task_experts", int, default=1),
+    levels=f.get("levels", int, default=2),
+    dropout=f.get("dropout", float, default=0.0),
+    position_bias=f.get("position_bias", bool, default=False),
+    position_dropout=f.get("position_dropout", float, default=0.1),
+    position_bias_task=f.get("position_bias_task", str),
+    interaction=_parse_interaction(
+      _Fields(f.get("interaction", dict, default={}), f"{f.where}.interaction", f.origin),
+      features,
+      f.get("embedding_dim", int, default=8),
+    ),
+    balancing=f.get("balancing", str, default="fixed", choices=BALANCING_STRATEGIES),
+    balancing_params=f.get("balancing_params", dict, default={}),
+    params=f.get("params", dict, default={}),
+  )
+  f.done()
+  if spec.position_bias_task is not None and spec.position_bias_task not in task_names:
+    f.fail(f"{spec.position_bias_task!r} is not a task", "position_bias_task")
+  return spec
+
+
+def _parse_training(f: _Fields) -> TrainingSpec:
+  defaults = TrainingSpec()
+  values = {}
+  for field in dataclasses.fields(TrainingSpec):
+    kind = type(getattr(defaults, field.name))
+    values[field.name] = f.get(field.name, kind, default=getattr(defaults, field.name))
+  f.done()
+  for key in ("batch_size", "epochs", "eval_batch_size"):
+    if values[key] < 1:
+      f.fail("must be >= 1", key)
+  if not (values["weight_decay"] >= 0 and math.isfinite(values["weight_decay"])):
+    f.fail("must be a finite number >= 0", "weight_decay")
+  if not (math.isfinite(values["learning_rate"]) and values["learning_rate"] > 0):
+    f.fail(f"must be a finite number > 0, got {values['learning_rate']!r}", "learning_rate")
+  for key in ("early_stopping_patience", "shuffle_buffer", "telemetry_every_n_steps"):
+    if values[key] < (0 if key == "early_stopping_patience" else 1):
+      f.fail("must be >= " + ("0" if key == "early_stopping_patience" else "1"), key)
+  return TrainingSpec(**values)
+
+
+def _parse_evaluation(f: _Fields, tasks: List[TaskSpec], feature_names: set) -> EvaluationSpec:
+  def slices(key: str) -> Tuple[Tuple[str, ...], ...]:
+    result = []
+    for i, s in enumerate(f.get(key, list, default=[])):
+      columns = [s] if isinstance(s, str) else s
+      if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        f.fail("each slice is a column name or a list of column names", f"{key}[{i}]")
+      for c in columns:
+        if c not in feature_names:
+          f.fail(f"{c!r} is not a declared feature", f"{key}[{i}]")
+      result.append(tuple(columns))
+    return tuple(result)
+
+  all_slices = slices("slices")
+  gated = slices("gated_slices")
+  for s in gated:
+    if s not in all_slices:
+      f.fail(f"{list(s)} must also be listed in evaluation.slices", "gated_slices")
+  by_name = {t.name: t for t in tasks}
+  thresholds = []
+  raw_thresholds = f.get("thresholds", dict, default={})
+  for task_name, metrics in raw_thresholds.items():
+    if task_name not in by_name:
+      f.fail(
+        f"{task_name!r} is not a task (tasks: {', '.join(by_name)})", f"thresholds.{task_name}"
+      )
+    if not isinstance(metrics, Mapping):
+      f.fail("must map metric names to {value, max_regression}", f"thresholds.{task_name}")
+    allowed = ("auc", "pr_auc", "log_loss") if by_name[task_name].is_binary else ("mse", "mae")
+    for metric, bounds in metrics.items():
+      where = f"thresholds.{task_name}.{metric}"
+      if metric not in allowed:
+        f.fail(
+          f"{metric!r} is not a gateable metric for a "
+          f"{by_name[task_name].type} task (use: {', '.join(allowed)})",
+          where,
+        )
+      inner = _Fields(bounds, f"{f.where}.{where}", f.origin)
+      threshold = Threshold(
+        task=task_name,
+        metric=metric,
+        value=inner.get("value", float),
+        max_regression=inner.get("max_regression", float),
+      )
+      inner.done()
+      if threshold.value is None and threshold.max_regression is None:
+        f.fail("give value and/or max_regression", where)
+      if threshold.value is not None:
+        bounded = metric in ("auc", "pr_auc")
+        if (
+          not math.isfinite(threshold.value)
+          or threshold.value < 0
+          or (bounded and threshold.value > 1)
+        ):
+          valid = "in [0, 1]" if bounded else "a finite number >= 0"
+          f.fail(f"{metric} is {valid}, got {threshold.value!r}", f"{where}.value")
+      if threshold.max_regression is not None and not (
+        math.isfinite(threshold.max_regression) and threshold.max_regression >= 0
+      ):
+        f.fail(
+          f"must be a finite number >= 0, got {threshold.max_regression!r}",
+          f"{where}.max_regression",
+        )
+      thresholds.append(threshold)
+  query_key = f.get("query_key", str)
+  if query_key is not None and query_key not in feature_names:
+    f.fail(f"{query_key!r} is not a declared feature", "query_key")
+  cutoffs = f.get("ndcg_cutoffs", list, default=[5, 10])
+  if not cutoffs or not all(
+    isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in cutoffs
+  ):
+    f.fail("must be a non-empty list of positive integers", "ndcg_cutoffs")
+  gain_task = f.get("gain_task", str)
+  if gain_task is not None and (gain_task not in by_name or not by_name[gain_task].is_binary):
+    binary = ", ".join(t.name for t in tasks if t.is_binary)
+    f.fail(f"{gain_task!r} is not a binary task (binary tasks: {binary})", "gain_task")
+  spec = EvaluationSpec(
+    slices=all_slices,
+    gated_slices=gated,
+    thresholds=tuple(thresholds),
+    min_slice_size=f.get("min_slice_size", int, default=200),
+    query_key=query_key,
+    ndcg_cutoffs=tuple(cutoffs),
+    gain_task=gain_task,
+    confidence_intervals=f.get("confidence_intervals", bool, default=False),
+    single_task_baseline=f.get("single_task_baseline", bool, default=False),
+  )
+  f.done()
+  return spec
+
+
+def _parse_data(f: _Fields) -> DataSpec:
+  spec = DataSpec(
+    source=f.get("source", str, required=True, choices=DATA_SOURCES),
+    params=f.get("params", dict, default={}),
+    num_spans=f.get("num_spans", int, default=1),
+  )
+  f.done()
+  if spec.num_spans < 1:
+    f.fail("must be >= 1", "num_spans")
+  return spec
+
+
+def _parse_serving(f: _Fields, tasks: List[TaskSpec]) -> ServingSpec:
+  names = [t.name for t in tasks]
+  score = f.get("score", dict, default={})
+  for task_name, exponent in score.items():
+    if task_name not in names:
+      f.fail(f"{task_name!r} is not a task (tasks: {', '.join(names)})", f"score.{task_name}")
+    if not isinstance(exponent, (int, float)) or isinstance(exponent, bool):
+      f.fail("an exponent must be a number", f"score.{task_name}")
+  if not score:
+    score = {names[0]: 1.0}
+  classify_task = f.get("classify_task", str, default=names[0])
+  if classify_task not in names:
+    f.fail(f"{classify_task!r} is not a task", "classify_task")
+  f.done()
+  return ServingSpec(score={k: float(v) for k, v in score.items()}, classify_task=classify_task)
