@@ -14,8 +14,11 @@ valid.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import json
+import types
+import typing
 from pathlib import Path
 from typing import Any, Dict, Mapping, Tuple
 
@@ -327,41 +330,34 @@ class RankingSpec:
 
 
 def spec_from_json(text: str) -> RankingSpec:
-  """Inverse of `RankingSpec.to_json` (used inside TFX executors)."""
-  raw = json.loads(text)
-  return RankingSpec(
-    name=raw["name"],
-    description=raw["description"],
-    features=tuple(FeatureSpec(**f) for f in raw["features"]),
-    tasks=tuple(TaskSpec(**t) for t in raw["tasks"]),
-    model=ModelSpec(
+  """Inverse of `RankingSpec.to_json` (used inside TFX executors): generic over
+  the typed sections, so a new field round-trips without code here."""
+  return _from_plain(RankingSpec, json.loads(text))
+
+
+def _from_plain(kind: Any, value: Any) -> Any:
+  """`value` (JSON's lists, dicts and scalars) as the annotated type `kind`."""
+  if value is None:
+    return None
+  if dataclasses.is_dataclass(kind):
+    hints = typing.get_type_hints(kind)
+    return kind(
       **{
-        **raw["model"],
-        "expert_units": tuple(raw["model"]["expert_units"]),
-        "tower_units": tuple(raw["model"]["tower_units"]),
-        "interaction": _interaction_from_json(raw["model"].get("interaction", {})),
+        f.name: _from_plain(hints[f.name], value[f.name])
+        for f in dataclasses.fields(kind)
+        if f.name in value
       }
-    ),
-    training=TrainingSpec(**raw["training"]),
-    evaluation=EvaluationSpec(
-      slices=tuple(tuple(s) for s in raw["evaluation"]["slices"]),
-      gated_slices=tuple(tuple(s) for s in raw["evaluation"]["gated_slices"]),
-      thresholds=tuple(Threshold(**t) for t in raw["evaluation"]["thresholds"]),
-      min_slice_size=raw["evaluation"]["min_slice_size"],
-      query_key=raw["evaluation"]["query_key"],
-      ndcg_cutoffs=tuple(raw["evaluation"]["ndcg_cutoffs"]),
-      gain_task=raw["evaluation"].get("gain_task"),
-      confidence_intervals=raw["evaluation"].get("confidence_intervals", False),
-      single_task_baseline=raw["evaluation"].get("single_task_baseline", False),
-    ),
-    data=DataSpec(**raw["data"]),
-    serving=ServingSpec(**raw["serving"]),
-    source_path=raw.get("source_path", ""),
-  )
-
-
-def _interaction_from_json(raw: Mapping[str, Any]) -> InteractionSpec:
-  return InteractionSpec(**{**raw, "pairs": tuple(tuple(p) for p in raw.get("pairs", ()))})
+    )
+  origin, args = typing.get_origin(kind), typing.get_args(kind)
+  if origin in (typing.Union, types.UnionType):
+    inner = [a for a in args if a is not type(None)]
+    return _from_plain(inner[0], value) if len(inner) == 1 else value
+  if origin is tuple:
+    item = args[0] if args else Any
+    return tuple(_from_plain(item, v) for v in value)
+  if origin in (dict, Mapping, collections.abc.Mapping):
+    return dict(value)
+  return value
 
 
 def resolve_spec_path(spec: str) -> Path:
