@@ -30,6 +30,13 @@ REPO = Path(__file__).resolve().parents[2]
 MTLRANK = shutil.which("mtlrank", path=str(Path(sys.executable).parent)) or shutil.which("mtlrank")
 
 
+def _write_csv(rows, path: Path) -> None:
+  with path.open("w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(SYNTHETIC_COLUMNS))
+    writer.writeheader()
+    writer.writerows(rows)
+
+
 def parse(argv):
   return build_parser().parse_args(argv)
 
@@ -77,10 +84,7 @@ def test_serve_takes_tensorflow_model_server_flags(tmp_path):
 def test_predict_prints_rows_ranked_by_the_fused_score(endpoint, tmp_path, capsys):
   rows = random_rows(SYNTHETIC_COLUMNS, 6, seed=9)
   path = tmp_path / "rows.csv"
-  with path.open("w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=list(SYNTHETIC_COLUMNS))
-    writer.writeheader()
-    writer.writerows(rows)
+  _write_csv(rows, path)
   version = endpoint.serving_version()
   expected = endpoint.reference(version, serialize_rows(rows, SYNTHETIC_COLUMNS))
   for target in (["--grpc", endpoint.grpc_target], ["--rest", endpoint.rest_address]):
@@ -192,10 +196,7 @@ def test_serve_subcommand_serves_until_terminated(endpoint):
 def test_installed_predict_ranks_csv_rows(endpoint, tmp_path):
   rows = random_rows(SYNTHETIC_COLUMNS, 5, seed=3)
   path = tmp_path / "rows.csv"
-  with path.open("w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=list(SYNTHETIC_COLUMNS))
-    writer.writeheader()
-    writer.writerows(rows)
+  _write_csv(rows, path)
   expected = endpoint.reference(endpoint.serving_version(), serialize_rows(rows, SYNTHETIC_COLUMNS))
   done = subprocess.run(
     [
