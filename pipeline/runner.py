@@ -12,6 +12,7 @@ Progress goes to the console, one line per component; TFX's own log goes to
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -86,8 +87,9 @@ def check_spans(spec: RankingSpec, data_dir: Path, span: int | None) -> List[int
 
 
 def _run_tfx(pipeline, log_file: Path, progress: console.Progress, verbose: bool = False) -> None:
-  """Runs `pipeline` with TFX's and the libraries' log (warnings included) in
-  `log_file`; the console gets the progress lines, and with `verbose` the log too."""
+  """Runs `pipeline` (or builds it first, when given a function that does) with
+  TFX's and the libraries' log (warnings included) in `log_file`; the console
+  gets the progress lines, and with `verbose` the log too."""
   from absl import logging as absl_logging
   from tfx import v1 as tfx
 
@@ -110,11 +112,20 @@ def _run_tfx(pipeline, log_file: Path, progress: console.Progress, verbose: bool
   echo = logging.StreamHandler(sys.stderr) if verbose else None
   if echo is not None:
     root.addHandler(echo)
-  # Python warnings (deprecations from Beam, TFMA, TF...) go to the log file.
+  # Python warnings (deprecations from Beam, TFMA, TF...) go to the log file,
+  # and so does TensorFlow's logger, which has a console handler of its own.
   logging.captureWarnings(True)
+  tf_logger = logging.getLogger("tensorflow")
+  saved_tf_handlers, saved_tf_propagate = list(tf_logger.handlers), tf_logger.propagate
+  for handler in saved_tf_handlers:
+    tf_logger.removeHandler(handler)
+  tf_logger.propagate = True
   try:
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+    tfx.orchestration.LocalDagRunner().run(pipeline() if callable(pipeline) else pipeline)
   finally:
+    for handler in saved_tf_handlers:
+      tf_logger.addHandler(handler)
+    tf_logger.propagate = saved_tf_propagate
     logging.captureWarnings(False)
     if echo is not None:
       root.removeHandler(echo)
@@ -156,13 +167,15 @@ def run(
   try:
     for earlier in window[:-1]:
       _run_tfx(
-        create_pipeline(spec, paths, span=earlier, enable_cache=enable_cache, ingest_only=True),
+        functools.partial(
+          create_pipeline, spec, paths, span=earlier, enable_cache=enable_cache, ingest_only=True
+        ),
         log_file,
         progress,
         verbose,
       )
     _run_tfx(
-      create_pipeline(spec, paths, span=window[-1], enable_cache=enable_cache),
+      functools.partial(create_pipeline, spec, paths, span=window[-1], enable_cache=enable_cache),
       log_file,
       progress,
       verbose,

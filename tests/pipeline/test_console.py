@@ -16,6 +16,7 @@ from pipeline import console, runner
 @component
 def NoisyLibrary():  # TFX refuses a `-> None` annotation
   logging.getLogger("some.library").warning("library noise from inside a component")
+  logging.getLogger("tensorflow").warning("tensorflow noise from inside a component")
 
 
 def _pipeline(root) -> tfx.dsl.Pipeline:
@@ -37,6 +38,9 @@ def test_library_log_goes_to_the_run_log_and_progress_to_the_console(tmp_path, c
   runner._run_tfx(_pipeline(tmp_path), log_file, console.Progress(stream=stream), verbose)
   progress = stream.getvalue()
   assert "[mtlrank] NoisyLibrary ..." in progress and "NoisyLibrary done in" in progress
-  assert "library noise from inside a component" in log_file.read_text()
+  logged = log_file.read_text()
+  assert "library noise from inside a component" in logged
+  assert "tensorflow noise from inside a component" in logged
   shown = capfd.readouterr()
   assert ("library noise" in shown.err + shown.out) == verbose
+  assert ("tensorflow noise" in shown.err + shown.out) == verbose
