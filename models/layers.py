@@ -248,9 +248,18 @@ class ParallelMLP(keras.layers.Layer):
     last_activation: str | None = "relu",
     dropout: float = 0.0,
     networks_per_input: int = 1,
+    kernel_initializer: Any = None,
+    kernel_regularizer: Any = None,
     **kwargs: Any,
   ):
+    """`kernel_initializer` None: Glorot-uniform by one network's fan-in and
+    fan-out (not the fused shape's); `kernel_regularizer` adds to `self.losses`,
+    which the model's training step trains on."""
     super().__init__(**kwargs)
+    self.kernel_initializer = (
+      keras.initializers.get(kernel_initializer) if kernel_initializer is not None else None
+    )
+    self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
     self.num_networks = int(num_networks)
     self.units = [int(u) for u in units]
     self.activation = activation
@@ -277,7 +286,10 @@ class ParallelMLP(keras.layers.Layer):
         shape = (self.num_networks, fan_in, width)
       self.kernels.append(
         self.add_weight(
-          name=f"kernel_{i}", shape=shape, initializer=_glorot_per_network(fan_in, width)
+          name=f"kernel_{i}",
+          shape=shape,
+          initializer=self.kernel_initializer or _glorot_per_network(fan_in, width),
+          regularizer=self.kernel_regularizer,
         )
       )
       self.biases.append(
@@ -337,6 +349,12 @@ class ParallelMLP(keras.layers.Layer):
       "last_activation": self.last_activation,
       "dropout": self.dropout,
       "networks_per_input": self.networks_per_input,
+      "kernel_initializer": (
+        keras.initializers.serialize(self.kernel_initializer) if self.kernel_initializer else None
+      ),
+      "kernel_regularizer": (
+        keras.regularizers.serialize(self.kernel_regularizer) if self.kernel_regularizer else None
+      ),
     }
 
 

@@ -181,3 +181,21 @@ def test_feature_embedding_names_an_unknown_interaction_feature():
     layers.FeatureEmbedding(
       [("user", 3, 2)], [], interaction={"kind": "dot", "pairs": [["user", "item"]]}
     )
+
+
+def test_parallel_mlp_takes_keras_initializers_and_regularizers_and_serialises_them():
+  mlp = layers.ParallelMLP(
+    2,
+    [3],
+    kernel_initializer="zeros",
+    kernel_regularizer={"class_name": "L2", "config": {"l2": 0.5}},
+  )
+  out = mlp(tf.ones([4, 5]))
+  assert float(tf.reduce_sum(tf.abs(out))) == 0.0  # zero kernels, zero biases, relu
+  assert len(mlp.losses) == 1  # the regularizer's penalty, on the one kernel
+  rebuilt = layers.ParallelMLP.from_config(mlp.get_config())
+  assert rebuilt.get_config()["kernel_regularizer"] == mlp.get_config()["kernel_regularizer"]
+  assert rebuilt.get_config()["kernel_initializer"]["class_name"] == "Zeros"
+  default = layers.ParallelMLP(2, [3])
+  default(tf.ones([4, 5]))
+  assert not default.losses and float(tf.reduce_sum(tf.abs(default.kernels[0]))) > 0
