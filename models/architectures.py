@@ -6,8 +6,10 @@
     outputs = model(features, training=False)   # {task_name: [B, 1] float32}
 
 Every architecture is a `MultiTaskModel` (models/multitask.py): a subclass only
-says how features become one logit per task (`task_logits`) and which layers
-the tasks share, and registers itself with `register_architecture`.
+says how features become one logit per task (`task_logits`), which layers the
+tasks share, and (ESMM, AITM) which task gets an entire-space head
+(`make_task_heads`, models/heads.py); it registers itself with
+`register_architecture`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, List, Mapping, Tuple
 import tensorflow as tf
 import tf_keras as keras
 
-from models import layers, losses, options
+from models import heads, layers, options
 from models.multitask import (  # noqa: F401  (re-exported: the architectures' public API)
   ARCHITECTURES,
   DEFAULT_STEPS_PER_EXECUTION,
@@ -30,7 +32,7 @@ from models.multitask import (  # noqa: F401  (re-exported: the architectures' p
   feature_embedding,
   register_architecture,
 )
-from models.spec import RankingSpec, TaskSpec
+from models.spec import RankingSpec
 
 
 @register_architecture("single_task")
@@ -195,9 +197,6 @@ class ESMMModel(MultiTaskModel):
 
   def __init__(self, spec: RankingSpec, vocab_sizes: Mapping[str, int], **kwargs: Any):
     super().__init__(spec, vocab_sizes, **kwargs)
-    self.cvr_task = esmm_conversion_task(spec)
-    self.ctr_task = spec.task(self.cvr_task.parent)
-    self.ctcvr_output = f"{self.cvr_task.name}_ctcvr"
     self.embedding = feature_embedding(spec, vocab_sizes)
     self.towers = layers.ParallelMLP(
       len(spec.tasks),
@@ -218,21 +217,15 @@ class ESMMModel(MultiTaskModel):
   def last_shared_variables(self) -> List[tf.Variable]:
     return list(self.embedding.trainable_variables)
 
-  def heads(self, logits: Tensors) -> Tensors:
-    outputs = super().heads(logits)
-    outputs[self.ctcvr_output] = outputs[self.ctr_task.name] * outputs[self.cvr_task.name]
-    return outputs
-
-  def per_row_loss(
-    self, task: TaskSpec, labels: Tensors, logits: Tensors
-  ) -> Tuple[tf.Tensor, tf.Tensor | None]:
-    if task.name != self.cvr_task.name:
-      return super().per_row_loss(task, labels, logits)
-    ctcvr_labels = labels[self.ctr_task.name] * labels[task.name]
-    log_ctcvr = tf.math.log_sigmoid(logits[self.ctr_task.name]) + tf.math.log_sigmoid(
-      logits[task.name]
-    )
-    return losses.binary_cross_entropy_from_log_probability(ctcvr_labels, log_ctcvr), None
+  def make_task_heads(self) -> List[heads.TaskHead]:
+    """The conversion task is trained as pCTCVR on every impression."""
+    cvr = esmm_conversion_task(self.spec)
+    return [
+      heads.EntireSpaceHead(t, (cvr.parent, cvr.name), f"{cvr.name}_ctcvr")
+      if t.name == cvr.name
+      else heads.for_task(self.spec, t, self.huber_delta)
+      for t in self.spec.tasks
+    ]
 
 
 esmm_conversion_task = options.esmm_conversion_task
@@ -314,25 +307,17 @@ class AITMModel(MultiTaskModel):
   def last_shared_variables(self) -> List[tf.Variable]:
     return list(self.embedding.trainable_variables)
 
-  def _log_entire(self, logits: Tensors, k: int) -> tf.Tensor:
-    return tf.add_n([tf.math.log_sigmoid(logits[t.name]) for t in self.chain[: k + 1]])
-
-  def heads(self, logits: Tensors) -> Tensors:
-    outputs = super().heads(logits)
-    for k, task in enumerate(self.chain[1:], start=1):
-      outputs[f"{task.name}_entire"] = tf.exp(self._log_entire(logits, k))
-    return outputs
-
-  def per_row_loss(
-    self, task: TaskSpec, labels: Tensors, logits: Tensors
-  ) -> Tuple[tf.Tensor, tf.Tensor | None]:
-    position = next((k for k, t in enumerate(self.chain) if t.name == task.name), 0)
-    if position == 0:
-      return super().per_row_loss(task, labels, logits)
-    entire_labels = labels[task.name] * labels[self.chain[position - 1].name]
-    return losses.binary_cross_entropy_from_log_probability(
-      entire_labels, self._log_entire(logits, position)
-    ), None
+  def make_task_heads(self) -> List[heads.TaskHead]:
+    """From the second chain task on, each is trained end to end (the product
+    of the chain's probabilities) on every impression."""
+    chain = [t.name for t in aitm_chain(self.spec)]
+    position = {name: k for k, name in enumerate(chain)}
+    return [
+      heads.EntireSpaceHead(t, chain[: position[t.name] + 1], f"{t.name}_entire")
+      if position.get(t.name, 0) > 0
+      else heads.for_task(self.spec, t, self.huber_delta)
+      for t in self.spec.tasks
+    ]
 
 
 aitm_chain = options.aitm_chain

@@ -48,16 +48,6 @@ def regression_loss(
   return tf.square(error)
 
 
-def task_mask(
-  spec: RankingSpec, task: TaskSpec, labels: Mapping[str, tf.Tensor]
-) -> tf.Tensor | None:
-  """1.0 where the task's label exists (its parent's label is positive), else
-  0.0; None for a root task (every row counts)."""
-  if task.parent is None:
-    return None
-  return tf.cast(tf.cast(labels[task.parent], tf.float32) > 0.0, tf.float32)
-
-
 def replica_sum(value: tf.Tensor) -> tf.Tensor:
   """Sum over the replicas of a distribution strategy (identity without one)."""
   context = tf.distribute.get_replica_context()

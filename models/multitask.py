@@ -7,11 +7,12 @@ builds an architecture by name from the spec.
     outputs = model(features, training=False)   # {task_name: [B, 1] float32}
 
 Every architecture is a `MultiTaskModel`: a subclass only says how features
-become one logit per task (`task_logits`) and which layers the tasks share.
-The base class owns what is common: heads (sigmoid for binary tasks, identity
-for regression), label masks of conditional tasks, the position-bias tower,
-the training step that hands the task losses to the loss balancer
-(`models.balancing`), and the metrics.
+become one logit per task (`task_logits`), which layers the tasks share, and,
+when a task's loss means something else there, which head a task gets
+(`task_heads`). The base class composes the parts: the task heads
+(`models.heads`: output transform, masked loss and metrics of each task), the
+position-bias tower, the loss balancer (`models.balancing`) and the telemetry
+state (`models.telemetry`), and runs the training step over them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 import tensorflow as tf
 import tf_keras as keras
 
-from models import balancing, layers, losses, options, telemetry
+from models import balancing, heads, layers, losses, options, telemetry
 from models.spec import RankingSpec, TaskSpec, spec_from_json
 
 Tensors = Dict[str, tf.Tensor]
@@ -59,7 +60,8 @@ def feature_embedding(
 
 
 class MultiTaskModel(keras.Model):
-  """Base of all architectures: heads, masks, position bias, training step."""
+  """Base of all architectures: composes task heads, position bias, loss
+  balancer and telemetry around the architecture's logits."""
 
   def __init__(self, spec: RankingSpec, vocab_sizes: Mapping[str, int], **kwargs: Any):
     super().__init__(name=kwargs.pop("name", spec.model.architecture), **kwargs)
@@ -81,18 +83,12 @@ class MultiTaskModel(keras.Model):
       # saved) before the first training step lists the trainable variables.
       self.position_tower.build(tf.TensorShape([None, 1]))
     self.balancer = balancing.create(spec)
-    self.loss_tracker = keras.metrics.Mean(name="loss")
-    self.task_loss_trackers = {
-      t.name: keras.metrics.Mean(name=f"{t.name}_loss") for t in spec.tasks
-    }
-    self.task_metrics = {
-      t.name: (
-        keras.metrics.AUC(name=f"{t.name}_auc")
-        if t.is_binary
-        else keras.metrics.MeanSquaredError(name=f"{t.name}_mse")
+    self.task_heads: List[heads.TaskHead] = self.make_task_heads()
+    if [h.name for h in self.task_heads] != [t.name for t in spec.tasks]:
+      raise ValueError(
+        f"{type(self).__name__}.make_task_heads must give one head per task, in order"
       )
-      for t in spec.tasks
-    }
+    self.loss_tracker = keras.metrics.Mean(name="loss")
     self.telemetry_every_n_steps = max(1, spec.training.telemetry_every_n_steps)
     self.telemetry: telemetry.TelemetryState | None = None
     self.dense_gradients = False
@@ -130,6 +126,12 @@ class MultiTaskModel(keras.Model):
     """The last shared layer's kernel(s): GradNorm's W (empty: nothing shared)."""
     raise NotImplementedError
 
+  def make_task_heads(self) -> List[heads.TaskHead]:
+    """One head per task, in the spec's order: binary or regression by default.
+    An architecture whose loss means something else for a task (ESMM, AITM)
+    gives that task another head here."""
+    return heads.default_heads(self.spec, self.huber_delta)
+
   # --- Common. ---------------------------------------------------------------
 
   @property
@@ -150,9 +152,8 @@ class MultiTaskModel(keras.Model):
     return logits, gates
 
   def heads(self, logits: Tensors) -> Tensors:
-    return {
-      t.name: tf.sigmoid(logits[t.name]) if t.is_binary else logits[t.name] for t in self.tasks
-    }
+    """Every task's outputs (and the heads' extra outputs) from the logits."""
+    return heads.outputs(self.task_heads, logits)
 
   @tf.autograph.experimental.do_not_convert
   def call(self, features: Tensors, training: bool | None = None) -> Tensors:
@@ -161,27 +162,12 @@ class MultiTaskModel(keras.Model):
     logits, _ = self.forward(features, training=training, use_position=False)
     return self.heads(logits)
 
-  def per_row_loss(
-    self, task: TaskSpec, labels: Tensors, logits: Tensors
-  ) -> Tuple[tf.Tensor, tf.Tensor | None]:
-    """(per-row loss [B, 1], mask [B, 1] or None for every row)."""
-    y = labels[task.name]
-    if task.is_binary:
-      per_row = losses.binary_cross_entropy_from_logits(y, logits[task.name])
-    else:
-      per_row = losses.regression_loss(task, y, logits[task.name], self.huber_delta)
-    return per_row, losses.task_mask(self.spec, task, labels)
-
   def task_losses(
     self, labels: Tensors, logits: Tensors
   ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor | None]]:
-    """([T] this replica's shares of the global task losses, masks)."""
-    shares, masks = [], {}
-    for task in self.tasks:
-      per_row, mask = self.per_row_loss(task, labels, logits)
-      shares.append(losses.global_masked_mean(per_row, mask))
-      masks[task.name] = mask
-    return tf.stack(shares), masks
+    """([T] this replica's shares of the global task losses, the rows each
+    loss averages over)."""
+    return heads.task_losses(self.task_heads, labels, logits)
 
   def compile_for_spec(self, spec: RankingSpec | None = None, **kwargs: Any) -> None:
     """compile() with the spec's training options: Adam at the spec's learning
@@ -238,7 +224,7 @@ class MultiTaskModel(keras.Model):
     features, labels = data[0], losses.label_dict(self.spec, data[1])
     with tf.GradientTape(persistent=True) as tape:
       logits, gates = self.forward(features, training=True, use_position=True)
-      task_losses, masks = self.task_losses(labels, logits)
+      task_losses, _ = self.task_losses(labels, logits)
       # Listed after the forward pass: an unbuilt model creates them there.
       variables = self.trainable_variables
       # Everything a balancer may differentiate is computed while recording.
@@ -262,30 +248,10 @@ class MultiTaskModel(keras.Model):
       gradients = [
         g + r for g, r in zip(gradients, self._gradient_fn(tape)(regularization, variables))
       ]
-    self.telemetry.record_gates(gates)
-    # The task-gradient statistics need T extra backward passes, so they run
-    # only every N steps, under a tf.cond; TF cannot differentiate through the
-    # loss's cross-replica sums inside a cond, so with several replicas they
-    # are not measured (docs/models.md).
-    if self.shared_variables and losses.num_replicas() == 1:
-      tf.cond(
-        self.optimizer.iterations % self.telemetry_every_n_steps == 0,
-        lambda: self._record_task_gradients(request),
-        tf.no_op,
-      )
+    self.telemetry.record_step(gates, request, self.telemetry_every_n_steps)
     del tape
     self.optimizer.apply_gradients(zip(gradients, variables))
-    return self._update_metrics(labels, logits, task_losses, masks)
-
-  def _record_task_gradients(self, request: balancing.GradientRequest) -> tf.Operation:
-    task_gradients = tf.stack(
-      [
-        balancing.flatten(request.gradient(objective, request.shared_variables))
-        for objective in request.task_objectives
-      ]
-    )
-    self.telemetry.record_gradients(task_gradients)
-    return tf.no_op()
+    return self._update_metrics(labels, logits, task_losses)
 
   @tf.autograph.experimental.do_not_convert
   def test_step(self, data: Any) -> Dict[str, tf.Tensor]:
@@ -293,31 +259,32 @@ class MultiTaskModel(keras.Model):
     # objective, so early stopping watches what training optimises.
     features, labels = data[0], losses.label_dict(self.spec, data[1])
     logits, _ = self.forward(features, training=False, use_position=True)
-    task_losses, masks = self.task_losses(labels, logits)
-    return self._update_metrics(labels, logits, task_losses, masks)
+    task_losses, _ = self.task_losses(labels, logits)
+    return self._update_metrics(labels, logits, task_losses)
 
   def _update_metrics(
     self,
     labels: Tensors,
     logits: Tensors,
     task_losses: tf.Tensor,
-    masks: Dict[str, tf.Tensor | None],
   ) -> Dict[str, tf.Tensor]:
     global_losses = losses.replica_sum(task_losses)
     # `loss` is always the spec-weighted sum, whatever the balancer, so that
     # runs with different strategies (and early stopping) compare.
     self.loss_tracker.update_state(tf.reduce_sum(self.balancer.initial_weights * global_losses))
     outputs = self.heads(logits)
-    for i, task in enumerate(self.tasks):
-      self.task_loss_trackers[task.name].update_state(global_losses[i])
-      self.task_metrics[task.name].update_state(
-        labels[task.name], outputs[task.name], sample_weight=masks[task.name]
-      )
+    for i, head in enumerate(self.task_heads):
+      head.update_metrics(labels, outputs, global_losses[i])
     return {m.name: m.result() for m in self.metrics}
 
   @property
   def metrics(self) -> List[keras.metrics.Metric]:
-    return [self.loss_tracker, *self.task_loss_trackers.values(), *self.task_metrics.values()]
+    # Ordered as the logs read: the total, each task's loss, each task's metric.
+    return [
+      self.loss_tracker,
+      *(h.loss_tracker for h in self.task_heads),
+      *(h.metric for h in self.task_heads),
+    ]
 
   def get_config(self) -> Dict[str, Any]:
     return {"spec": self.spec.to_json(), "vocab_sizes": dict(self.vocab_sizes)}

@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Mapping, Sequence
 import tensorflow as tf
 import tf_keras as keras
 
+from models import balancing, losses
 from models.spec import RankingSpec
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,35 @@ class TelemetryState(keras.layers.Layer):
       stats = gate_statistics(weights)
       self.gate_mean_weights[gate].assign(stats["mean_weights"])
       self.gate_entropy[gate].assign(stats["entropy"])
+
+  def record_step(
+    self,
+    gates: Mapping[str, tf.Tensor],
+    request: balancing.GradientRequest,
+    every_n_steps: int,
+  ) -> None:
+    """Called by `train_step` while its tape is alive: the gate statistics
+    every step; the task-gradient statistics, which need T extra backward
+    passes, every `every_n_steps` steps under a tf.cond. TF cannot
+    differentiate through the loss's cross-replica sums inside a cond, so with
+    several replicas the gradients are not measured."""
+    self.record_gates(gates)
+    if request.shared_variables and losses.num_replicas() == 1:
+      tf.cond(
+        request.step % every_n_steps == 0,
+        lambda: self._record_task_gradients(request),
+        tf.no_op,
+      )
+
+  def _record_task_gradients(self, request: balancing.GradientRequest) -> tf.Operation:
+    task_gradients = tf.stack(
+      [
+        balancing.flatten(request.gradient(objective, request.shared_variables))
+        for objective in request.task_objectives
+      ]
+    )
+    self.record_gradients(task_gradients)
+    return tf.no_op()
 
   def record_gradients(self, task_gradients: tf.Tensor) -> None:
     stats = gradient_statistics(task_gradients)

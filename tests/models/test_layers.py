@@ -199,3 +199,24 @@ def test_parallel_mlp_takes_keras_initializers_and_regularizers_and_serialises_t
   default = layers.ParallelMLP(2, [3])
   default(tf.ones([4, 5]))
   assert not default.losses and float(tf.reduce_sum(tf.abs(default.kernels[0]))) > 0
+
+
+def test_embedding_gates_and_position_tower_take_initializers_and_regularizers():
+  """Every layer with its own weights takes Keras initializers (and, where
+  weights decay, regularizers) as arguments and serialises them."""
+  l2 = {"class_name": "L2", "config": {"l2": 0.5}}
+  embedding = layers.FeatureEmbedding(
+    [("a", 3, 2)], ["x"], embeddings_initializer="ones", embeddings_regularizer=l2
+  )
+  embedding({"a": tf.constant([[1]], tf.int64), "x": tf.constant([[0.5]])})
+  np.testing.assert_array_equal(embedding.weights[0].numpy(), np.ones((3, 2)))
+  assert len(embedding.losses) == 1
+  gates = layers.ExpertGates(2, [[0, 1], [0, 1]], kernel_initializer="zeros", kernel_regularizer=l2)
+  _, weights = gates(tf.ones([4, 3]), tf.ones([4, 2, 5]))
+  np.testing.assert_allclose(weights.numpy(), 0.5)  # zero kernel: uniform gates
+  assert len(gates.losses) == 1
+  tower = layers.PositionBiasTower(3, 0.0, bias_initializer="ones")
+  np.testing.assert_array_equal(tower(tf.constant([[2]], tf.int64)).numpy(), [[1.0]])
+  for layer in (embedding, gates, tower):
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()

@@ -1,10 +1,7 @@
-"""Keras layers of the multi-task ranking models.
-
-Every layer is small, configured by plain values (`get_config` round-trips) and
-written in the "fused" form that keeps CPU training fast: many parallel networks
-(experts, towers, per-task bottoms) are one batched matmul instead of a Python
-loop of Dense layers, and all the embedding tables of one width are one table
-read with a single gather.
+"""Experts, gates and towers in their fused form: many parallel networks
+(MMoE/PLE experts, per-task towers and bottoms) are one batched matmul instead
+of a Python loop of Dense layers; PLE's CGC level and AITM's transfer module
+are built from them.
 
 Shapes: B is the batch, N the number of parallel networks, E the number of
 experts, G the number of gates, U a width.
@@ -15,218 +12,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Sequence, Tuple
 
 import tensorflow as tf
-import tensorflow_recommenders as tfrs
 import tf_keras as keras
-
-
-@keras.utils.register_keras_serializable(package="mtlrank")
-class FeatureEmbedding(keras.layers.Layer):
-  """Turns the dict of transformed features into one dense vector per row.
-
-  `embedded` lists (name, vocab_size, dim) of the id features (categorical and
-  bucketized numeric), `numeric` the names of the float features. The tables of
-  all features of one width are stored as one table with row offsets, so that
-  the lookup is one gather per width instead of one per feature.
-
-  `interaction` (the spec's `model.interaction` as a dict) adds explicit feature
-  interactions to the output: kind `dot` appends one `DotInteraction` column per
-  pair of embedded features, kind `cross` passes the vector through a
-  `CrossNetwork` of `layers` layers; `none` (default) leaves it as it is.
-
-  Output: [B, output_dim] in the layer's compute dtype.
-  """
-
-  def __init__(
-    self,
-    embedded: Sequence[Sequence[Any]],
-    numeric: Sequence[str],
-    interaction: Dict[str, Any] | None = None,
-    **kwargs: Any,
-  ):
-    super().__init__(**kwargs)
-    self.embedded = [(str(n), int(v), int(d)) for n, v, d in embedded]
-    self.numeric = [str(n) for n in numeric]
-    if not self.embedded and not self.numeric:
-      raise ValueError("FeatureEmbedding needs at least one feature")
-    groups: Dict[int, List[Tuple[str, int]]] = {}
-    for name, vocab_size, dim in self.embedded:
-      groups.setdefault(dim, []).append((name, vocab_size))
-    # (dim, feature names, row offsets, vocab sizes), one per table.
-    self._groups = tuple(
-      (
-        dim,
-        tuple(n for n, _ in members),
-        tuple(sum(v for _, v in members[:i]) for i in range(len(members))),
-        tuple(v for _, v in members),
-      )
-      for dim, members in groups.items()
-    )
-    self.interaction = _interaction_config(interaction)
-    self._interaction_layer = self._make_interaction()
-
-  def _make_interaction(self) -> keras.layers.Layer | None:
-    kind = self.interaction["kind"]
-    if kind == "dot":
-      columns = self.embedding_columns()
-      for pair in self.interaction["pairs"]:
-        for name in pair:
-          if name not in columns:
-            raise ValueError(f"interaction pair {pair}: {name!r} is not an embedded feature")
-      return DotInteraction(
-        [(columns[a][0], columns[b][0], columns[a][1]) for a, b in self.interaction["pairs"]],
-        name="dot_interaction",
-      )
-    if kind == "cross":
-      return CrossNetwork(self.interaction["layers"], name="cross_network")
-    return None
-
-  def embedding_columns(self) -> Dict[str, Tuple[int, int]]:
-    """{embedded feature: (first column, width)} in the concatenated embeddings."""
-    columns, start = {}, 0
-    for dim, names, _, _ in self._groups:
-      for name in names:
-        columns[name] = (start, dim)
-        start += dim
-    return columns
-
-  def build(self, input_shape: Any) -> None:
-    self._tables = [
-      self.add_weight(
-        name=f"table_{dim}",
-        shape=(sum(sizes), dim),
-        initializer=keras.initializers.RandomUniform(-0.05, 0.05),
-      )
-      for dim, _, _, sizes in self._groups
-    ]
-    if self._interaction_layer is not None:
-      self._interaction_layer.build(tf.TensorShape([None, self._input_dim]))
-    super().build(input_shape)
-
-  @property
-  def decayed_weights(self) -> List[tf.Variable]:
-    """The embedding tables: what weight decay shrinks (see `decayed_variables`)."""
-    return list(self._tables)
-
-  @property
-  def _input_dim(self) -> int:
-    return sum(d for _, _, d in self.embedded) + len(self.numeric)
-
-  @property
-  def output_dim(self) -> int:
-    if self.interaction["kind"] == "dot":
-      return self._input_dim + len(self.interaction["pairs"])
-    return self._input_dim
-
-  def call(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
-    parts = []
-    for (dim, names, offsets, sizes), table in zip(self._groups, self._tables):
-      ids = tf.concat(
-        [tf.reshape(tf.cast(features[name], tf.int64), [-1, 1]) for name in names], axis=1
-      )
-      # Serving must not crash on an id outside the vocabulary (a skewed
-      # transform graph): such ids read the feature's last (OOV) row.
-      ids = tf.clip_by_value(ids, 0, tf.constant(sizes, tf.int64) - 1) + tf.constant(
-        offsets, tf.int64
-      )
-      vectors = tf.gather(table, ids)  # [B, F, dim]
-      parts.append(tf.reshape(tf.cast(vectors, self.compute_dtype), [-1, len(names) * dim]))
-    if self.numeric:
-      parts.append(
-        tf.concat(
-          [
-            tf.reshape(tf.cast(features[name], self.compute_dtype), [-1, 1])
-            for name in self.numeric
-          ],
-          axis=1,
-        )
-      )
-    x = tf.concat(parts, axis=1) if len(parts) > 1 else parts[0]
-    return self._interaction_layer(x) if self._interaction_layer is not None else x
-
-  def get_config(self) -> Dict[str, Any]:
-    return {
-      **super().get_config(),
-      "embedded": [list(e) for e in self.embedded],
-      "numeric": list(self.numeric),
-      "interaction": {
-        "kind": self.interaction["kind"],
-        "pairs": [list(p) for p in self.interaction["pairs"]],
-        "layers": self.interaction["layers"],
-      },
-    }
-
-
-def _interaction_config(interaction: Dict[str, Any] | None) -> Dict[str, Any]:
-  raw = dict(interaction or {})
-  return {
-    "kind": str(raw.get("kind", "none")),
-    "pairs": [[str(a), str(b)] for a, b in raw.get("pairs", ())],
-    "layers": int(raw.get("layers", 1)),
-  }
-
-
-@keras.utils.register_keras_serializable(package="mtlrank")
-class DotInteraction(keras.layers.Layer):
-  """Appends the dot product of pairs of column blocks of its input: the
-  factorisation-machine term <e_user, e_item> of two embeddings, which an MLP
-  on the concatenation has to approximate with many units.
-
-  `pairs` lists (first column of a, first column of b, width).
-  call(x [B, U]) -> [B, U + len(pairs)].
-  """
-
-  def __init__(self, pairs: Sequence[Sequence[int]], **kwargs: Any):
-    super().__init__(**kwargs)
-    self.pairs = [(int(a), int(b), int(w)) for a, b, w in pairs]
-    if not self.pairs:
-      raise ValueError("DotInteraction needs at least one pair")
-
-  def call(self, x: tf.Tensor) -> tf.Tensor:
-    dots = [
-      tf.reduce_sum(x[:, a : a + w] * x[:, b : b + w], axis=1, keepdims=True)
-      for a, b, w in self.pairs
-    ]
-    return tf.concat([x, *dots], axis=1)
-
-  def get_config(self) -> Dict[str, Any]:
-    return {**super().get_config(), "pairs": [list(p) for p in self.pairs]}
-
-
-@keras.utils.register_keras_serializable(package="mtlrank")
-class CrossNetwork(keras.layers.Layer):
-  """DCN-v2 cross layers (Wang et al., WWW 2021), a stack of
-  `tfrs.layers.dcn.Cross` (full rank): x_{l+1} = x_0 * (W_l x_l + b_l) + x_l,
-  so layer l holds every feature product up to degree l + 1 with learned
-  weights.
-
-  call(x [B, U]) -> [B, U].
-  """
-
-  def __init__(self, num_layers: int = 1, **kwargs: Any):
-    super().__init__(**kwargs)
-    self.num_layers = int(num_layers)
-    if self.num_layers < 1:
-      raise ValueError("CrossNetwork needs num_layers >= 1")
-    self._crosses: List[keras.layers.Layer] = []
-
-  def build(self, input_shape: Any) -> None:
-    width = int(tf.TensorShape(input_shape)[-1])
-    # Small kernels: the layers start close to the identity (x_{l+1} ~ x_l).
-    initializer = keras.initializers.TruncatedNormal(stddev=0.1 / width**0.5)
-    self._crosses = [
-      tfrs.layers.dcn.Cross(kernel_initializer=initializer, name=f"cross_{i}")
-      for i in range(self.num_layers)
-    ]
-    super().build(input_shape)
-
-  def call(self, x0: tf.Tensor) -> tf.Tensor:
-    x = x0
-    for cross in self._crosses:
-      x = cross(x0, x)
-    return x
-
-  def get_config(self) -> Dict[str, Any]:
-    return {**super().get_config(), "num_layers": self.num_layers}
 
 
 @keras.utils.register_keras_serializable(package="mtlrank")
@@ -395,8 +181,21 @@ class ExpertGates(keras.layers.Layer):
   Returns (mixtures [B, G, V], weights [B, G, C]); weights sum to 1 over C.
   """
 
-  def __init__(self, num_gates: int, expert_indices: Sequence[Sequence[int]], **kwargs: Any):
+  def __init__(
+    self,
+    num_gates: int,
+    expert_indices: Sequence[Sequence[int]],
+    kernel_initializer: Any = None,
+    kernel_regularizer: Any = None,
+    **kwargs: Any,
+  ):
+    """`kernel_initializer` None: Glorot-uniform by one gate's fan-in and
+    fan-out; `kernel_regularizer` adds to `self.losses`."""
     super().__init__(**kwargs)
+    self.kernel_initializer = (
+      keras.initializers.get(kernel_initializer) if kernel_initializer is not None else None
+    )
+    self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
     self.num_gates = int(num_gates)
     self.expert_indices = [[int(i) for i in row] for row in expert_indices]
     if (
@@ -417,7 +216,10 @@ class ExpertGates(keras.layers.Layer):
       else (self.num_gates, fan_in, self.num_choices)
     )
     self.kernel = self.add_weight(
-      name="kernel", shape=shape, initializer=_glorot_per_network(fan_in, self.num_choices)
+      name="kernel",
+      shape=shape,
+      initializer=self.kernel_initializer or _glorot_per_network(fan_in, self.num_choices),
+      regularizer=self.kernel_regularizer,
     )
     self.bias = self.add_weight(
       name="bias", shape=(self.num_gates, self.num_choices), initializer="zeros"
@@ -456,43 +258,12 @@ class ExpertGates(keras.layers.Layer):
       **super().get_config(),
       "num_gates": self.num_gates,
       "expert_indices": self.expert_indices,
-    }
-
-
-@keras.utils.register_keras_serializable(package="mtlrank")
-class PositionBiasTower(keras.layers.Layer):
-  """A shallow tower reading only the displayed position: one bias logit per
-  position (YouTube's shallow tower, PAL). Its logit is added to a task's logit
-  in training only; in training each row drops it with probability
-  `dropout_rate`, so that the main tower cannot lean on the position.
-
-  call(position [B, 1] int in 1..max_position) -> logit [B, 1] float32.
-  """
-
-  def __init__(self, max_position: int, dropout_rate: float = 0.1, **kwargs: Any):
-    super().__init__(**kwargs)
-    self.max_position = int(max_position)
-    self.dropout_rate = float(dropout_rate)
-
-  def build(self, input_shape: Any) -> None:
-    self.bias_by_position = self.add_weight(
-      name="bias_by_position", shape=(self.max_position + 1,), initializer="zeros", dtype=tf.float32
-    )
-    super().build(input_shape)
-
-  def call(self, position: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-    ids = tf.clip_by_value(tf.reshape(tf.cast(position, tf.int64), [-1, 1]), 0, self.max_position)
-    logit = tf.gather(tf.cast(self.bias_by_position, tf.float32), ids)
-    if training and self.dropout_rate:
-      keep = tf.random.uniform(tf.shape(logit)) >= self.dropout_rate
-      logit = logit * tf.cast(keep, logit.dtype)
-    return logit
-
-  def get_config(self) -> Dict[str, Any]:
-    return {
-      **super().get_config(),
-      "max_position": self.max_position,
-      "dropout_rate": self.dropout_rate,
+      "kernel_initializer": (
+        keras.initializers.serialize(self.kernel_initializer) if self.kernel_initializer else None
+      ),
+      "kernel_regularizer": (
+        keras.regularizers.serialize(self.kernel_regularizer) if self.kernel_regularizer else None
+      ),
     }
 
 
@@ -655,23 +426,3 @@ class AdaptiveInformationTransfer(keras.layers.Layer):
 
   def get_config(self) -> Dict[str, Any]:
     return {**super().get_config(), "units": self.units}
-
-
-def decayed_variables(model: keras.layers.Layer) -> List[tf.Variable]:
-  """The variables weight decay shrinks, by the role their layer gives them:
-  weight matrices and embedding tables. A layer with its own weights says
-  which in `decayed_weights`; Keras' Dense and Embedding layers (inside tfrs'
-  Cross and the towers) by their `kernel` and `embeddings`. Biases, the
-  position-bias logits, a balancer's task weights and telemetry never decay."""
-  found: Dict[int, tf.Variable] = {}
-  for layer in model._flatten_layers(include_self=False):
-    if hasattr(layer, "decayed_weights"):
-      variables = layer.decayed_weights
-    elif isinstance(layer, keras.layers.Dense):
-      variables = [layer.kernel]
-    elif isinstance(layer, keras.layers.Embedding):
-      variables = [layer.embeddings]
-    else:
-      continue
-    found.update({id(v): v for v in variables})
-  return list(found.values())
