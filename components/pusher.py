@@ -10,14 +10,19 @@ This executor compares the candidate's SavedModel fingerprint with the
 versions already pushed and skips a model that is already there (recording
 which version holds it); otherwise it copies into a hidden temporary directory
 and renames it into place, so a numeric version directory only ever appears
-complete.
+complete. The check and the push happen under an exclusive lock on the base
+directory (`<base>/.push.lock`, local filesystems), so two pipelines pushing
+the same model at once push it once. A push that fails (a full disk) removes
+its staging directory; one left by a killed push is removed by the next.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 from absl import logging
 from tfx import types
@@ -29,6 +34,8 @@ from tfx.utils import io_utils, proto_utils
 
 FINGERPRINT_FILE = "fingerprint.pb"
 ALREADY_PUSHED_PROPERTY = "already_pushed_as_version"
+PUSH_LOCK_FILE = ".push.lock"
+STAGING_PREFIX = ".staging-"
 
 
 def numeric_versions(base_directory: str) -> List[int]:
@@ -59,17 +66,65 @@ def find_pushed_version(model_dir: str, base_directory: str) -> int | None:
   return None
 
 
+@contextlib.contextmanager
+def push_lock(base_directory: str) -> Iterator[None]:
+  """Exclusive while pushing into `base_directory`. Only a local directory can
+  be flocked; on an object store (gs://, s3://) pushes are not serialised."""
+  if "://" in base_directory:
+    yield
+    return
+  os.makedirs(base_directory, exist_ok=True)
+  fd = os.open(os.path.join(base_directory, PUSH_LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    yield
+  finally:
+    os.close(fd)
+
+
+def remove_stale_staging(base_directory: str) -> List[str]:
+  """Removes staging directories a killed push left (call under `push_lock`)."""
+  if not fileio.exists(base_directory):
+    return []
+  stale = [
+    os.path.join(base_directory, name.rstrip("/"))
+    for name in fileio.listdir(base_directory)
+    if name.startswith(STAGING_PREFIX)
+  ]
+  for path in stale:
+    fileio.rmtree(path)
+  return stale
+
+
 def push_atomically(model_dir: str, base_directory: str) -> int:
-  """Copies a SavedModel to `<base>/<version>` via a hidden temporary dir."""
+  """Copies a SavedModel to `<base>/<version>` via a hidden temporary dir,
+  which a failed copy removes."""
   existing = numeric_versions(base_directory)
   version = max(int(time.time()), existing[-1] + 1 if existing else 0)
-  staging = os.path.join(base_directory, f".staging-{version}")
+  staging = os.path.join(base_directory, f"{STAGING_PREFIX}{version}")
   fileio.makedirs(base_directory)
   if fileio.exists(staging):
     fileio.rmtree(staging)
-  io_utils.copy_dir(model_dir, staging)
-  fileio.rename(staging, os.path.join(base_directory, str(version)))
+  try:
+    io_utils.copy_dir(model_dir, staging)
+    fileio.rename(staging, os.path.join(base_directory, str(version)))
+  except BaseException:
+    if fileio.exists(staging):
+      fileio.rmtree(staging)
+    raise
   return version
+
+
+def push_if_new(model_dir: str, base_directory: str) -> tuple[int, bool]:
+  """(version, pushed): pushes unless the same SavedModel is already pushed,
+  in which case `pushed` is False and `version` is the one holding it."""
+  with push_lock(base_directory):
+    for path in remove_stale_staging(base_directory):
+      logging.warning("Removed %s, left by an earlier push that did not finish.", path)
+    already = find_pushed_version(model_dir, base_directory)
+    if already is not None:
+      return already, False
+    return push_atomically(model_dir, base_directory), True
 
 
 class Executor(pusher_executor.Executor):
@@ -94,16 +149,14 @@ class Executor(pusher_executor.Executor):
     )
     base_directory = destination.filesystem.base_directory
 
-    already = find_pushed_version(model_path, base_directory)
-    if already is not None:
+    version, pushed = push_if_new(model_path, base_directory)
+    if not pushed:
       logging.info(
-        "Model %s is already pushed as version %d; not pushing again.", model_path, already
+        "Model %s is already pushed as version %d; not pushing again.", model_path, version
       )
       self._MarkNotPushed(model_push)
-      model_push.set_int_custom_property(ALREADY_PUSHED_PROPERTY, already)
+      model_push.set_int_custom_property(ALREADY_PUSHED_PROPERTY, version)
       return
-
-    version = push_atomically(model_path, base_directory)
     serving_path = os.path.join(base_directory, str(version))
     logging.info("Model pushed to %s.", serving_path)
     self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=str(version))

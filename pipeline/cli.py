@@ -47,7 +47,12 @@ def _run(args: argparse.Namespace) -> int:
   paths = _paths(args, spec.name)
   try:
     summary = runner.run(
-      spec, paths, span=args.span, enable_cache=not args.no_cache, verbose=args.verbose
+      spec,
+      paths,
+      span=args.span,
+      enable_cache=not args.no_cache,
+      verbose=args.verbose,
+      wait=args.wait,
     )
   except runner.RunError as e:
     print(f"mtlrank run: {e}", file=sys.stderr)
@@ -106,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--span", type=_span_number, help="train up to this span (default: the latest)")
   run.add_argument("--summary-json", help="also write the run summary as JSON here")
   run.add_argument("--no-cache", action="store_true", help="rerun every component")
+  run.add_argument(
+    "--wait",
+    action="store_true",
+    help="if another run holds this pipeline root, wait for it (default: stop at once)",
+  )
   run.add_argument(
     "--verbose",
     action="store_true",

@@ -24,7 +24,7 @@ from typing import Dict, List
 
 from contract import EVAL_SPLIT, TRAIN_SPLIT
 from models.spec import RankingSpec
-from pipeline import config, console
+from pipeline import config, console, run_lock
 from pipeline.data import prepare_data
 from pipeline.schema import write_schema
 
@@ -144,11 +144,32 @@ def run(
   prepare: bool = True,
   enable_cache: bool = True,
   verbose: bool = False,
+  wait: bool = False,
 ) -> RunSummary:
-  """Runs the pipeline for `spec` on the latest span (or `span`)."""
+  """Runs the pipeline for `spec` on the latest span (or `span`), holding the
+  pipeline root's run lock (`pipeline.run_lock`): a second run on the same
+  root fails at once naming the holder, or with `wait` waits for it."""
+  started = time.perf_counter()
+  try:
+    with run_lock.hold(
+      paths.pipeline_root, wait=wait, on_wait=lambda m: print(f"[mtlrank] {m}", flush=True)
+    ):
+      return _run_locked(spec, paths, span, prepare, enable_cache, verbose, started)
+  except run_lock.RunLockedError as e:
+    raise RunError(str(e)) from None
+
+
+def _run_locked(
+  spec: RankingSpec,
+  paths: config.PipelinePaths,
+  span: int | None,
+  prepare: bool,
+  enable_cache: bool,
+  verbose: bool,
+  started: float,
+) -> RunSummary:
   from pipeline.pipeline import create_pipeline
 
-  started = time.perf_counter()
   if prepare and spec.data.source != "files":
     prepare_data(spec, paths.data_dir)
   window = check_spans(spec, paths.data_dir, span)
