@@ -7,6 +7,11 @@ Pusher never start and nothing already pushed is touched) when
   * the schema derived from the spec is violated: a required column missing, a
     column of the wrong type, a binary label outside {0, 1}, ... (TFDV);
   * a split of the span holds no examples;
+  * a numeric column holds NaN or +-inf (unless its feature declares `fill`),
+    which would train to a NaN loss; a label never may;
+  * a binary label of the train split has fewer positives than its task's
+    `min_positives` (default 1; 0 turns the check off), or no negative:
+    nothing to learn;
   * a conditional label is set while its parent's label is not (a conversion
     without a click): a rule across columns, which TFDV cannot express, so
     DataGate checks it by reading the label columns of every example.
@@ -15,6 +20,7 @@ The message names every problem with its split, column and counts.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Dict, List
 
@@ -26,6 +32,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils
 
+from contract import TRAIN_SPLIT
 from models.spec import RankingSpec, spec_from_json
 
 _LABEL_READ_BATCH = 8192
@@ -59,6 +66,61 @@ def anomaly_problems(anomalies: anomalies_pb2.Anomalies, split: str) -> List[str
   if anomalies.HasField("dataset_anomaly_info"):
     info = anomalies.dataset_anomaly_info
     problems.append(f"split {split!r}: {info.short_description} ({info.description})")
+  return problems
+
+
+def _numeric_stats(
+  stats: statistics_pb2.DatasetFeatureStatistics,
+) -> Dict[str, statistics_pb2.NumericStatistics]:
+  return {
+    ".".join(f.path.step) or f.name: f.num_stats for f in stats.features if f.HasField("num_stats")
+  }
+
+
+def non_finite_problems(
+  spec: RankingSpec, stats: statistics_pb2.DatasetFeatureStatistics, split: str
+) -> List[str]:
+  """Columns with NaN or +-inf values (TFDV counts NaN in its histograms and
+  keeps infinities in min/max), except numeric features that declare `fill`."""
+  filled = {f.column for f in spec.features if f.fill is not None}
+  labels = {t.label for t in spec.tasks}
+  problems = []
+  for column, num in sorted(_numeric_stats(stats).items()):
+    if column in filled and column not in labels:
+      continue
+    nans = max((h.num_nan for h in num.histograms), default=0)
+    infinite = [b for b, v in (("-inf", num.min), ("+inf", num.max)) if math.isinf(v)]
+    if nans or infinite or math.isnan(num.mean):
+      found = ([f"{nans} NaN"] if nans else []) + [f"{b} values" for b in infinite]
+      what = "label" if column in labels else "column"
+      fix = "" if column in labels else " (declare `fill` on its feature to replace them)"
+      problems.append(
+        f"split {split!r}, {what} {column!r}: non-finite values "
+        f"({', '.join(found) or 'NaN mean'}); training would reach a NaN loss{fix}"
+      )
+  return problems
+
+
+def label_class_problems(
+  spec: RankingSpec, stats: statistics_pb2.DatasetFeatureStatistics, split: str
+) -> List[str]:
+  """Binary labels with fewer positives than `min_positives`, or no negative.
+  A {0, 1} label's positives are its mean times its count."""
+  numeric = _numeric_stats(stats)
+  problems = []
+  for task in spec.tasks:
+    num = numeric.get(task.label)
+    if not task.is_binary or task.min_positives == 0 or num is None or math.isnan(num.mean):
+      continue
+    count = num.common_stats.num_non_missing
+    positives = int(round(num.mean * count))
+    if positives < task.min_positives or positives == count:
+      which = "no negative" if positives == count else f"{positives} positive(s)"
+      problems.append(
+        f"split {split!r}, label {task.label!r} (task {task.name!r}): {which} in {count} rows "
+        f"(the task needs at least {task.min_positives} positive(s) and one negative; "
+        "`min_positives: 0` on the task turns this check off)"
+      )
   return problems
 
 
@@ -119,6 +181,9 @@ class Executor(base_executor.BaseExecutor):
       found = anomalies_pb2.Anomalies()
       found.ParseFromString(io_utils.read_bytes_file(anomalies_path))
       problems += anomaly_problems(found, split)
+      problems += non_finite_problems(spec, stats.datasets[0], split)
+      if split == TRAIN_SPLIT:
+        problems += label_class_problems(spec, stats.datasets[0], split)
       problems += conditional_label_problems(
         spec, os.path.join(examples.uri, f"Split-{split}", "*"), split
       )

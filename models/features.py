@@ -95,6 +95,8 @@ def transform_feature(feature: FeatureSpec, column: tf.Tensor) -> tf.Tensor:
       vocab_filename=feature.name,
     )
   values = tf.cast(column, tf.float32)
+  if feature.fill is not None:
+    values = tf.where(tf.math.is_finite(values), values, feature.fill)
   if feature.transform == "bucketize":
     return tft.bucketize(values, feature.num_buckets)
   if feature.transform == "log_zscore":

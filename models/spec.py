@@ -70,6 +70,10 @@ class FeatureSpec:
 
   `column` is the raw column read (default: `name`), so one column can feed
   two features (age as a number and as buckets).
+
+  `fill` (numeric only): the value that NaN and +-inf of the column become
+  before the transform, in training and serving alike (it is part of the
+  transform graph). Without it, DataGate stops a span holding such values.
   """
 
   name: str
@@ -84,6 +88,7 @@ class FeatureSpec:
   transform: str = "zscore"
   embedding_dim: int | None = None
   max_value: int = 0
+  fill: float | None = None
   description: str = ""
 
   @property
@@ -107,6 +112,10 @@ class TaskSpec:
   loss_weight: float = 1.0
   label_transform: str = "none"
   loss: str = "bce"
+  # A binary task's train split needs at least this many positive labels (and
+  # one negative): below it DataGate stops the span before Transform; 0 turns
+  # the check off (a tiny sample).
+  min_positives: int = 1
   description: str = ""
 
   @property

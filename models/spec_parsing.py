@@ -194,9 +194,12 @@ def _parse_feature(f: _Fields) -> FeatureSpec:
     transform=f.get("transform", str, default="zscore", choices=NUMERIC_TRANSFORMS),
     embedding_dim=f.get("embedding_dim", int),
     max_value=f.get("max_value", int, default=0),
+    fill=f.get("fill", float),
     description=f.get("description", str, default=""),
   )
   f.done()
+  if spec.fill is not None and (kind != "numeric" or not math.isfinite(spec.fill)):
+    f.fail("fill is for numeric features and must be a finite number", "fill")
   if kind == "categorical" and spec.encoding == "hash" and spec.hash_buckets < 1:
     f.fail("a hashed categorical feature needs hash_buckets >= 1", "hash_buckets")
   if kind == "numeric" and dtype == "string":
@@ -227,6 +230,7 @@ def _parse_task(f: _Fields) -> TaskSpec:
       default="bce" if task_type == "binary" else "mse",
       choices=("bce",) if task_type == "binary" else REGRESSION_LOSSES,
     ),
+    min_positives=f.get("min_positives", int, default=1),
     description=f.get("description", str, default=""),
   )
   f.done()
@@ -234,6 +238,8 @@ def _parse_task(f: _Fields) -> TaskSpec:
     f.fail("must be a finite number >= 0", "loss_weight")
   if spec.is_binary and spec.label_transform != "none":
     f.fail("only regression tasks take a label_transform", "label_transform")
+  if spec.min_positives < 0:
+    f.fail("must be >= 0", "min_positives")
   return spec
 
 

@@ -18,6 +18,7 @@ Under a distribution strategy the recorded statistics are the first replica's.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence
 
@@ -116,6 +117,45 @@ class TelemetryState(keras.layers.Layer):
     return {**super().get_config(), "task_names": self.task_names, "gate_sizes": self.gate_sizes}
 
 
+class NonFiniteLossError(RuntimeError):
+  """Training reached a NaN or infinite task loss; the message names the task."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+  """Fails training (and so the Trainer, before any export) the first time a
+  task's loss is NaN or infinite, naming the task, the step and its last
+  finite value. Keras' TerminateOnNaN would stop quietly and let the model
+  be exported."""
+
+  def __init__(self, task_names: Sequence[str]):
+    super().__init__()
+    self.task_names = list(task_names)
+    self._last: Dict[str, float] = {}
+    self._supports_tf_logs = True  # read only the task losses
+
+  def _check(self, logs: Dict[str, Any] | None, where: str) -> None:
+    for task in self.task_names:
+      for key in (f"{task}_loss", f"val_{task}_loss"):
+        if not logs or key not in logs:
+          continue
+        value = float(logs[key])
+        if not math.isfinite(value):
+          last = self._last.get(key)
+          raise NonFiniteLossError(
+            f"task {task!r}: {key} became {value} at {where}"
+            + (f" (last finite value {last:.4g})" if last is not None else " (from the start)")
+            + "; check the task's label and the numeric columns for NaN or huge values, "
+            "and training.learning_rate"
+          )
+        self._last[key] = value
+
+  def on_train_batch_end(self, batch: int, logs: Dict[str, Any] | None = None) -> None:
+    self._check(logs, f"step {int(self.model.optimizer.iterations.numpy())}")
+
+  def on_epoch_end(self, epoch: int, logs: Dict[str, Any] | None = None) -> None:
+    self._check(logs, f"the end of epoch {epoch + 1}")
+
+
 class TelemetryCallback(keras.callbacks.Callback):
   """Writes step-level telemetry every `every_n_steps` optimizer steps to
   `<log_dir>/train` and warns once when a gate collapses (one expert's mean
@@ -189,13 +229,14 @@ class TelemetryCallback(keras.callbacks.Callback):
 def callbacks(
   spec: RankingSpec, log_dir: str, early_stopping: bool = True, collapse_threshold: float = 0.9
 ) -> List[keras.callbacks.Callback]:
-  """The training callbacks: step telemetry every
+  """The training callbacks: a stop on a non-finite task loss, step telemetry every
   `spec.training.telemetry_every_n_steps` steps, epoch curves (train and
   validation) through Keras' TensorBoard callback, and, with `early_stopping`
   and `spec.training.early_stopping_patience` > 0, early stopping on
   `val_loss` (the spec-weighted sum of the task losses) restoring the best
   weights."""
   result: List[keras.callbacks.Callback] = [
+    StopOnNonFiniteLoss([t.name for t in spec.tasks]),
     TelemetryCallback(log_dir, spec.training.telemetry_every_n_steps, collapse_threshold),
     keras.callbacks.TensorBoard(log_dir, update_freq="epoch", write_graph=False, profile_batch=0),
   ]

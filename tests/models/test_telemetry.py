@@ -6,6 +6,7 @@ import logging
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from models import architectures, telemetry
@@ -76,3 +77,22 @@ def test_collapsed_gate_is_warned_once_until_it_recovers(caplog):
   assert len(warnings) == 2
   assert "gate_click collapsed: expert 0" in warnings[0]
   assert "expert 1" in warnings[1]
+
+
+def test_a_non_finite_task_loss_stops_training_naming_the_task(tiny, tmp_path):
+  spec = tiny.make_spec("mmoe", tasks="two_binary")
+  model = architectures.build_model(spec, tiny.VOCAB_SIZES)
+  model.compile_for_spec(spec, steps_per_execution=1)
+  data = tiny.make_dataset(spec, n=256, batch_size=64)
+
+  def poison(features, labels):
+    # NaN in every float feature from the third batch on.
+    features = {
+      k: tf.fill(tf.shape(v), np.float32("nan")) if v.dtype.is_floating else v
+      for k, v in features.items()
+    }
+    return features, labels
+
+  data = data.take(2).concatenate(data.map(poison))
+  with pytest.raises(telemetry.NonFiniteLossError, match=r"task 'click': click_loss became nan"):
+    model.fit(data, epochs=1, verbose=0, callbacks=telemetry.callbacks(spec, str(tmp_path)))

@@ -98,6 +98,30 @@ def test_binary_label_outside_zero_one(
   assert "'income_50k'" in message and "out-of-range" in message.lower()
 
 
+def test_non_finite_values_and_a_single_class_label(
+  small_census_spec, census_columns, tmp_path, pushed_serving_dir
+):
+  """NaN and inf would train to a NaN loss; a label without positives teaches
+  nothing. One run: the message lists every problem."""
+  age = census_columns["age"].astype(np.float32).copy()
+  age[:4] = np.nan
+  gains = census_columns["capital_gains"].astype(np.float32).copy()
+  gains[7] = np.inf
+  columns = {
+    **census_columns,
+    "age": age,
+    "capital_gains": gains,
+    "income_50k": np.zeros_like(census_columns["income_50k"]),
+  }
+  message = _run_on(
+    small_census_spec, columns, small_census_spec.raw_columns, tmp_path, pushed_serving_dir
+  )
+  assert "column 'age': non-finite values (4 NaN)" in message
+  assert "column 'capital_gains': non-finite values (+inf values)" in message
+  assert "declare `fill`" in message
+  assert "label 'income_50k' (task 'income'): 0 positive(s)" in message
+
+
 def test_conditional_label_without_its_parent(tmp_path, pushed_serving_dir):
   spec = load_spec("synthetic")
   spec = spec.replace(data={"num_spans": 1})

@@ -77,6 +77,8 @@ def test_census_never_uses_a_label_or_the_survey_weight_as_a_feature():
       "model.interaction.layers",
     ),
     (lambda r: r["training"].update(weight_decay=-0.1), "training.weight_decay"),
+    (lambda r: r["features"][1].update(fill=0.0), "features[1].fill"),
+    (lambda r: r["tasks"][0].update(min_positives=-1), "tasks[0].min_positives"),
   ],
 )
 def test_invalid_specs_name_the_field(mutate, field):
@@ -196,3 +198,17 @@ def test_run_refuses_a_span_below_one_at_parsing(span, capsys):
   assert exit_info.value.code == 2
   err = capsys.readouterr().err
   assert "--span" in err and "Traceback" not in err
+
+
+def test_a_numeric_fill_replaces_non_finite_values_in_the_transform():
+  import numpy as np
+  import tensorflow as tf
+
+  from models.features import transform_feature
+  from models.spec import FeatureSpec
+
+  feature = FeatureSpec(name="x", kind="numeric", dtype="float", transform="identity", fill=-1.0)
+  values = tf.constant([[1.5], [float("nan")], [float("inf")], [-float("inf")]])
+  np.testing.assert_array_equal(
+    transform_feature(feature, values).numpy(), [[1.5], [-1], [-1], [-1]]
+  )
