@@ -11,6 +11,7 @@ from typing import List, Mapping, Tuple
 
 from models.spec import SpecError, load_spec
 from pipeline import config, report_cli
+from pipeline.data.errors import DataError
 from serving import cli as serving_cli
 
 
@@ -147,6 +148,9 @@ def main(argv: List[str] | None = None) -> int:
     return args.func(args)
   except SpecError as e:
     print(f"mtlrank: invalid spec: {e}", file=sys.stderr)
+    return 2
+  except DataError as e:
+    print(f"mtlrank: bad input data: {e}", file=sys.stderr)
     return 2
 
 

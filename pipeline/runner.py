@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Dict, List
 
@@ -26,6 +27,7 @@ from contract import EVAL_SPLIT, TRAIN_SPLIT
 from models.spec import RankingSpec
 from pipeline import config, console, run_lock
 from pipeline.data import prepare_data
+from pipeline.data.errors import DataError, find_unreadable_record
 from pipeline.schema import write_schema
 
 
@@ -171,7 +173,10 @@ def _run_locked(
   from pipeline.pipeline import create_pipeline
 
   if prepare and spec.data.source != "files":
-    prepare_data(spec, paths.data_dir)
+    try:
+      prepare_data(spec, paths.data_dir)
+    except DataError as e:
+      raise RunError(f"the {spec.name!r} data could not be prepared: {e}") from None
   window = check_spans(spec, paths.data_dir, span)
   paths.pipeline_root.mkdir(parents=True, exist_ok=True)
   write_schema(spec, str(paths.curated_schema_path))
@@ -202,8 +207,38 @@ def _run_locked(
       verbose,
     )
   except Exception as e:  # pylint: disable=broad-except
-    raise RunError(f"the {spec.name!r} pipeline stopped: {e}\n(full log: {log_file})") from e
+    raise _stopped(spec, paths, window, e, log_file) from e
   return summarize(spec, paths, time.perf_counter() - started)
+
+
+def _stopped(
+  spec: RankingSpec, paths: config.PipelinePaths, window: List[int], error: Exception, log: Path
+) -> RunError:
+  """The one-line-per-cause error for a failed TFX run. The traceback goes to
+  the run log. A component that failed on unreadable input (truncated or
+  garbage TFRecords) gets the file and record named, found by reading the
+  window's span files once, only now that something failed."""
+  with log.open("a") as f:
+    f.write("\n" + "".join(traceback.format_exception(error)))
+  text = str(error).strip()
+  lines = text.splitlines()
+  # DataGate and the spec-derived checks write lists worth reading whole;
+  # library errors (hex dumps, nested tracebacks) are cut to their first line.
+  message = text if isinstance(error, (ValueError, RuntimeError)) and len(lines) < 40 else ""
+  if not message:
+    message = (lines[0] if lines else type(error).__name__)[:300]
+  if spec.data.source != "files":
+    files = [
+      p
+      for s in window
+      for split in (TRAIN_SPLIT, EVAL_SPLIT)
+      for p in sorted((paths.data_dir / f"span-{s}" / split).glob("*"))
+      if p.is_file()
+    ]
+    unreadable = find_unreadable_record(files)
+    if unreadable is not None:
+      message = f"a span file cannot be read: {unreadable}"
+  return RunError(f"the {spec.name!r} pipeline stopped: {message}\n(full log: {log})")
 
 
 def summarize(spec: RankingSpec, paths: config.PipelinePaths, wall_seconds: float) -> RunSummary:

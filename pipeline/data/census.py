@@ -40,6 +40,7 @@ import pyarrow.csv as pcsv
 from models import spec as spec_lib
 from models.spec import RankingSpec
 from pipeline.data import io
+from pipeline.data.errors import DataError
 
 REPO_ROOT = Path(spec_lib.__file__).resolve().parent.parent
 ADAPTER_VERSION = 1
@@ -116,8 +117,11 @@ def resolve_path(path: str | Path) -> Path:
 
 
 def _read_text(path: Path) -> str:
-  with gzip.open(path, "rb") as f:
-    return f.read().decode("utf-8")
+  try:
+    with gzip.open(path, "rb") as f:
+      return f.read().decode("utf-8")
+  except (OSError, EOFError, UnicodeDecodeError) as e:  # not gzip, truncated, not text
+    raise DataError(f"{path}: cannot read it as gzip-compressed text: {e}") from None
 
 
 def _check_field_counts(path: Path, text: str) -> int:
@@ -130,7 +134,7 @@ def _check_field_counts(path: Path, text: str) -> int:
   bad = np.flatnonzero(counts != expected)
   if len(bad):
     i = int(bad[0])
-    raise ValueError(
+    raise DataError(
       f"{path.name}: line {i + 1}: expected {len(CENSUS_FIELDS)} "
       f"comma-separated fields, got {counts[i] + 1}"
     )
@@ -154,8 +158,8 @@ def _parse_numbers(path: Path, values: pa.Array, column: str, dtype: str) -> np.
       except ValueError:
         number = None
       if number is None or not np.isfinite(number) or (dtype == "int" and number != round(number)):
-        raise ValueError(f"{path.name}: line {line}, column {column}: {value!r} is not {kind}")
-    raise ValueError(f"{path.name}: column {column}: not all values are {kind}")
+        raise DataError(f"{path.name}: line {line}, column {column}: {value!r} is not {kind}")
+    raise DataError(f"{path.name}: column {column}: not all values are {kind}")
   return numbers.astype(np.int64 if dtype == "int" else np.float32)
 
 
@@ -168,15 +172,15 @@ def parse_census(path: str | Path, raw_columns: Mapping[str, str]) -> Dict[str, 
   path = Path(path)
   for column in raw_columns:
     if column in NOT_FEATURES:
-      raise ValueError(f"column {column!r} cannot be written as a feature: {NOT_FEATURES[column]}")
+      raise DataError(f"column {column!r} cannot be written as a feature: {NOT_FEATURES[column]}")
     if column not in _INDEX and column not in LABELS:
-      raise ValueError(
+      raise DataError(
         f"column {column!r} is not a census field "
         f"(fields: {', '.join(CENSUS_FIELDS)}; labels: {', '.join(LABELS)})"
       )
   for column, dtype in raw_columns.items():
     if column in LABELS and dtype != "int":
-      raise ValueError(f"label column {column!r} must have dtype int (binary), got {dtype}")
+      raise DataError(f"label column {column!r} must have dtype int (binary), got {dtype}")
   text = _read_text(path)
   num_lines = _check_field_counts(path, text)
   if num_lines:
@@ -192,7 +196,7 @@ def parse_census(path: str | Path, raw_columns: Mapping[str, str]) -> Dict[str, 
       ),
     )
     if table.num_rows != num_lines:
-      raise ValueError(f"{path.name}: read {table.num_rows} rows from {num_lines} lines")
+      raise DataError(f"{path.name}: read {table.num_rows} rows from {num_lines} lines")
   else:
     table = pa.table({c: pa.array([], pa.string()) for c in CENSUS_FIELDS})
 
@@ -215,7 +219,7 @@ def parse_census(path: str | Path, raw_columns: Mapping[str, str]) -> Dict[str, 
     )
     if not known.all():
       line = int(np.flatnonzero(~known)[0])
-      raise ValueError(
+      raise DataError(
         f"{path.name}: line {line + 1}, column income_50k: unknown income value "
         f"{income[line].as_py()!r} (expected one of {sorted(INCOME_VALUES)})"
       )
@@ -232,7 +236,7 @@ def parse_census(path: str | Path, raw_columns: Mapping[str, str]) -> Dict[str, 
 def eval_mask(num_rows: int, eval_every: int) -> np.ndarray:
   """True for the rows that go to eval: i % eval_every == eval_every - 1."""
   if eval_every < 2:
-    raise ValueError(f"eval_every must be >= 2, got {eval_every}")
+    raise DataError(f"eval_every must be >= 2, got {eval_every}")
   return np.arange(num_rows) % eval_every == eval_every - 1
 
 
@@ -250,17 +254,17 @@ def prepare_census(
   An existing complete span 1 is kept (fast no-op) unless `overwrite`.
   """
   if spec.data.source != "census":
-    raise ValueError(f"spec {spec.name!r} has data.source {spec.data.source!r}, not 'census'")
+    raise DataError(f"spec {spec.name!r} has data.source {spec.data.source!r}, not 'census'")
   params = dict(spec.data.params)
   unknown = sorted(set(params) - {"path", "eval_every"})
   if unknown:
-    raise ValueError(f"census: unknown data.params {unknown} (known: path, eval_every)")
+    raise DataError(f"census: unknown data.params {unknown} (known: path, eval_every)")
   if "path" not in params:
-    raise ValueError("census: data.params.path is required")
+    raise DataError("census: data.params.path is required")
   path = resolve_path(params["path"])
   eval_every = int(params.get("eval_every", 5))
   if not path.exists():
-    raise FileNotFoundError(
+    raise DataError(
       f"census: {path} does not exist (data.params.path = "
       f"{params['path']!r}, relative to {REPO_ROOT})"
     )

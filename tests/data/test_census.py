@@ -222,3 +222,34 @@ def test_real_file_base_rates():
   assert round(100 * columns["is_never_married"].mean(), 2) == 43.25
   is_eval = census.eval_mask(99_762, spec.data.params["eval_every"])
   assert int(is_eval.sum()) == 19_952
+
+
+@pytest.mark.parametrize(
+  "content, expected",
+  [
+    (b"not gzip at all", "cannot read it as gzip-compressed text"),
+    (gzip.compress((",".join(TEMPLATE) + "\n").encode() * 50)[:-40], "cannot read it as gzip"),
+    (gzip.compress(b"1, 2, 3\n"), "line 1: expected 42 comma-separated fields, got 3"),
+  ],
+)
+def test_bad_census_files_end_in_one_line_from_mtlrank(tmp_path, content, expected):
+  """Through the installed command: the file and what is wrong with it, no traceback."""
+  import subprocess
+  import sys
+
+  bad = tmp_path / "census.gz"
+  bad.write_bytes(content)
+  spec_text = (census.REPO_ROOT / "specs" / "census.yaml").read_text()
+  spec_file = tmp_path / "census.yaml"
+  spec_file.write_text(spec_text.replace("../shared/data/census-income.test.gz", str(bad)))
+  result = subprocess.run(
+    [str(Path(sys.executable).with_name("mtlrank")), "prepare-data", "--spec", str(spec_file)]
+    + ["--home", str(tmp_path / "home")],
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert result.returncode == 2
+  assert "Traceback" not in result.stderr
+  assert result.stderr.startswith("mtlrank: bad input data: ") and expected in result.stderr
+  assert "census.gz" in result.stderr

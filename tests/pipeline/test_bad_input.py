@@ -150,6 +150,32 @@ def test_conditional_label_without_its_parent(tmp_path, pushed_serving_dir):
   assert "5 rows have 'conversion'" in message and "'click'" in message
 
 
+def test_a_truncated_span_file_is_named(
+  small_census_spec, census_columns, tmp_path, pushed_serving_dir
+):
+  data_dir = tmp_path / "data"
+  for split in (TRAIN_SPLIT, EVAL_SPLIT):
+    write_examples(
+      census_columns,
+      small_census_spec.raw_columns,
+      data_dir / "span-1" / split / "data-00000.tfrecord.gz",
+    )
+  broken = data_dir / "span-1" / TRAIN_SPLIT / "data-00000.tfrecord.gz"
+  broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
+  paths = config.PipelinePaths(
+    data_dir=data_dir, pipeline_root=tmp_path / "root", serving_dir=pushed_serving_dir
+  )
+  before = _snapshot(pushed_serving_dir)
+  with pytest.raises(runner.RunError) as error:
+    runner.run(small_census_spec, paths, prepare=False)
+  message = str(error.value)
+  assert f"a span file cannot be read: {broken}: record " in message
+  assert len(message.splitlines()) == 2  # the cause and where the full log is
+  log = Path(message.rsplit("full log: ", 1)[1].rstrip(")"))
+  assert "Traceback" in log.read_text()
+  assert _snapshot(pushed_serving_dir) == before
+
+
 def test_empty_span(small_census_spec, census_columns, tmp_path, pushed_serving_dir):
   empty = {k: v[:0] for k, v in census_columns.items()}
   message = _run_on(
