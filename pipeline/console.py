@@ -21,6 +21,11 @@ def render_summary(summary: RunSummary) -> str:
   lines = [f"mtlrank run of spec {summary.spec!r}: {summary.wall_seconds:.0f} s"]
   if summary.training_spans:
     lines.append("  trained on spans " + ", ".join(map(str, summary.training_spans)))
+    if summary.training_examples:
+      lines.append(
+        "    from Examples "
+        + ", ".join(f"#{e['artifact_id']} (span {e['span']})" for e in summary.training_examples)
+      )
   tasks = {t: v for t, v in summary.metrics.items() if t != FUSED_SCORE_OUTPUT}
   lines.append(
     "  eval metrics (overall slice"

@@ -29,6 +29,7 @@ from tfx.proto import example_gen_pb2, range_config_pb2
 
 from components import example_gen as example_gen_lib
 from components import pusher as pusher_lib
+from components import span_window
 from components.data_gate import DataGate
 from contract import (
   DATA_GATE_NODE,
@@ -129,12 +130,9 @@ def create_pipeline(
     return tfx.dsl.Pipeline(components=ingestion, **pipeline_args)
 
   latest_spans = tfx.dsl.Resolver(
-    strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
-    config={
-      "range_config": range_config_pb2.RangeConfig(
-        rolling_range=range_config_pb2.RollingRange(num_spans=spec.data.num_spans)
-      )
-    },
+    # Each span once, in its newest ingestion (components/span_window.py).
+    strategy_class=span_window.LatestSpansStrategy,
+    config={"num_spans": spec.data.num_spans},
     # A plain Channel reads every run's ExampleGen outputs; the component's own
     # output channel would hold only this run's span, the backfilled ones lost.
     examples=tfx.dsl.Channel(

@@ -52,6 +52,8 @@ class RunOutcome:
   single_task_evaluation_uri: str | None = None
   # Spans of the examples Transform read: the training window.
   training_spans: List[int] = dataclasses.field(default_factory=list)
+  # The Examples artifact each span of the window came from: {span, artifact_id, uri}.
+  training_examples: List[Dict[str, object]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +105,7 @@ def latest_run(metadata_path: Path) -> RunOutcome:
   cached: List[str] = []
   outputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
   training_spans: List[int] = []
+  training_examples: List[Dict[str, object]] = []
   # One read of every execution's events and artifacts, split by event type.
   events = store.get_events_by_execution_ids([e.id for e in executions])
   artifacts = {a.id: a for a in store.get_artifacts_by_id(sorted({e.artifact_id for e in events}))}
@@ -122,11 +125,14 @@ def latest_run(metadata_path: Path) -> RunOutcome:
       cached.append(node)
     outputs[node] = output_of_execution.get(execution.id, [])
     if node == TRANSFORM_NODE:
-      training_spans = sorted(
-        _int(a, "span")
-        for a in input_of_execution.get(execution.id, [])
-        if "span" in a.custom_properties
+      examples = sorted(
+        (a for a in input_of_execution.get(execution.id, []) if "span" in a.custom_properties),
+        key=lambda a: (_int(a, "span"), a.id),
       )
+      training_spans = [_int(a, "span") for a in examples]
+      training_examples = [
+        {"span": _int(a, "span"), "artifact_id": a.id, "uri": a.uri} for a in examples
+      ]
 
   type_names = {t.id: t.name for t in store.get_artifact_types()}
 
@@ -161,6 +167,7 @@ def latest_run(metadata_path: Path) -> RunOutcome:
     already_pushed_version=already,
     single_task_evaluation_uri=(single_task_evaluation.uri if single_task_evaluation else None),
     training_spans=training_spans,
+    training_examples=training_examples,
   )
 
 

@@ -52,6 +52,8 @@ class RunSummary:
   # single_task, delta (MTL - STL) and verdict; empty without the baseline.
   single_task_baseline: List[Dict[str, object]] = dataclasses.field(default_factory=list)
   training_spans: List[int] = dataclasses.field(default_factory=list)
+  # The Examples artifact each span came from: {span, artifact_id, uri}.
+  training_examples: List[Dict[str, object]] = dataclasses.field(default_factory=list)
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -267,6 +269,7 @@ def summarize(spec: RankingSpec, paths: config.PipelinePaths, wall_seconds: floa
     pipeline_root=str(paths.pipeline_root),
     evaluation_uri=outcome.evaluation_uri,
     training_spans=outcome.training_spans,
+    training_examples=outcome.training_examples,
     single_task_baseline=[
       {
         "task": c.task,

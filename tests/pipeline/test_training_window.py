@@ -64,3 +64,26 @@ def test_transform_reads_every_span_of_the_window(tmp_path, capfd):
   page = report_file.read_text()
   assert "no release thresholds" in page
   assert all(f'<section id="{s}"' in page for s in ("outcome", "metrics", "durations"))
+  # A rerun with --no-cache ingests both spans again: the window still holds
+  # each span once, in its newest ingestion, and the summary names it.
+  first = {e["span"]: e["artifact_id"] for e in summary["training_examples"]}
+  assert (
+    cli.main(
+      [
+        "run",
+        "--spec",
+        str(spec_file),
+        "--home",
+        str(tmp_path / "home"),
+        "--no-cache",
+        "--summary-json",
+        str(summary_file),
+      ]
+    )
+    == 0
+  )
+  again = json.loads(summary_file.read_text())
+  assert again["training_spans"] == [1, 2]
+  second = {e["span"]: e["artifact_id"] for e in again["training_examples"]}
+  assert sorted(second) == [1, 2] and all(second[s] > first[s] for s in (1, 2))
+  assert f"from Examples #{second[1]} (span 1), #{second[2]} (span 2)" in capfd.readouterr().out
