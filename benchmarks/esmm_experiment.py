@@ -34,7 +34,7 @@ Protocol (everything outside TFX, documented so it can be checked):
     against the observed conversion label.
   * references: the truth itself, and the best pCVR a model of the logged
     features can have (the simulator's hidden intent integrated out,
-    `simulator.x_only_conversion_targets`): P(conv | click, x), which both
+    `benchmarks.simulator_truth.x_only_conversion_targets`): P(conv | click, x), which both
     models estimate, and E_z p_conv(x, z), the entire-space target; per model,
     how well pCVR (and ESMM's position-free pCTR) rank those.
 
@@ -58,6 +58,7 @@ import tf_keras as keras
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
+from benchmarks import simulator_truth
 from models import architectures
 from models.spec import RankingSpec, load_spec
 from pipeline.data import read_examples, simulator, split_files
@@ -77,7 +78,7 @@ PAPER = {"naive": 0.6600, "esmm": 0.6856}  # Ali-CCP CVR AUC, ESMM paper table 2
 
 def x_only_oracles(spec: RankingSpec, test: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
   """The simulator's best pCVR from the logged features, per test row (see
-  `simulator.x_only_conversion_targets`): the spans regenerated in memory, the
+  `benchmarks.simulator_truth.x_only_conversion_targets`): the spans regenerated in memory, the
   eval rows taken in the order they were written."""
   params = simulator.SimParams.from_spec(spec)
   world = simulator.make_world(params)
@@ -90,7 +91,7 @@ def x_only_oracles(spec: RankingSpec, test: Mapping[str, np.ndarray]) -> Dict[st
     truth.append(data["columns"][TRUTH][data["is_eval"]])
   if not np.array_equal(np.concatenate(truth), test[TRUTH]):
     raise RuntimeError("regenerated eval rows do not match the written ones")
-  return simulator.x_only_conversion_targets(
+  return simulator_truth.x_only_conversion_targets(
     {name: np.concatenate(parts) for name, parts in hidden.items()}, params.intent_strength
   )
 
@@ -367,7 +368,7 @@ def oracle_sweep(spec: RankingSpec, strengths: Sequence[float]) -> str:
     column = lambda name: np.concatenate(
       [np.asarray(p["columns"][name])[p["is_eval"]] for p in parts]
     ).astype(np.float64)
-    targets = simulator.x_only_conversion_targets(
+    targets = simulator_truth.x_only_conversion_targets(
       {
         name: np.concatenate([p["hidden"][name][p["is_eval"]] for p in parts])
         for name in parts[0]["hidden"]

@@ -47,6 +47,7 @@ import yaml
 from sklearn.metrics import roc_auc_score
 
 from benchmarks import esmm_experiment as experiment
+from benchmarks import simulator_truth
 from models import architectures, export
 from models.spec import RankingSpec, load_spec, parse_spec, resolve_spec_path
 from pipeline.data import simulator
@@ -104,7 +105,7 @@ def variant_spec(spec_name: str, overrides: Mapping[str, Mapping[str, object]]) 
 
 def attraction_oracles(spec: RankingSpec, test: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
   """Per test row, the best position-free pCTR of the logged features, E_z a
-  (`simulator.x_only_conversion_targets`), and the same without the user x
+  (`benchmarks.simulator_truth.x_only_conversion_targets`), and the same without the user x
   item match u.v: what a model that learns no collaborative signal (item
   bias, segment, device, hour, category) can reach at best."""
   params = simulator.SimParams.from_spec(spec)
@@ -120,7 +121,7 @@ def attraction_oracles(spec: RankingSpec, test: Mapping[str, np.ndarray]) -> Dic
   match = np.einsum("nd,nd->n", world.user_click[users], world.item_click[items])
 
   def integrated(attraction_logit: np.ndarray) -> np.ndarray:
-    return simulator.x_only_conversion_targets(
+    return simulator_truth.x_only_conversion_targets(
       {"attraction_logit_x": attraction_logit, "conv_logit_x": np.zeros_like(logit)},
       params.intent_strength,
     )["attraction"]

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks import simulator_throughput, simulator_truth
 from models.spec import load_spec
 from pipeline.data import io, simulator
 
@@ -200,7 +201,7 @@ def test_hidden_intent_makes_clicked_rows_convert_more():
     data, params = _span(intent_strength=strength)
     c, hidden = data["columns"], data["hidden"]
     click = c["click"].astype(bool)
-    targets = simulator.x_only_conversion_targets(hidden, params.intent_strength)
+    targets = simulator_truth.x_only_conversion_targets(hidden, params.intent_strength)
     # Given its own intent draw, p_conv_given_click is the row's exact truth.
     np.testing.assert_allclose(
       c["p_conv_given_click"],
@@ -280,7 +281,7 @@ def test_bad_params_are_refused(tmp_path):
 
 
 def test_command_line_prints_throughput(tmp_path, capsys):
-  assert simulator.main(["--rows", "2000", "--out", str(tmp_path / "cli")]) == 0
+  assert simulator_throughput.main(["--rows", "2000", "--out", str(tmp_path / "cli")]) == 0
   out = capsys.readouterr().out
   assert "2,000 rows" in out and "rows/s" in out
   assert io.span_complete(tmp_path / "cli", 1)
