@@ -140,6 +140,17 @@ def vocab_sizes(spec: RankingSpec, tft_output: tft.TFTransformOutput) -> Dict[st
   return sizes
 
 
+def vocabulary_files(spec: RankingSpec, tft_output: tft.TFTransformOutput) -> Dict[str, str]:
+  """{TFT vocabulary name: its file} of the embedded features' vocabularies."""
+  files: Dict[str, str] = {}
+  for feature in spec.features:
+    if uses_shared_vocabulary(feature):
+      files[SHARED_VOCABULARY] = tft_output.vocabulary_file_by_name(SHARED_VOCABULARY)
+    elif feature.kind == "categorical" and feature.encoding == "vocabulary":
+      files[feature.name] = tft_output.vocabulary_file_by_name(feature.name)
+  return files
+
+
 def serving_raw_columns(spec: RankingSpec) -> Dict[str, str]:
   """The raw columns a served request carries: model inputs only (no labels,
   no position, no identifiers or ground truth)."""

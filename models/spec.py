@@ -173,6 +173,9 @@ class TrainingSpec:
   shuffle_buffer: int = 100_000
   telemetry_every_n_steps: int = 100
   eval_batch_size: int = 4096
+  # Start from the latest blessed model (models/warm_start.py): matching
+  # weights are loaded, embedding rows carried over by token.
+  warm_start: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,7 +317,10 @@ class RankingSpec:
       # single-task baseline of an ESMM spec has no ESMM task option).
       known = {f.name for f in dataclasses.fields(options.ARCHITECTURE_OPTIONS[architecture])}
       params = {k: v for k, v in self.model.params.items() if k in known}
-      view = view.replace(model={"architecture": architecture, "params": params})
+      # The baseline trains from scratch: it has no blessed model of its own.
+      view = view.replace(
+        model={"architecture": architecture, "params": params}, training={"warm_start": False}
+      )
     return view
 
   def to_dict(self) -> Dict[str, Any]:

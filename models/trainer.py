@@ -17,8 +17,13 @@ import tf_keras as keras
 from absl import logging
 from tfx import v1 as tfx
 
-from models import architectures, distribute, export, inputs, telemetry
-from models.features import spec_from_custom_config, vocab_sizes
+from models import architectures, distribute, export, inputs, telemetry, warm_start
+from models.features import (
+  SHARED_VOCABULARY,
+  spec_from_custom_config,
+  vocab_sizes,
+  vocabulary_files,
+)
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -39,9 +44,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   train_steps = max(1, train.num_examples // spec.training.batch_size)
   eval_steps = -(-evaluation.num_examples // spec.training.eval_batch_size)
 
+  sizes, vocabularies = vocab_sizes(spec, tft_output), vocabulary_files(spec, tft_output)
+  model_uri = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
   with strategy.scope():
-    model = architectures.build_model(spec, vocab_sizes(spec, tft_output))
+    model = architectures.build_model(spec, sizes)
     architectures.compile_model(model, spec)
+  if spec.training.warm_start:
+    _warm_start(model, spec, fn_args.base_model, vocabularies, model_uri)
   log_dir = os.path.join(fn_args.model_run_dir, "logs")
   started = time.perf_counter()
   model.fit(
@@ -55,3 +64,24 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   )
   logging.info("Training took %.1f s", time.perf_counter() - started)
   export.export_serving_model(model, spec, tft_output, fn_args.serving_model_dir)
+  # What a later run warm-starts from (beside the SavedModel, never pushed).
+  warm_start.save_bundle(model, spec, sizes, vocabularies, model_uri)
+
+
+def _warm_start(model, spec, base_model: str | None, vocabularies, model_uri: str) -> None:
+  bundle = warm_start.bundle_of(base_model) if base_model else None
+  if bundle is None:
+    logging.warning(
+      "training.warm_start: no blessed model with a warm-start bundle yet (%s); cold start",
+      base_model or "no base model",
+    )
+    return
+  report = warm_start.warm_start(model, spec, bundle, vocabularies, SHARED_VOCABULARY)
+  path = warm_start.write_report(report, os.path.join(model_uri, warm_start.WARM_START_DIR))
+  logging.info(
+    "Warm start from %s: %d variables carried, %d fresh; report %s",
+    bundle,
+    report["variables_carried"],
+    len(report["variables_fresh"]),
+    path,
+  )

@@ -156,13 +156,18 @@ def create_pipeline(
   ).with_id(TRANSFORM_NODE)
   transform.add_upstream_node(data_gate)
 
-  trainer = _trainer(spec.trainer_view(), transform, curated_schema).with_id(TRAINER_NODE)
-
   baseline = tfx.dsl.Resolver(
     strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
     model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
     model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
   ).with_id("latest_blessed_model_resolver")
+  trainer = _trainer(
+    spec.trainer_view(),
+    transform,
+    curated_schema,
+    # Warm start from the model the Evaluator compares against.
+    base_model=baseline.outputs["model"] if spec.training.warm_start else None,
+  ).with_id(TRAINER_NODE)
   evaluator = tfx.components.Evaluator(
     examples=example_gen.outputs["examples"],
     model=trainer.outputs["model"],
@@ -197,12 +202,15 @@ def create_pipeline(
   return tfx.dsl.Pipeline(components=components, **pipeline_args)
 
 
-def _trainer(trainer_spec: RankingSpec, transform, schema_gen) -> tfx.components.Trainer:
+def _trainer(
+  trainer_spec: RankingSpec, transform, schema_gen, base_model=None
+) -> tfx.components.Trainer:
   return tfx.components.Trainer(
     run_fn=RUN_FN,
     examples=transform.outputs["transformed_examples"],
     transform_graph=transform.outputs["transform_graph"],
     schema=schema_gen.outputs["schema"],
+    base_model=base_model,
     custom_config={SPEC_CONFIG_KEY: trainer_spec.to_json()},
   )
 

@@ -103,6 +103,15 @@ class FeatureEmbedding(keras.layers.Layer):
       self._interaction_layer.build(tf.TensorShape([None, self._input_dim]))
     super().build(input_shape)
 
+  def feature_rows(self) -> Dict[str, Tuple[tf.Variable, int, int]]:
+    """{embedded feature: (its table, first row, number of rows)}: where each
+    feature's rows live in the shared tables (warm start copies them)."""
+    return {
+      name: (table, offset, size)
+      for (_, names, offsets, sizes), table in zip(self._groups, self._tables)
+      for name, offset, size in zip(names, offsets, sizes)
+    }
+
   @property
   def decayed_weights(self) -> List[tf.Variable]:
     """The embedding tables: what weight decay shrinks (see `decayed_variables`)."""
