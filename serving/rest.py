@@ -341,16 +341,16 @@ class RestServer(socketserver.ThreadingTCPServer):
     timeout_seconds: float = 0,
     prometheus_path: str | None = None,
   ):
+    self._executor: futures.ThreadPoolExecutor | None = (
+      None  # server_close needs it on a failed bind
+    )
     super().__init__(address, _Connection)
     self.api = api
     self.max_request_bytes = max_request_bytes
     self.prometheus_path = prometheus_path
     self._timeout = timeout_seconds
-    self._executor = (
-      futures.ThreadPoolExecutor(num_threads, thread_name_prefix="rest-request")
-      if timeout_seconds > 0
-      else None
-    )
+    if timeout_seconds > 0:
+      self._executor = futures.ThreadPoolExecutor(num_threads, thread_name_prefix="rest-request")
     self._slots = threading.BoundedSemaphore(num_threads)
 
   def run(self, call: Callable[[], Body]) -> Body:
