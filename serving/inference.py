@@ -133,6 +133,8 @@ def _examples_signature(
 
 
 def check_examples_signature(signature: Signature, method: str, check_method_name: bool) -> None:
+  """PreProcessClassification/PreProcessRegression: one `inputs` input, and
+  `classes`/`scores` (one or both) or `outputs` as the outputs."""
   kind = "classification" if method == CLASSIFY_METHOD else "regression"
   if check_method_name and signature.method_name != method:
     raise invalid_argument(
@@ -162,7 +164,8 @@ def _run_on_examples(signature: Signature, examples: np.ndarray) -> Dict[str, np
   return signature({CLASSIFY_INPUT: examples})
 
 
-def _class_matrix(value: np.ndarray | None, what: str, dtype: str, batch: int):
+def _class_matrix(value: np.ndarray | None, what: str, dtype: str, batch: int) -> np.ndarray | None:
+  """A classify output checked as PostProcessClassificationResult does."""
   if value is None:
     return None
   if value.ndim != 2:
