@@ -48,7 +48,14 @@ def resolve(core: ServerCore, model_spec: model_pb2.ModelSpec) -> Servable:
   choice = model_spec.WhichOneof("version_choice")
   version = model_spec.version.value if choice == "version" else None
   label = model_spec.version_label if choice == "version_label" else None
-  return core.model(model_spec.name).servable(version, label)
+  if not model_spec.name:
+    raise invalid_argument("ModelSpec has no name specified.")
+  missing = (
+    f"Servable not found for request: Specific({model_spec.name}, {version})"
+    if version is not None
+    else None
+  )
+  return core.model(model_spec.name, missing).servable(version, label)
 
 
 def fill_model_spec(target: model_pb2.ModelSpec, servable: Servable, signature: str) -> None:
@@ -355,7 +362,7 @@ def model_status(
   core: ServerCore, request: get_model_status_pb2.GetModelStatusRequest
 ) -> get_model_status_pb2.GetModelStatusResponse:
   spec = request.model_spec
-  manager = core.model(spec.name)
+  manager = core.model(spec.name, f"Could not find any versions of model {spec.name}")
   choice = spec.WhichOneof("version_choice")
   version: int | None = None
   if choice == "version":

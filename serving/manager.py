@@ -284,10 +284,12 @@ class ServerCore:
     self._thread: threading.Thread | None = None
     self._apply_config(config)
 
-  def model(self, name: str) -> ModelManager:
+  def model(self, name: str, missing: str | None = None) -> ModelManager:
+    """The named model's manager; NOT_FOUND (with `missing` as the message,
+    if given, else TF Serving's for a Latest request) if none is configured."""
     manager = self._models.get(name)
     if manager is None:
-      raise not_found(f"Servable not found for request: Latest({name}); no model named {name!r}")
+      raise not_found(missing or f"Servable not found for request: Latest({name})")
     return manager
 
   @property
