@@ -346,8 +346,27 @@ def test_rest_errors_have_tf_servings_status_and_words(served):
       400,
       'Serving signature name: "nope" not found in signature def',
     ),
-    ("GET", "/v1/models/no_such_model", None, 404, "no_such_model"),
-    ("POST", f"/v1/models/{TF1}/versions/7:predict", {"instances": [2.0]}, 404, "7"),
+    (
+      "GET",
+      "/v1/models/no_such_model",
+      None,
+      404,
+      "Could not find any versions of model no_such_model",
+    ),
+    (
+      "POST",
+      f"/v1/models/{TF1}/versions/7:predict",
+      {"instances": [2.0]},
+      404,
+      f"Servable not found for request: Specific({TF1}, 7)",
+    ),
+    (
+      "POST",
+      "/v1/models/no_such_model:predict",
+      {"instances": [2.0]},
+      404,
+      "Servable not found for request: Latest(no_such_model)",
+    ),
   ]
   wrong = []
   for method, path, body, want_status, words in cases:
