@@ -31,7 +31,7 @@ class InputSpec:
   name: str
   dtype: tf.DType
   numpy_kind: str
-  shape: tuple | None  # as declared; informs REST conversion, never enforced
+  shape: tuple | None  # as the signature declares it; never enforced
 
   def check(self, value: np.ndarray) -> None:
     if value.dtype.kind != self.numpy_kind or (
