@@ -27,6 +27,7 @@ from serving.constants import (
   DEFAULT_POLL_WAIT_SECONDS,
   DEFAULT_REST_NUM_THREADS,
   DEFAULT_REST_PORT,
+  DEFAULT_REST_TIMEOUT_MS,
   PREDICT_FILE_FORMATS,
 )
 
@@ -98,6 +99,53 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
     default=0,
     help="TensorFlow ops run at once; 0 lets TensorFlow pick",
   )
+  add("--grpc_socket_path", default="", help="also serve gRPC on this UNIX socket")
+  add(
+    "--grpc_channel_arguments",
+    default="",
+    help="comma-separated gRPC server arguments, e.g. grpc.max_connection_age_ms=2000",
+  )
+  add(
+    "--rest_api_timeout_in_ms",
+    type=int,
+    default=DEFAULT_REST_TIMEOUT_MS,
+    help="a REST request running longer fails with 504 (DEADLINE_EXCEEDED); 0: no limit",
+  )
+  add(
+    "--model_config_file_poll_wait_seconds",
+    type=float,
+    default=0,
+    help="seconds between re-reads of --model_config_file; 0 reads it once",
+  )
+  add(
+    "--monitoring_config_file",
+    default="",
+    help="a MonitoringConfig text proto: Prometheus metrics on the REST port",
+  )
+  add(
+    "--prefer_tflite_model",
+    type=_bool_flag,
+    nargs="?",
+    const=True,
+    default=False,
+    help="accepted for TF Serving's harness; TFLite models are not served (a warning)",
+  )
+  add(
+    "--enable_signature_method_name_check",
+    type=_bool_flag,
+    nargs="?",
+    const=True,
+    default=False,
+    help="Classify/Regress only on signatures of their method name (TF1 exports)",
+  )
+  add(
+    "--enable_serialization_as_tensor_content",
+    type=_bool_flag,
+    nargs="?",
+    const=True,
+    default=False,
+    help="Predict outputs as packed tensor_content instead of typed value fields",
+  )
 
 
 def server_options(args: argparse.Namespace) -> ServerOptions:
@@ -118,6 +166,14 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
     max_request_bytes=args.max_request_bytes,
     tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
     tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism,
+    grpc_socket_path=args.grpc_socket_path,
+    grpc_channel_arguments=args.grpc_channel_arguments,
+    rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
+    model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
+    monitoring_config_file=args.monitoring_config_file,
+    prefer_tflite_model=args.prefer_tflite_model,
+    enable_signature_method_name_check=args.enable_signature_method_name_check,
+    enable_serialization_as_tensor_content=args.enable_serialization_as_tensor_content,
   )
 
 
@@ -128,10 +184,15 @@ def serve(args: argparse.Namespace) -> int:
   stop = threading.Event()
   for signum in (signal.SIGINT, signal.SIGTERM):
     signal.signal(signum, lambda *_: stop.set())
+  from serving.errors import ServingError
+
   try:
     server = ModelServer(server_options(args)).start()
   except ConfigError as error:
     print(f"mtlrank serve: {error}", file=sys.stderr)
+    return 2
+  except ServingError as error:  # a model config TF Serving would refuse
+    print(f"mtlrank serve: {error.code.name}: {error.message}", file=sys.stderr)
     return 2
   except OSError as error:
     print(f"mtlrank serve: cannot listen: {error}", file=sys.stderr)

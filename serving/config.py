@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Dict, Type
+from typing import Dict, List, Tuple, Type
 
 from google.protobuf import (
   descriptor_pb2,
@@ -36,6 +36,7 @@ from serving.constants import (
   DEFAULT_POLL_WAIT_SECONDS,
   DEFAULT_REST_NUM_THREADS,
   DEFAULT_REST_PORT,
+  DEFAULT_REST_TIMEOUT_MS,
 )
 
 _FILE_NAME = "mtlrank/serving/tf_serving_flags.proto"
@@ -53,6 +54,13 @@ _BATCHING_FIELDS = (
   ("enable_large_batch_splitting", _F.TYPE_MESSAGE, "BoolValue", False),
   ("max_execution_batch_size", _F.TYPE_MESSAGE, "Int64Value", False),
 )
+_PROMETHEUS_FIELDS = (
+  ("enable", _F.TYPE_BOOL, None, False),
+  ("path", _F.TYPE_STRING, None, False),
+)
+_MONITORING_FIELDS = (
+  ("prometheus_config", _F.TYPE_MESSAGE, f".{_PACKAGE}.PrometheusConfig", False),
+)
 _SSL_FIELDS = (
   ("server_key", _F.TYPE_STRING, None, False),
   ("server_cert", _F.TYPE_STRING, None, False),
@@ -68,7 +76,9 @@ def _declare(file_proto: descriptor_pb2.FileDescriptorProto, name: str, fields) 
       name=field,
       number=number,
       type=field_type,
-      type_name=f".google.protobuf.{wrapper}" if wrapper else None,
+      type_name=(wrapper if wrapper.startswith(".") else f".google.protobuf.{wrapper}")
+      if wrapper
+      else None,
       label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL,
     )
 
@@ -83,15 +93,32 @@ def _message_classes() -> tuple:
     )
     _declare(file_proto, "BatchingParameters", _BATCHING_FIELDS)
     _declare(file_proto, "SSLConfig", _SSL_FIELDS)
+    _declare(file_proto, "PrometheusConfig", _PROMETHEUS_FIELDS)
+    _declare(file_proto, "MonitoringConfig", _MONITORING_FIELDS)
     pool.Add(file_proto)
   factory = message_factory.MessageFactory(pool)
   return tuple(
     factory.GetPrototype(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}"))
-    for name in ("BatchingParameters", "SSLConfig")
+    for name in ("BatchingParameters", "SSLConfig", "MonitoringConfig")
   )
 
 
-BatchingParameters, SSLConfig = _message_classes()
+BatchingParameters, SSLConfig, MonitoringConfig = _message_classes()
+# Where TF Serving serves Prometheus metrics when the config gives no path.
+DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestOptions:
+  """Server flags that change how requests on a version are answered."""
+
+  # --enable_signature_method_name_check: Classify and Regress then need
+  # signatures of their method name, as TF1 exports have (TF Serving's default
+  # is off, which lets TF2 exports, all saved as Predict, serve them).
+  check_method_name: bool = False
+  # --enable_serialization_as_tensor_content: Predict outputs as packed
+  # tensor_content instead of the typed value fields (float_val, ...).
+  tensor_content: bool = False
 
 
 class ConfigError(ValueError):
@@ -106,7 +133,11 @@ def parse_text_proto(path: str | Path, message_class: Type[message.Message]) -> 
   try:
     return text_format.Parse(text, message_class())
   except text_format.ParseError as error:
-    raise ConfigError(f"{path}: {error}") from None
+    # TF Serving's words: protobuf's parse error, then ParseProtoTextFile's.
+    name = f"tensorflow.serving.{message_class.DESCRIPTOR.name}"
+    raise ConfigError(
+      f"Error parsing text-format {name}: {error}\nInvalid protobuf file: '{path}'"
+    ) from None
 
 
 def batching_options(path: str | None) -> BatchingOptions:
@@ -152,6 +183,16 @@ class ServerOptions:
   # TensorFlow's thread pools; 0 lets TensorFlow pick (one thread per core).
   tensorflow_intra_op_parallelism: int = 0
   tensorflow_inter_op_parallelism: int = 0
+  grpc_socket_path: str = ""  # also serve gRPC on this UNIX socket
+  grpc_channel_arguments: str = ""  # "key=value,..." for the gRPC server
+  # A REST request still running after this long fails DEADLINE_EXCEEDED.
+  rest_api_timeout_in_ms: int = DEFAULT_REST_TIMEOUT_MS
+  # Seconds between re-reads of --model_config_file; 0 reads it once.
+  model_config_file_poll_wait_seconds: float = 0
+  monitoring_config_file: str = ""  # a MonitoringConfig: Prometheus metrics
+  prefer_tflite_model: bool = False  # accepted; there is no TFLite runtime here
+  enable_signature_method_name_check: bool = False
+  enable_serialization_as_tensor_content: bool = False
 
   def model_server_config(self) -> model_server_config_pb2.ModelServerConfig:
     if self.model_config_file:
@@ -168,7 +209,46 @@ class ServerOptions:
     return config
 
   def batching(self) -> BatchingOptions | None:
+    if self.batching_parameters_file and not self.enable_batching:
+      raise ConfigError(
+        "server_options.batching_parameters_file is set without setting "
+        "server_options.enable_batching to true."
+      )
     return batching_options(self.batching_parameters_file) if self.enable_batching else None
+
+  def grpc_options(self) -> List[Tuple[str, int | str]]:
+    """--grpc_channel_arguments as gRPC server options: integer values as
+    integers, others as strings, as TF Serving passes them."""
+    options: List[Tuple[str, int | str]] = []
+    for argument in filter(None, self.grpc_channel_arguments.split(",")):
+      key, equals, value = argument.partition("=")
+      if not equals or not key:
+        raise ConfigError(
+          f"--grpc_channel_arguments: {argument!r} is not key=value "
+          "(e.g. grpc.max_connection_age_ms=2000)"
+        )
+      try:
+        number = int(value)
+      except ValueError:
+        options.append((key, value))
+        continue
+      options.append((key, number if -(2**31) <= number < 2**31 else value))
+    return options
+
+  def prometheus_path(self) -> str | None:
+    """The path Prometheus metrics are served at, or None when off."""
+    if not self.monitoring_config_file:
+      return None
+    config = parse_text_proto(self.monitoring_config_file, MonitoringConfig)
+    if not config.prometheus_config.enable:
+      return None
+    return config.prometheus_config.path or DEFAULT_PROMETHEUS_PATH
+
+  def request_options(self) -> RequestOptions:
+    return RequestOptions(
+      check_method_name=self.enable_signature_method_name_check,
+      tensor_content=self.enable_serialization_as_tensor_content,
+    )
 
   def tensorflow_threads(self) -> Dict[str, int]:
     """The thread-pool flags that are set, by flag name."""

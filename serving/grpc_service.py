@@ -10,6 +10,7 @@ INTERNAL and log a traceback)."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Callable, Dict, Tuple, Type, TypeVar
 
 import grpc
@@ -26,7 +27,7 @@ from tensorflow_serving.apis import (
   regression_pb2,
 )
 
-from serving import inference
+from serving import inference, metrics
 from serving.errors import ServingError, invalid_argument
 from serving.manager import ServerCore
 
@@ -41,17 +42,35 @@ class MalformedRequest:
     self.description = f"cannot parse the request as {message_class.DESCRIPTOR.name}: {error}"
 
 
-def answer(context: grpc.ServicerContext, request: Any, call: Callable[[], Response]) -> Response:
-  """The call's response, or the call's failure as a gRPC status."""
+def _model_name(request: Any) -> str:
+  if isinstance(request, MalformedRequest):
+    return ""
+  if isinstance(request, inference_pb2.MultiInferenceRequest):
+    return request.tasks[0].model_spec.name if request.tasks else ""
+  spec = getattr(request, "model_spec", None)
+  return spec.name if spec is not None else ""
+
+
+def answer(
+  context: grpc.ServicerContext, request: Any, call: Callable[[], Response], api: str = ""
+) -> Response:
+  """The call's response, or the call's failure as a gRPC status; counted in
+  the metrics either way."""
+  started = time.perf_counter()
   try:
     if isinstance(request, MalformedRequest):
       raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, request.description)
-    return call()
+    response = call()
+    metrics.record_request(
+      _model_name(request), api, "GRPC", "OK", (time.perf_counter() - started) * 1e6
+    )
+    return response
   except ServingError as error:
     failure = error
   except Exception as error:  # a request must never take the server down
     log.exception("request failed unexpectedly")
     failure = ServingError(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
+  metrics.record_request(_model_name(request), api, "GRPC", failure.code.name, 0)
   context.abort(failure.code, failure.message)
 
 
@@ -64,6 +83,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
       context,
       request,
       lambda: inference.predict_on(inference.resolve(self._core, request.model_spec), request),
+      "Predict",
     )
 
   def Classify(self, request, context):
@@ -71,6 +91,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
       context,
       request,
       lambda: inference.classify_on(inference.resolve(self._core, request.model_spec), request),
+      "Classify",
     )
 
   def Regress(self, request, context):
@@ -78,6 +99,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
       context,
       request,
       lambda: inference.regress_on(inference.resolve(self._core, request.model_spec), request),
+      "Regress",
     )
 
   def MultiInference(self, request, context):
@@ -87,13 +109,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
       servable = inference.resolve(self._core, request.tasks[0].model_spec)
       return inference.multi_inference_on(servable, request)
 
-    return answer(context, request, call)
+    return answer(context, request, call, "MultiInference")
 
   def GetModelMetadata(self, request, context):
     return answer(
       context,
       request,
       lambda: inference.metadata_on(inference.resolve(self._core, request.model_spec), request),
+      "GetModelMetadata",
     )
 
 
@@ -102,14 +125,16 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     self._core = core
 
   def GetModelStatus(self, request, context):
-    return answer(context, request, lambda: inference.model_status(self._core, request))
+    return answer(
+      context, request, lambda: inference.model_status(self._core, request), "GetModelStatus"
+    )
 
   def HandleReloadConfigRequest(self, request, context):
     def call():
       self._core.reload_config(request.config)
       return model_management_pb2.ReloadConfigResponse()
 
-    return answer(context, request, call)
+    return answer(context, request, call, "HandleReloadConfigRequest")
 
 
 _PREDICTION_METHODS: Dict[str, Tuple[Type[Message], Type[Message]]] = {

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, TypeVar
 
+import grpc
 import numpy as np
+import tensorflow as tf
 from google.protobuf.message import Message
 from tensorflow_serving.apis import (
   classification_pb2,
@@ -20,6 +22,7 @@ from tensorflow_serving.apis import (
 )
 
 from contract import (
+  CLASSIFY_INPUT,
   CLASSIFY_METHOD,
   CLASSIFY_OUTPUT_CLASSES,
   CLASSIFY_OUTPUT_SCORES,
@@ -28,8 +31,9 @@ from contract import (
   SERVING_SIGNATURE,
 )
 from contract.warmup import read_warmup_requests
+from serving import metrics
 from serving.constants import SIGNATURE_DEF_METADATA_FIELD
-from serving.errors import invalid_argument
+from serving.errors import ServingError, invalid_argument
 from serving.manager import ServerCore
 from serving.servable import Servable, Signature
 from serving.tensors import fill_proto, to_ndarray
@@ -44,7 +48,14 @@ def resolve(core: ServerCore, model_spec: model_pb2.ModelSpec) -> Servable:
   choice = model_spec.WhichOneof("version_choice")
   version = model_spec.version.value if choice == "version" else None
   label = model_spec.version_label if choice == "version_label" else None
-  return core.model(model_spec.name).servable(version, label)
+  if not model_spec.name:
+    raise invalid_argument("ModelSpec has no name specified.")
+  missing = (
+    f"Servable not found for request: Specific({model_spec.name}, {version})"
+    if version is not None
+    else None
+  )
+  return core.model(model_spec.name, missing).servable(version, label)
 
 
 def fill_model_spec(target: model_pb2.ModelSpec, servable: Servable, signature: str) -> None:
@@ -65,21 +76,26 @@ def predict_on(
   outputs = signature(inputs)
   response = predict_pb2.PredictResponse()
   for name in selected_outputs(signature, request.output_filter):
-    fill_proto(outputs[name], response.outputs[name])
+    fill_proto(outputs[name], response.outputs[name], servable.options.tensor_content)
   fill_model_spec(response.model_spec, servable, key)
   return response
 
 
 def selected_outputs(signature: Signature, output_filter) -> List[str]:
+  """The outputs a request asks for, checked in TF Serving's words."""
   if not output_filter:
     return list(signature.output_names)
-  unknown = sorted(set(output_filter) - set(signature.output_names))
-  if unknown:
-    raise invalid_argument(
-      f"output tensor alias(es) {unknown} not found in signature "
-      f"'{signature.key}'; outputs: {list(signature.output_names)}"
-    )
-  return list(dict.fromkeys(output_filter))
+  seen: List[str] = []
+  for alias in output_filter:
+    if alias not in signature.output_names:
+      raise invalid_argument(
+        f"output tensor alias not found in signature: {alias} Outputs expected to be in the "
+        f"set {{{','.join(signature.output_names)}}}."
+      )
+    if alias in seen:
+      raise invalid_argument(f"duplicate output tensor alias: {alias}")
+    seen.append(alias)
+  return seen
 
 
 # --- Classify and Regress ------------------------------------------------------------
@@ -97,81 +113,133 @@ def serialized_examples(input_proto: input_pb2.Input) -> np.ndarray:
     context = with_context.context.SerializeToString()
     serialized = [context + e.SerializeToString() for e in with_context.examples]
   else:
-    raise invalid_argument("Input is empty: it has no example_list or example_list_with_context")
+    serialized = []
   if not serialized:
-    raise invalid_argument("Input is empty: it has no examples")
+    raise invalid_argument("Input is empty.")
   array = np.empty(len(serialized), dtype=object)
   array[:] = serialized
   return array
 
 
-def _method_signature(servable: Servable, key: str, method: str) -> Signature:
-  signature = servable.signature(key)
-  if signature.method_name != method:
-    raise invalid_argument(
-      f"Expected {method} signature for '{key}'; its method_name is {signature.method_name!r}"
-    )
-  if len(signature.input_names) != 1:
-    raise invalid_argument(f"signature '{key}' must have exactly one input to serve {method}")
+# --- TF Serving's rules for Classify and Regress signatures (classifier.cc,
+# regressor.cc): the method name counts only with
+# --enable_signature_method_name_check, so TF2 signatures, all saved with the
+# Predict method name, serve Classify and Regress when their shape fits.
+
+
+def _examples_signature(
+  servable: Servable, key: str, method: str, check_method_name: bool
+) -> Signature:
+  """The signature `key` if it fits `method`; INVALID_ARGUMENT in TF
+  Serving's words if not."""
+  signature = servable.signatures.get(key)
+  if signature is None:
+    raise invalid_argument(f"No signature was found with the name: {key}")
+  check_examples_signature(signature, method, check_method_name)
   return signature
 
 
-def _run_on_examples(signature: Signature, examples: np.ndarray) -> Dict[str, np.ndarray]:
-  outputs = signature({signature.input_names[0]: examples})
-  for name, value in outputs.items():
-    if value.ndim == 0 or value.shape[0] != len(examples):
+def check_examples_signature(signature: Signature, method: str, check_method_name: bool) -> None:
+  """PreProcessClassification/PreProcessRegression: one `inputs` input, and
+  `classes`/`scores` (one or both) or `outputs` as the outputs."""
+  kind = "classification" if method == CLASSIFY_METHOD else "regression"
+  if check_method_name and signature.method_name != method:
+    raise invalid_argument(
+      f"Expected {kind} signature method_name to be {method}. Was: {signature.method_name}"
+    )
+  definition = signature.signature_def
+  if len(definition.inputs) != 1:
+    raise invalid_argument("Expected one input Tensor.")
+  outputs = len(definition.outputs)
+  if method == CLASSIFY_METHOD and outputs not in (1, 2):
+    raise invalid_argument(f"Expected one or two output Tensors, found {outputs}")
+  if method == REGRESS_METHOD and outputs != 1:
+    raise invalid_argument("Expected one output Tensor.")
+  if CLASSIFY_INPUT not in definition.inputs:
+    raise invalid_argument(f"No {kind} inputs found in SignatureDef: {definition}")
+  if method == CLASSIFY_METHOD:
+    if not {CLASSIFY_OUTPUT_CLASSES, CLASSIFY_OUTPUT_SCORES} & set(definition.outputs):
       raise invalid_argument(
-        f"output '{name}' of '{signature.key}' has shape "
-        f"{list(value.shape)}; expected a batch of {len(examples)}"
+        "Expected classification signature outputs to contain at least one of "
+        f'"{CLASSIFY_OUTPUT_CLASSES}" or "{CLASSIFY_OUTPUT_SCORES}". Signature was: {definition}'
       )
-  return outputs
+  elif REGRESS_OUTPUTS not in definition.outputs:
+    raise invalid_argument(f"No regression outputs found in SignatureDef: {definition}")
+
+
+def _run_on_examples(signature: Signature, examples: np.ndarray) -> Dict[str, np.ndarray]:
+  return signature({CLASSIFY_INPUT: examples})
+
+
+def _class_matrix(value: np.ndarray | None, what: str, dtype: str, batch: int) -> np.ndarray | None:
+  """A classify output checked as PostProcessClassificationResult does."""
+  if value is None:
+    return None
+  if value.ndim != 2:
+    raise invalid_argument(
+      f"Expected Tensor shape: [batch_size num_classes] but got {list(value.shape)}"
+    )
+  is_string = value.dtype == object or value.dtype.kind in "SU"
+  if (dtype == "DT_STRING") != is_string or (dtype == "DT_FLOAT" and value.dtype != np.float32):
+    got = "DT_STRING" if is_string else tensor_dtype_name(value)
+    raise invalid_argument(f"Expected {what} Tensor of {dtype}. Got: {got}")
+  if value.shape[0] != batch:
+    raise invalid_argument(f"Expected {what} output batch size of {batch}. Got: {value.shape[0]}")
+  return value
 
 
 def classification_result(
   signature: Signature, examples: np.ndarray
 ) -> classification_pb2.ClassificationResult:
   outputs = _run_on_examples(signature, examples)
-  classes = outputs.get(CLASSIFY_OUTPUT_CLASSES)
-  scores = outputs.get(CLASSIFY_OUTPUT_SCORES)
-  if classes is None and scores is None:
+  batch = len(examples)
+  classes = _class_matrix(outputs.get(CLASSIFY_OUTPUT_CLASSES), "classes", "DT_STRING", batch)
+  scores = _class_matrix(outputs.get(CLASSIFY_OUTPUT_SCORES), "scores", "DT_FLOAT", batch)
+  if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
     raise invalid_argument(
-      f"classification signature '{signature.key}' has neither "
-      f"'{CLASSIFY_OUTPUT_CLASSES}' nor '{CLASSIFY_OUTPUT_SCORES}'"
+      "Tensors class and score should match in dim_size(1). Got "
+      f"{classes.shape[1]} vs. {scores.shape[1]}"
     )
-  if scores is not None and scores.ndim == 1:
-    scores = scores[:, None]
-  if classes is not None and classes.ndim == 1:
-    classes = classes[:, None]
+  width = (classes if classes is not None else scores).shape[1]
   result = classification_pb2.ClassificationResult()
-  for i in range(len(examples)):
+  for i in range(batch):
     classification = result.classifications.add()
-    width = (classes if classes is not None else scores).shape[1]
     for k in range(width):
       entry = classification.classes.add()
       if classes is not None:
-        entry.label = classes[i, k].decode()
+        entry.label = _as_text(classes[i, k])
       if scores is not None:
         entry.score = float(scores[i, k])
   return result
 
 
+def _as_text(value) -> str:
+  return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def tensor_dtype_name(value: np.ndarray) -> str:
+  """TF's DataType name of an array, as TF Serving's messages spell it."""
+  return "DT_" + tf.as_dtype(value.dtype).name.upper()
+
+
 def regression_result(
   signature: Signature, examples: np.ndarray
 ) -> regression_pb2.RegressionResult:
-  outputs = _run_on_examples(signature, examples)
-  values = outputs.get(REGRESS_OUTPUTS)
-  if values is None:
+  values = _run_on_examples(signature, examples)[REGRESS_OUTPUTS]
+  batch = len(examples)
+  if not (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1)):
     raise invalid_argument(
-      f"regression signature '{signature.key}' has no '{REGRESS_OUTPUTS}' output"
+      "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] "
+      f"but got {list(values.shape)}"
     )
-  values = values.reshape(len(examples), -1)
-  if values.shape[1] != 1:
+  if values.shape[0] != batch:
     raise invalid_argument(
-      f"regression output of '{signature.key}' must have one value "
-      f"per example, not {values.shape[1]}"
+      f"Input batch size did not match output batch size: {batch} vs. {values.shape[0]}"
     )
+  if values.dtype != np.float32:
+    raise invalid_argument(f"Expected output Tensor of DT_FLOAT.  Got: {tensor_dtype_name(values)}")
   result = regression_pb2.RegressionResult()
-  for value in values[:, 0]:
+  for value in values.reshape(batch):
     result.regressions.add().value = float(value)
   return result
 
@@ -191,8 +259,10 @@ def _answer_on_examples(
   """Classify or Regress: runs the request's signature of that method on its
   examples and fills `response`."""
   key = signature_name(request.model_spec)
-  signature = _method_signature(servable, key, method)
-  response.result.CopyFrom(result(signature, serialized_examples(request.input)))
+  signature = _examples_signature(servable, key, method, servable.options.check_method_name)
+  examples = serialized_examples(request.input)
+  metrics.EXAMPLE_COUNT_TOTAL.increment(servable.name, by=len(examples))
+  response.result.CopyFrom(result(signature, examples))
   fill_model_spec(response.model_spec, servable, key)
   return response
 
@@ -217,31 +287,49 @@ def regress_on(
   )
 
 
-def _check_multi_inference_tasks(request: inference_pb2.MultiInferenceRequest) -> None:
+def _multi_inference_signatures(
+  servable: Servable, request: inference_pb2.MultiInferenceRequest
+) -> List[Signature]:
+  """Each task's signature, checked as TF Serving's multi_inference.cc does."""
   if not request.tasks:
     raise invalid_argument("MultiInferenceRequest has no tasks")
-  names = {t.model_spec.name for t in request.tasks}
-  if len(names) != 1:
-    raise invalid_argument("all MultiInference tasks must name the same model")
-  signatures = [signature_name(t.model_spec) for t in request.tasks]
-  if len(set(signatures)) != len(signatures):
-    raise invalid_argument("MultiInference tasks must use distinct signatures")
+  model_name = ""
+  seen: set = set()
+  signatures = []
   for task in request.tasks:
+    if not task.model_spec.name:
+      raise invalid_argument("Found ModelSpec with an empty model name.")
+    if model_name and task.model_spec.name != model_name:
+      raise invalid_argument(
+        "All ModelSpecs in a MultiInferenceRequest must access the same model name."
+      )
+    model_name = task.model_spec.name
+    key = signature_name(task.model_spec)
+    if key in seen:
+      raise invalid_argument(f"Duplicate evaluation of signature: {key}")
+    seen.add(key)
+    signature = servable.signatures.get(key)
+    if signature is None:
+      raise invalid_argument(f"Requested signature not found in model graph: {key}")
     if task.method_name not in (CLASSIFY_METHOD, REGRESS_METHOD):
-      raise invalid_argument(f"unsupported MultiInference method_name {task.method_name!r}")
+      raise ServingError(
+        grpc.StatusCode.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}"
+      )
+    check_examples_signature(signature, task.method_name, servable.options.check_method_name)
+    signatures.append(signature)
+  return signatures
 
 
 def multi_inference_on(
   servable: Servable, request: inference_pb2.MultiInferenceRequest
 ) -> inference_pb2.MultiInferenceResponse:
-  _check_multi_inference_tasks(request)
+  signatures = _multi_inference_signatures(servable, request)
   examples = serialized_examples(request.input)
+  metrics.EXAMPLE_COUNT_TOTAL.increment(servable.name, by=len(examples))
   response = inference_pb2.MultiInferenceResponse()
-  for task in request.tasks:
-    key = signature_name(task.model_spec)
-    signature = _method_signature(servable, key, task.method_name)
+  for task, signature in zip(request.tasks, signatures):
     result = response.results.add()
-    fill_model_spec(result.model_spec, servable, key)
+    fill_model_spec(result.model_spec, servable, signature.key)
     if task.method_name == CLASSIFY_METHOD:
       result.classification_result.CopyFrom(classification_result(signature, examples))
     else:
@@ -274,7 +362,7 @@ def model_status(
   core: ServerCore, request: get_model_status_pb2.GetModelStatusRequest
 ) -> get_model_status_pb2.GetModelStatusResponse:
   spec = request.model_spec
-  manager = core.model(spec.name)
+  manager = core.model(spec.name, f"Could not find any versions of model {spec.name}")
   choice = spec.WhichOneof("version_choice")
   version: int | None = None
   if choice == "version":

@@ -27,8 +27,10 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from contract import SAVED_MODEL_FILENAME, VARIABLES_DIRNAME, VARIABLES_INDEX_FILENAME
+from serving import metrics
 from serving.batching import BatchingOptions
-from serving.errors import ServingError, from_tf_error, not_found
+from serving.config import RequestOptions
+from serving.errors import ServingError, from_tf_error, invalid_argument, not_found
 from serving.servable import Servable
 
 State = get_model_status_pb2.ModelVersionStatus.State
@@ -68,14 +70,41 @@ def fingerprint(version_dir: Path) -> Fingerprint | None:
   return tuple(sorted(entries))
 
 
-def scan_versions(base_path: Path) -> Dict[int, Fingerprint | None]:
+def version_dirs(base_path: Path) -> Dict[int, Path]:
+  """The version directories under a base path by version number. As in TF
+  Serving, a directory's name is parsed as a number (`00000123` is version
+  123) but the directory keeps its own name; of two names for one number the
+  first in sorted order wins."""
   try:
-    entries = list(os.scandir(base_path))
+    entries = sorted(os.scandir(base_path), key=lambda e: e.name)
   except (FileNotFoundError, NotADirectoryError):
     return {}
-  return {
-    int(e.name): fingerprint(Path(e.path)) for e in entries if e.name.isdigit() and e.is_dir()
-  }
+  dirs: Dict[int, Path] = {}
+  for entry in entries:
+    if not (entry.name.isascii() and entry.name.isdigit() and entry.is_dir()):
+      continue
+    version = int(entry.name)
+    if version in dirs:
+      log.warning(
+        "%s and %s are both version %d; serving %s",
+        dirs[version],
+        entry.path,
+        version,
+        dirs[version].name,
+      )
+      continue
+    dirs[version] = Path(entry.path)
+  return dirs
+
+
+def scan_versions(dirs: Dict[int, Path]) -> Dict[int, Fingerprint | None]:
+  """Each version's fingerprint, led by its directory's name so that renaming
+  `0123` to `123` counts as a change."""
+  scan: Dict[int, Fingerprint | None] = {}
+  for version, path in dirs.items():
+    contents = fingerprint(path)
+    scan[version] = None if contents is None else ((path.name, 0, 0),) + contents
+  return scan
 
 
 def _load_error(error: Exception, path: Path) -> ServingError:
@@ -94,13 +123,16 @@ class ModelManager:
     config: model_server_config_pb2.ModelConfig,
     batching: BatchingOptions | None,
     warm_up: WarmUp | None,
+    request_options: RequestOptions = RequestOptions(),
   ):
     self.config = config
     self._batching = batching
     self._warm_up = warm_up
+    self._request_options = request_options
     self._available: Dict[int, Servable] = {}  # replaced, never mutated: lock-free reads
     self._records: Dict[int, VersionRecord] = {}
     self._previous_scan: Dict[int, Fingerprint | None] = {}
+    self._dirs: Dict[int, Path] = {}  # the version directories of the last scan
     self._lock = threading.Lock()
 
   @property
@@ -114,7 +146,7 @@ class ModelManager:
     available = self._available
     if label:
       if label not in self.config.version_labels:
-        raise not_found(f"Unrecognized servable version label: {label} for model {self.name}")
+        raise invalid_argument(f"Unrecognized servable version label: {label}")
       version = self.config.version_labels[label]
     if version is None:
       if not available:
@@ -140,7 +172,8 @@ class ModelManager:
 
   def poll(self) -> None:
     """One reconciliation of the served versions with the base path."""
-    scan = scan_versions(Path(self.config.base_path))
+    self._dirs = version_dirs(Path(self.config.base_path))
+    scan = scan_versions(self._dirs)
     settled = {v for v, fp in scan.items() if fp is not None and self._previous_scan.get(v) == fp}
     self._previous_scan = scan
     retired = {v: r for v, r in self._records.items() if r.state == State.END}
@@ -189,18 +222,20 @@ class ModelManager:
 
   def _load(self, version: int, version_fingerprint: Fingerprint) -> bool:
     """Loads and warms up a version; False if it failed."""
-    path = Path(self.config.base_path) / str(version)
+    path = self._dirs[version]
     self._set_record(VersionRecord(version, State.LOADING, version_fingerprint))
     log.info("loading %s version %d from %s", self.name, version, path)
     try:
-      servable = Servable.load(self.name, version, path, self._batching)
+      servable = Servable.load(self.name, version, path, self._batching, self._request_options)
       if self._warm_up is not None:
         self._warm_up(servable)
     except Exception as error:  # a corrupt version must never stop the server
       failure = _load_error(error, path)
+      metrics.LOAD_ATTEMPT_COUNT.increment(str(path), "fail")
       log.error("%s version %d failed to load: %s", self.name, version, failure.message)
       self._set_record(VersionRecord(version, State.END, version_fingerprint, failure))
       return False
+    metrics.LOAD_ATTEMPT_COUNT.increment(str(path), "success")
     self._available = {**self._available, version: servable}
     self._set_record(VersionRecord(version, State.AVAILABLE, version_fingerprint))
     log.info("%s version %d is available", self.name, version)
@@ -237,20 +272,24 @@ class ServerCore:
     poll_wait_seconds: float,
     batching: BatchingOptions | None = None,
     warm_up: WarmUp | None = None,
+    request_options: RequestOptions = RequestOptions(),
   ):
     self._poll_wait = poll_wait_seconds
     self._batching = batching
     self._warm_up = warm_up
+    self._request_options = request_options
     self._models: Dict[str, ModelManager] = {}
     self._poll_lock = threading.Lock()
     self._stop = threading.Event()
     self._thread: threading.Thread | None = None
     self._apply_config(config)
 
-  def model(self, name: str) -> ModelManager:
+  def model(self, name: str, missing: str | None = None) -> ModelManager:
+    """The named model's manager; NOT_FOUND (with `missing` as the message,
+    if given, else TF Serving's for a Latest request) if none is configured."""
     manager = self._models.get(name)
     if manager is None:
-      raise not_found(f"Servable not found for request: Latest({name}); no model named {name!r}")
+      raise not_found(missing or f"Servable not found for request: Latest({name})")
     return manager
 
   @property
@@ -300,7 +339,9 @@ class ServerCore:
         continue
       if current is not None:
         current.unload_all()
-      self._models[name] = ModelManager(model_config, self._batching, self._warm_up)
+      self._models[name] = ModelManager(
+        model_config, self._batching, self._warm_up, self._request_options
+      )
 
   def stop(self) -> None:
     self._stop.set()
@@ -312,19 +353,26 @@ class ServerCore:
 
 
 def validate_config(config: model_server_config_pb2.ModelServerConfig) -> None:
-  """Raises INVALID_ARGUMENT for a configuration TF Serving would refuse."""
+  """Raises INVALID_ARGUMENT for a configuration TF Serving would refuse, in
+  its words (server_core.cc ValidateModelConfigList)."""
   if config.WhichOneof("config") != "model_config_list":
     raise ServingError(
       grpc.StatusCode.INVALID_ARGUMENT, "the model config must be a model_config_list"
     )
   seen: Set[str] = set()
   for model_config in config.model_config_list.config:
-    if not model_config.name or not model_config.base_path:
-      raise ServingError(
-        grpc.StatusCode.INVALID_ARGUMENT, "every model config needs a name and a base_path"
-      )
+    if not model_config.name:
+      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "every model config needs a name")
     if model_config.name in seen:
       raise ServingError(
-        grpc.StatusCode.INVALID_ARGUMENT, f"model {model_config.name!r} is configured twice"
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"Illegal to list model {model_config.name} multiple times in config list",
       )
     seen.add(model_config.name)
+  for model_config in config.model_config_list.config:
+    if not os.path.isabs(model_config.base_path):
+      raise ServingError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"Expected model {model_config.name} to have an absolute path or URI; "
+        f"got base_path()={model_config.base_path}",
+      )

@@ -4,13 +4,17 @@ TF Serving's JSON shapes and `{"error": ...}` failures."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
 import socketserver
 import threading
+import time
+import urllib.parse
+from concurrent import futures
 from http import HTTPStatus
-from typing import Any, Dict, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import grpc
 from google.protobuf import json_format
@@ -24,18 +28,26 @@ from tensorflow_serving.apis import (
 )
 
 from contract import SERVING_SIGNATURE
-from serving import inference, rest_json
+from serving import inference, metrics, rest_json
 from serving.constants import SIGNATURE_DEF_METADATA_FIELD
-from serving.errors import ServingError, invalid_argument, not_found
+from serving.errors import ServingError, invalid_argument
 from serving.manager import ServerCore
 
 log = logging.getLogger(__name__)
 
-_ROUTE = re.compile(
-  r"^/v1/models/(?P<name>[^/:]+)"
-  r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
-  r"(?:(?P<metadata>/metadata)|:(?P<verb>predict|classify|regress))?/?$"
+# TF Serving's routes (http_rest_api_util.cc), matched whole and ignoring
+# case; any other path under /v1/ is a malformed request (400).
+_API_PATH = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
+_PREDICTION_ROUTE = re.compile(
+  r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
+  re.IGNORECASE,
 )
+_STATUS_ROUTE = re.compile(
+  r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
+  re.IGNORECASE,
+)
+_VERBS = ("classify", "regress", "predict")
+INT64_MAX = 2**63 - 1
 Body = Dict[str, Any]
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
 _REASONS[499] = "Client Closed Request"
@@ -45,13 +57,46 @@ MAX_HEADERS = 100
 KEEP_ALIVE_SECONDS = 300
 
 
-def _model_spec(match: re.Match, signature: str = "") -> model_pb2.ModelSpec:
-  spec = model_pb2.ModelSpec(name=match["name"], signature_name=signature)
-  if match["version"]:
-    spec.version.value = int(match["version"])
-  elif match["label"]:
-    spec.version_label = match["label"]
-  return spec
+@dataclasses.dataclass(frozen=True)
+class Route:
+  """What a request path names."""
+
+  name: str
+  version: int | None
+  label: str | None
+  action: str  # classify, regress, predict, metadata or status
+
+  def model_spec(self, signature: str = "") -> model_pb2.ModelSpec:
+    spec = model_pb2.ModelSpec(name=self.name, signature_name=signature)
+    if self.version is not None:
+      spec.version.value = self.version
+    elif self.label is not None:
+      spec.version_label = self.label
+    return spec
+
+
+def parse_route(http_method: str, path: str) -> Route:
+  """The route of a /v1/ path, with TF Serving's errors (ParseModelInfo)."""
+  malformed = invalid_argument(f"Malformed request: {http_method} {path}")
+  pattern = {"POST": _PREDICTION_ROUTE, "GET": _STATUS_ROUTE}.get(http_method)
+  match = pattern.fullmatch(path) if pattern else None
+  if match is None:
+    raise malformed
+  name, version_text, label, tail = match.groups()
+  version = None
+  if version_text:
+    version = int(version_text)
+    if version > INT64_MAX:
+      raise invalid_argument(f"Failed to convert version: {version_text} to numeric.")
+  label = urllib.parse.unquote(label) if label else None
+  name = urllib.parse.unquote(name or "")
+  if http_method == "POST":
+    if tail not in _VERBS:  # the pattern ignores case, the dispatch does not
+      raise malformed
+    return Route(name, version, label, tail)
+  if not name:
+    raise invalid_argument("Missing model name in request.")
+  return Route(name, version, label, "metadata" if tail == "metadata" else "status")
 
 
 def _message_dict(message) -> Body:
@@ -66,29 +111,28 @@ class RestApi:
   def __init__(self, core: ServerCore):
     self._core = core
 
-  def get(self, match: re.Match) -> Body:
-    if match["verb"]:
-      raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f":{match['verb']} needs POST")
-    if match["metadata"]:
-      return self._metadata(match)
-    request = get_model_status_pb2.GetModelStatusRequest(model_spec=_model_spec(match))
-    return _message_dict(inference.model_status(self._core, request))
+  def handle(self, http_method: str, path: str, body: bytes) -> Body:
+    """The answer to a request under /v1/; raises ServingError."""
+    route = parse_route(http_method, path)
+    if route.action == "status":
+      request = get_model_status_pb2.GetModelStatusRequest(model_spec=route.model_spec())
+      return _message_dict(inference.model_status(self._core, request))
+    if route.action == "metadata":
+      return self._metadata(route)
+    return self._post(route, _json(body))
 
-  def post(self, match: re.Match, body: Body) -> Body:
-    verb = match["verb"]
-    if not verb:
-      raise not_found("POST needs :predict, :classify or :regress")
+  def _post(self, route: Route, body: Any) -> Body:
     if not isinstance(body, dict):
       raise invalid_argument("the request body must be a JSON object")
     signature = body.get("signature_name", SERVING_SIGNATURE)
     if not isinstance(signature, str):
       raise invalid_argument("'signature_name' must be a string")
-    spec = _model_spec(match, signature)
+    spec = route.model_spec(signature)
     servable = inference.resolve(self._core, spec)
-    if verb == "predict":
-      return self._predict(servable, signature, body)
+    if route.action == "predict":
+      return self._predict(servable, signature or SERVING_SIGNATURE, body)
     examples = self._input(body)
-    if verb == "classify":
+    if route.action == "classify":
       response = inference.classify_on(
         servable, classification_pb2.ClassificationRequest(model_spec=spec, input=examples)
       )
@@ -103,9 +147,9 @@ class RestApi:
     )
     return {"results": [r.value for r in response.result.regressions]}
 
-  def _metadata(self, match: re.Match) -> Body:
+  def _metadata(self, route: Route) -> Body:
     request = get_model_metadata_pb2.GetModelMetadataRequest(
-      model_spec=_model_spec(match), metadata_field=[SIGNATURE_DEF_METADATA_FIELD]
+      model_spec=route.model_spec(), metadata_field=[SIGNATURE_DEF_METADATA_FIELD]
     )
     response = inference.metadata_on(inference.resolve(self._core, request.model_spec), request)
     signature_map = get_model_metadata_pb2.SignatureDefMap()
@@ -117,7 +161,11 @@ class RestApi:
 
   @staticmethod
   def _predict(servable, signature_key: str, body: Body) -> Body:
-    signature = servable.signature(signature_key)
+    signature = servable.signatures.get(signature_key)
+    if signature is None:  # TF Serving's REST handler looks it up first (GetInfoMap)
+      raise invalid_argument(
+        f'Serving signature name: "{signature_key}" not found in signature def'
+      )
     has_rows, has_columns = "instances" in body, "inputs" in body
     if has_rows == has_columns:
       raise invalid_argument("the body needs exactly one of 'instances' or 'inputs'")
@@ -172,15 +220,15 @@ class _Connection(socketserver.StreamRequestHandler):
     if not line:
       return False
     try:
-      method, path, keep_alive, body = self._read_request(line)
+      method, path, keep_alive, body, headers = self._read_request(line)
     except _HttpError as error:
       self._send(error.status, {"error": str(error)}, keep_alive=False)
       return False
-    status, answer = self._answer(method, path, body)
+    status, answer = self._answer(method, path.partition("?")[0], body, headers)
     self._send(status, answer, keep_alive)
     return keep_alive
 
-  def _read_request(self, line: bytes) -> Tuple[str, str, bool, bytes]:
+  def _read_request(self, line: bytes) -> Tuple[str, str, bool, bytes, Dict[str, str]]:
     parts = line.decode("latin-1").split()
     if len(line) > MAX_LINE_BYTES or len(parts) != 3 or not parts[2].startswith("HTTP/1."):
       raise _HttpError(400, "malformed request line")
@@ -205,7 +253,7 @@ class _Connection(socketserver.StreamRequestHandler):
     body = self.rfile.read(length)
     if len(body) != length:
       raise ConnectionError("the body ended early")
-    return method, path, keep_alive, body
+    return method, path, keep_alive, body, headers
 
   def _read_headers(self) -> Dict[str, str]:
     headers: Dict[str, str] = {}
@@ -217,30 +265,55 @@ class _Connection(socketserver.StreamRequestHandler):
       headers[name.strip().lower()] = value.strip()
     raise _HttpError(431, "too many header lines")
 
-  def _answer(self, method: str, path: str, body: bytes) -> Tuple[int, Body]:
-    match = _ROUTE.match(path)
+  def _answer(
+    self, method: str, path: str, body: bytes, headers: Dict[str, str]
+  ) -> Tuple[int, Body | str]:
+    """TF Serving's dispatch (http_server.cc): the Prometheus page at its
+    path, the API under /v1/, 404 elsewhere; counted in the metrics."""
+    server = self.server
+    if server.prometheus_path is not None and path == server.prometheus_path:
+      return 200, metrics.prometheus_page()
+    if not _API_PATH.fullmatch(path):
+      return 404, {"error": f"Not Found: {method} {path}"}
+    if method == "OPTIONS":  # a CORS preflight
+      if re.search(r"https?://", headers.get("origin", "")):
+        return 200, ""
+      return 400, {"error": "Origin header is missing in CORS preflight"}
+    started = time.perf_counter()
+    model_name, api = _request_labels(method, path)
     try:
-      if match is None:
-        raise not_found(f"Malformed request: {method} {path}")
-      if method == "GET":
-        return 200, self.server.api.get(match)
-      if method == "POST":
-        return 200, self.server.api.post(match, _json(body))
-      return 405, {"error": f"{method} is not supported; use GET or POST"}
+      answer = server.run(lambda: server.api.handle(method, path, body))
     except ServingError as error:
+      metrics.record_request(model_name, api, "REST", error.code.name, 0)
       return error.http_status, {"error": error.message}
     except Exception as error:  # a request must never take the server down
       log.exception("REST request failed unexpectedly")
+      metrics.record_request(model_name, api, "REST", grpc.StatusCode.INTERNAL.name, 0)
       return 500, {"error": f"{type(error).__name__}: {error}"}
+    metrics.record_request(model_name, api, "REST", "OK", (time.perf_counter() - started) * 1e6)
+    return 200, answer
 
-  def _send(self, status: int, body: Body, keep_alive: bool) -> None:
-    payload = json.dumps(body).encode()
+  def _send(self, status: int, body: Body | str, keep_alive: bool) -> None:
+    if isinstance(body, str):
+      payload, content_type = body.encode(), b"text/plain"
+    else:
+      payload, content_type = json.dumps(body).encode(), b"application/json"
     reason = _REASONS.get(status, "")
     connection = b"" if keep_alive else b"Connection: close\r\n"
     self.wfile.write(
-      b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n%s"
-      b"Content-Length: %d\r\n\r\n%s" % (status, reason.encode(), connection, len(payload), payload)
+      b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s"
+      b"Content-Length: %d\r\n\r\n%s"
+      % (status, reason.encode(), content_type, connection, len(payload), payload)
     )
+
+
+def _request_labels(method: str, path: str) -> Tuple[str, str]:
+  """The model name and method a path names, for the metrics' labels."""
+  match = (_PREDICTION_ROUTE if method == "POST" else _STATUS_ROUTE).fullmatch(path)
+  if match is None:
+    return "", ""
+  tail = match.group(4) or ""
+  return urllib.parse.unquote(match.group(1) or ""), tail
 
 
 def _json(body: bytes) -> Any:
@@ -251,18 +324,50 @@ def _json(body: bytes) -> Any:
 
 
 class RestServer(socketserver.ThreadingTCPServer):
-  """One thread per connection, at most `num_threads` connections at once."""
+  """One thread per connection, at most `num_threads` connections at once.
+  With a timeout (--rest_api_timeout_in_ms) requests run on a pool of as
+  many threads, and one still running when the time is up is answered 504
+  (DEADLINE_EXCEEDED) while its computation finishes unseen."""
 
   allow_reuse_address = True
   daemon_threads = True
 
   def __init__(
-    self, address: Tuple[str, int], api: RestApi, num_threads: int, max_request_bytes: int
+    self,
+    address: Tuple[str, int],
+    api: RestApi,
+    num_threads: int,
+    max_request_bytes: int,
+    timeout_seconds: float = 0,
+    prometheus_path: str | None = None,
   ):
+    self._executor: futures.ThreadPoolExecutor | None = (
+      None  # server_close needs it on a failed bind
+    )
     super().__init__(address, _Connection)
     self.api = api
     self.max_request_bytes = max_request_bytes
+    self.prometheus_path = prometheus_path
+    self._timeout = timeout_seconds
+    if timeout_seconds > 0:
+      self._executor = futures.ThreadPoolExecutor(num_threads, thread_name_prefix="rest-request")
     self._slots = threading.BoundedSemaphore(num_threads)
+
+  def run(self, call: Callable[[], Body]) -> Body:
+    if self._executor is None:
+      return call()
+    future = self._executor.submit(call)
+    try:
+      return future.result(self._timeout)
+    except futures.TimeoutError:
+      raise ServingError(
+        grpc.StatusCode.DEADLINE_EXCEEDED, "Timed out waiting for notification"
+      ) from None
+
+  def server_close(self) -> None:
+    super().server_close()
+    if self._executor is not None:
+      self._executor.shutdown(wait=False)
 
   def process_request(self, request, client_address) -> None:
     self._slots.acquire()

@@ -8,38 +8,42 @@ import os
 from pathlib import Path
 from typing import Dict
 
+import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.python.saved_model import load_v1_in_v2
 
-from contract.signature_defs import read_signature_defs
+from contract import SERVE_TAG
+from contract.signature_defs import read_saved_model, serving_meta_graph
 from serving.batching import Batcher, BatchingOptions, Tensors
-from serving.errors import from_tf_error, invalid_argument, not_found
+from serving.config import RequestOptions
+from serving.errors import ServingError, from_tf_error, invalid_argument
 
 
 @dataclasses.dataclass(frozen=True)
 class InputSpec:
+  """What a request value of one input must be. Only the dtype is checked:
+  TF Serving hands a tensor of any shape to the session and lets TensorFlow
+  refuse what it cannot run (signatures often declare shapes the graph does
+  not need, e.g. [None, 1] for an input sent as [1])."""
+
   name: str
   dtype: tf.DType
   numpy_kind: str
-  shape: tuple | None
+  shape: tuple | None  # as the signature declares it; never enforced
 
   def check(self, value: np.ndarray) -> None:
     if value.dtype.kind != self.numpy_kind or (
       self.numpy_kind != "O" and value.dtype != self.dtype.as_numpy_dtype
     ):
       raise invalid_argument(
-        f"input '{self.name}' expects {self.dtype.name} but got {value.dtype.name}"
+        f"input '{self.name}' expects {self.dtype.name} but got {_dtype_name(value)}"
       )
-    if self.shape is None:
-      return
-    if value.ndim != len(self.shape) or any(
-      want is not None and want != got for want, got in zip(self.shape, value.shape)
-    ):
-      shape = ["?" if d is None else d for d in self.shape]
-      raise invalid_argument(
-        f"input '{self.name}' expects shape {shape} but got {list(value.shape)}"
-      )
+
+
+def _dtype_name(value: np.ndarray) -> str:
+  return "string" if value.dtype.kind in "OSU" else value.dtype.name
 
 
 def _input_spec(name: str, spec: tf.TensorSpec) -> InputSpec:
@@ -84,11 +88,14 @@ class Signature:
 
   def _check(self, inputs: Tensors) -> None:
     if inputs.keys() != self.input_specs.keys():
-      missing = sorted(self.input_specs.keys() - inputs.keys())
+      # TF Serving's words (predict_util.cc VerifyRequestInputsSize).
+      sent, wanted = sorted(inputs), sorted(self.input_specs)
       extra = sorted(inputs.keys() - self.input_specs.keys())
+      missing = sorted(self.input_specs.keys() - inputs.keys())
       raise invalid_argument(
-        f"signature '{self.key}' takes inputs {sorted(self.input_specs)}; "
-        f"missing {missing}, unexpected {extra}"
+        f"input size does not match signature: {len(sent)}!={len(wanted)} "
+        f"len({{{','.join(sent)}}}) != len({{{','.join(wanted)}}}). "
+        f"Sent extra: {{{','.join(extra)}}}. Missing but required: {{{','.join(missing)}}}."
       )
     for name, value in inputs.items():
       self.input_specs[name].check(value)
@@ -105,32 +112,103 @@ class Signature:
     return {k: v.numpy() for k, v in outputs.items()}
 
 
+# GraphDefs up to this producer version wrote an unknown shape as the scalar
+# shape, in Placeholder nodes (TensorFlow reads them so: array_ops.cc) and in
+# their SignatureDefs' TensorInfos (TF 1.0 wrote none).
+LEGACY_SHAPE_PRODUCER = 21
+
+
+def _is_legacy_scalar_placeholder(node) -> bool:
+  # Reading a missing map key would add it: test membership first.
+  if node.op != "Placeholder" or "shape" not in node.attr:
+    return False
+  shape = node.attr["shape"].shape
+  return not shape.dim and not shape.unknown_rank
+
+
+def _legacy_scalar_infos(meta_graph: meta_graph_pb2.MetaGraphDef) -> list:
+  infos = [
+    info
+    for signature in meta_graph.signature_def.values()
+    for info in (*signature.inputs.values(), *signature.outputs.values())
+  ]
+  return [i for i in infos if not i.tensor_shape.dim and not i.tensor_shape.unknown_rank]
+
+
+def _has_legacy_shapes(meta_graph: meta_graph_pb2.MetaGraphDef) -> bool:
+  return meta_graph.graph_def.versions.producer <= LEGACY_SHAPE_PRODUCER and bool(
+    _legacy_scalar_infos(meta_graph)
+    or any(_is_legacy_scalar_placeholder(node) for node in meta_graph.graph_def.node)
+  )
+
+
+class _LegacyGraphLoader(load_v1_in_v2._EagerSavedModelLoader):
+  """TF2's loader of TF1 SavedModels, for graphs old enough that a scalar
+  shape means "unknown". The loader copies each signature into a new graph
+  and gives its tensors the shapes the SignatureDef declares: a placeholder or
+  tensor of such a graph would become a real scalar there and break the ops
+  it feeds (ParseExample needs a vector), so the copy is told the shape is
+  unknown, as TF Serving's session (which feeds by tensor name) reads it."""
+
+  def get_meta_graph_def_from_tags(self, tags):
+    meta_graph = super().get_meta_graph_def_from_tags(tags)
+    for node in meta_graph.graph_def.node:
+      if _is_legacy_scalar_placeholder(node):
+        node.attr["shape"].shape.unknown_rank = True
+    for info in _legacy_scalar_infos(meta_graph):
+      info.tensor_shape.unknown_rank = True
+    return meta_graph
+
+
+def _load_saved_model(path: str, saved_model: saved_model_pb2.SavedModel):
+  meta_graph = serving_meta_graph(saved_model)
+  if not meta_graph.object_graph_def.nodes and _has_legacy_shapes(meta_graph):
+    return _LegacyGraphLoader(path).load(tags=list(meta_graph.meta_info_def.tags))
+  return tf.saved_model.load(path, tags=[SERVE_TAG])
+
+
 class Servable:
   """A model version loaded from `<base_path>/<version>`."""
 
-  def __init__(self, name: str, version: int, path: Path, loaded, signatures: Dict[str, Signature]):
+  def __init__(
+    self,
+    name: str,
+    version: int,
+    path: Path,
+    loaded,
+    signatures: Dict[str, Signature],
+    options: RequestOptions = RequestOptions(),
+  ):
     self.name = name
     self.version = version
     self.path = path
     self._loaded = loaded  # owns the variables the signatures read
     self.signatures = signatures
+    self.options = options
 
   @classmethod
   def load(
-    cls, name: str, version: int, path: str | os.PathLike, batching: BatchingOptions | None = None
+    cls,
+    name: str,
+    version: int,
+    path: str | os.PathLike,
+    batching: BatchingOptions | None = None,
+    options: RequestOptions = RequestOptions(),
   ) -> Servable:
-    signature_defs = read_signature_defs(path)
-    loaded = tf.saved_model.load(str(path), tags=["serve"])
+    saved_model = read_saved_model(path)
+    signature_defs = dict(serving_meta_graph(saved_model).signature_def)
+    loaded = _load_saved_model(str(path), saved_model)
     signatures = {
       key: Signature(key, function, signature_defs[key], batching)
       for key, function in loaded.signatures.items()
     }
-    return cls(name, version, Path(path), loaded, signatures)
+    return cls(name, version, Path(path), loaded, signatures, options)
 
   def signature(self, key: str) -> Signature:
+    """The signature Predict names; FAILED_PRECONDITION as in TF Serving."""
     try:
       return self.signatures[key]
     except KeyError:
-      raise not_found(
-        f"Serving signature key \"{key}\" not found in model '{self.name}' version {self.version}"
+      raise ServingError(
+        grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.'
       ) from None

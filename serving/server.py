@@ -4,6 +4,8 @@ model directory layout, configured by `tensorflow_model_server`'s flags."""
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import threading
 from concurrent import futures
 
@@ -12,6 +14,7 @@ import tensorflow as tf
 
 from serving import inference
 from serving.config import ConfigError, ServerOptions
+from serving.errors import ServingError
 from serving.grpc_service import add_services
 from serving.manager import ServerCore
 from serving.rest import RestApi, RestServer
@@ -67,13 +70,24 @@ class ModelServer:
 
   def __init__(self, options: ServerOptions):
     self.options = options
+    if options.prefer_tflite_model:
+      log.warning(
+        "--prefer_tflite_model: this server has no TensorFlow Lite runtime; "
+        "it serves the SavedModel (saved_model.pb) of every version"
+      )
     configure_tensorflow_threads(options)
+    self._prometheus_path = options.prometheus_path()
+    self._grpc_options = options.grpc_options()
+    self._config = options.model_server_config()
     self.core = ServerCore(
-      options.model_server_config(),
+      self._config,
       options.file_system_poll_wait_seconds,
       batching=options.batching(),
       warm_up=inference.warm_up if options.enable_model_warmup else None,
+      request_options=options.request_options(),
     )
+    self._stop_config_poll = threading.Event()
+    self._config_thread: threading.Thread | None = None
     self.grpc_port: int | None = None
     self.rest_port: int | None = None
     self._grpc: grpc.Server | None = None
@@ -82,6 +96,11 @@ class ModelServer:
 
   def start(self) -> ModelServer:
     self.core.start()
+    if self.options.model_config_file and self.options.model_config_file_poll_wait_seconds > 0:
+      self._config_thread = threading.Thread(
+        target=self._poll_config_file, name="config-poller", daemon=True
+      )
+      self._config_thread.start()
     try:
       self._start_grpc()
       if self.options.rest_api_port:
@@ -107,6 +126,7 @@ class ModelServer:
         ("grpc.max_receive_message_length", limit),
         ("grpc.max_send_message_length", limit),
         ("grpc.so_reuseport", 0),
+        *self._grpc_options,  # later ones win, as in TF Serving
       ],
     )
     add_services(self._grpc, self.core)
@@ -122,7 +142,47 @@ class ModelServer:
       raise OSError(
         f"gRPC port {address} is already in use or cannot be bound (--port): {error}"
       ) from None
+    if self.options.grpc_socket_path:
+      self._add_socket(credentials)
     self._grpc.start()
+
+  def _add_socket(self, credentials: grpc.ServerCredentials | None) -> None:
+    """--grpc_socket_path: the same services on a UNIX socket."""
+    path = self.options.grpc_socket_path
+    try:
+      if os.path.exists(path) and stat.S_ISSOCK(os.stat(path).st_mode):
+        os.unlink(path)  # a previous server's socket
+      uri = f"unix:{path}"
+      bound = (
+        self._grpc.add_secure_port(uri, credentials)
+        if credentials
+        else self._grpc.add_insecure_port(uri)
+      )
+    except (RuntimeError, OSError) as error:
+      raise OSError(f"cannot listen on UNIX socket {path} (--grpc_socket_path): {error}") from None
+    if not bound:
+      raise OSError(f"cannot listen on UNIX socket {path} (--grpc_socket_path)")
+    log.info("serving gRPC on UNIX socket %s", path)
+
+  def _poll_config_file(self) -> None:
+    """--model_config_file_poll_wait_seconds: re-reads the model config and
+    applies it when it changed; a config that does not parse or validate is
+    logged and the served models stay, as in TF Serving."""
+    while not self._stop_config_poll.wait(self.options.model_config_file_poll_wait_seconds):
+      try:
+        config = self.options.model_server_config()
+      except ConfigError as error:
+        log.error("Failed to read ModelServerConfig file: %s", error)
+        continue
+      if config == self._config:
+        continue
+      try:
+        self.core.reload_config(config)
+      except ServingError as error:
+        log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", error.message)
+        continue
+      self._config = config
+      log.info("applied the changed model config from %s", self.options.model_config_file)
 
   def _start_rest(self) -> None:
     try:
@@ -131,6 +191,8 @@ class ModelServer:
         RestApi(self.core),
         self.options.rest_api_num_threads,
         self.options.max_request_bytes,
+        timeout_seconds=self.options.rest_api_timeout_in_ms / 1000,
+        prometheus_path=self._prometheus_path,
       )
     except OSError as error:
       raise OSError(
@@ -145,6 +207,9 @@ class ModelServer:
     self._grpc.wait_for_termination()
 
   def stop(self) -> None:
+    self._stop_config_poll.set()
+    if self._config_thread is not None:
+      self._config_thread.join()
     if self._rest is not None:
       self._rest.shutdown()
       self._rest.server_close()

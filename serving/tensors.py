@@ -87,8 +87,10 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
   return _generic(proto, shape)
 
 
-def fill_proto(array: np.ndarray, proto: tensor_pb2.TensorProto) -> None:
-  """Writes `array` into the (empty) response tensor `proto`."""
+def fill_proto(array: np.ndarray, proto: tensor_pb2.TensorProto, as_content: bool = True) -> None:
+  """Writes `array` into the (empty) response tensor `proto`: as packed
+  tensor_content, or (`as_content` False) in the typed value fields
+  (float_val, int64_val, ...) as TF Serving's Predict does by default."""
   # Adding dims in place costs half of building and copying a shape proto.
   for size in array.shape:
     proto.tensor_shape.dim.add().size = size
@@ -98,10 +100,36 @@ def fill_proto(array: np.ndarray, proto: tensor_pb2.TensorProto) -> None:
     return
   dtype = _DTYPE_BY_NUMPY.get(array.dtype)
   if dtype is None:
-    proto.CopyFrom(tf.make_tensor_proto(array))
+    generic = tf.make_tensor_proto(array)
+    if not as_content:
+      generic = tensor_util_field_proto(array, generic)
+    proto.CopyFrom(generic)
     return
   proto.dtype = dtype
-  proto.tensor_content = array.tobytes()  # C order whatever the array's layout
+  if as_content:
+    proto.tensor_content = array.tobytes()  # C order whatever the array's layout
+  else:
+    getattr(proto, _REPEATED_FIELD_BY_DTYPE[dtype]).extend(array.ravel().tolist())
+
+
+def tensor_util_field_proto(
+  array: np.ndarray, proto: tensor_pb2.TensorProto
+) -> tensor_pb2.TensorProto:
+  """`proto` (from make_tensor_proto) with its values in the typed field of
+  its dtype where TensorProto has one, instead of tensor_content."""
+  field = _FIELD_BY_KIND.get(array.dtype.kind)
+  if array.dtype.kind == "u" and array.dtype.itemsize > 2:
+    field = f"uint{array.dtype.itemsize * 8}_val"
+  if field is None or not proto.tensor_content or array.dtype == np.float16:
+    return proto
+  proto.ClearField("tensor_content")
+  getattr(proto, field).extend(array.ravel().tolist())
+  return proto
+
+
+# The typed value fields of the dtypes without a fast path (int8/16, uint8/16
+# share int_val; bool has bool_val).
+_FIELD_BY_KIND = {"b": "bool_val", "i": "int_val", "u": "int_val"}
 
 
 def _as_bytes(value) -> bytes:

@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from contract import CLASSIFY_METHOD, EXAMPLES_INPUT, REGRESS_METHOD
+from contract import (
+  CLASSIFY_INPUT,
+  CLASSIFY_METHOD,
+  CLASSIFY_OUTPUT_SCORES,
+  EXAMPLES_INPUT,
+  PREDICT_METHOD,
+  REGRESS_METHOD,
+  REGRESS_OUTPUTS,
+  SERVE_TAG,
+)
 from contract.signature_defs import set_signature_method_names
 from contract.warmup import write_warmup_requests
 from serving.examples import serialize_rows
@@ -170,3 +180,108 @@ def build_ranking_model(
     export_dir, serialize_rows(random_rows(columns, 4, seed), columns), model_name
   )
   return Path(export_dir)
+
+
+# --- TF Serving's half_plus_two test models, rebuilt -----------------------------------
+# TF Serving tests its server on `saved_model_half_plus_two_*`: y = a*x + b with
+# a=0.5, b=2 (c=3 for the second offset), served as `serving_default` (Predict
+# on a float x), `classify_x_to_y` and `regress_x_to_y` (serialized
+# tf.Examples with a float feature x) and `regress_x2_to_y3` (a float input,
+# no examples: Regress must fail on it). These builders make the same
+# signatures, TF1-style and TF2-style.
+
+HALF_PLUS_TWO_SIGNATURES = ("classify_x_to_y", "regress_x_to_y", "regress_x2_to_y3")
+
+
+def _half_plus_two_features() -> Dict[str, tf.io.FixedLenFeature]:
+  return {
+    "x": tf.io.FixedLenFeature([1], tf.float32),
+    "x2": tf.io.FixedLenFeature([1], tf.float32, default_value=[0.0]),
+  }
+
+
+def build_half_plus_two_tf1(export_dir: str | os.PathLike, offset: float = 2.0) -> Path:
+  """The TF1 export (SavedModelBuilder): Predict feeds the parsed `x` tensor
+  itself, declared [None, 1], so a request's x of shape [1] runs too; the
+  Classify and Regress signatures carry their method names."""
+  v1 = tf.compat.v1
+  with tf.Graph().as_default(), v1.Session() as session:
+    a = v1.Variable(0.5, name="a")
+    b = v1.Variable(offset, name="b")
+    c = v1.Variable(3.0, name="c")
+    serialized = v1.placeholder(tf.string, shape=[None], name="tf_example")
+    parsed = v1.io.parse_example(serialized, _half_plus_two_features())
+    x = tf.identity(parsed["x"], name="x")
+    x2 = tf.identity(parsed["x2"], name="x2")
+    y = tf.identity(a * x + b, name="y")
+    y3 = tf.identity(a * x2 + c, name="y3")
+    info = v1.saved_model.utils.build_tensor_info
+    build = v1.saved_model.signature_def_utils.build_signature_def
+    signatures = {
+      "serving_default": build({"x": info(x)}, {"y": info(y)}, PREDICT_METHOD),
+      "classify_x_to_y": build(
+        {CLASSIFY_INPUT: info(serialized)}, {CLASSIFY_OUTPUT_SCORES: info(y)}, CLASSIFY_METHOD
+      ),
+      "regress_x_to_y": build(
+        {CLASSIFY_INPUT: info(serialized)}, {REGRESS_OUTPUTS: info(y)}, REGRESS_METHOD
+      ),
+      "regress_x2_to_y3": build(
+        {CLASSIFY_INPUT: info(x2)}, {REGRESS_OUTPUTS: info(y3)}, REGRESS_METHOD
+      ),
+    }
+    session.run(v1.global_variables_initializer())
+    builder = v1.saved_model.Builder(str(export_dir))
+    builder.add_meta_graph_and_variables(session, [SERVE_TAG], signature_def_map=signatures)
+    builder.save()
+  return Path(export_dir)
+
+
+class HalfPlusTwo(tf.Module):
+  """The TF2 export (tf.saved_model.save): every signature has the Predict
+  method name, which TF Serving still serves Classify and Regress on."""
+
+  def __init__(self, offset: float = 2.0):
+    super().__init__()
+    self.a = tf.Variable(0.5)
+    self.b = tf.Variable(offset)
+    self.c = tf.Variable(3.0)
+
+  def _parsed_x(self, serialized: tf.Tensor) -> tf.Tensor:
+    return tf.io.parse_example(serialized, _half_plus_two_features())["x"]
+
+  @tf.function(input_signature=[tf.TensorSpec([1], tf.float32, name="x")])
+  def predict(self, x):
+    return {"y": self.a * x + self.b}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=CLASSIFY_INPUT)])
+  def classify_x_to_y(self, inputs):
+    return {CLASSIFY_OUTPUT_SCORES: self.a * self._parsed_x(inputs) + self.b}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=CLASSIFY_INPUT)])
+  def regress_x_to_y(self, inputs):
+    return {REGRESS_OUTPUTS: self.a * self._parsed_x(inputs) + self.b}
+
+  @tf.function(input_signature=[tf.TensorSpec([1], tf.float32, name=CLASSIFY_INPUT)])
+  def regress_x2_to_y3(self, inputs):
+    return {REGRESS_OUTPUTS: self.a * inputs + self.c}
+
+
+def build_half_plus_two_tf2(export_dir: str | os.PathLike, offset: float = 2.0) -> Path:
+  module = HalfPlusTwo(offset)
+  signatures = {name: getattr(module, name) for name in HALF_PLUS_TWO_SIGNATURES}
+  tf.saved_model.save(
+    module, str(export_dir), signatures={"serving_default": module.predict, **signatures}
+  )
+  return Path(export_dir)
+
+
+class SlowRestApi:
+  """A REST API that answers every request after `seconds`: a request that
+  outlives --rest_api_timeout_in_ms."""
+
+  def __init__(self, seconds: float):
+    self.seconds = seconds
+
+  def handle(self, http_method: str, path: str, body: bytes) -> Dict[str, Any]:
+    time.sleep(self.seconds)
+    return {}

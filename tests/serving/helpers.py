@@ -6,10 +6,13 @@ tests/serving/conftest.py explains how to point the tests at an endpoint."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
-from typing import Dict
+from typing import Any, Dict, Tuple
 
 import grpc
 import numpy as np
@@ -73,9 +76,12 @@ class Endpoint:
   def rest_url(self) -> str:
     return f"http://{self.rest_address}"
 
-  def statuses(self) -> Dict[int, get_model_status_pb2.ModelVersionStatus]:
+  def statuses(
+    self, model_name: str | None = None
+  ) -> Dict[int, get_model_status_pb2.ModelVersionStatus]:
+    """The versions of the endpoint's model (or `model_name`) by number."""
     request = get_model_status_pb2.GetModelStatusRequest()
-    request.model_spec.name = self.model_name
+    request.model_spec.name = model_name or self.model_name
     try:
       response = self.models.GetModelStatus(request, timeout=10)
     except grpc.RpcError:
@@ -121,3 +127,18 @@ def assert_close(actual: Dict[str, np.ndarray], expected: Dict[str, np.ndarray])
       atol=1e-6,
       err_msg=name,
     )
+
+
+def http(address: str, method: str, path: str, body: Any = None) -> Tuple[int, Any]:
+  """(HTTP status, decoded JSON or text) of a call to a REST address."""
+  data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+  request = urllib.request.Request(f"http://{address}{path}", data=data, method=method)
+  try:
+    with urllib.request.urlopen(request, timeout=30) as response:
+      status, payload = response.status, response.read()
+  except urllib.error.HTTPError as error:
+    status, payload = error.code, error.read()
+  try:
+    return status, json.loads(payload)
+  except ValueError:
+    return status, payload.decode("utf-8", "replace")

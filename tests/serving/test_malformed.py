@@ -1,17 +1,13 @@
 """200 malformed requests of varied kinds, over gRPC and REST: each gets
-INVALID_ARGUMENT or NOT_FOUND (400/404 over REST), and the server keeps
-answering well-formed requests correctly in between.
-
-TF Serving answers an unknown signature with FAILED_PRECONDITION (REST 400)
-and an unknown label with INVALID_ARGUMENT; those alternatives are accepted
-only when the tests run against an external endpoint."""
+TF Serving's status (INVALID_ARGUMENT or NOT_FOUND, 400/404 over REST; an
+unknown Predict signature FAILED_PRECONDITION, over REST 400), and the server
+keeps answering well-formed requests correctly in between."""
 
 from __future__ import annotations
 
 import base64
 import itertools
 import json
-import os
 import urllib.error
 import urllib.request
 from typing import Callable, List, Set, Tuple
@@ -26,10 +22,9 @@ from tests.serving.helpers import assert_close
 
 REQUESTS = 200
 INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
-EXTERNAL = os.environ.get("MTLRANK_TFSERVING_TARGET") is not None
-UNKNOWN_SIGNATURE = {NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION} if EXTERNAL else {NOT_FOUND}
-UNKNOWN_LABEL = {NOT_FOUND, INVALID} if EXTERNAL else {NOT_FOUND}
-HTTP_UNKNOWN_SIGNATURE = {404, 400} if EXTERNAL else {404}
+UNKNOWN_SIGNATURE = {grpc.StatusCode.FAILED_PRECONDITION}
+UNKNOWN_LABEL = {INVALID}
+HTTP_UNKNOWN_SIGNATURE = {400}
 
 
 def grpc_cases(endpoint, examples) -> List[Tuple[str, Set[grpc.StatusCode], Callable]]:
