@@ -53,6 +53,12 @@ VARIABLES_INDEX_FILENAME = "variables.index"
 ASSETS_EXTRA_DIRNAME = "assets.extra"
 WARMUP_FILENAME = "tf_serving_warmup_requests"
 
+# Inside a trained Model artifact, beside its SavedModel: what a later run
+# warm-starts from (models/warm_start.py) and the report of this model's own
+# warm start, which the run summary reads.
+WARM_START_DIRNAME = "WarmStart"
+WARM_START_REPORT_FILENAME = "warm_start.json"
+
 # --- Data layout ---------------------------------------------------------------
 TRAIN_SPLIT = "train"
 EVAL_SPLIT = "eval"

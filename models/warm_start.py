@@ -28,11 +28,12 @@ from typing import Any, Dict, List, Mapping
 import numpy as np
 import tensorflow as tf
 
+from contract import WARM_START_DIRNAME, WARM_START_REPORT_FILENAME
 from models import layers
 from models.spec import FeatureSpec, RankingSpec, spec_from_json
 
-WARM_START_DIR = "WarmStart"
-REPORT_FILE = "warm_start.json"
+WARM_START_DIR = WARM_START_DIRNAME
+REPORT_FILE = WARM_START_REPORT_FILENAME
 _WEIGHTS = "weights"
 _MANIFEST = "manifest.json"
 _VOCABULARIES = "vocabularies"

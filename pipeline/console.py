@@ -26,6 +26,16 @@ def render_summary(summary: RunSummary) -> str:
         "    from Examples "
         + ", ".join(f"#{e['artifact_id']} (span {e['span']})" for e in summary.training_examples)
       )
+  if summary.warm_start:
+    w = summary.warm_start
+    carried = ", ".join(
+      f"{name} {e['carried']} carried / {e['new']} new / {e['dropped']} dropped"
+      for name, e in sorted(w.get("embeddings", {}).items())
+    )
+    lines.append(
+      f"  warm start from {w['base']}: {w['variables_carried']} variables carried, "
+      f"{len(w['variables_fresh'])} fresh" + (f"; embedding rows: {carried}" if carried else "")
+    )
   tasks = {t: v for t, v in summary.metrics.items() if t != FUSED_SCORE_OUTPUT}
   lines.append(
     "  eval metrics (overall slice"

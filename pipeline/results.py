@@ -9,6 +9,7 @@ into plain Python values for the run summary and the report.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Dict, List
 
@@ -20,7 +21,10 @@ from contract import (
   FUSED_SCORE_OUTPUT,
   PUSHER_NODE,
   SINGLE_TASK_EVALUATOR_NODE,
+  TRAINER_NODE,
   TRANSFORM_NODE,
+  WARM_START_DIRNAME,
+  WARM_START_REPORT_FILENAME,
 )
 from models.spec import RankingSpec
 
@@ -54,6 +58,8 @@ class RunOutcome:
   training_spans: List[int] = dataclasses.field(default_factory=list)
   # The Examples artifact each span of the window came from: {span, artifact_id, uri}.
   training_examples: List[Dict[str, object]] = dataclasses.field(default_factory=list)
+  # The Trainer's warm-start report (models/warm_start.py), None on a cold start.
+  warm_start: Dict[str, object] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +162,7 @@ def latest_run(metadata_path: Path) -> RunOutcome:
     pushed_dir = pushed.custom_properties["pushed_destination"].string_value
   elif pushed is not None and "already_pushed_as_version" in pushed.custom_properties:
     already = _int(pushed, "already_pushed_as_version")
+  model = output_of(TRAINER_NODE, "Model")
   return RunOutcome(
     run_id=run.name,
     component_seconds=seconds,
@@ -168,7 +175,13 @@ def latest_run(metadata_path: Path) -> RunOutcome:
     single_task_evaluation_uri=(single_task_evaluation.uri if single_task_evaluation else None),
     training_spans=training_spans,
     training_examples=training_examples,
+    warm_start=_warm_start_report(model.uri) if model is not None else None,
   )
+
+
+def _warm_start_report(model_uri: str) -> Dict[str, object] | None:
+  path = Path(model_uri) / WARM_START_DIRNAME / WARM_START_REPORT_FILENAME
+  return json.loads(path.read_text()) if path.exists() else None
 
 
 def _int(artifact: metadata_store_pb2.Artifact, key: str) -> int:

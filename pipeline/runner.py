@@ -54,6 +54,7 @@ class RunSummary:
   training_spans: List[int] = dataclasses.field(default_factory=list)
   # The Examples artifact each span came from: {span, artifact_id, uri}.
   training_examples: List[Dict[str, object]] = dataclasses.field(default_factory=list)
+  warm_start: Dict[str, object] | None = None
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -270,6 +271,7 @@ def summarize(spec: RankingSpec, paths: config.PipelinePaths, wall_seconds: floa
     evaluation_uri=outcome.evaluation_uri,
     training_spans=outcome.training_spans,
     training_examples=outcome.training_examples,
+    warm_start=outcome.warm_start,
     single_task_baseline=[
       {
         "task": c.task,
