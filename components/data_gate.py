@@ -9,25 +9,33 @@ Pusher never start and nothing already pushed is touched) when
   * a split of the span holds no examples;
   * a numeric column holds NaN or +-inf (unless its feature declares `fill`),
     which would train to a NaN loss; a label never may;
+  * a column's distribution drifted from the previous span's beyond its
+    feature's `drift` threshold (TFDV's L-infinity distance for categorical,
+    Jensen-Shannon divergence for numeric columns), on the train split;
   * a binary label of the train split has fewer positives than its task's
     `min_positives` (default 1; 0 turns the check off), or no negative:
     nothing to learn;
   * a conditional label is set while its parent's label is not (a conversion
     without a click): a rule across columns, which TFDV cannot express, so
     DataGate checks it by reading the label columns of every example.
-The message names every problem with its split, column and counts.
+The message names every problem with its split, column and counts. Each
+binary label's positive rate, and its shift from the previous span, is logged
+and recorded on the result artifact (`label_rates`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import tensorflow as tf
+from absl import logging
 from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 from tfx import types
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils
@@ -124,6 +132,72 @@ def label_class_problems(
   return problems
 
 
+def _split_stats(artifact: types.Artifact, split: str) -> statistics_pb2.DatasetFeatureStatistics:
+  stats = statistics_pb2.DatasetFeatureStatisticsList()
+  stats.ParseFromString(
+    io_utils.read_bytes_file(os.path.join(artifact.uri, f"Split-{split}", "FeatureStats.pb"))
+  )
+  return stats.datasets[0] if stats.datasets else statistics_pb2.DatasetFeatureStatistics()
+
+
+def drift_problems(
+  spec: RankingSpec,
+  current: statistics_pb2.DatasetFeatureStatistics,
+  previous: statistics_pb2.DatasetFeatureStatistics,
+  previous_span: int,
+  split: str,
+) -> List[str]:
+  """Columns whose distribution moved beyond their feature's `drift` threshold
+  since the previous span, measured by TFDV's drift comparators."""
+  import tensorflow_data_validation as tfdv
+
+  checked = {f.column: f for f in spec.features if f.drift is not None}
+  if not checked:
+    return []
+  wrap = statistics_pb2.DatasetFeatureStatisticsList
+  current_list, previous_list = wrap(datasets=[current]), wrap(datasets=[previous])
+  schema = tfdv.infer_schema(current_list)
+  for column, feature in checked.items():
+    try:
+      target = tfdv.get_feature(schema, column)
+    except ValueError:
+      continue  # not in the span: the schema check reports it
+    comparator = target.drift_comparator
+    if feature.kind == "categorical":
+      comparator.infinity_norm.threshold = feature.drift
+    else:
+      comparator.jensen_shannon_divergence.threshold = feature.drift
+  anomalies = tfdv.validate_statistics(current_list, schema, previous_statistics=previous_list)
+  problems = []
+  for info in anomalies.drift_skew_info:
+    column = ".".join(info.path.step)
+    for measurement in info.drift_measurements:
+      if measurement.value > measurement.threshold:
+        kind = (
+          "L-infinity distance"
+          if measurement.type == measurement.L_INFTY
+          else "Jensen-Shannon divergence"
+        )
+        problems.append(
+          f"split {split!r}, column {column!r} (feature {checked[column].name!r}): drifted from "
+          f"span {previous_span}: {kind} {measurement.value:.4f} above the threshold "
+          f"{measurement.threshold}"
+        )
+  return problems
+
+
+def label_rates(
+  spec: RankingSpec, stats: statistics_pb2.DatasetFeatureStatistics
+) -> Dict[str, float]:
+  """Positive rate of each binary task's label (its mean)."""
+  numeric = _numeric_stats(stats)
+  return {
+    t.name: float(numeric[t.label].mean)
+    for t in spec.tasks
+    if t.is_binary and t.label in numeric and not math.isnan(numeric[t.label].mean)
+  }
+
+
 def conditional_label_problems(spec: RankingSpec, file_pattern: str, split: str) -> List[str]:
   """Counts rows whose conditional label is non-zero while the parent's is 0."""
   pairs = [(t, spec.task(t.parent)) for t in spec.tasks if t.parent]
@@ -187,14 +261,76 @@ class Executor(base_executor.BaseExecutor):
       problems += conditional_label_problems(
         spec, os.path.join(examples.uri, f"Split-{split}", "*"), split
       )
+    result = artifact_utils.get_single_instance(output_dict["result"])
+    previous_span, previous_profile = _previous_profile(result.uri, span)
+    rates = {}
+    if TRAIN_SPLIT in splits:
+      current_train = _split_stats(statistics, TRAIN_SPLIT)
+      rates = {"span": span, "rates": label_rates(spec, current_train)}
+      if previous_profile is not None:
+        previous_train = _read_stats(previous_profile)
+        problems += drift_problems(spec, current_train, previous_train, previous_span, TRAIN_SPLIT)
+        rates["previous_span"] = previous_span
+        rates["previous_rates"] = label_rates(spec, previous_train)
+      for task, rate in rates["rates"].items():
+        before = rates.get("previous_rates", {}).get(task)
+        logging.info(
+          "span %d: label rate of %s %.4f%s",
+          span,
+          task,
+          rate,
+          f" (span {previous_span}: {before:.4f})" if before is not None else "",
+        )
     if problems:
       raise DataValidationError(
         f"span {span} of {spec.name!r} data is unfit to train on; the run stops "
         "before Transform:\n  - " + "\n  - ".join(problems)
       )
-    result = artifact_utils.get_single_instance(output_dict["result"])
     result.set_int_custom_property("span", span)
     result.set_int_custom_property("passed", 1)
+    result.set_string_custom_property("label_rates", json.dumps(rates, sort_keys=True))
+    if TRAIN_SPLIT in splits:  # the next span's drift baseline
+      profile = os.path.join(result.uri, _PROFILE)
+      fileio.makedirs(os.path.dirname(profile))
+      fileio.copy(
+        os.path.join(statistics.uri, f"Split-{TRAIN_SPLIT}", "FeatureStats.pb"),
+        profile,
+        overwrite=True,
+      )
+      with fileio.open(os.path.join(result.uri, _PROFILE_SPAN), "w") as f:
+        f.write(str(span))
+
+
+# The train split's statistics a passed gate keeps, and the span they profile.
+# TFX's statistics artifacts do not record the span of the examples they
+# profile, so the gate keeps its own copy for the next span's drift check.
+_PROFILE = f"Split-{TRAIN_SPLIT}/FeatureStats.pb"
+_PROFILE_SPAN = "profile_span.txt"
+
+
+def _previous_profile(result_uri: str, span: int) -> Tuple[int | None, str | None]:
+  """(span, statistics file) of the latest span before `span` that passed the
+  gate, from the gate's earlier results beside this one (the newest run of
+  that span wins)."""
+  parent = os.path.dirname(result_uri.rstrip("/"))
+  best: Tuple[int, int, str] | None = None
+  for name in fileio.listdir(parent) if fileio.exists(parent) else []:
+    directory = os.path.join(parent, name.rstrip("/"))
+    span_file = os.path.join(directory, _PROFILE_SPAN)
+    if directory.rstrip("/") == result_uri.rstrip("/") or not fileio.exists(span_file):
+      continue
+    with fileio.open(span_file) as f:
+      earlier = int(f.read().strip() or 0)
+    order = int(name.rstrip("/")) if name.rstrip("/").isdigit() else 0
+    if earlier < span and (best is None or (earlier, order) > best[:2]):
+      best = (earlier, order, os.path.join(directory, _PROFILE))
+  return (best[0], best[2]) if best else (None, None)
+
+
+def _read_stats(path: str) -> statistics_pb2.DatasetFeatureStatistics:
+  stats = statistics_pb2.DatasetFeatureStatisticsList()
+  stats.ParseFromString(io_utils.read_bytes_file(path))
+  return stats.datasets[0] if stats.datasets else statistics_pb2.DatasetFeatureStatistics()
 
 
 class DataGate(base_component.BaseComponent):

@@ -71,6 +71,11 @@ class FeatureSpec:
   `column` is the raw column read (default: `name`), so one column can feed
   two features (age as a number and as buckets).
 
+  `drift`: DataGate stops a span whose distribution of this column moved
+  further than this from the previous span's (TFDV's L-infinity distance for
+  a categorical feature, its approximate Jensen-Shannon divergence for a
+  numeric one; both in [0, 1]). None: not checked.
+
   `fill` (numeric only): the value that NaN and +-inf of the column become
   before the transform, in training and serving alike (it is part of the
   transform graph). Without it, DataGate stops a span holding such values.
@@ -89,6 +94,7 @@ class FeatureSpec:
   embedding_dim: int | None = None
   max_value: int = 0
   fill: float | None = None
+  drift: float | None = None
   description: str = ""
 
   @property

@@ -195,11 +195,14 @@ def _parse_feature(f: _Fields) -> FeatureSpec:
     embedding_dim=f.get("embedding_dim", int),
     max_value=f.get("max_value", int, default=0),
     fill=f.get("fill", float),
+    drift=f.get("drift", float),
     description=f.get("description", str, default=""),
   )
   f.done()
   if spec.fill is not None and (kind != "numeric" or not math.isfinite(spec.fill)):
     f.fail("fill is for numeric features and must be a finite number", "fill")
+  if spec.drift is not None and (kind not in ("categorical", "numeric") or not 0 < spec.drift <= 1):
+    f.fail("drift is a threshold in (0, 1] on a categorical or numeric feature", "drift")
   if kind == "categorical" and spec.encoding == "hash" and spec.hash_buckets < 1:
     f.fail("a hashed categorical feature needs hash_buckets >= 1", "hash_buckets")
   if kind == "numeric" and dtype == "string":

@@ -4,6 +4,7 @@ DataGate fails it, so Transform and Trainer never start."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Dict
 
@@ -122,21 +123,18 @@ def test_non_finite_values_and_a_single_class_label(
   assert "label 'income_50k' (task 'income'): 0 positive(s)" in message
 
 
-def test_conditional_label_without_its_parent(tmp_path, pushed_serving_dir):
-  spec = load_spec("synthetic")
-  spec = spec.replace(data={"num_spans": 1})
-  n = ROWS_PER_SPLIT
-  rng = np.random.default_rng(0)
+def _synthetic_columns(n: int, seed: int = 0, device=("ios", "android")) -> Dict[str, np.ndarray]:
+  """Rows in the synthetic spec's columns; `device` cycles through the values given."""
+  rng = np.random.default_rng(seed)
   click = (rng.random(n) < 0.2).astype(np.int64)
   conversion = click * (rng.random(n) < 0.5)
-  conversion[np.flatnonzero(click == 0)[:5]] = 1  # five conversions without a click
-  columns = {
+  return {
     "request_id": np.array([f"r{i // 10}" for i in range(n)], dtype=object),
     "user_id": np.array([f"u{i % 50}" for i in range(n)], dtype=object),
     "item_id": np.array([f"i{i % 70}" for i in range(n)], dtype=object),
     "item_category": np.array([f"c{i % 5}" for i in range(n)], dtype=object),
     "user_segment": np.array([f"s{i % 3}" for i in range(n)], dtype=object),
-    "device": np.array(["ios", "android"] * (n // 2), dtype=object),
+    "device": np.array([device[i % len(device)] for i in range(n)], dtype=object),
     "hour": (np.arange(n) % 24).astype(np.int64),
     "item_price": rng.uniform(1, 100, n).astype(np.float32),
     "position": (np.arange(n) % 10 + 1).astype(np.int64),
@@ -146,8 +144,49 @@ def test_conditional_label_without_its_parent(tmp_path, pushed_serving_dir):
     "conversion": conversion.astype(np.int64),
     "dwell_seconds": (click * 30.0).astype(np.float32),
   }
+
+
+def test_conditional_label_without_its_parent(tmp_path, pushed_serving_dir):
+  spec = load_spec("synthetic")
+  spec = spec.replace(data={"num_spans": 1})
+  columns = _synthetic_columns(ROWS_PER_SPLIT)
+  conversion = columns["conversion"]
+  conversion[np.flatnonzero(columns["click"] == 0)[:5]] = 1  # five conversions without a click
   message = _run_on(spec, columns, spec.raw_columns, tmp_path, pushed_serving_dir)
   assert "5 rows have 'conversion'" in message and "'click'" in message
+
+
+def test_a_span_that_drifted_from_the_previous_one(tmp_path, pushed_serving_dir):
+  """Span 2 is all `ios` where span 1 was half `android`: beyond device's drift
+  threshold, so span 2 stops before Transform; span 1 (no previous span) passes."""
+  spec = load_spec("synthetic").replace(data={"num_spans": 2})
+  spec = dataclasses.replace(
+    spec,
+    features=tuple(
+      dataclasses.replace(f, drift=0.2) if f.name == "device" else f for f in spec.features
+    ),
+  )
+  data_dir = tmp_path / "data"
+  for span, device in ((1, ("ios", "android")), (2, ("ios",))):
+    for split in (TRAIN_SPLIT, EVAL_SPLIT):
+      write_examples(
+        _synthetic_columns(ROWS_PER_SPLIT, seed=span, device=device),
+        spec.raw_columns,
+        data_dir / f"span-{span}" / split / "data-00000.tfrecord.gz",
+      )
+  paths = config.PipelinePaths(
+    data_dir=data_dir, pipeline_root=tmp_path / "root", serving_dir=pushed_serving_dir
+  )
+  before = _snapshot(pushed_serving_dir)
+  with pytest.raises(runner.RunError) as error:
+    runner.run(spec, paths, prepare=False)
+  message = str(error.value)
+  assert "span 2 of 'synthetic' data is unfit" in message
+  assert (
+    "column 'device' (feature 'device'): drifted from span 1: L-infinity distance 0.5" in message
+  )
+  assert "above the threshold 0.2" in message
+  assert _snapshot(pushed_serving_dir) == before
 
 
 def test_a_truncated_span_file_is_named(
