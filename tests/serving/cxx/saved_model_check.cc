@@ -5,7 +5,9 @@
 //
 //   {"click": [0.12, ...], "score": [...]}
 //
-// Each output is flattened in row-major order; the shapes go to stderr.
+// Each output is flattened in row-major order (numbers as doubles, strings as
+// JSON strings, e.g. the classes of a classification signature); the dtypes and
+// shapes go to stderr.
 //
 // Usage: saved_model_check EXPORT_DIR EXAMPLES_FILE [SIGNATURE [TAG]]
 //   EXAMPLES_FILE  one base64-encoded serialized tf.Example per line
@@ -96,6 +98,8 @@ bool ReadExamples(const std::string& path, std::vector<std::string>* examples) {
   return true;
 }
 
+// A JSON string; bytes outside printable ASCII as \u00XX (each byte one code
+// point, so any bytes round-trip as latin-1).
 std::string JsonString(const std::string& s) {
   std::string out = "\"";
   for (char c : s) {
@@ -110,9 +114,9 @@ std::string JsonString(const std::string& s) {
         out += "\\n";
         break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20) {
+        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x80) {
           char escaped[8];
-          std::snprintf(escaped, sizeof(escaped), "\\u%04x", c);
+          std::snprintf(escaped, sizeof(escaped), "\\u%04x", static_cast<unsigned char>(c));
           out += escaped;
         } else {
           out += c;
@@ -229,19 +233,27 @@ int main(int argc, char** argv) {
 
   std::string json = "{";
   for (size_t i = 0; i < keys.size(); ++i) {
-    std::vector<double> values;
-    if (!NumericValues(outputs[i], &values)) {
-      std::cerr << "output " << keys[i] << " is "
-                << tensorflow::DataTypeString(outputs[i].dtype()) << ", not numeric\n";
-      return 1;
-    }
     std::cerr << keys[i] << ": " << tensorflow::DataTypeString(outputs[i].dtype()) << " "
               << outputs[i].shape().DebugString() << "\n";
     if (i > 0) json += ", ";
     json += JsonString(keys[i]) + ": [";
-    for (size_t j = 0; j < values.size(); ++j) {
+    std::vector<std::string> items;
+    if (outputs[i].dtype() == tensorflow::DT_STRING) {
+      const auto flat = outputs[i].flat<tensorflow::tstring>();
+      for (int64_t j = 0; j < flat.size(); ++j) items.push_back(JsonString(std::string(flat(j))));
+    } else {
+      std::vector<double> values;
+      if (!NumericValues(outputs[i], &values)) {
+        std::cerr << "output " << keys[i] << " is "
+                  << tensorflow::DataTypeString(outputs[i].dtype())
+                  << ", neither numeric nor a string\n";
+        return 1;
+      }
+      for (double value : values) items.push_back(JsonNumber(value));
+    }
+    for (size_t j = 0; j < items.size(); ++j) {
       if (j > 0) json += ", ";
-      json += JsonNumber(values[j]);
+      json += items[j];
     }
     json += "]";
   }
