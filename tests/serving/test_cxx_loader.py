@@ -40,6 +40,10 @@ from serving.examples import serialize_rows
 from serving.server import ModelServer
 from tests.serving.fakes import SYNTHETIC_COLUMNS, build_ranking_model, random_rows
 
+# Compiling against TensorFlow's headers takes 30-90 s, the synthetic export
+# runs a TFT Beam analysis: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 SOURCE = Path(__file__).resolve().parent / "cxx" / "saved_model_check.cc"
 # Signatures that read logged examples (labels, position) rather than requests.
 LOGGED_SIGNATURES = (TRANSFORM_SIGNATURE, EVAL_SIGNATURE)
