@@ -6,7 +6,9 @@ beforehand nor held in memory).
             header); a headerless CSV (`data.columns`) goes through
             `components.file_example_gen.HeaderlessCsvExecutor`, TFX's CSV
             reading with the declared column names;
-  parquet   `FileBasedExampleGen` with TFX's `parquet_executor`;
+  parquet   `FileBasedExampleGen` with `components.file_example_gen.ParquetExecutor`:
+            TFX's `parquet_executor`, but for its conversion, which writes
+            every 0 as a missing value (the negative labels lost);
   tfrecord  `tfx.components.ImportExampleGen` (tf.Example records).
 
 The split rule (`data.split`) is TFX's: two input patterns (`patterns`), or
@@ -113,7 +115,6 @@ def example_gen(spec: RankingSpec, range_config=None):
   """The ExampleGen for the spec's format and split rule (node id set by the caller)."""
   from tfx import v1 as tfx
   from tfx.components.example_gen.component import FileBasedExampleGen
-  from tfx.components.example_gen.custom_executors import parquet_executor
   from tfx.dsl.components.base import executor_spec
 
   from components import file_example_gen
@@ -131,13 +132,13 @@ def example_gen(spec: RankingSpec, range_config=None):
   elif data.format == "csv" and data.columns:
     custom_executor = file_example_gen.HeaderlessCsvExecutor
   elif data.format == "parquet":
-    custom_executor = parquet_executor.Executor
+    custom_executor = file_example_gen.ParquetExecutor
   if custom_executor is None:
     if data.format == "csv":
       return tfx.components.CsvExampleGen(**common)
     return tfx.components.ImportExampleGen(**common)
-  # BeamExecutorSpec, not ExecutorClassSpec (as parquet_executor's docstring
-  # has it): only a Beam spec passes the pipeline's Beam args (the in-memory
+  # BeamExecutorSpec, not ExecutorClassSpec (as TFX's parquet_executor
+  # docstring has it): only a Beam spec passes the pipeline's Beam args (the in-memory
   # FnApiRunner) to the executor.
   return FileBasedExampleGen(
     custom_config=custom_config(spec),

@@ -115,7 +115,13 @@ def raw_spec(name: str, data: Dict[str, object]) -> Dict[str, object]:
       "tower_units": [8],
     },
     "training": {"batch_size": 128, "epochs": 1, "early_stopping_patience": 0},
-    "evaluation": {"slices": ["device"], "min_slice_size": 10},
+    # A sanity floor only (TFMA blesses no model without a threshold): a few
+    # hundred rows measure nothing.
+    "evaluation": {
+      "slices": ["device"],
+      "min_slice_size": 10,
+      "thresholds": {"click": {"auc": {"value": 0.3}}},
+    },
     "serving": {"score": {"click": 1.0, "purchase": 1.0}, "classify_task": "click"},
   }
 
@@ -448,3 +454,19 @@ def test_other_sources_refuse_the_files_fields():
   raw["data"]["pattern"] = "*.csv"
   with pytest.raises(SpecError, match=r"census.yaml: data.pattern: only data.source files"):
     parse_spec(raw, origin="census.yaml")
+
+
+def test_parquet_rows_keep_their_zeros():
+  """TFX 1.16's dict_to_example writes 0, 0.0 and "" as missing values."""
+  from tfx.components.example_gen import utils
+
+  from components.file_example_gen import row_to_example
+
+  row = {"click": 0, "price": 0.0, "device": "", "ids": [0, 1], "missing": None}
+  assert not utils.dict_to_example(row).features.feature["click"].int64_list.value
+  feature = row_to_example(row).features.feature
+  assert list(feature["click"].int64_list.value) == [0]
+  assert list(feature["price"].float_list.value) == [0.0]
+  assert list(feature["device"].bytes_list.value) == [b""]
+  assert list(feature["ids"].int64_list.value) == [0, 1]
+  assert feature["missing"] == type(feature["missing"])()
