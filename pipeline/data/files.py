@@ -111,8 +111,23 @@ def custom_config(spec: RankingSpec):
   return example_gen_pb2.CustomConfig(custom_config=packed)
 
 
+def has_spans(spec: RankingSpec) -> bool:
+  """Whether the patterns carry a span ({SPAN} or a date); without one, all
+  matching files are span 0."""
+  from tfx.components.example_gen import utils
+  from tfx.proto import example_gen_pb2
+
+  pattern = next(iter(split_patterns(spec).values()))
+  is_span, is_date, _ = utils.verify_split_pattern_specs(
+    example_gen_pb2.Input.Split(name="any", pattern=pattern)
+  )
+  return is_span or is_date
+
+
 def example_gen(spec: RankingSpec, range_config=None):
-  """The ExampleGen for the spec's format and split rule (node id set by the caller)."""
+  """The ExampleGen for the spec's format and split rule (node id set by the
+  caller); `range_config` (the span to ingest) is dropped for patterns
+  without a span, which TFX's driver refuses it for."""
   from tfx import v1 as tfx
   from tfx.components.example_gen.component import FileBasedExampleGen
   from tfx.dsl.components.base import executor_spec
@@ -124,7 +139,7 @@ def example_gen(spec: RankingSpec, range_config=None):
     input_base=str(resolve_root(data.root)),
     input_config=input_config(spec),
     output_config=output_config(spec),
-    range_config=range_config,
+    range_config=range_config if has_spans(spec) else None,
   )
   custom_executor = None
   if data.split.kind == "time":
