@@ -309,6 +309,72 @@ def test_headerless_csv_with_split_patterns_runs_end_to_end(tmp_path):
   assert_pushed_and_scores(summary, parse_spec(raw), rows[300:])
 
 
+def write_tfrecord(path: Path, rows: List[Dict[str, object]]) -> None:
+  """Uncompressed TFRecords of tf.Example; ints, floats and strings as in the spec."""
+  import tensorflow as tf
+
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with tf.io.TFRecordWriter(str(path)) as writer:
+    for row in rows:
+      feature = {}
+      for column, value in row.items():
+        if column in ("timestamp", "click", "purchase"):
+          feature[column] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+        elif column == "item_price":
+          feature[column] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+        else:
+          feature[column] = tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[str(value).encode()])
+          )
+      writer.write(
+        tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+      )
+
+
+def _tfrecord_spec(tmp_path: Path, name: str) -> Path:
+  raw = raw_spec(
+    name,
+    {
+      "format": "tfrecord",
+      "root": str(tmp_path / "logs"),
+      "pattern": "span-{SPAN}/*.tfrecord",
+      "split": {"kind": "hash", "column": "user_id", "eval_percent": 30},
+    },
+  )
+  return write_spec(tmp_path, raw), raw
+
+
+@pytest.mark.pipeline
+def test_tfrecord_span_with_an_undeclared_column_runs_end_to_end(tmp_path):
+  """ImportExampleGen; a column the spec does not declare is carried, never read."""
+  rows = [{**row, "session": "s1"} for row in impressions(DAYS[0], 400, seed=5)]
+  write_tfrecord(tmp_path / "logs" / "span-1" / "part-0.tfrecord", rows)
+  spec_path, raw = _tfrecord_spec(tmp_path, "files_tfrecord")
+  summary = run_cli(spec_path, tmp_path / "home")
+  assert summary["training_spans"] == [1]
+  assert_pushed_and_scores(summary, parse_spec(raw), rows)
+
+
+@pytest.mark.pipeline
+def test_tfrecord_span_lacking_a_declared_column_stops_before_transform(tmp_path):
+  """A format whose columns the runner cannot see without reading records:
+  DataGate names the missing column after StatisticsGen."""
+  rows = [{k: v for k, v in r.items() if k != "device"} for r in impressions(DAYS[0], 100, 5)]
+  write_tfrecord(tmp_path / "logs" / "span-1" / "part-0.tfrecord", rows)
+  spec_path, _ = _tfrecord_spec(tmp_path, "files_tfrecord_bad")
+  home = tmp_path / "home"
+  done = subprocess.run(
+    [str(MTLRANK), "run", "--spec", str(spec_path), "--home", str(home)],
+    capture_output=True,
+    text=True,
+    timeout=1800,
+  )
+  assert done.returncode == 1
+  assert "unfit to train on; the run stops before Transform" in done.stderr
+  assert "column 'device'" in done.stderr
+  assert not (home / "pipelines" / "files_tfrecord_bad" / "Transform").exists()
+
+
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
@@ -516,3 +582,19 @@ def test_parquet_rows_keep_their_zeros():
   assert list(feature["device"].bytes_list.value) == [b""]
   assert list(feature["ids"].int64_list.value) == [0, 1]
   assert feature["missing"] == type(feature["missing"])()
+
+
+def test_data_gate_ignores_columns_the_spec_does_not_declare():
+  from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+  from components.data_gate import anomaly_problems
+
+  anomalies = anomalies_pb2.Anomalies()
+  new = anomalies.anomaly_info["session"]
+  new.short_description = "New column"
+  new.reason.add(type=anomalies_pb2.AnomalyInfo.SCHEMA_NEW_COLUMN, description="not in schema")
+  dropped = anomalies.anomaly_info["device"]
+  dropped.short_description = "Column dropped"
+  dropped.reason.add(type=anomalies_pb2.AnomalyInfo.SCHEMA_MISSING_COLUMN, description="gone")
+  problems = anomaly_problems(anomalies, "train")
+  assert problems == ["split 'train', column 'device': Column dropped (gone)"]
