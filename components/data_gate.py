@@ -5,7 +5,8 @@ DataGate reads ExampleValidator's anomalies and StatisticsGen's statistics and
 raises `DataValidationError` (which fails the run, so Transform, Trainer and
 Pusher never start and nothing already pushed is touched) when
   * the schema derived from the spec is violated: a required column missing, a
-    column of the wrong type, a binary label outside {0, 1}, ... (TFDV);
+    column of the wrong type, a binary label outside {0, 1}, ... (TFDV; a
+    column the spec does not declare is no violation: it is never read);
   * a split of the span holds no examples;
   * a numeric column holds NaN or +-inf (unless its feature declares `fill`),
     which would train to a NaN loss; a label never may;
@@ -67,8 +68,15 @@ class DataGateSpec(types.ComponentSpec):
 
 
 def anomaly_problems(anomalies: anomalies_pb2.Anomalies, split: str) -> List[str]:
+  """TFDV's anomalies, but for columns the spec does not declare: a user's
+  files may hold more columns than the spec reads (Transform parses only the
+  schema's), which TFDV reports as a "New column"."""
   problems = []
   for column, info in sorted(anomalies.anomaly_info.items()):
+    if info.reason and all(
+      r.type == anomalies_pb2.AnomalyInfo.SCHEMA_NEW_COLUMN for r in info.reason
+    ):
+      continue
     reasons = "; ".join(r.description for r in info.reason) or info.description
     problems.append(f"split {split!r}, column {column!r}: {info.short_description} ({reasons})")
   if anomalies.HasField("dataset_anomaly_info"):

@@ -94,7 +94,10 @@ class ServingModule(tf.Module):
     return self.predict_transformed(self.tft_layer(parsed))
 
   def serve_raw_features(self, **columns: tf.Tensor) -> Dict[str, tf.Tensor]:
-    parsed = {name: tf.reshape(value, [-1, 1]) for name, value in columns.items()}
+    # tf.function renames a keyword that is no Python identifier (Ali-CCP's
+    # column "101" arrives as "arg_101"): back to the column the transform reads.
+    names = {raw_argument_name(c): c for c in serving_raw_columns(self._spec)}
+    parsed = {names.get(name, name): tf.reshape(value, [-1, 1]) for name, value in columns.items()}
     return self.predict_transformed(self.tft_layer(parsed))
 
   # Not a tf.function here: saving traces every decorated method, and a spec
@@ -134,6 +137,14 @@ class ServingModule(tf.Module):
 def has_eval_signature(spec: RankingSpec) -> bool:
   """Whether the export has the position-aware `evaluation` signature."""
   return spec.model.position_bias and spec.position_feature is not None
+
+
+def raw_argument_name(column: str) -> str:
+  """The `raw_features` signature's input key for a column: the column, or, for
+  one that is no Python identifier, tf.function's sanitized name (non-alphanumerics
+  to "_", "arg_" before a leading non-letter), which its signature then uses."""
+  swapped = "".join(c if c.isalnum() else "_" for c in column)
+  return swapped if swapped[0].isalpha() else "arg_" + swapped
 
 
 def raw_input_signature(spec: RankingSpec) -> Dict[str, tf.TensorSpec]:

@@ -38,6 +38,8 @@ REGRESSION_LOSSES = ("mse", "huber")
 BALANCING_STRATEGIES = ("fixed", "uncertainty", "gradnorm", "dwa", "pcgrad")
 INTERACTION_KINDS = ("none", "dot", "cross")
 DATA_SOURCES = ("census", "simulator", "files")
+FILE_FORMATS = ("csv", "parquet", "tfrecord")
+SPLIT_KINDS = ("patterns", "hash", "time")
 THRESHOLD_DIRECTIONS = {
   "auc": "higher",
   "pr_auc": "higher",
@@ -225,10 +227,42 @@ class EvaluationSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class SplitSpec:
+  """How the files source divides a span into the train and eval splits.
+
+  patterns: `train` and `eval` are two file patterns (relative to
+    `data.root`, with the same placeholders), one per split;
+  hash:     one `data.pattern`, split by a hash of `column` (TFX's
+    `partition_feature_name`): all rows with one value (a request, a user)
+    fall on one side; `eval_percent` of the hash buckets go to eval;
+  time:     one `data.pattern`; the rows of the latest `eval_percent` of the
+    span's time range on `column` (a numeric timestamp) go to eval.
+  """
+
+  kind: str = ""
+  train: str = ""
+  eval: str = ""
+  column: str = ""
+  eval_percent: int = 20
+
+
+@dataclasses.dataclass(frozen=True)
 class DataSpec:
+  """`source` is `census` or `simulator` (bundled adapters, configured by
+  `params`) or `files`: the user's own CSV, Parquet or TFRecord (tf.Example)
+  files under `root`, read by TFX's ExampleGens inside the pipeline. A file
+  `pattern` takes TFX's placeholders: `{SPAN}` or `{YYYY}{MM}{DD}` (a daily
+  span) and optionally `{VERSION}`. `columns` names the fields of a headerless
+  CSV in order."""
+
   source: str
   params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   num_spans: int = 1
+  format: str = ""
+  root: str = ""
+  pattern: str = ""
+  columns: Tuple[str, ...] = ()
+  split: SplitSpec = SplitSpec()
 
 
 @dataclasses.dataclass(frozen=True)

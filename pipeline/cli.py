@@ -26,7 +26,9 @@ def _paths(args: argparse.Namespace, spec_name: str) -> config.PipelinePaths:
 
 def _add_location_flags(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
-    "--spec", required=True, help="a spec YAML file or a bundled spec name (census, synthetic)"
+    "--spec",
+    required=True,
+    help="a spec YAML file or a bundled spec name (census, synthetic, ali_ccp_sample, aliexpress_sample)",
   )
   parser.add_argument(
     "--home",

@@ -49,6 +49,7 @@ from contract import (
 from models.features import SPEC_CONFIG_KEY
 from models.spec import RankingSpec
 from pipeline import config
+from pipeline.data import files as files_source
 from pipeline.eval_config import eval_config_from_spec
 
 PREPROCESSING_FN = "models.features.preprocessing_fn"
@@ -87,12 +88,17 @@ def create_pipeline(
     if span is not None
     else None
   )
-  example_gen = FileBasedExampleGen(
-    input_base=str(paths.data_dir),
-    input_config=example_gen_input_config(),
-    range_config=range_config,
-    custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen_lib.Executor),
-  ).with_id(EXAMPLE_GEN_NODE)
+  if spec.data.source == "files":
+    # The user's files, through TFX's ExampleGen for their format (pipeline.data.files).
+    example_gen = files_source.example_gen(spec, range_config=range_config)
+  else:
+    example_gen = FileBasedExampleGen(
+      input_base=str(paths.data_dir),
+      input_config=example_gen_input_config(),
+      range_config=range_config,
+      custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen_lib.Executor),
+    )
+  example_gen = example_gen.with_id(EXAMPLE_GEN_NODE)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(
     STATISTICS_GEN_NODE
   )

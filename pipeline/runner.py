@@ -175,12 +175,22 @@ def _run_locked(
 ) -> RunSummary:
   from pipeline.pipeline import create_pipeline
 
-  if prepare and spec.data.source != "files":
+  if spec.data.source == "files":
+    # Read in place by ExampleGen: only check, before building the pipeline,
+    # that the files are there and hold the declared columns.
+    from pipeline.data import files as files_source
+
     try:
-      prepare_data(spec, paths.data_dir)
-    except DataError as e:
-      raise RunError(f"the {spec.name!r} data could not be prepared: {e}") from None
-  window = check_spans(spec, paths.data_dir, span)
+      window = files_source.check_window(spec, span)
+    except files_source.FilesSourceError as e:
+      raise RunError(f"spec {spec.name!r}: {e}") from None
+  else:
+    if prepare:
+      try:
+        prepare_data(spec, paths.data_dir)
+      except DataError as e:
+        raise RunError(f"the {spec.name!r} data could not be prepared: {e}") from None
+    window = check_spans(spec, paths.data_dir, span)
   paths.pipeline_root.mkdir(parents=True, exist_ok=True)
   write_schema(spec, str(paths.curated_schema_path))
   # One log file per run, even for runs started in the same second.

@@ -42,6 +42,11 @@ def prepare_data(spec, out_dir: Union[str, Path], overwrite: bool = False) -> Di
     from pipeline.data.simulator import simulate  # pylint: disable=g-import-not-at-top
 
     return simulate(spec, out_dir, overwrite=overwrite)
+  if spec.data.source == "files":
+    raise ValueError(
+      f"spec {spec.name!r} reads its files in place (data.source files): ExampleGen "
+      "ingests them inside the pipeline; there is nothing to prepare"
+    )
   raise NotImplementedError(
     f"data.source {spec.data.source!r} has no adapter in "
     "pipeline.data (adapters: census, simulator)"

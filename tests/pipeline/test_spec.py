@@ -14,7 +14,7 @@ def _raw(name: str = "synthetic") -> dict:
   return yaml.safe_load((SPECS_DIR / f"{name}.yaml").read_text())
 
 
-@pytest.mark.parametrize("name", ["census", "synthetic"])
+@pytest.mark.parametrize("name", ["census", "synthetic", "ali_ccp_sample", "aliexpress_sample"])
 def test_bundled_specs_load_and_round_trip_through_json(name):
   spec = load_spec(name)
   assert spec_from_json(spec.to_json()) == spec
