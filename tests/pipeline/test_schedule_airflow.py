@@ -52,6 +52,7 @@ def test_two_daily_runs_train_on_a_growing_window_and_push_two_versions(tmp_path
     AIRFLOW_HOME=str(tmp_path / "airflow"),
     AIRFLOW__CORE__DAGS_FOLDER=str(dags),
     AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS="False",
     AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{tmp_path / 'airflow' / 'airflow.db'}",
   )
   airflow = [str(Path(sys.executable).parent / "airflow")]
