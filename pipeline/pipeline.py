@@ -195,6 +195,20 @@ def create_pipeline(
   return tfx.dsl.Pipeline(components=components, **pipeline_args)
 
 
+def _trainer(trainer_spec: RankingSpec, transform, schema_gen) -> tfx.components.Trainer:
+  return tfx.components.Trainer(
+    run_fn=RUN_FN,
+    examples=transform.outputs["transformed_examples"],
+    transform_graph=transform.outputs["transform_graph"],
+    schema=schema_gen.outputs["schema"],
+    custom_config={SPEC_CONFIG_KEY: trainer_spec.to_json()},
+  )
+
+
+def pipeline_name(spec: RankingSpec) -> str:
+  return f"mtlrank-{spec.name}"
+
+
 def _latest_spans_resolver(spec: RankingSpec, example_gen, data_gate) -> tfx.dsl.Resolver:
   resolver = tfx.dsl.Resolver(
     # Each span once, in its newest ingestion (components/span_window.py).
@@ -210,17 +224,3 @@ def _latest_spans_resolver(spec: RankingSpec, example_gen, data_gate) -> tfx.dsl
   ).with_id("latest_spans_resolver")
   resolver.add_upstream_node(data_gate)
   return resolver
-
-
-def _trainer(trainer_spec: RankingSpec, transform, schema_gen) -> tfx.components.Trainer:
-  return tfx.components.Trainer(
-    run_fn=RUN_FN,
-    examples=transform.outputs["transformed_examples"],
-    transform_graph=transform.outputs["transform_graph"],
-    schema=schema_gen.outputs["schema"],
-    custom_config={SPEC_CONFIG_KEY: trainer_spec.to_json()},
-  )
-
-
-def pipeline_name(spec: RankingSpec) -> str:
-  return f"mtlrank-{spec.name}"
