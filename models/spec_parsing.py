@@ -7,9 +7,7 @@ architecture's options and task rules)."""
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import math
-import re
 from typing import Any, List, Mapping, Sequence, Tuple
 
 from models import options
@@ -23,7 +21,6 @@ from models.spec import (
   NUMERIC_TRANSFORMS,
   REGRESSION_LABEL_TRANSFORMS,
   REGRESSION_LOSSES,
-  SCHEDULE_PRESETS,
   TASK_TYPES,
   DataSpec,
   EvaluationSpec,
@@ -31,7 +28,6 @@ from models.spec import (
   InteractionSpec,
   ModelSpec,
   RankingSpec,
-  ScheduleSpec,
   ServingSpec,
   SpecError,
   TaskSpec,
@@ -91,6 +87,7 @@ def parse(raw: Any, origin: str = "<spec>", source_path: str = "") -> RankingSpe
   top = _Fields(raw, "", origin)
   name = top.get("name", str, required=True)
   description = top.get("description", str, default="")
+  schedule = _parse_schedule(top, origin)
 
   features = []
   raw_features = top.get("features", list, required=True)
@@ -131,10 +128,6 @@ def parse(raw: Any, origin: str = "<spec>", source_path: str = "") -> RankingSpe
   )
   data = _parse_data(_Fields(top.get("data", dict, required=True), "data", origin))
   serving = _parse_serving(_Fields(top.get("serving", dict, default={}), "serving", origin), tasks)
-  raw_schedule = top.get("schedule", dict)
-  schedule = (
-    None if raw_schedule is None else _parse_schedule(_Fields(raw_schedule, "schedule", origin))
-  )
   top.done()
   if model.position_bias and not any(f.kind == "position" for f in features):
     raise SpecError(f"{origin}: model.position_bias: needs a feature of kind 'position'")
@@ -158,6 +151,14 @@ def parse(raw: Any, origin: str = "<spec>", source_path: str = "") -> RankingSpe
   except ValueError as e:
     raise SpecError(f"{origin}: {e}") from None
   return spec
+
+
+def _parse_schedule(top: _Fields, origin: str):
+  """The optional `schedule` section (models/spec_schedule.py)."""
+  from models.spec_schedule import parse_schedule
+
+  raw = top.get("schedule", dict)
+  return None if raw is None else parse_schedule(_Fields(raw, "schedule", origin))
 
 
 def _unique(names: List[str], where: str, origin: str) -> None:
@@ -467,40 +468,3 @@ def _parse_serving(f: _Fields, tasks: List[TaskSpec]) -> ServingSpec:
     f.fail(f"{classify_task!r} is not a task", "classify_task")
   f.done()
   return ServingSpec(score={k: float(v) for k, v in score.items()}, classify_task=classify_task)
-
-
-_CRON_FIELD = re.compile(r"^[0-9*,/-]+$")
-
-
-def _parse_schedule(f: _Fields) -> ScheduleSpec:
-  # YAML reads an unquoted 2026-01-01 as a date; a quoted one is a string.
-  start = f.get("start_date", (str, datetime.date), required=True)
-  if isinstance(start, datetime.datetime) or not isinstance(start, (str, datetime.date)):
-    f.fail(f"must be a date (YYYY-MM-DD), got {start!r}", "start_date")
-  if isinstance(start, str):
-    try:
-      start = datetime.date.fromisoformat(start)
-    except ValueError:
-      f.fail(f"must be a date (YYYY-MM-DD), got {start!r}", "start_date")
-  spec = ScheduleSpec(
-    start_date=start.isoformat(),
-    interval=f.get("interval", str, default="@daily"),
-    retries=f.get("retries", int, default=2),
-    retry_delay_minutes=f.get("retry_delay_minutes", int, default=5),
-    catchup=f.get("catchup", bool, default=False),
-  )
-  f.done()
-  fields = spec.interval.split()
-  if spec.interval not in SCHEDULE_PRESETS and not (
-    len(fields) == 5 and all(_CRON_FIELD.match(x) for x in fields)
-  ):
-    f.fail(
-      f"{spec.interval!r} is neither one of {', '.join(SCHEDULE_PRESETS)} "
-      "nor a five-field cron expression",
-      "interval",
-    )
-  if spec.retries < 0:
-    f.fail("must be >= 0", "retries")
-  if spec.retry_delay_minutes < 0:
-    f.fail("must be >= 0", "retry_delay_minutes")
-  return spec
