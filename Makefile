@@ -8,6 +8,9 @@ PYTEST_ARGS ?=
 PYTHON ?= $(shell (command -v pyenv >/dev/null && ls -d "$$(pyenv root)"/versions/3.10*/bin/python 2>/dev/null | tail -n 1) || command -v python3.10)
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 ENV_STAMP := .venv/.mtlrank-synced
+# `make env UV_SYNC_FLAGS=--all-extras` also installs the optional `kubeflow`
+# (Vertex compiler) and `airflow` (scheduler) extras; CI does.
+UV_SYNC_FLAGS ?=
 
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
@@ -18,7 +21,7 @@ env: $(ENV_STAMP)
 
 $(ENV_STAMP): pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	$(UV) sync --frozen --python "$(PYTHON)"
+	$(UV) sync --frozen $(UV_SYNC_FLAGS) --python "$(PYTHON)"
 	@touch $@
 
 run: env
