@@ -52,9 +52,12 @@ class DataValidationError(RuntimeError):
 
 
 class DataGateResult(types.Artifact):
-  """Marks that a span passed the gate (the checks it ran are properties)."""
+  """Marks that a span passed the gate (the checks it ran are properties).
 
-  TYPE_NAME = "MtlrankDataGateResult"
+  The type name has the `<namespace>.<Title>` form Kubeflow's pipeline spec
+  requires of custom artifact types (`mtlrank schedule kubeflow`)."""
+
+  TYPE_NAME = "mtlrank.DataGateResult"
 
 
 class DataGateSpec(types.ComponentSpec):

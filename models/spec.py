@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import datetime
 import json
 import types
 import typing
@@ -274,6 +275,32 @@ class ServingSpec:
   classify_task: str | None = None
 
 
+SCHEDULE_PRESETS = ("@daily", "@weekly", "@monthly")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleSpec:
+  """When an orchestrator runs the pipeline (`mtlrank schedule airflow`).
+
+  `interval` is an Airflow preset (`@daily`, `@weekly`, `@monthly`) or a
+  five-field cron expression. Spans are days: a run whose logical date is D
+  trains up to span (D - start_date).days + 1, so `start_date` (an ISO date)
+  is the day of span 1. A failed run is retried `retries` times,
+  `retry_delay_minutes` apart; `catchup` also runs the missed intervals
+  since `start_date` (off by default: only the latest one runs).
+  """
+
+  start_date: str
+  interval: str = "@daily"
+  retries: int = 2
+  retry_delay_minutes: int = 5
+  catchup: bool = False
+
+  def span_for(self, logical_date: datetime.date) -> int:
+    """The span a run of `logical_date` trains up to: days since start_date, plus 1."""
+    return (logical_date - datetime.date.fromisoformat(self.start_date)).days + 1
+
+
 @dataclasses.dataclass(frozen=True)
 class RankingSpec:
   name: str
@@ -286,6 +313,7 @@ class RankingSpec:
   data: DataSpec
   serving: ServingSpec
   source_path: str = ""
+  schedule: ScheduleSpec | None = None
 
   # Derived views, so callers never re-derive names.
   @property
@@ -345,13 +373,17 @@ class RankingSpec:
     """The parts of the spec the Transform reads (features, tasks, data): a change
     to the model, training, serving or evaluation sections keeps its cache."""
     return self.replace(
-      model=ModelSpec(), training=TrainingSpec(), serving=ServingSpec(), evaluation=EvaluationSpec()
+      model=ModelSpec(),
+      training=TrainingSpec(),
+      serving=ServingSpec(),
+      evaluation=EvaluationSpec(),
+      schedule=None,
     )
 
   def trainer_view(self, architecture: str | None = None) -> RankingSpec:
     """The parts of the spec a Trainer reads: all but the evaluation section,
     whose changes keep the Trainer's cache; `architecture` overrides the model's."""
-    view = self.replace(evaluation=EvaluationSpec())
+    view = self.replace(evaluation=EvaluationSpec(), schedule=None)
     if architecture is not None:
       # Keep only the options the other architecture declares (e.g. the
       # single-task baseline of an ESMM spec has no ESMM task option).

@@ -91,6 +91,7 @@ def parse(raw: Any, origin: str = "<spec>", source_path: str = "") -> RankingSpe
   top = _Fields(raw, "", origin)
   name = top.get("name", str, required=True)
   description = top.get("description", str, default="")
+  schedule = _parse_schedule(top, origin)
 
   features = []
   raw_features = top.get("features", list, required=True)
@@ -147,6 +148,7 @@ def parse(raw: Any, origin: str = "<spec>", source_path: str = "") -> RankingSpe
     data=data,
     serving=serving,
     source_path=source_path,
+    schedule=schedule,
   )
   try:
     # The architecture's and balancer's typed options, and ESMM's and AITM's
@@ -155,6 +157,14 @@ def parse(raw: Any, origin: str = "<spec>", source_path: str = "") -> RankingSpe
   except ValueError as e:
     raise SpecError(f"{origin}: {e}") from None
   return spec
+
+
+def _parse_schedule(top: _Fields, origin: str):
+  """The optional `schedule` section (models/spec_schedule.py)."""
+  from models.spec_schedule import parse_schedule
+
+  raw = top.get("schedule", dict)
+  return None if raw is None else parse_schedule(_Fields(raw, "schedule", origin))
 
 
 def _unique(names: List[str], where: str, origin: str) -> None:

@@ -12,6 +12,7 @@ from typing import List, Mapping, Tuple
 from models.spec import SpecError, load_spec
 from pipeline import config, report_cli
 from pipeline.data.errors import DataError
+from pipeline.schedule import cli as schedule_cli
 from serving import cli as serving_cli
 
 
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
   _add_location_flags(prepare)
   prepare.set_defaults(func=_prepare_data)
   report_cli.register(commands)
+  schedule_cli.register(commands)
   serving_cli.register(commands, spec_columns=_spec_columns)
   return parser
 

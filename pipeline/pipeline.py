@@ -74,12 +74,18 @@ def create_pipeline(
   beam_pipeline_args: List[str] | None = None,
   enable_cache: bool = True,
   ingest_only: bool = False,
+  run_span_window: bool = False,
 ) -> tfx.dsl.Pipeline:
   """The pipeline for one spec; `span` ingests that span (default: the latest).
 
   With `ingest_only`, only ingestion and validation run: the runner uses it to
   backfill the earlier spans of the training window, which then count as the
   same pipeline's ExampleGen outputs.
+
+  With `run_span_window`, Transform reads this run's ExampleGen output (one
+  span) instead of the latest-spans resolver: Kubeflow's compiler supports
+  neither custom resolver strategies nor multi-artifact resolvers
+  (pipeline/schedule/kubeflow.py).
   """
   range_config = (
     range_config_pb2.RangeConfig(
@@ -135,21 +141,13 @@ def create_pipeline(
   if ingest_only:
     return tfx.dsl.Pipeline(components=ingestion, **pipeline_args)
 
-  latest_spans = tfx.dsl.Resolver(
-    # Each span once, in its newest ingestion (components/span_window.py).
-    strategy_class=span_window.LatestSpansStrategy,
-    config={"num_spans": spec.data.num_spans},
-    # A plain Channel reads every run's ExampleGen outputs; the component's own
-    # output channel would hold only this run's span, the backfilled ones lost.
-    examples=tfx.dsl.Channel(
-      type=tfx.types.standard_artifacts.Examples,
-      producer_component_id=example_gen.id,
-      output_key="examples",
-    ),
-  ).with_id("latest_spans_resolver")
-  latest_spans.add_upstream_node(data_gate)
+  if run_span_window:
+    window_nodes, window_examples = [], example_gen.outputs["examples"]
+  else:
+    latest_spans = _latest_spans_resolver(spec, example_gen, data_gate)
+    window_nodes, window_examples = [latest_spans], latest_spans.outputs["examples"]
   transform = tfx.components.Transform(
-    examples=latest_spans.outputs["examples"],
+    examples=window_examples,
     schema=curated_schema.outputs["schema"],
     preprocessing_fn=PREPROCESSING_FN,
     custom_config={SPEC_CONFIG_KEY: spec.transform_view().to_json()},
@@ -193,7 +191,7 @@ def create_pipeline(
     custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_lib.Executor),
   ).with_id(PUSHER_NODE)
 
-  components = ingestion + [latest_spans, transform, trainer, baseline, evaluator, pusher]
+  components = ingestion + window_nodes + [transform, trainer, baseline, evaluator, pusher]
   if spec.evaluation.single_task_baseline:
     single_task_trainer = _trainer(
       spec.trainer_view(SINGLE_TASK_ARCHITECTURE), transform, curated_schema
@@ -223,3 +221,20 @@ def _trainer(
 
 def pipeline_name(spec: RankingSpec) -> str:
   return f"mtlrank-{spec.name}"
+
+
+def _latest_spans_resolver(spec: RankingSpec, example_gen, data_gate) -> tfx.dsl.Resolver:
+  resolver = tfx.dsl.Resolver(
+    # Each span once, in its newest ingestion (components/span_window.py).
+    strategy_class=span_window.LatestSpansStrategy,
+    config={"num_spans": spec.data.num_spans},
+    # A plain Channel reads every run's ExampleGen outputs; the component's own
+    # output channel would hold only this run's span, the backfilled ones lost.
+    examples=tfx.dsl.Channel(
+      type=tfx.types.standard_artifacts.Examples,
+      producer_component_id=example_gen.id,
+      output_key="examples",
+    ),
+  ).with_id("latest_spans_resolver")
+  resolver.add_upstream_node(data_gate)
+  return resolver

@@ -102,3 +102,20 @@ def second_census_run(first_census_run, small_census_spec) -> CensusRun:
 def regressed_census_run(second_census_run, regressed_census_spec) -> CensusRun:
   paths = second_census_run.paths
   return CensusRun(paths, runner.run(regressed_census_spec, paths))
+
+
+# Session fixtures that run a whole pipeline: under `pytest -n` (pytest-xdist,
+# as `make test` runs) every test that needs one goes to the same worker, so
+# each pipeline runs once per session, not once per worker.
+_PIPELINE_FIXTURES = {
+  "first_census_run",
+  "second_census_run",
+  "regressed_census_run",
+  "census_paths",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+  for item in items:
+    if _PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+      item.add_marker(pytest.mark.xdist_group("census_pipeline"))
