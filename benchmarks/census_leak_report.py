@@ -54,7 +54,7 @@ def leak_report(spec: RankingSpec, path: str | Path | None = None, logistic: boo
   """Markdown tables: the never-married rate per value of the household-status
   columns, and single-column AUCs (target encoding fitted on train, measured on
   eval) for both tasks; with `logistic`, a logistic-regression ablation.
-  `python -m pipeline.data.census --leak-report` prints it."""
+  `python -m benchmarks.census_leak_report` prints it."""
   path = resolve_path(path or spec.data.params["path"])
   eval_every = int(spec.data.params.get("eval_every", 5))
   wanted = {c: "string" for c in LEAK_COLUMNS + ("education", "sex", "class_worker")}

@@ -12,7 +12,8 @@ The model's `train_step` records, into a few float32 variables of a
 the per-task losses and metrics and the balancer's loss weights, every N steps,
 and warn when a gate collapses onto one expert.
 
-Under a distribution strategy the recorded statistics are the first replica's.
+Under a distribution strategy the gate statistics are the first replica's;
+with more than one replica the task-gradient statistics are not measured.
 """
 
 from __future__ import annotations

@@ -80,6 +80,8 @@ def _warm_up() -> float:
   TensorFlow (the TFRecord writer) and pandas (pyarrow imports it lazily on
   the first `pa.array`). Returns the seconds spent."""
   started = time.time()
+  import tensorflow  # noqa: F401  (pylint: disable=g-import-not-at-top)
+
   pa.array(np.zeros(1))
   return time.time() - started
 
