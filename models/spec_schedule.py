@@ -11,7 +11,7 @@ _CRON_FIELD = re.compile(r"^[0-9*,/-]+$")
 
 
 def parse_schedule(f) -> ScheduleSpec:
-  """`f`: the section's fields reader (models.spec_parsing._Fields)."""
+  """`f`: the section's fields reader (models.spec_fields.Fields)."""
   # YAML reads an unquoted 2026-01-01 as a date; a quoted one is a string.
   start = f.get("start_date", (str, datetime.date), required=True)
   if isinstance(start, datetime.datetime) or not isinstance(start, (str, datetime.date)):
