@@ -321,6 +321,8 @@ def _json(body: bytes) -> Any:
     return json.loads(body)
   except (ValueError, UnicodeDecodeError) as error:
     raise invalid_argument(f"JSON Parse error: {error}") from None
+  except RecursionError:
+    raise invalid_argument("JSON Parse error: the body is nested too deeply") from None
 
 
 class RestServer(socketserver.ThreadingTCPServer):
