@@ -77,6 +77,7 @@ class ModelServer:
       )
     configure_tensorflow_threads(options)
     self._prometheus_path = options.prometheus_path()
+    self._rest_limits = options.rest_limits()
     self._grpc_options = options.grpc_options()
     self._config = options.model_server_config()
     self.core = ServerCore(
@@ -193,6 +194,7 @@ class ModelServer:
         self.options.max_request_bytes,
         timeout_seconds=self.options.rest_api_timeout_in_ms / 1000,
         prometheus_path=self._prometheus_path,
+        limits=self._rest_limits,
       )
     except OSError as error:
       raise OSError(
