@@ -205,6 +205,11 @@ class ModelServer:
     self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True)
     self._rest_thread.start()
 
+  @property
+  def rest_server(self) -> RestServer | None:
+    """The REST front end (None when REST is off), for its counters."""
+    return self._rest
+
   def wait(self) -> None:
     self._grpc.wait_for_termination()
 
