@@ -357,8 +357,10 @@ class _Connection:
     if self.state == _READING:
       self.server.timed_out += 1
       self.transport.write(_error_response(408, "the request did not arrive in time"))
-      self._loop.call_later(_LINGER_SECONDS, self.transport.abort)
     self.transport.close()  # the reader sees EOF, and the handler ends
+    # A client that reads nothing would keep a closing transport (and a
+    # waiting drain) forever: drop it after a moment.
+    self._loop.call_later(_LINGER_SECONDS, self.transport.abort)
 
   async def serve(self) -> None:
     limits = self.server.limits
