@@ -622,27 +622,32 @@ class RestServer:
   # --- requests --------------------------------------------------------------------
 
   def _submit(self, call: Callable[[], Any]) -> asyncio.Future:
-    """`call` on a worker thread, as a future of this loop."""
+    """`call` on a worker thread, as a future of this loop; the worker posts
+    its result to the loop itself (one thread hand-off each way)."""
     loop = asyncio.get_running_loop()
     future = loop.create_future()
 
-    def settle(done: futures.Future) -> None:
-      if future.cancelled():
+    def settle(value: Any, error: BaseException | None) -> None:
+      if future.done():  # timed out meanwhile
         return
-      error = done.exception()
       if error is None:
-        future.set_result(done.result())
+        future.set_result(value)
       else:
         future.set_exception(error)
 
-    def finished(done: futures.Future) -> None:
+    def work() -> None:
+      value, error = None, None
       try:
-        loop.call_soon_threadsafe(settle, done)
+        value = call()
+      except BaseException as failure:  # handed to the loop, raised there
+        error = failure
+      try:
+        loop.call_soon_threadsafe(settle, value, error)
       except RuntimeError:  # the loop closed: the server is shutting down
         pass
 
     try:
-      self._executor.submit(call).add_done_callback(finished)
+      self._executor.submit(work)
     except RuntimeError:
       raise ServingError(grpc.StatusCode.UNAVAILABLE, "the server is shutting down") from None
     return future
@@ -651,12 +656,20 @@ class RestServer:
     future = self._submit(call)
     if self._timeout <= 0:
       return await future
+    # A timer instead of asyncio.wait_for, which costs a task per request.
+    timer = asyncio.get_running_loop().call_later(
+      self._timeout,
+      lambda: (
+        future.done()
+        or future.set_exception(
+          ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Timed out waiting for notification")
+        )
+      ),
+    )
     try:
-      return await asyncio.wait_for(future, self._timeout)
-    except asyncio.TimeoutError:
-      raise ServingError(
-        grpc.StatusCode.DEADLINE_EXCEEDED, "Timed out waiting for notification"
-      ) from None
+      return await future
+    finally:
+      timer.cancel()
 
   async def answer(
     self, method: str, path: str, body: bytes, headers: Dict[str, str], keep_alive: bool
