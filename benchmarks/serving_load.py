@@ -23,6 +23,7 @@ import base64
 import dataclasses
 import json
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -473,6 +474,54 @@ def batching_bound(rows: List[Dict[str, object]], clients: int) -> str | None:
   )
 
 
+# Issue 12's goals for batching at batch 1: QPS on/off at least this much
+# for this many clients, and a lone client's p50 no worse than batching off
+# plus the batch timeout.
+QPS_GOALS = {32: 1.5, 8: 1.2}
+
+
+def batch_timeout_ms(batching_parameters: str) -> float:
+  match = re.search(r"batch_timeout_micros\s*\{\s*value:\s*(\d+)", batching_parameters)
+  return int(match.group(1)) / 1e3 if match else 0.0
+
+
+def batching_goals(rows: List[Dict[str, object]], timeout_ms: float) -> List[str]:
+  """Issue 12's batching goals at batch 1, each measured in this run."""
+
+  def served(batching: str, clients: int) -> Dict[str, object] | None:
+    return next(
+      (
+        r
+        for r in rows
+        if str(r["mode"]).startswith("served")
+        and r["batching"] == batching
+        and r["batch"] == 1
+        and r["clients"] == clients
+      ),
+      None,
+    )
+
+  lines = []
+  for clients, goal in QPS_GOALS.items():
+    off, on = served("off", clients), served("on", clients)
+    if off and on:
+      ratio = on["qps"] / off["qps"]
+      verdict = "met" if ratio >= goal else "NOT met"
+      lines.append(
+        f"goal: {clients} batch-1 clients, batching on/off QPS >= {goal}x: "
+        f"{ratio:.2f}x ({on['qps']:.0f} / {off['qps']:.0f}) {verdict}"
+      )
+  off, on = served("off", 1), served("on", 1)
+  if off and on:
+    limit = off["p50_ms"] + timeout_ms
+    verdict = "met" if on["p50_ms"] <= limit else "NOT met"
+    lines.append(
+      f"goal: one client's p50 with batching <= off + batch timeout: {on['p50_ms']:.3f} ms "
+      f"vs {off['p50_ms']:.3f} + {timeout_ms:.3f} = {limit:.3f} ms {verdict}"
+    )
+  return lines
+
+
 def _load_average() -> str:
   return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
@@ -637,6 +686,8 @@ def orchestrate(args: argparse.Namespace) -> None:
     bound = batching_bound(rows, count)
     if bound:
       print(bound)
+  for line in batching_goals(rows, batch_timeout_ms(args.batching_parameters)):
+    print(line)
   print(
     f"server flags: {' '.join(args.server_flags) or 'none'}; batching parameters: "
     f"{' '.join(args.batching_parameters.split())}"

@@ -25,6 +25,9 @@ from serving.constants import (
   DEFAULT_HOST,
   DEFAULT_MAX_REQUEST_BYTES,
   DEFAULT_POLL_WAIT_SECONDS,
+  DEFAULT_REST_HEADER_TIMEOUT_SECONDS,
+  DEFAULT_REST_IDLE_TIMEOUT_SECONDS,
+  DEFAULT_REST_MAX_CONNECTIONS,
   DEFAULT_REST_NUM_THREADS,
   DEFAULT_REST_PORT,
   DEFAULT_REST_TIMEOUT_MS,
@@ -72,7 +75,31 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
     "--rest_api_num_threads",
     type=int,
     default=DEFAULT_REST_NUM_THREADS,
-    help="REST connections served at once",
+    help="REST requests computed at once (worker threads; connections need no thread)",
+  )
+  add(
+    "--rest_api_max_connections",
+    type=int,
+    default=DEFAULT_REST_MAX_CONNECTIONS,
+    help="REST connections open at once; more are answered 503",
+  )
+  add(
+    "--rest_api_idle_timeout_seconds",
+    type=float,
+    default=DEFAULT_REST_IDLE_TIMEOUT_SECONDS,
+    help="close a kept-alive REST connection idle this long; 0: never",
+  )
+  add(
+    "--rest_api_header_timeout_seconds",
+    type=float,
+    default=DEFAULT_REST_HEADER_TIMEOUT_SECONDS,
+    help="a REST request whose headers take longer (or whose body stalls longer) gets 408; 0: never",
+  )
+  add(
+    "--rest_api_allowed_hosts",
+    default="",
+    help="comma-separated Host names REST accepts beyond the bound address's "
+    "(.example.com: and subdomains; *: any)",
   )
   add(
     "--grpc_max_threads",
@@ -174,6 +201,10 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
     prefer_tflite_model=args.prefer_tflite_model,
     enable_signature_method_name_check=args.enable_signature_method_name_check,
     enable_serialization_as_tensor_content=args.enable_serialization_as_tensor_content,
+    rest_api_max_connections=args.rest_api_max_connections,
+    rest_api_idle_timeout_seconds=args.rest_api_idle_timeout_seconds,
+    rest_api_header_timeout_seconds=args.rest_api_header_timeout_seconds,
+    rest_api_allowed_hosts=args.rest_api_allowed_hosts,
   )
 
 

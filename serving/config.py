@@ -34,6 +34,9 @@ from serving.constants import (
   DEFAULT_MAX_REQUEST_BYTES,
   DEFAULT_NUM_BATCH_THREADS,
   DEFAULT_POLL_WAIT_SECONDS,
+  DEFAULT_REST_HEADER_TIMEOUT_SECONDS,
+  DEFAULT_REST_IDLE_TIMEOUT_SECONDS,
+  DEFAULT_REST_MAX_CONNECTIONS,
   DEFAULT_REST_NUM_THREADS,
   DEFAULT_REST_PORT,
   DEFAULT_REST_TIMEOUT_MS,
@@ -121,6 +124,22 @@ class RequestOptions:
   tensor_content: bool = False
 
 
+@dataclasses.dataclass(frozen=True)
+class RestLimits:
+  """How the REST front end bounds its connections (mtlrank's own flags)."""
+
+  # --rest_api_max_connections: connections open at once; more get 503.
+  max_connections: int = DEFAULT_REST_MAX_CONNECTIONS
+  # --rest_api_idle_timeout_seconds: a kept-alive connection that sends no
+  # new request (or does not read its response) for this long is closed.
+  idle_timeout_seconds: float = DEFAULT_REST_IDLE_TIMEOUT_SECONDS
+  # --rest_api_header_timeout_seconds: a request whose line and headers take
+  # longer to arrive, or whose body pauses longer, gets 408 (slowloris).
+  header_timeout_seconds: float = DEFAULT_REST_HEADER_TIMEOUT_SECONDS
+  # --rest_api_allowed_hosts: Host names accepted beyond the bound address's.
+  allowed_hosts: Tuple[str, ...] = ()
+
+
 class ConfigError(ValueError):
   """A flag or configuration file is invalid; the message says which."""
 
@@ -193,6 +212,10 @@ class ServerOptions:
   prefer_tflite_model: bool = False  # accepted; there is no TFLite runtime here
   enable_signature_method_name_check: bool = False
   enable_serialization_as_tensor_content: bool = False
+  rest_api_max_connections: int = DEFAULT_REST_MAX_CONNECTIONS
+  rest_api_idle_timeout_seconds: float = DEFAULT_REST_IDLE_TIMEOUT_SECONDS
+  rest_api_header_timeout_seconds: float = DEFAULT_REST_HEADER_TIMEOUT_SECONDS
+  rest_api_allowed_hosts: str = ""  # comma-separated Host names; "*" disables the check
 
   def model_server_config(self) -> model_server_config_pb2.ModelServerConfig:
     if self.model_config_file:
@@ -248,6 +271,19 @@ class ServerOptions:
     return RequestOptions(
       check_method_name=self.enable_signature_method_name_check,
       tensor_content=self.enable_serialization_as_tensor_content,
+    )
+
+  def rest_limits(self) -> RestLimits:
+    if self.rest_api_max_connections < 1:
+      raise ConfigError("--rest_api_max_connections must be positive")
+    for flag in ("rest_api_idle_timeout_seconds", "rest_api_header_timeout_seconds"):
+      if getattr(self, flag) < 0:
+        raise ConfigError(f"--{flag} must be 0 (no limit) or positive")
+    return RestLimits(
+      max_connections=self.rest_api_max_connections,
+      idle_timeout_seconds=self.rest_api_idle_timeout_seconds,
+      header_timeout_seconds=self.rest_api_header_timeout_seconds,
+      allowed_hosts=tuple(h.strip() for h in self.rest_api_allowed_hosts.split(",") if h.strip()),
     )
 
   def tensorflow_threads(self) -> Dict[str, int]:

@@ -15,6 +15,10 @@ DEFAULT_GRPC_MAX_THREADS = 64
 DEFAULT_REST_NUM_THREADS = 64
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 DEFAULT_REST_TIMEOUT_MS = 30000  # TF Serving's --rest_api_timeout_in_ms
+# mtlrank's own REST connection limits (TF Serving has no such flags).
+DEFAULT_REST_MAX_CONNECTIONS = 1000
+DEFAULT_REST_IDLE_TIMEOUT_SECONDS = 60.0  # a kept-alive connection with no request
+DEFAULT_REST_HEADER_TIMEOUT_SECONDS = 10.0  # a request's head, or a pause in its body
 # The batching defaults of TF Serving's `BatchingParameters`.
 DEFAULT_MAX_BATCH_SIZE = 1000
 DEFAULT_BATCH_TIMEOUT_MICROS = 0

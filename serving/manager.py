@@ -176,8 +176,15 @@ class ModelManager:
     scan = scan_versions(self._dirs)
     settled = {v for v, fp in scan.items() if fp is not None and self._previous_scan.get(v) == fp}
     self._previous_scan = scan
-    retired = {v: r for v, r in self._records.items() if r.state == State.END}
-    candidates = {v for v in settled if v not in retired or retired[v].fingerprint != scan[v]}
+    # Only a failed load keeps a version out until its directory changes; a
+    # version unloaded because a newer one replaced it comes back if that one
+    # is deleted (TF Serving's rollback: the newest remaining version serves).
+    failed_before = {
+      v: r for v, r in self._records.items() if r.state == State.END and r.error is not None
+    }
+    candidates = {
+      v for v in settled if v not in failed_before or failed_before[v].fingerprint != scan[v]
+    }
     candidates |= set(self._available) & set(scan)
     failed: Set[int] = set()
     while True:  # a version that fails to load hands its place to the next candidate

@@ -1,20 +1,23 @@
-"""TF Serving's REST API on the standard library's HTTP server: model status
-and metadata, `:predict` (row and columnar), `:classify` and `:regress`, with
-TF Serving's JSON shapes and `{"error": ...}` failures."""
+"""TF Serving's REST API: model status and metadata, `:predict` (row and
+columnar), `:classify` and `:regress`, with TF Serving's JSON shapes and
+`{"error": ...}` failures, served by an asyncio event loop that hands
+complete requests to a worker pool (no thread waits on a connection)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import ipaddress
 import json
 import logging
 import re
-import socketserver
+import socket
 import threading
 import time
 import urllib.parse
 from concurrent import futures
 from http import HTTPStatus
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import grpc
 from google.protobuf import json_format
@@ -29,6 +32,7 @@ from tensorflow_serving.apis import (
 
 from contract import SERVING_SIGNATURE
 from serving import inference, metrics, rest_json
+from serving.config import RestLimits
 from serving.constants import SIGNATURE_DEF_METADATA_FIELD
 from serving.errors import ServingError, invalid_argument
 from serving.manager import ServerCore
@@ -53,8 +57,6 @@ _REASONS = {status.value: status.phrase for status in HTTPStatus}
 _REASONS[499] = "Client Closed Request"
 MAX_LINE_BYTES = 65536
 MAX_HEADERS = 100
-# An idle kept-alive connection is closed after this long, freeing its thread.
-KEEP_ALIVE_SECONDS = 300
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,123 +192,6 @@ class RestApi:
     )
 
 
-class _HttpError(Exception):
-  """A request that cannot be read; answered, then the connection closes."""
-
-  def __init__(self, status: int, message: str):
-    super().__init__(message)
-    self.status = status
-
-
-class _Connection(socketserver.StreamRequestHandler):
-  """One kept-alive HTTP/1.1 connection. A minimal reader (request line,
-  headers, Content-Length body) replaces http.server's, whose header parsing
-  through the email package costs more than a whole prediction's JSON work."""
-
-  disable_nagle_algorithm = True
-  timeout = KEEP_ALIVE_SECONDS
-  server: RestServer
-
-  def handle(self) -> None:
-    try:
-      while self._serve_one():
-        pass
-    except (ConnectionError, TimeoutError, OSError):
-      pass  # the client went away or idled out
-
-  def _serve_one(self) -> bool:
-    """Answers one request; False when the connection should close."""
-    line = self.rfile.readline(MAX_LINE_BYTES + 1)
-    if not line:
-      return False
-    try:
-      method, path, keep_alive, body, headers = self._read_request(line)
-    except _HttpError as error:
-      self._send(error.status, {"error": str(error)}, keep_alive=False)
-      return False
-    status, answer = self._answer(method, path.partition("?")[0], body, headers)
-    self._send(status, answer, keep_alive)
-    return keep_alive
-
-  def _read_request(self, line: bytes) -> Tuple[str, str, bool, bytes, Dict[str, str]]:
-    parts = line.decode("latin-1").split()
-    if len(line) > MAX_LINE_BYTES or len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-      raise _HttpError(400, "malformed request line")
-    method, path, version = parts
-    headers = self._read_headers()
-    connection = headers.get("connection", "").lower()
-    keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-      raise _HttpError(411, "chunked request bodies are not supported; send Content-Length")
-    try:
-      length = int(headers.get("content-length", "0"))
-    except ValueError:
-      length = -1
-    if length < 0:
-      raise _HttpError(400, "invalid Content-Length")
-    if length > self.server.max_request_bytes:
-      raise _HttpError(
-        413, f"request body of {length} bytes exceeds the limit of {self.server.max_request_bytes}"
-      )
-    if headers.get("expect", "").lower() == "100-continue":
-      self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-    body = self.rfile.read(length)
-    if len(body) != length:
-      raise ConnectionError("the body ended early")
-    return method, path, keep_alive, body, headers
-
-  def _read_headers(self) -> Dict[str, str]:
-    headers: Dict[str, str] = {}
-    for _ in range(MAX_HEADERS):
-      line = self.rfile.readline(MAX_LINE_BYTES + 1)
-      if line in (b"\r\n", b"\n", b""):
-        return headers
-      name, _, value = line.decode("latin-1").partition(":")
-      headers[name.strip().lower()] = value.strip()
-    raise _HttpError(431, "too many header lines")
-
-  def _answer(
-    self, method: str, path: str, body: bytes, headers: Dict[str, str]
-  ) -> Tuple[int, Body | str]:
-    """TF Serving's dispatch (http_server.cc): the Prometheus page at its
-    path, the API under /v1/, 404 elsewhere; counted in the metrics."""
-    server = self.server
-    if server.prometheus_path is not None and path == server.prometheus_path:
-      return 200, metrics.prometheus_page()
-    if not _API_PATH.fullmatch(path):
-      return 404, {"error": f"Not Found: {method} {path}"}
-    if method == "OPTIONS":  # a CORS preflight
-      if re.search(r"https?://", headers.get("origin", "")):
-        return 200, ""
-      return 400, {"error": "Origin header is missing in CORS preflight"}
-    started = time.perf_counter()
-    model_name, api = _request_labels(method, path)
-    try:
-      answer = server.run(lambda: server.api.handle(method, path, body))
-    except ServingError as error:
-      metrics.record_request(model_name, api, "REST", error.code.name, 0)
-      return error.http_status, {"error": error.message}
-    except Exception as error:  # a request must never take the server down
-      log.exception("REST request failed unexpectedly")
-      metrics.record_request(model_name, api, "REST", grpc.StatusCode.INTERNAL.name, 0)
-      return 500, {"error": f"{type(error).__name__}: {error}"}
-    metrics.record_request(model_name, api, "REST", "OK", (time.perf_counter() - started) * 1e6)
-    return 200, answer
-
-  def _send(self, status: int, body: Body | str, keep_alive: bool) -> None:
-    if isinstance(body, str):
-      payload, content_type = body.encode(), b"text/plain"
-    else:
-      payload, content_type = json.dumps(body).encode(), b"application/json"
-    reason = _REASONS.get(status, "")
-    connection = b"" if keep_alive else b"Connection: close\r\n"
-    self.wfile.write(
-      b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s"
-      b"Content-Length: %d\r\n\r\n%s"
-      % (status, reason.encode(), content_type, connection, len(payload), payload)
-    )
-
-
 def _request_labels(method: str, path: str) -> Tuple[str, str]:
   """The model name and method a path names, for the metrics' labels."""
   match = (_PREDICTION_ROUTE if method == "POST" else _STATUS_ROUTE).fullmatch(path)
@@ -321,16 +206,287 @@ def _json(body: bytes) -> Any:
     return json.loads(body)
   except (ValueError, UnicodeDecodeError) as error:
     raise invalid_argument(f"JSON Parse error: {error}") from None
+  except RecursionError:
+    raise invalid_argument("JSON Parse error: the body is nested too deeply") from None
 
 
-class RestServer(socketserver.ThreadingTCPServer):
-  """One thread per connection, at most `num_threads` connections at once.
-  With a timeout (--rest_api_timeout_in_ms) requests run on a pool of as
-  many threads, and one still running when the time is up is answered 504
-  (DEADLINE_EXCEEDED) while its computation finishes unseen."""
+# --- The HTTP front end -------------------------------------------------------------
+# One event-loop thread owns every connection: it reads requests (request
+# line, headers, Content-Length body) without a thread per connection, and
+# hands each complete request to a pool of `--rest_api_num_threads` workers.
+# An idle kept-alive connection costs a socket and a few objects, never a
+# thread; idle, slow and surplus connections are bounded by RestLimits.
 
-  allow_reuse_address = True
-  daemon_threads = True
+
+class _HttpError(Exception):
+  """A request that cannot be read; answered, then the connection closes."""
+
+  def __init__(self, status: int, message: str):
+    super().__init__(message)
+    self.status = status
+
+
+_IDLE, _READING, _WRITING = "idle", "reading", "writing"
+# A refused or timed-out connection gets this long to take its answer.
+_LINGER_SECONDS = 1.0
+_LISTEN_BACKLOG = 1024
+_MAX_LEADING_BLANK_LINES = 4
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _response(status: int, payload: bytes, content_type: bytes, keep_alive: bool) -> bytes:
+  reason = _REASONS.get(status, "")
+  connection = b"" if keep_alive else b"Connection: close\r\n"
+  return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%sContent-Length: %d\r\n\r\n%s" % (
+    status,
+    reason.encode(),
+    content_type,
+    connection,
+    len(payload),
+    payload,
+  )
+
+
+def _error_response(status: int, message: str, keep_alive: bool = False) -> bytes:
+  return _response(status, json.dumps({"error": message}).encode(), b"application/json", keep_alive)
+
+
+def _host_name(value: str) -> str | None:
+  """The host of a Host header (`name`, `name:port`, `[v6]:port`),
+  lower-cased, or None when it is not a plausible host."""
+  value = value.strip().lower()
+  if value.startswith("["):
+    host, bracket, rest = value[1:].partition("]")
+    if not bracket or (rest and not (rest[0] == ":" and rest[1:].isdigit())):
+      return None
+  else:
+    host, colon, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
+    if colon and not port.isdigit():
+      return None
+    host = host if colon else value
+  host = host.rstrip(".")
+  if not host or any(c in host for c in " /\\@?#%"):
+    return None
+  return host
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+  try:
+    return ipaddress.ip_address(host)
+  except ValueError:
+    return None
+
+
+class HostCheck:
+  """DNS-rebinding protection: which Host headers REST answers.
+
+  Allowed are the bound address itself; loopback names and addresses
+  (`localhost`, `*.localhost`, 127.0.0.0/8, ::1) when bound to loopback or
+  to all interfaces; any IP address and this machine's host name when bound
+  to all interfaces (an IP literal cannot be rebound); and the names of
+  `--rest_api_allowed_hosts` (`.example.com` allows its subdomains too, `*`
+  turns the check off)."""
+
+  def __init__(self, bound_host: str, allowed: Sequence[str] = ()):
+    allowed = [a.strip().lower() for a in allowed if a.strip()]
+    self._any = "*" in allowed
+    self._names = {a.rstrip(".") for a in allowed if not a.startswith(".") and a != "*"}
+    self._suffixes = tuple(a.rstrip(".") for a in allowed if a.startswith("."))
+    bound = bound_host.strip().strip("[]").lower()
+    self._bound_ip = _ip(bound)
+    self._wildcard = bound in ("", "0.0.0.0", "::")
+    self._loopback = (
+      self._wildcard
+      or bound == "localhost"
+      or (self._bound_ip is not None and self._bound_ip.is_loopback)
+    )
+    if not self._wildcard:
+      self._names.add(bound)
+    if not self._loopback or self._wildcard:
+      machine = socket.gethostname().lower()
+      self._names |= {machine, machine.partition(".")[0]}
+
+  def allows(self, header: str | None) -> bool:
+    if self._any:
+      return True
+    if header is None:
+      return False
+    host = _host_name(header)
+    if host is None:
+      return False
+    if host in self._names or (self._suffixes and host.endswith(self._suffixes)):
+      return True
+    ip = _ip(host)
+    if ip is not None:
+      return self._wildcard or ip == self._bound_ip or (self._loopback and ip.is_loopback)
+    return self._loopback and (host == "localhost" or host.endswith(".localhost"))
+
+
+class _Connection:
+  """One HTTP/1.1 connection, served by the event loop. A single timer
+  watches it: the keep-alive timeout while it waits for a request, the
+  header timeout while a request is arriving (re-armed per body chunk), the
+  keep-alive timeout again while a response waits for the client to read."""
+
+  def __init__(self, server: RestServer, reader: asyncio.StreamReader, writer):
+    self.server = server
+    self.reader = reader
+    self.writer = writer
+    self.transport = writer.transport
+    self.state = _IDLE
+    self._timer: asyncio.TimerHandle | None = None
+    self._loop = asyncio.get_running_loop()
+
+  def _arm(self, seconds: float, state: str) -> None:
+    self.state = state
+    if self._timer is not None:
+      self._timer.cancel()
+    self._timer = self._loop.call_later(seconds, self._expire) if seconds > 0 else None
+
+  def _disarm(self) -> None:
+    if self._timer is not None:
+      self._timer.cancel()
+      self._timer = None
+
+  def _expire(self) -> None:
+    """The timer ran out: an idle connection closes quietly, a request too
+    slow to arrive (slowloris) gets 408 first."""
+    self._timer = None
+    if self.transport.is_closing():
+      return
+    if self.state == _READING:
+      self.server.timed_out += 1
+      self.transport.write(_error_response(408, "the request did not arrive in time"))
+    self.transport.close()  # the reader sees EOF, and the handler ends
+    # A client that reads nothing would keep a closing transport (and a
+    # waiting drain) forever: drop it after a moment.
+    self._loop.call_later(_LINGER_SECONDS, self.transport.abort)
+
+  async def serve(self) -> None:
+    limits = self.server.limits
+    try:
+      while True:
+        self._arm(limits.idle_timeout_seconds, _IDLE)
+        first = await self.reader.read(1)
+        if not first:
+          return
+        self._arm(limits.header_timeout_seconds, _READING)
+        try:
+          request = await self._read_request(first)
+        except _HttpError as error:
+          self._disarm()
+          self.writer.write(_error_response(error.status, str(error)))
+          return
+        except asyncio.LimitOverrunError:
+          self._disarm()
+          self.writer.write(_error_response(431, "a request or header line is too long"))
+          return
+        self._disarm()
+        keep_alive = await self._serve_one(*request)
+        if not keep_alive:
+          return
+    finally:
+      self._disarm()
+
+  async def _line(self) -> bytes:
+    return await self.reader.readuntil(b"\n")
+
+  async def _read_request(self, first: bytes) -> Tuple[str, str, str, Dict[str, str], bytes]:
+    line = first if first == b"\n" else first + await self._line()
+    for _ in range(_MAX_LEADING_BLANK_LINES):
+      if line not in (b"\r\n", b"\n"):
+        break
+      line = await self._line()
+    parts = line.decode("latin-1").split()
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not parts[0].isalpha():
+      raise _HttpError(400, "malformed request line")
+    method, path, version = parts
+    headers = await self._read_headers()
+    if version == "HTTP/1.1" and "host" not in headers:
+      raise _HttpError(400, "an HTTP/1.1 request needs a Host header")
+    if "transfer-encoding" in headers:
+      if "chunked" in headers["transfer-encoding"].lower():
+        raise _HttpError(411, "chunked request bodies are not supported; send Content-Length")
+      raise _HttpError(400, "unsupported Transfer-Encoding")
+    text = headers.get("content-length", "0")
+    length = int(text) if text.isascii() and text.isdigit() else -1
+    if length < 0:
+      raise _HttpError(400, "invalid Content-Length")
+    if length > self.server.max_request_bytes:
+      raise _HttpError(
+        413, f"request body of {length} bytes exceeds the limit of {self.server.max_request_bytes}"
+      )
+    if length and headers.get("expect", "").lower() == "100-continue":
+      self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    return method, path, version, headers, await self._read_body(length)
+
+  async def _read_headers(self) -> Dict[str, str]:
+    headers: Dict[str, str] = {}
+    for _ in range(MAX_HEADERS):
+      line = await self._line()
+      if line in (b"\r\n", b"\n"):
+        return headers
+      name, colon, value = line.decode("latin-1").partition(":")
+      if not colon or not _HEADER_NAME.fullmatch(name):
+        raise _HttpError(400, "malformed header line")
+      name, value = name.lower(), value.strip()
+      if name in headers and name in ("content-length", "host") and headers[name] != value:
+        raise _HttpError(400, f"conflicting {name} headers")
+      headers[name] = value
+    raise _HttpError(431, "too many header lines")
+
+  async def _read_body(self, length: int) -> bytes:
+    chunks: List[bytes] = []
+    remaining = length
+    while remaining:
+      chunk = await self.reader.read(min(remaining, 1 << 20))
+      if not chunk:
+        raise ConnectionError("the body ended early")
+      chunks.append(chunk)
+      remaining -= len(chunk)
+      self._arm(self.server.limits.header_timeout_seconds, _READING)
+    return b"".join(chunks)
+
+  async def _serve_one(
+    self, method: str, path: str, version: str, headers: Dict[str, str], body: bytes
+  ) -> bool:
+    connection = headers.get("connection", "").lower()
+    keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
+    server = self.server
+    if not server.hosts.allows(headers.get("host")) and not (
+      version == "HTTP/1.0" and "host" not in headers
+    ):
+      server.refused_hosts += 1
+      payload = _error_response(
+        403,
+        f"Host {headers.get('host')!r} is not allowed (DNS-rebinding protection); "
+        "list it in --rest_api_allowed_hosts",
+        keep_alive,
+      )
+    else:
+      payload = await server.answer(method, path.partition("?")[0], body, headers, keep_alive)
+    if self.transport.is_closing():
+      return False
+    self.writer.write(payload)
+    if self.transport.get_write_buffer_size() > _WRITE_BUFFER_BYTES:
+      self._arm(server.limits.idle_timeout_seconds, _WRITING)
+      await self.writer.drain()
+      self._disarm()
+    return keep_alive
+
+
+# A response larger than this waits for the client to read it (bounded by
+# the keep-alive timeout) before the next request is read.
+_WRITE_BUFFER_BYTES = 1 << 20
+
+
+class RestServer:
+  """TF Serving's REST API on an asyncio event loop (`serve_forever` runs it
+  in the calling thread; `shutdown` stops it from another). Requests run on
+  a pool of `num_threads` threads; with `timeout_seconds`
+  (--rest_api_timeout_in_ms) one still running then is answered 504
+  (DEADLINE_EXCEEDED) while its computation finishes unseen. Beyond
+  `limits.max_connections` open connections new ones are answered 503."""
 
   def __init__(
     self,
@@ -340,45 +496,206 @@ class RestServer(socketserver.ThreadingTCPServer):
     max_request_bytes: int,
     timeout_seconds: float = 0,
     prometheus_path: str | None = None,
+    limits: RestLimits = RestLimits(),
   ):
-    self._executor: futures.ThreadPoolExecutor | None = (
-      None  # server_close needs it on a failed bind
-    )
-    super().__init__(address, _Connection)
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    self._socket = socket.create_server(address, family=family, backlog=_LISTEN_BACKLOG)
+    self.server_address = self._socket.getsockname()
     self.api = api
     self.max_request_bytes = max_request_bytes
     self.prometheus_path = prometheus_path
+    self.limits = limits
+    self.hosts = HostCheck(address[0], limits.allowed_hosts)
     self._timeout = timeout_seconds
-    if timeout_seconds > 0:
-      self._executor = futures.ThreadPoolExecutor(num_threads, thread_name_prefix="rest-request")
-    self._slots = threading.BoundedSemaphore(num_threads)
+    self._executor = futures.ThreadPoolExecutor(num_threads, thread_name_prefix="rest-request")
+    self._loop: asyncio.AbstractEventLoop | None = None
+    self._stop: asyncio.Future | None = None
+    self._lock = threading.Lock()
+    self._shutdown = False
+    self._stopped = threading.Event()
+    self._connections: set = set()
+    # Counters for tests and the load benchmark (read without a lock).
+    self.open_connections = 0
+    self.refused_connections = 0
+    self.timed_out = 0
+    self.refused_hosts = 0
+    self._refusing = 0
 
-  def run(self, call: Callable[[], Body]) -> Body:
-    if self._executor is None:
-      return call()
-    future = self._executor.submit(call)
+  # --- running -----------------------------------------------------------------
+
+  def serve_forever(self) -> None:
+    loop = asyncio.new_event_loop()
+    with self._lock:
+      if self._shutdown:
+        loop.close()
+        self._stopped.set()
+        return
+      self._loop = loop
+      self._stop = loop.create_future()
     try:
-      return future.result(self._timeout)
-    except futures.TimeoutError:
-      raise ServingError(
-        grpc.StatusCode.DEADLINE_EXCEEDED, "Timed out waiting for notification"
-      ) from None
+      loop.run_until_complete(self._serve())
+    finally:
+      loop.close()
+      self._stopped.set()
+
+  async def _serve(self) -> None:
+    server = await asyncio.start_server(
+      self._on_connection, sock=self._socket, limit=MAX_LINE_BYTES, backlog=_LISTEN_BACKLOG
+    )
+    async with server:
+      await self._stop
+    for writer in list(self._connections):
+      writer.transport.abort()
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    if tasks:
+      await asyncio.wait(tasks, timeout=1)
+
+  def shutdown(self) -> None:
+    """Stops serving; returns once the event loop has stopped."""
+    with self._lock:
+      self._shutdown = True
+      loop, stop = self._loop, self._stop
+    if loop is None:
+      return
+    try:
+      loop.call_soon_threadsafe(lambda: stop.done() or stop.set_result(None))
+    except RuntimeError:  # the loop already closed
+      return
+    self._stopped.wait()
 
   def server_close(self) -> None:
-    super().server_close()
-    if self._executor is not None:
-      self._executor.shutdown(wait=False)
+    self._socket.close()
+    self._executor.shutdown(wait=False)
 
-  def process_request(self, request, client_address) -> None:
-    self._slots.acquire()
+  # --- connections ---------------------------------------------------------------
+
+  async def _on_connection(self, reader: asyncio.StreamReader, writer) -> None:
+    if self.open_connections >= self.limits.max_connections:
+      await self._refuse(reader, writer)
+      return
+    self.open_connections += 1
+    self._connections.add(writer)
     try:
-      super().process_request(request, client_address)
-    except Exception:
-      self._slots.release()
+      await _Connection(self, reader, writer).serve()
+    except (ConnectionError, OSError, asyncio.IncompleteReadError):
+      pass  # the client went away, or a timer closed the connection
+    except asyncio.CancelledError:
       raise
-
-  def process_request_thread(self, request, client_address) -> None:
-    try:
-      super().process_request_thread(request, client_address)
+    except Exception:  # a connection must never take the loop down
+      log.exception("REST connection failed unexpectedly")
     finally:
-      self._slots.release()
+      self.open_connections -= 1
+      self._connections.discard(writer)
+      if not writer.transport.is_closing():
+        writer.transport.close()
+
+  async def _refuse(self, reader: asyncio.StreamReader, writer) -> None:
+    """503 for a connection beyond --rest_api_max_connections: answered at
+    once, then the connection lingers a moment so that the client reads the
+    answer instead of a reset; beyond twice the limit it is dropped."""
+    self.refused_connections += 1
+    transport = writer.transport
+    if self._refusing >= self.limits.max_connections:
+      transport.abort()
+      return
+    self._refusing += 1
+    loop = asyncio.get_running_loop()
+    timer = loop.call_later(_LINGER_SECONDS, transport.abort)
+    try:
+      writer.write(
+        _error_response(
+          503,
+          f"the server has {self.open_connections} open REST connections, its limit "
+          "(--rest_api_max_connections); retry later",
+        )
+      )
+      writer.write_eof()
+      while await reader.read(1 << 16):
+        pass
+    except (ConnectionError, OSError, asyncio.IncompleteReadError):
+      pass
+    finally:
+      timer.cancel()
+      self._refusing -= 1
+      transport.close()
+
+  # --- requests --------------------------------------------------------------------
+
+  def _submit(self, call: Callable[[], Any]) -> asyncio.Future:
+    """`call` on a worker thread, as a future of this loop; the worker posts
+    its result to the loop itself (one thread hand-off each way)."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+      if future.done():  # timed out meanwhile
+        return
+      if error is None:
+        future.set_result(value)
+      else:
+        future.set_exception(error)
+
+    def work() -> None:
+      value, error = None, None
+      try:
+        value = call()
+      except BaseException as failure:  # handed to the loop, raised there
+        error = failure
+      try:
+        loop.call_soon_threadsafe(settle, value, error)
+      except RuntimeError:  # the loop closed: the server is shutting down
+        pass
+
+    try:
+      self._executor.submit(work)
+    except RuntimeError:
+      raise ServingError(grpc.StatusCode.UNAVAILABLE, "the server is shutting down") from None
+    return future
+
+  async def run(self, call: Callable[[], Any]) -> Any:
+    future = self._submit(call)
+    if self._timeout <= 0:
+      return await future
+    # A timer instead of asyncio.wait_for, which costs a task per request.
+    timer = asyncio.get_running_loop().call_later(
+      self._timeout,
+      lambda: (
+        future.done()
+        or future.set_exception(
+          ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Timed out waiting for notification")
+        )
+      ),
+    )
+    try:
+      return await future
+    finally:
+      timer.cancel()
+
+  async def answer(
+    self, method: str, path: str, body: bytes, headers: Dict[str, str], keep_alive: bool
+  ) -> bytes:
+    """TF Serving's dispatch (http_server.cc): the Prometheus page at its
+    path, the API under /v1/, 404 elsewhere; counted in the metrics. The
+    response bytes, with the work and the JSON encoding done by a worker."""
+    if self.prometheus_path is not None and path == self.prometheus_path:
+      page = await self.run(lambda: metrics.prometheus_page().encode())
+      return _response(200, page, b"text/plain", keep_alive)
+    if not _API_PATH.fullmatch(path):
+      return _error_response(404, f"Not Found: {method} {path}", keep_alive)
+    if method == "OPTIONS":  # a CORS preflight
+      if re.search(r"https?://", headers.get("origin", "")):
+        return _response(200, b"", b"text/plain", keep_alive)
+      return _error_response(400, "Origin header is missing in CORS preflight", keep_alive)
+    started = time.perf_counter()
+    model_name, api = _request_labels(method, path)
+    try:
+      payload = await self.run(lambda: json.dumps(self.api.handle(method, path, body)).encode())
+    except ServingError as error:
+      metrics.record_request(model_name, api, "REST", error.code.name, 0)
+      return _error_response(error.http_status, error.message, keep_alive)
+    except Exception as error:  # a request must never take the server down
+      log.exception("REST request failed unexpectedly")
+      metrics.record_request(model_name, api, "REST", grpc.StatusCode.INTERNAL.name, 0)
+      return _error_response(500, f"{type(error).__name__}: {error}", keep_alive)
+    metrics.record_request(model_name, api, "REST", "OK", (time.perf_counter() - started) * 1e6)
+    return _response(200, payload, b"application/json", keep_alive)

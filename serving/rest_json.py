@@ -63,7 +63,10 @@ def _number_leaf(value: Any, spec: InputSpec) -> Any:
 def to_array(value: Any, spec: InputSpec) -> np.ndarray:
   """A JSON value as the numpy array for one signature input."""
   leaves: List[Any] = []
-  shape = _flatten(value, leaves)
+  try:
+    shape = _flatten(value, leaves)
+  except RecursionError:
+    raise invalid_argument(f"input '{spec.name}' is nested too deeply") from None
   if spec.numpy_kind == "O":
     array = np.empty(len(leaves), dtype=object)
     array[:] = [_string_leaf(v, spec.name) for v in leaves]

@@ -77,6 +77,7 @@ class ModelServer:
       )
     configure_tensorflow_threads(options)
     self._prometheus_path = options.prometheus_path()
+    self._rest_limits = options.rest_limits()
     self._grpc_options = options.grpc_options()
     self._config = options.model_server_config()
     self.core = ServerCore(
@@ -193,6 +194,7 @@ class ModelServer:
         self.options.max_request_bytes,
         timeout_seconds=self.options.rest_api_timeout_in_ms / 1000,
         prometheus_path=self._prometheus_path,
+        limits=self._rest_limits,
       )
     except OSError as error:
       raise OSError(
@@ -202,6 +204,11 @@ class ModelServer:
     self.rest_port = self._rest.server_address[1]
     self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True)
     self._rest_thread.start()
+
+  @property
+  def rest_server(self) -> RestServer | None:
+    """The REST front end (None when REST is off), for its counters."""
+    return self._rest
 
   def wait(self) -> None:
     self._grpc.wait_for_termination()

@@ -66,6 +66,15 @@ def _numbers(proto: tensor_pb2.TensorProto, shape: tuple) -> np.ndarray:
 
 
 def _generic(proto: tensor_pb2.TensorProto, shape: tuple) -> np.ndarray:
+  # make_ndarray repeats a lone value over the whole shape: a tiny message
+  # claiming a huge shape must be refused before it allocates. Every dtype
+  # spends at least half a byte of the message per value.
+  expected = math.prod(shape)
+  if expected > 2 * proto.ByteSize() + 1:
+    raise invalid_argument(
+      f"tensor values do not fill shape {list(shape)}: {expected} values cannot fit "
+      f"in a {proto.ByteSize()}-byte TensorProto"
+    )
   try:
     array = tf.make_ndarray(proto)
   except (TypeError, ValueError, tf.errors.OpError) as error:
@@ -76,7 +85,22 @@ def _generic(proto: tensor_pb2.TensorProto, shape: tuple) -> np.ndarray:
 
 
 def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
-  """The numpy value of a request tensor."""
+  """The numpy value of a request tensor; INVALID_ARGUMENT for anything the
+  request's bytes get wrong (an unknown dtype, more dimensions than numpy
+  takes, a shape too large to allocate, ...)."""
+  try:
+    return _to_ndarray(proto)
+  except (KeyError, TypeError, ValueError, OverflowError, MemoryError) as error:
+    dtype = types_pb2.DataType.Name(proto.dtype) if proto.dtype in _DTYPE_NAMES else proto.dtype
+    raise invalid_argument(
+      f"cannot read request tensor of dtype {dtype}: {type(error).__name__}: {error}"
+    ) from None
+
+
+_DTYPE_NAMES = set(types_pb2.DataType.values())
+
+
+def _to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
   shape = proto_shape(proto)
   if proto.dtype == types_pb2.DT_STRING:
     return _strings(proto, shape)

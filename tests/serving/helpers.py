@@ -142,3 +142,86 @@ def http(address: str, method: str, path: str, body: Any = None) -> Tuple[int, A
     return status, json.loads(payload)
   except ValueError:
     return status, payload.decode("utf-8", "replace")
+
+
+# --- raw HTTP/1.1 over a socket: what a careless or hostile client sends -------------
+
+
+def http_bytes(
+  method: str,
+  path: str,
+  host: str | None,
+  body: bytes = b"",
+  headers: Dict[str, str] | None = None,
+  version: str = "HTTP/1.1",
+) -> bytes:
+  """One request as bytes; `host` None sends no Host header."""
+  lines = [f"{method} {path} {version}"]
+  if host is not None:
+    lines.append(f"Host: {host}")
+  if body or method == "POST":
+    lines.append(f"Content-Length: {len(body)}")
+  lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+  return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def connect(address: str, timeout: float = 10) -> socket.socket:
+  host, _, port = address.rpartition(":")
+  sock = socket.create_connection((host, int(port)), timeout=timeout)
+  sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+  return sock
+
+
+def read_response(sock: socket.socket) -> Tuple[int, Dict[str, str], bytes] | None:
+  """(status, headers, body) of the next response, or None when the server
+  closed the connection first."""
+  data = b""
+  while b"\r\n\r\n" not in data:
+    try:
+      chunk = sock.recv(65536)
+    except ConnectionResetError:
+      chunk = b""
+    if not chunk:
+      if data:
+        raise AssertionError(f"the connection closed mid-response: {data[:200]!r}")
+      return None
+    data += chunk
+  head, _, body = data.partition(b"\r\n\r\n")
+  status_line, *header_lines = head.decode("latin-1").split("\r\n")
+  headers = {}
+  for line in header_lines:
+    name, _, value = line.partition(":")
+    headers[name.strip().lower()] = value.strip()
+  length = int(headers.get("content-length", "0"))
+  while len(body) < length:
+    chunk = sock.recv(65536)
+    if not chunk:
+      raise AssertionError("the connection closed mid-body")
+    body += chunk
+  return int(status_line.split()[1]), headers, body[:length]
+
+
+def closed_by_server(sock: socket.socket, within: float) -> bool:
+  """True when the server closes the connection within `within` seconds
+  (any bytes it sends first are read and dropped)."""
+  sock.settimeout(within)
+  try:
+    while True:
+      if not sock.recv(65536):
+        return True
+  except ConnectionResetError:
+    return True
+  except TimeoutError:
+    return False
+
+
+def push_corrupt_version(model_dir: Path, version: int) -> Path:
+  """A complete-looking version whose saved_model.pb is broken: it must fail
+  to load and leave the serving version serving."""
+  staging = model_dir / f".staging-{version}"
+  (staging / "variables").mkdir(parents=True)
+  (staging / "saved_model.pb").write_bytes(b"\x0a\x03bad" * 64)
+  (staging / "variables" / "variables.index").write_bytes(b"truncated")
+  target = model_dir / str(version)
+  staging.rename(target)
+  return target
