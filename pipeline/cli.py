@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import sys
 import warnings
@@ -13,6 +14,7 @@ from models.spec import SpecError, load_spec
 from pipeline import config, report_cli
 from pipeline.data.errors import DataError
 from pipeline.schedule import cli as schedule_cli
+from pipeline.schedule import dates
 from serving import cli as serving_cli
 
 
@@ -49,11 +51,19 @@ def _run(args: argparse.Namespace) -> int:
 
   spec = load_spec(args.spec)
   paths = _paths(args, spec.name)
+  span = args.span
+  if args.date is not None:
+    try:
+      span = dates.span_for_date(spec, args.date)
+    except ValueError as e:
+      print(f"mtlrank run: --date {args.date}: {e}", file=sys.stderr)
+      return 2
+    print(f"[mtlrank] {args.date} is span {span}", flush=True)
   try:
     summary = runner.run(
       spec,
       paths,
-      span=args.span,
+      span=span,
       enable_cache=not args.no_cache,
       verbose=args.verbose,
       wait=args.wait,
@@ -69,6 +79,33 @@ def _run(args: argparse.Namespace) -> int:
     # In this process: TensorFlow and TFMA are already imported by the run.
     return report_cli.render(paths.pipeline_root, Path(args.report), spec)
   return 0
+
+
+def _backfill(args: argparse.Namespace) -> int:
+  """Runs the dates from --from to --to in order, as that many `run --date`;
+  stops at the first failure."""
+  spec = load_spec(args.spec)
+  try:
+    spans = [(day, dates.span_for_date(spec, day)) for day in dates.days(args.first, args.last)]
+  except ValueError as e:
+    print(f"mtlrank backfill: {e}", file=sys.stderr)
+    return 2
+  for day, span in spans:
+    print(f"[mtlrank] backfill {day} (span {span})", flush=True)
+    code = _run(
+      argparse.Namespace(**{**vars(args), "date": None, "span": span, "summary_json": None})
+    )
+    if code != 0:
+      print(f"mtlrank backfill: stopped at {day}", file=sys.stderr)
+      return code
+  return 0
+
+
+def _iso_date(text: str) -> datetime.date:
+  try:
+    return datetime.date.fromisoformat(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"must be a date as YYYY-MM-DD, got {text!r}") from None
 
 
 def _prepare_data(args: argparse.Namespace) -> int:
@@ -112,7 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
 
   run = commands.add_parser("run", help="run the pipeline end to end for a spec")
   _add_location_flags(run)
-  run.add_argument("--span", type=_span_number, help="train up to this span (default: the latest)")
+  when = run.add_mutually_exclusive_group()
+  when.add_argument("--span", type=_span_number, help="train up to this span (default: the latest)")
+  when.add_argument(
+    "--date",
+    type=_iso_date,
+    help="the run of this day (YYYY-MM-DD): its span by the files' date placeholders, "
+    "or days since the spec's schedule.start_date",
+  )
   run.add_argument("--summary-json", help="also write the run summary as JSON here")
   run.add_argument("--no-cache", action="store_true", help="rerun every component")
   run.add_argument(
@@ -129,6 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
     "--report", metavar="FILE", help="also render the run's HTML report here (as `mtlrank report`)"
   )
   run.set_defaults(func=_run)
+
+  backfill = commands.add_parser(
+    "backfill", help="run the pipeline for every date from --from to --to, in order"
+  )
+  _add_location_flags(backfill)
+  backfill.add_argument("--from", dest="first", type=_iso_date, required=True)
+  backfill.add_argument("--to", dest="last", type=_iso_date, required=True)
+  backfill.add_argument("--no-cache", action="store_true", help="rerun every component")
+  backfill.add_argument("--wait", action="store_true", help="wait for a run holding the root")
+  backfill.add_argument("--verbose", action="store_true", help="also show the libraries' log")
+  backfill.set_defaults(func=_backfill, report=None, summary_json=None)
 
   prepare = commands.add_parser("prepare-data", help="write the spec's bundled data as spans")
   _add_location_flags(prepare)
