@@ -11,7 +11,8 @@ versions already pushed and skips a model that is already there (recording
 which version holds it); otherwise it copies into a hidden temporary directory
 and renames it into place, so a numeric version directory only ever appears
 complete. The check and the push happen under an exclusive lock on the base
-directory (`<base>/.push.lock`, local filesystems), so two pipelines pushing
+directory (a hidden sibling, `.<model>.push.lock`, on local filesystems: the
+base directory itself holds version directories only), so two pipelines pushing
 the same model at once push it once. A push that fails (a full disk) removes
 its staging directory; one left by a killed push is removed by the next.
 """
@@ -34,7 +35,7 @@ from tfx.utils import io_utils, proto_utils
 
 FINGERPRINT_FILE = "fingerprint.pb"
 ALREADY_PUSHED_PROPERTY = "already_pushed_as_version"
-PUSH_LOCK_FILE = ".push.lock"
+PUSH_LOCK_SUFFIX = ".push.lock"
 STAGING_PREFIX = ".staging-"
 
 
@@ -66,6 +67,12 @@ def find_pushed_version(model_dir: str, base_directory: str) -> int | None:
   return None
 
 
+def push_lock_path(base_directory: str) -> str:
+  """`<serving dir>/.<model>.push.lock`, beside the model's base directory."""
+  base = os.path.abspath(base_directory.rstrip("/"))
+  return os.path.join(os.path.dirname(base), f".{os.path.basename(base)}{PUSH_LOCK_SUFFIX}")
+
+
 @contextlib.contextmanager
 def push_lock(base_directory: str) -> Iterator[None]:
   """Exclusive while pushing into `base_directory`. Only a local directory can
@@ -74,7 +81,7 @@ def push_lock(base_directory: str) -> Iterator[None]:
     yield
     return
   os.makedirs(base_directory, exist_ok=True)
-  fd = os.open(os.path.join(base_directory, PUSH_LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+  fd = os.open(push_lock_path(base_directory), os.O_RDWR | os.O_CREAT, 0o644)
   try:
     fcntl.flock(fd, fcntl.LOCK_EX)
     yield

@@ -64,7 +64,8 @@ def test_a_failed_push_removes_its_staging_directory(tmp_path):
   base = tmp_path / "serving"
   with pytest.raises(OSError):  # tfx.dsl.io NotFoundError
     pusher.push_if_new(model, str(base))
-  assert sorted(p.name for p in base.iterdir() if p.name != pusher.PUSH_LOCK_FILE) == []
+  assert sorted(p.name for p in base.iterdir()) == []
+  assert Path(pusher.push_lock_path(str(base))).exists()  # the lock lives beside it
 
 
 def test_a_stale_staging_directory_is_removed_by_the_next_push(tmp_path):
