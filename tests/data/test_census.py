@@ -228,9 +228,14 @@ def test_real_file_base_rates():
   "content, expected",
   [
     (b"not gzip at all", "cannot read it as gzip-compressed text"),
-    (gzip.compress((",".join(TEMPLATE) + "\n").encode() * 50)[:-40], "cannot read it as gzip"),
-    (gzip.compress(b"1, 2, 3\n"), "line 1: expected 42 comma-separated fields, got 3"),
+    (
+      gzip.compress((",".join(TEMPLATE) + "\n").encode() * 50, mtime=0)[:-40],
+      "cannot read it as gzip",
+    ),
+    (gzip.compress(b"1, 2, 3\n", mtime=0), "line 1: expected 42 comma-separated fields, got 3"),
   ],
+  # Stable ids: every pytest-xdist worker must collect the same test names.
+  ids=["not-gzip", "truncated", "wrong-field-count"],
 )
 def test_bad_census_files_end_in_one_line_from_mtlrank(tmp_path, content, expected):
   """Through the installed command: the file and what is wrong with it, no traceback."""
