@@ -143,14 +143,6 @@ def label_class_problems(
   return problems
 
 
-def _split_stats(artifact: types.Artifact, split: str) -> statistics_pb2.DatasetFeatureStatistics:
-  stats = statistics_pb2.DatasetFeatureStatisticsList()
-  stats.ParseFromString(
-    io_utils.read_bytes_file(os.path.join(artifact.uri, f"Split-{split}", "FeatureStats.pb"))
-  )
-  return stats.datasets[0] if stats.datasets else statistics_pb2.DatasetFeatureStatistics()
-
-
 def drift_problems(
   spec: RankingSpec,
   current: statistics_pb2.DatasetFeatureStatistics,
@@ -255,28 +247,28 @@ class Executor(base_executor.BaseExecutor):
     span = examples.get_int_custom_property("span")
     problems: List[str] = []
     splits = artifact_utils.decode_split_names(examples.split_names)
+    current_train: statistics_pb2.DatasetFeatureStatistics | None = None
     for split in splits:
-      stats_path = os.path.join(statistics.uri, f"Split-{split}", "FeatureStats.pb")
-      stats = statistics_pb2.DatasetFeatureStatisticsList()
-      stats.ParseFromString(io_utils.read_bytes_file(stats_path))
-      if not stats.datasets or stats.datasets[0].num_examples == 0:
+      stats = _read_stats(os.path.join(statistics.uri, f"Split-{split}", "FeatureStats.pb"))
+      if split == TRAIN_SPLIT:
+        current_train = stats
+      if stats.num_examples == 0:
         problems.append(f"split {split!r} of span {span} is empty: no examples")
         continue
       anomalies_path = os.path.join(anomalies.uri, f"Split-{split}", "SchemaDiff.pb")
       found = anomalies_pb2.Anomalies()
       found.ParseFromString(io_utils.read_bytes_file(anomalies_path))
       problems += anomaly_problems(found, split)
-      problems += non_finite_problems(spec, stats.datasets[0], split)
+      problems += non_finite_problems(spec, stats, split)
       if split == TRAIN_SPLIT:
-        problems += label_class_problems(spec, stats.datasets[0], split)
+        problems += label_class_problems(spec, stats, split)
       problems += conditional_label_problems(
         spec, os.path.join(examples.uri, f"Split-{split}", "*"), split
       )
     result = artifact_utils.get_single_instance(output_dict["result"])
     previous_span, previous_profile = _previous_profile(result.uri, span)
     rates = {}
-    if TRAIN_SPLIT in splits:
-      current_train = _split_stats(statistics, TRAIN_SPLIT)
+    if current_train is not None:
       rates = {"span": span, "rates": label_rates(spec, current_train)}
       if previous_profile is not None:
         previous_train = _read_stats(previous_profile)

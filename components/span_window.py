@@ -21,28 +21,18 @@ VERSION_PROPERTY = "version"
 
 
 def _int_property(artifact: types.Artifact, name: str) -> int:
-  """A span or version: ExampleGen records them as custom properties, TFX's
-  other artifacts (statistics) as properties."""
-  if artifact.has_custom_property(name):
-    text = artifact.get_string_custom_property(name)  # older TFX stored spans as strings
-    return int(text) if text else artifact.get_int_custom_property(name)
-  if name in (type(artifact).PROPERTIES or {}):
-    return int(getattr(artifact, name) or 0)
-  return 0
-
-
-def _has_span(artifact: types.Artifact) -> bool:
-  return artifact.has_custom_property(SPAN_PROPERTY) or SPAN_PROPERTY in (
-    type(artifact).PROPERTIES or {}
-  )
+  """A span or version, as ExampleGen records them: custom properties."""
+  if not artifact.has_custom_property(name):
+    return 0
+  text = artifact.get_string_custom_property(name)  # older TFX stored spans as strings
+  return int(text) if text else artifact.get_int_custom_property(name)
 
 
 def latest_spans(artifacts: List[types.Artifact], num_spans: int) -> List[types.Artifact]:
-  """The newest artifact of each of the latest `num_spans` spans, newest span
-  first (Examples of the training window; statistics of the previous span)."""
+  """The newest artifact of each of the latest `num_spans` spans, newest span first."""
   newest: Dict[int, types.Artifact] = {}
   for artifact in artifacts:
-    if not _has_span(artifact):
+    if not artifact.has_custom_property(SPAN_PROPERTY):
       raise RuntimeError(f"artifact {artifact.id} ({artifact.uri}) has no span")
     span = _int_property(artifact, SPAN_PROPERTY)
     key = (_int_property(artifact, VERSION_PROPERTY), artifact.id)
@@ -58,13 +48,10 @@ def latest_spans(artifacts: List[types.Artifact], num_spans: int) -> List[types.
 class LatestSpansStrategy(resolver.ResolverStrategy):
   """Resolver strategy: `latest_spans` of every input channel."""
 
-  def __init__(self, num_spans: int, allow_empty: bool = False):
-    """`allow_empty`: resolve to empty lists instead of nothing, for an
-    optional input (the first span has no earlier span to compare with)."""
+  def __init__(self, num_spans: int):
     if num_spans < 1:
       raise ValueError(f"num_spans must be >= 1, got {num_spans}")
     self.num_spans = int(num_spans)
-    self.allow_empty = bool(allow_empty)
 
   def resolve_artifacts(
     self, store: mlmd.MetadataStore, input_dict: Dict[str, List[types.Artifact]]
@@ -72,4 +59,4 @@ class LatestSpansStrategy(resolver.ResolverStrategy):
     resolved = {
       key: latest_spans(artifacts, self.num_spans) for key, artifacts in input_dict.items()
     }
-    return resolved if self.allow_empty or all(resolved.values()) else None
+    return resolved if all(resolved.values()) else None
