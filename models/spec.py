@@ -34,6 +34,9 @@ DTYPES = ("string", "int", "float")
 CATEGORICAL_ENCODINGS = ("vocabulary", "hash")
 NUMERIC_TRANSFORMS = ("zscore", "log_zscore", "bucketize", "identity")
 TASK_TYPES = ("binary", "regression")
+# What a conditional task does with rows whose label is set while its parent's
+# is 0 (a purchase logged without a click): see TaskSpec.
+WITHOUT_PARENT_CHOICES = ("stop", "drop", "unconditional")
 REGRESSION_LABEL_TRANSFORMS = ("none", "log1p")
 REGRESSION_LOSSES = ("mse", "huber")
 BALANCING_STRATEGIES = ("fixed", "uncertainty", "gradnorm", "dwa", "pcgrad")
@@ -112,7 +115,21 @@ class FeatureSpec:
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
   """One objective. A task with `parent` is conditional: its label exists only
-  where the parent task's label is positive (conversion given click)."""
+  where the parent task's label is positive (conversion given click).
+
+  `without_parent` says what rows whose label is set (non-zero) while the
+  parent's label is 0 mean (a purchase logged without its click):
+    stop:          DataGate stops the span before Transform, naming the rows
+                   (the default: the logs contradict the spec);
+    drop:          those rows' label of this task is dropped: the task's loss
+                   and metrics (Trainer and TFMA) cover the parent's positive
+                   rows only, as for every conditional task, and ESMM/AITM's
+                   product label is 0 there (the parent's 0); the rows stay
+                   for every other task. DataGate logs and records their count;
+    unconditional: the label is a task of its own, trained and judged on every
+                   row: the parent relation is dropped at load (`parent`
+                   becomes None: no mask, no TFMA weight, no ESMM product).
+  """
 
   name: str
   label: str
@@ -125,6 +142,7 @@ class TaskSpec:
   # one negative): below it DataGate stops the span before Transform; 0 turns
   # the check off (a tiny sample).
   min_positives: int = 1
+  without_parent: str = "stop"
   description: str = ""
 
   @property

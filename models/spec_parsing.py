@@ -21,6 +21,7 @@ from models.spec import (
   REGRESSION_LABEL_TRANSFORMS,
   REGRESSION_LOSSES,
   TASK_TYPES,
+  WITHOUT_PARENT_CHOICES,
   EvaluationSpec,
   FeatureSpec,
   InteractionSpec,
@@ -72,6 +73,11 @@ def parse(raw: Any, origin: str = "<spec>", source_path: str = "") -> RankingSpe
         "a feature; a label is never a model input"
       )
   _check_acyclic(tasks, origin)
+  # An unconditional task is its own task on every row, its declared parent
+  # checked above: no mask, no TFMA weight, no ESMM product.
+  tasks = [
+    dataclasses.replace(t, parent=None) if t.without_parent == "unconditional" else t for t in tasks
+  ]
 
   model = _parse_model(
     _Fields(top.get("model", dict, default={}), "model", origin), task_names, features
@@ -200,9 +206,13 @@ def _parse_task(f: _Fields) -> TaskSpec:
       choices=("bce",) if task_type == "binary" else REGRESSION_LOSSES,
     ),
     min_positives=f.get("min_positives", int, default=1),
+    without_parent=f.get("without_parent", str, default="stop", choices=WITHOUT_PARENT_CHOICES),
     description=f.get("description", str, default=""),
   )
   f.done()
+  if spec.without_parent != "stop" and spec.parent is None:
+    f.fail("only a task with a parent takes without_parent", "without_parent")
+
   if spec.loss_weight < 0 or not math.isfinite(spec.loss_weight):
     f.fail("must be a finite number >= 0", "loss_weight")
   if spec.is_binary and spec.label_transform != "none":
