@@ -57,7 +57,6 @@ def files_spec(base: RankingSpec, root: Path, file_format: str) -> RankingSpec:
 def write_rows(spec: RankingSpec, rows: int, out: Path, formats: List[str]) -> Dict[str, Any]:
   """One simulated span of `rows` rows written as TFRecords (train/eval), CSV and Parquet."""
   import pyarrow as pa
-  import pyarrow.csv as pa_csv
   import pyarrow.parquet as pq
 
   from pipeline.data import io
@@ -83,7 +82,9 @@ def write_rows(spec: RankingSpec, rows: int, out: Path, formats: List[str]) -> D
   table = pa.table(dict(columns))
   if "csv" in formats:
     (out / "csv").mkdir(parents=True, exist_ok=True)
-    pa_csv.write_csv(table, out / "csv" / "span.csv")
+    # pandas quotes nothing here; pyarrow's writer quotes every string, the
+    # header's too, and TFX's CSV reading keeps those quotes in the column names.
+    table.to_pandas().to_csv(out / "csv" / "span.csv", index=False)
     written["csv"] = out / "csv"
   if "parquet" in formats:
     (out / "parquet").mkdir(parents=True, exist_ok=True)
@@ -152,10 +153,11 @@ def measure(case: str, source: str, work: Path) -> Dict[str, Any]:
   load = os.getloadavg()[0]
   done = subprocess.run(
     [sys.executable, "-m", "benchmarks.example_gen_cost", "--case", case, source, output],
-    check=True,
     capture_output=True,
     text=True,
   )
+  if done.returncode:
+    raise RuntimeError(f"case {case} failed:\n{done.stderr[-3000:]}")
   result = json.loads(done.stdout.strip().splitlines()[-1])
   result["load_before"], result["load_after"] = load, os.getloadavg()[0]
   return result

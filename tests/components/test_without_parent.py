@@ -29,6 +29,7 @@ def _spec(conversion_choice: str | None = None, architecture: str | None = None)
   if conversion_choice is not None:
     raw["tasks"][1]["without_parent"] = conversion_choice
   if architecture is not None:
+    raw["model"].pop("num_experts")  # MMoE's only
     raw["model"]["architecture"] = architecture
   return parse_spec(raw, origin="synthetic.yaml")
 
