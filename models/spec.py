@@ -151,9 +151,8 @@ class TaskSpec:
   name: str  # the task's name: the model output, TFMA's output_name, the served key
   label: str  # the label column
   type: str = "binary"  # binary (sigmoid, BCE) or regression
-  parent: str | None = (
-    None  # the task whose positive label this one's exists under (conditional task)
-  )
+  # the task whose positive label this one's exists under (a conditional task)
+  parent: str | None = None
   loss_weight: float = 1.0  # the task's weight in the summed loss (fixed balancing)
   label_transform: str = "none"  # regression only: log1p trains on log(1 + label)
   loss: str = "bce"  # bce (binary); mse or huber (regression)
