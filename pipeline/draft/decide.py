@@ -121,7 +121,8 @@ def column_feature(stats: ColumnStats) -> Tuple[Dict[str, Any] | None, str]:
       "declared column in every row: fill it upstream to use it"
     )
   if distinct == 1:
-    return None, f"constant ({stats.top_values[0] if stats.top_values else stats.min:g}): no signal"
+    value = stats.top_values[0] if stats.top_values else f"{stats.min:g}"
+    return None, f"constant ({value}): no signal"
   if _REQUEST.match(column):
     return {**base, "kind": "identifier", "dtype": stats.dtype}, (
       f"a request id ({distinct} distinct in {n} rows): carried for the split and the "
