@@ -77,7 +77,8 @@ def draft_spec(
     0,
     Decision(
       "data",
-      f"{found.format} files {raw['data']['pattern']!r} under {raw['data']['root']}",
+      f"{found.format} files {raw['data'].get('pattern', '(split patterns)')!r} under "
+      f"{raw['data']['root']}",
       _spans_why(found, spans, window),
     ),
   )
@@ -140,6 +141,14 @@ def assemble(
   tasks, task_decisions = decide.detect_tasks(rows, labels)
   decisions += task_decisions
   split, split_decision = decide.choose_split(features, rows.stats)
+  if found.split_patterns:
+    patterns = dict(found.split_patterns)
+    split = {"kind": "patterns", **patterns}
+    split_decision = Decision(
+      "split",
+      f"patterns: train {patterns['train']!r}, eval {patterns['eval']!r}",
+      "the files are already split by name",
+    )
   decisions.append(split_decision)
   slices, slice_decision = decide.choose_slices(features, rows.stats)
   decisions.append(slice_decision)
@@ -184,7 +193,7 @@ def assemble(
       "source": "files",
       "format": found.format,
       "root": str(found.root),
-      "pattern": found.pattern,
+      **({} if found.split_patterns else {"pattern": found.pattern}),
       "split": split,
     },
     "features": features,

@@ -45,6 +45,9 @@ class Layout:
   files: Tuple[Path, ...]
   # What was generalised into a placeholder, for the printed reasons.
   placeholder: str = ""
+  # Train and eval patterns, when the files are already split by name
+  # (train/ and eval/ directories, *_train.csv and *_test.csv); else empty.
+  split_patterns: Tuple[Tuple[str, str], ...] = ()
 
 
 def find_layout(data: str, file_format: str | None = None) -> Layout:
@@ -75,7 +78,49 @@ def find_layout(data: str, file_format: str | None = None) -> Layout:
   root = root.resolve()
   relative = [p.resolve().relative_to(root).as_posix() for p in files]
   pattern, placeholder = generalise(relative)
-  return Layout(fmt, root, pattern, tuple(p.resolve() for p in files), placeholder)
+  return Layout(
+    fmt, root, pattern, tuple(p.resolve() for p in files), placeholder, split_by_name(relative)
+  )
+
+
+_SPLIT_WORD = re.compile(r"(?i)(?<![a-z])(train|training|eval|validation|valid|val|test)(?![a-z])")
+# The eval split's file among several held-out ones: validation before test.
+_EVAL_PREFERENCE = ("eval", "validation", "valid", "val", "test")
+
+
+def split_by_name(relative: Sequence[str]) -> Tuple[Tuple[str, str], ...]:
+  """(("train", pattern), ("eval", pattern)) when one path component names
+  the split in every file (train and eval/validation/test), each pattern
+  generalised as `generalise` does and with the same placeholder; else ()."""
+  parts = [r.split("/") for r in relative]
+  if len({len(p) for p in parts}) != 1:
+    return ()
+  for i in range(len(parts[0])):
+    words = {p[i]: _SPLIT_WORD.search(p[i]) for p in parts}
+    if len(words) < 2 or not all(words.values()):
+      continue
+    kinds = {v: m.group(1).lower() for v, m in words.items()}
+    train = [v for v, k in kinds.items() if k.startswith("train")]
+    held_out = sorted(
+      (v for v, k in kinds.items() if not k.startswith("train")),
+      key=lambda v: _EVAL_PREFERENCE.index(kinds[v]),
+    )
+    if len(train) != 1 or not held_out:
+      continue
+    chosen = {"train": train[0], "eval": held_out[0]}
+    patterns = {
+      name: generalise([r for r, p in zip(relative, parts) if p[i] == value])
+      for name, value in chosen.items()
+    }
+    if patterns["train"][1] != patterns["eval"][1]:
+      continue
+    result = []
+    for name, (pattern, _) in patterns.items():
+      components = pattern.split("/")
+      components[i] = chosen[name]  # the split's own name, never generalised away
+      result.append((name, "/".join(components)))
+    return tuple(result)
+  return ()
 
 
 def generalise(relative: Sequence[str]) -> Tuple[str, str]:

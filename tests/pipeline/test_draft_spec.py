@@ -66,6 +66,30 @@ def test_a_layout_becomes_one_tfx_pattern(paths, pattern, placeholder):
   assert layout.generalise(paths) == (pattern, placeholder)
 
 
+@pytest.mark.parametrize(
+  "paths, patterns",
+  [
+    (
+      ["train/p-0.csv", "train/p-1.csv", "eval/p-0.csv"],
+      {"train": "train/*.csv", "eval": "eval/p-0.csv"},
+    ),
+    (
+      ["ccp_train_sample.csv", "ccp_val_sample.csv", "ccp_test_sample.csv"],
+      {"train": "ccp_train_sample.csv", "eval": "ccp_val_sample.csv"},
+    ),
+    (
+      ["20261101/train.csv", "20261101/test.csv", "20261102/train.csv", "20261102/test.csv"],
+      {"train": "{YYYY}{MM}{DD}/train.csv", "eval": "{YYYY}{MM}{DD}/test.csv"},
+    ),
+    (["a.csv", "b.csv"], {}),
+    (["retrain.csv", "contest.csv"], {}),
+  ],
+  ids=["dirs", "names-val-before-test", "daily", "none", "words-inside-names"],
+)
+def test_files_split_by_name_become_split_patterns(paths, patterns):
+  assert dict(layout.split_by_name(paths)) == patterns
+
+
 def test_data_may_be_a_directory_a_glob_a_file_or_a_tfx_pattern(tmp_path):
   _daily_csv(tmp_path / "logs", rows=5)
   by_dir = layout.find_layout(str(tmp_path / "logs"))
