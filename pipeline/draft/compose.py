@@ -62,6 +62,11 @@ def draft_spec(
     raise DraftError(
       f"label(s) {', '.join(missing)} not in the data; its columns: {', '.join(rows.columns)}"
     )
+  strings = [label for label in labels if rows.stats[label].dtype == "string"]
+  if strings:
+    raise DraftError(
+      f"label(s) {', '.join(strings)} hold text; a label is a number (0/1 or a value)"
+    )
   drafted = assemble(found, rows, list(labels), name=name, columns=columns)
   raw = drafted.raw
   spec = _load(raw)
@@ -261,7 +266,7 @@ def _evaluation(rows, tasks, features, slices, root_task, large: bool):
     (
       f["name"]
       for f in features
-      if f["kind"] == "identifier" and decide._REQUEST.match(f.get("column", f["name"]))
+      if f["kind"] == "identifier" and decide.is_request_id(f.get("column", f["name"]))
     ),
     None,
   )

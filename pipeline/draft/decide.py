@@ -82,6 +82,12 @@ def feature_name(column: str) -> str:
   return "f_" + re.sub(r"\W", "_", column)
 
 
+def is_request_id(column: str) -> bool:
+  """A request (query, search, session, impression) id, by its name: the
+  rows of one ranked list."""
+  return bool(_REQUEST.match(column))
+
+
 def _is_epoch(stats: ColumnStats) -> bool:
   low, high = stats.min, stats.max
   return any(lo <= low and high <= hi for lo, hi in (_EPOCH_SECONDS, _EPOCH_MILLIS))
@@ -123,7 +129,7 @@ def column_feature(stats: ColumnStats) -> Tuple[Dict[str, Any] | None, str]:
   if distinct == 1:
     value = stats.top_values[0] if stats.top_values else f"{stats.min:g}"
     return None, f"constant ({value}): no signal"
-  if _REQUEST.match(column):
+  if is_request_id(column):
     return {**base, "kind": "identifier", "dtype": stats.dtype}, (
       f"a request id ({distinct} distinct in {n} rows): carried for the split and the "
       "per-request ranking metrics, never a model input"
@@ -148,10 +154,18 @@ def column_feature(stats: ColumnStats) -> Tuple[Dict[str, Any] | None, str]:
       f"unique per row ({distinct} distinct in {n} rows): a row id, nothing to learn"
     )
   if stats.dtype == "string" or (
-    stats.dtype == "int" and (distinct <= INT_CATEGORY_MAX_DISTINCT or _ID.search(column))
+    stats.dtype == "int"
+    and (distinct <= INT_CATEGORY_MAX_DISTINCT or _ID.search(column) or is_label_encoded(stats))
   ):
     return _categorical(base, stats)
   return _numeric(base, stats)
+
+
+def is_label_encoded(stats: ColumnStats) -> bool:
+  """Integer codes of a category (Ali-CCP's and AliExpress's fields): from 0
+  or 1 up, nearly every code in the range present."""
+  codes = stats.max - stats.min + 1
+  return stats.dtype == "int" and stats.min in (0, 1) and stats.distinct >= 0.9 * codes
 
 
 def _categorical(base: Dict[str, Any], stats: ColumnStats) -> Tuple[Dict[str, Any], str]:
@@ -159,7 +173,13 @@ def _categorical(base: Dict[str, Any], stats: ColumnStats) -> Tuple[Dict[str, An
   if stats.dtype != "string":
     declared["dtype"] = stats.dtype
   what = (
-    "an id" if _ID.search(stats.name) else ("strings" if stats.dtype == "string" else "integers")
+    "an id"
+    if _ID.search(stats.name)
+    else "strings"
+    if stats.dtype == "string"
+    else f"integer codes {stats.min:g}..{stats.max:g}, nearly all present"
+    if stats.distinct > INT_CATEGORY_MAX_DISTINCT
+    else "integers"
   )
   if stats.distinct <= VOCABULARY_MAX_DISTINCT:
     return declared, (
@@ -278,7 +298,7 @@ def choose_split(
   """A hash split on a request id, else on a user id; else a time split on a
   timestamp; else a hash split on the column with the most distinct values."""
   columns = [f.get("column", f["name"]) for f in features]
-  request = next((c for c in columns if _REQUEST.match(c)), None)
+  request = next((c for c in columns if is_request_id(c)), None)
   if request:
     return {"kind": "hash", "column": request, "eval_percent": EVAL_PERCENT}, Decision(
       "split",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import itertools
 import math
 from pathlib import Path
@@ -142,13 +141,21 @@ def _csv_rows(path: Path, limit: int, columns: Sequence[str]) -> Tuple[Dict, Dic
 
 
 def looks_like_data(path: Path) -> bool:
-  """Whether a CSV's first line is data, not a header: a number in a field
-  (a header of numbers only, as Ali-CCP's field ids, is still a header if the
-  second line has as many fields and the first line repeats no value)."""
+  """Whether a CSV's first line is data, not a header. A header names each
+  column once, and some field of it is a word where the next line has a
+  number (Ali-CCP's header of field ids, `click,purchase,101,...`, is one);
+  a first line with a number and no such contrast is data."""
   with path.open(newline="", encoding="utf-8") as f:
-    first = next(csv.reader(io.StringIO(f.readline())), [])
-  numeric = [_is_number(c) for c in first]
-  return any(numeric) and not all(numeric) or (all(numeric) and len(set(first)) < len(first))
+    lines = list(itertools.islice(csv.reader(f), 2))
+  if not lines:
+    return False
+  first = lines[0]
+  if len(set(first)) < len(first):
+    return True
+  if len(lines) < 2:
+    return all(_is_number(c) for c in first)
+  header_like = any(not _is_number(a) and _is_number(b) for a, b in zip(first, lines[1]))
+  return not header_like and any(_is_number(c) for c in first)
 
 
 def _is_number(text: str) -> bool:

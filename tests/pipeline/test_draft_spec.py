@@ -130,6 +130,11 @@ def test_categoricals_get_a_vocabulary_or_hashing_by_cardinality():
   assert "hashed into" in why
   small_int, _ = decide.column_feature(_one([i % 24 for i in range(500)], "int", "hour"))
   assert small_int == {"name": "hour", "kind": "categorical", "dtype": "int"}
+  codes, why = decide.column_feature(_one(list(range(60)) * 3, "int", "field_7"))
+  assert codes == {"name": "field_7", "kind": "categorical", "dtype": "int"}
+  assert "integer codes 0..59" in why
+  ages, _ = decide.column_feature(_one([int(a) for a in rng.integers(18, 90, 500)], "int", "age"))
+  assert ages["kind"] == "numeric" and ages["transform"] == "zscore"
 
 
 def _distinct(feature, why: str) -> int:
@@ -354,3 +359,45 @@ def test_init_prints_its_decisions_and_writes_a_spec_that_loads(tmp_path, capsys
     cli.main(["init", "--data", str(tmp_path / "logs"), "--labels", "click", "--out", str(out)])
     == 2
   )
+
+
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def test_a_header_of_field_ids_is_a_header_and_a_data_line_is_not(tmp_path):
+  assert not sample.looks_like_data(SHARED_DATA / "trh_ali_ccp_train_sample.csv")
+  _write_headerless(tmp_path)
+  assert sample.looks_like_data(tmp_path / "part-0.csv")
+  write_csv(tmp_path / "h.csv", impressions(DAYS[0], 3, seed=1))
+  assert not sample.looks_like_data(tmp_path / "h.csv")
+
+
+def test_a_text_label_is_refused(tmp_path):
+  _daily_csv(tmp_path / "logs", rows=10)
+  with pytest.raises(compose.DraftError, match=r"label\(s\) device hold text"):
+    compose.draft_spec(str(tmp_path / "logs"), ["click", "device"])
+
+
+def test_the_ali_ccp_sample_drafts_split_patterns_and_esmm_like_tasks():
+  """Real click/purchase logs (../shared/data): field ids as columns, the
+  train/val/test files as split patterns, purchase given click."""
+  drafted = compose.draft_spec(str(SHARED_DATA / "trh_ali_ccp_*.csv"), LABELS)
+  spec = drafted.spec
+  assert (spec.data.split.kind, spec.data.split.train, spec.data.split.eval) == (
+    "patterns",
+    "trh_ali_ccp_train_sample.csv",
+    "trh_ali_ccp_val_sample.csv",
+  )
+  assert spec.task("purchase").parent == "click"
+  # Item ids: label-encoded integer codes, hashed; the sample's one user's
+  # fields are constant and left out, with the reason.
+  item = spec.feature("f_205")
+  assert (item.column, item.kind, item.dtype, item.encoding) == (
+    "205",
+    "categorical",
+    "int",
+    "hash",
+  )
+  lines = [d.line() for d in drafted.draft.decisions]
+  assert "column '101': left out - constant (1): no signal" in lines
+  assert all(f.dtype == "float" for f in spec.features if f.column.startswith("D"))
