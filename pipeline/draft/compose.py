@@ -71,6 +71,8 @@ def draft_spec(
   raw = drafted.raw
   spec = _load(raw)
   spans = _count_spans(spec)
+  if num_spans is not None and not 1 <= num_spans <= len(spans):
+    raise DraftError(f"--num-spans {num_spans}: the files hold {len(spans)} span(s)")
   window = num_spans or min(len(spans), MAX_NUM_SPANS)
   if spans != [0] and window > 1:
     # Beside the pattern, before the split, as the bundled specs write it.
@@ -82,8 +84,8 @@ def draft_spec(
     0,
     Decision(
       "data",
-      f"{found.format} files {raw['data'].get('pattern', '(split patterns)')!r} under "
-      f"{raw['data']['root']}",
+      f"{found.format} files under {raw['data']['root']}"
+      + (f", pattern {raw['data']['pattern']!r}" if "pattern" in raw["data"] else ""),
       _spans_why(found, spans, window),
     ),
   )

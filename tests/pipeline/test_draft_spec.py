@@ -335,7 +335,7 @@ def test_init_prints_its_decisions_and_writes_a_spec_that_loads(tmp_path, capsys
   assert code == 0
   decisions = [line for line in printed if line.startswith("[init] ")]
   for expected in (
-    "[init] data: csv files '{YYYY}{MM}{DD}/*.csv'",
+    f"[init] data: csv files under {tmp_path / 'logs'}, pattern '{{YYYY}}{{MM}}{{DD}}/*.csv' - ",
     "[init] column 'user_id': categorical, hash - ",
     "[init] column 'item_price': numeric float, log_zscore - heavy right tail",
     "[init] task 'purchase': conditional on 'click' - ",
@@ -372,10 +372,12 @@ def test_a_header_of_field_ids_is_a_header_and_a_data_line_is_not(tmp_path):
   assert not sample.looks_like_data(tmp_path / "h.csv")
 
 
-def test_a_text_label_is_refused(tmp_path):
+def test_a_text_label_or_more_spans_than_found_are_refused(tmp_path):
   _daily_csv(tmp_path / "logs", rows=10)
   with pytest.raises(compose.DraftError, match=r"label\(s\) device hold text"):
     compose.draft_spec(str(tmp_path / "logs"), ["click", "device"])
+  with pytest.raises(compose.DraftError, match=r"--num-spans 4: the files hold 3 span\(s\)"):
+    compose.draft_spec(str(tmp_path / "logs"), LABELS, num_spans=4)
 
 
 def test_the_ali_ccp_sample_drafts_split_patterns_and_esmm_like_tasks():
