@@ -83,6 +83,9 @@ ARCHITECTURE_OPTIONS: Dict[str, Type[Any]] = {
   "esmm": ESMMOptions,
   "aitm": AITMOptions,
 }
+# The architectures this package ships: the reference page (docs/spec.md)
+# documents these, not ones a user or a test registers at run time.
+BUILTIN_ARCHITECTURES: Tuple[str, ...] = tuple(ARCHITECTURE_OPTIONS)
 BALANCER_OPTIONS: Dict[str, Type[Any]] = {
   "fixed": NoBalancerOptions,
   "pcgrad": NoBalancerOptions,

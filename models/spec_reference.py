@@ -63,7 +63,7 @@ CHOICES: Dict[Tuple[str, str], Tuple[str, ...]] = {
   ("TaskSpec", "type"): spec.TASK_TYPES,
   ("TaskSpec", "label_transform"): spec.REGRESSION_LABEL_TRANSFORMS,
   ("TaskSpec", "without_parent"): spec.WITHOUT_PARENT_CHOICES,
-  ("ModelSpec", "architecture"): tuple(options.ARCHITECTURE_OPTIONS),
+  ("ModelSpec", "architecture"): options.BUILTIN_ARCHITECTURES,
   ("ModelSpec", "balancing"): spec.BALANCING_STRATEGIES,
   ("InteractionSpec", "kind"): spec.INTERACTION_KINDS,
   ("Threshold", "metric"): tuple(spec.THRESHOLD_DIRECTIONS),
@@ -157,6 +157,11 @@ def undocumented() -> List[str]:
   return missing
 
 
+def _builtin_architecture_options() -> Dict[str, Any]:
+  """The shipped architectures' options, whatever else is registered in this process."""
+  return {n: options.ARCHITECTURE_OPTIONS[n] for n in options.BUILTIN_ARCHITECTURES}
+
+
 def _table(rows: List[Tuple[str, str, str, str]]) -> List[str]:
   if not rows:
     return ["(no fields)", ""]
@@ -179,7 +184,7 @@ def _architectures() -> List[str]:
     "| architecture | also reads | `model.params` options |",
     "|---|---|---|",
   ]
-  for name, kind in options.ARCHITECTURE_OPTIONS.items():
+  for name, kind in _builtin_architecture_options().items():
     fields = [f"`{f}`" for f, readers in only.items() if name in readers] or ["-"]
     params = [f"`{f.name}`" for f in dataclasses.fields(kind)]
     out.append(f"| `{name}` | {', '.join(fields)} | {', '.join(params)} |")
@@ -225,7 +230,7 @@ def render() -> str:
   )
   out += [f"`data.params` per bundled source: {params}.", ""]
   out += _architectures()
-  out += _options("each architecture's options", options.ARCHITECTURE_OPTIONS, "model.params")
+  out += _options("each architecture's options", _builtin_architecture_options(), "model.params")
   out += _options(
     "each balancing strategy's options", options.BALANCER_OPTIONS, "model.balancing_params"
   )

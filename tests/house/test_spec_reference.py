@@ -32,3 +32,14 @@ def test_every_section_field_is_listed_with_its_default():
   row = next(line for line in page.splitlines() if line.startswith("| `dtype` |"))
   assert "string" in row and "float for numeric" in row  # the loader's derived default
   assert "| `without_parent` | str: stop \\| drop \\| unconditional | 'stop' |" in page
+
+
+def test_an_architecture_registered_at_run_time_leaves_the_page_alone():
+  from models import options
+
+  before = spec_reference.render()
+  options.register_architecture_options("reference_probe")
+  try:
+    assert spec_reference.render() == before
+  finally:
+    del options.ARCHITECTURE_OPTIONS["reference_probe"]
