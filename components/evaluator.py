@@ -24,9 +24,9 @@ import apache_beam as beam
 import tensorflow_model_analysis as tfma
 from absl import logging
 from tfx import types
+from tfx.components.evaluator import constants
 from tfx.components.util import tfxio_utils
 from tfx.dsl.components.base import base_beam_component, base_beam_executor, executor_spec
-from tfx.pipeline.evaluator import constants
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils, path_utils
