@@ -321,3 +321,7 @@ class AITMModel(MultiTaskModel):
 
 
 aitm_chain = options.aitm_chain
+
+
+# STEM-Net lives in its own module; importing it registers `stem`.
+from models.stem import STEMModel  # noqa: E402, F401

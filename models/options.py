@@ -73,6 +73,7 @@ ARCHITECTURE_OPTIONS: Dict[str, Type[Any]] = {
   "ple": ModelOptions,
   "esmm": ESMMOptions,
   "aitm": AITMOptions,
+  "stem": ModelOptions,
 }
 BALANCER_OPTIONS: Dict[str, Type[Any]] = {
   "fixed": NoBalancerOptions,
