@@ -66,6 +66,18 @@ class GradNormOptions:
   learning_rate: float = 0.025
 
 
+MGDA_NORMALIZATIONS = ("none", "l2", "loss", "loss+")
+
+
+@dataclasses.dataclass(frozen=True)
+class MGDAOptions:
+  # How each task gradient is divided before the min-norm problem (the
+  # authors' code's choices): none, l2 (its norm), loss, loss+ (loss * norm).
+  normalization: str = "none"
+  # Frank-Wolfe iterations for more than two tasks (two: closed form).
+  max_iterations: int = 50
+
+
 ARCHITECTURE_OPTIONS: Dict[str, Type[Any]] = {
   "single_task": ModelOptions,
   "shared_bottom": ModelOptions,
@@ -81,8 +93,16 @@ BALANCER_OPTIONS: Dict[str, Type[Any]] = {
   "uncertainty": UncertaintyOptions,
   "dwa": DWAOptions,
   "gradnorm": GradNormOptions,
+  "mgda": MGDAOptions,
 }
-_POSITIVE = {"steps_per_execution", "huber_delta", "window_steps", "temperature", "learning_rate"}
+_POSITIVE = {
+  "steps_per_execution",
+  "huber_delta",
+  "window_steps",
+  "temperature",
+  "learning_rate",
+  "max_iterations",
+}
 
 
 def register_architecture_options(name: str, options: Type[Any] = ModelOptions) -> None:
@@ -104,6 +124,8 @@ def parse_options(options: Type[Any], raw: Mapping[str, Any], where: str) -> Any
     default = getattr(defaults, key)
     if key in ("esmm_conversion_task",):
       ok = isinstance(value, str)
+    elif key == "normalization":
+      ok = value in MGDA_NORMALIZATIONS
     elif key == "aitm_chain":
       ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
       value = tuple(value) if ok else value

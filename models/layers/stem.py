@@ -114,6 +114,11 @@ class STEMLayer(keras.layers.Layer):
     return {"outputs": mixtures, "gates": weights}
 
   @property
+  def aftb_mask_rows(self) -> np.ndarray:
+    """[G, E] which experts each gate's gradient reaches (`aftb_mask`)."""
+    return self._mask.numpy()
+
+  @property
   def shared_sublayers(self) -> List[keras.layers.Layer]:
     """The sublayers every task's loss reaches."""
     return [self.shared_expert_networks] + ([] if self.is_last else [self.gates])
