@@ -25,7 +25,9 @@ from models import losses as losses_lib
 from models import min_norm, options
 from models.spec import RankingSpec, TaskSpec
 
-GradientFn = Callable[[tf.Tensor, Sequence[tf.Variable]], List[tf.Tensor]]
+# gradient(target, variables, output_gradients=None); output_gradients seeds
+# the backward pass as in `tf.GradientTape.gradient`.
+GradientFn = Callable[..., List[tf.Tensor]]
 
 
 @dataclasses.dataclass
@@ -36,9 +38,12 @@ class GradientRequest:
     (recorded on the tape one by one in `task_loss_terms`).
   task_objectives: the T outputs of `task_objectives`, one scalar per task,
     recorded on the tape; `total_objective` is their sum, also recorded.
-  gradient: gradient(target, variables) -> dense-or-sparse gradients of a
-    recorded target, loss scaling (mixed precision) already undone; may be
-    called several times.
+  gradient: gradient(target, variables, output_gradients=None) ->
+    dense-or-sparse gradients of a recorded target, loss scaling (mixed
+    precision) already undone; may be called several times. It runs after the
+    tape stopped recording, so a target computed in `gradients` itself is
+    unconnected (zero gradients): a weighted sum of recorded targets is taken
+    as `gradient(stacked_targets, variables, output_gradients=weights)`.
   variables: every trainable variable, in the order gradients are returned.
   shared_variables: the variables shared by more than one task.
   last_shared_variables: the last shared layer's kernel(s) (GradNorm's W).
@@ -283,8 +288,8 @@ class MGDA(LossBalancer):
   loss+ as in the authors' code) gives alpha on the simplex
   (`models.min_norm`); the shared variables get the gradient of
   sum_t c_t L_t, c_t = alpha_t / n_t * sum(loss_weight) (so that the step
-  compares with fixed weights), the task-specific ones their plain
-  loss-weighted gradient. Under a strategy the Gram matrix (UB) or the task
+  compares with fixed weights; one backward pass of the recorded task losses
+  seeded with c), the task-specific ones their plain loss-weighted gradient. Under a strategy the Gram matrix (UB) or the task
   gradients (exact) are all-reduced, so every replica solves the same problem.
   """
 
@@ -331,11 +336,16 @@ class MGDA(LossBalancer):
     coefficients = tf.stop_gradient(alpha / scale * tf.reduce_sum(self.initial_weights))
     self.alphas.assign(alpha)
     self.coefficients.assign(coefficients)
-    shared_objective = tf.reduce_sum(coefficients * tf.stack(request.task_loss_terms))
+    # sum_t c_t dL_t/dshared: the recorded losses' backward pass seeded with c
+    # (a sum built here, after the tape stopped, would be unconnected: zero).
     by_id.update(
       zip(
         map(id, request.shared_variables),
-        request.gradient(shared_objective, request.shared_variables),
+        request.gradient(
+          request.task_losses,
+          request.shared_variables,
+          output_gradients=tf.cast(coefficients, request.task_losses.dtype),
+        ),
       )
     )
     return [by_id[id(v)] for v in request.variables]

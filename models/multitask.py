@@ -207,14 +207,21 @@ class MultiTaskModel(keras.Model):
     self.dense_gradients = bool(compile_options["jit_compile"])
 
   def _gradient_fn(self, tape: tf.GradientTape) -> balancing.GradientFn:
-    def gradient(target: tf.Tensor, variables: Sequence[tf.Variable]) -> List[tf.Tensor]:
+    def gradient(
+      target: tf.Tensor,
+      variables: Sequence[tf.Variable],
+      output_gradients: tf.Tensor | None = None,
+    ) -> List[tf.Tensor]:
       scale_loss = isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer)
       # Seeding backprop with the loss scale is scaling the loss, without an
       # op outside the tape.
+      if scale_loss:
+        scale = tf.cast(self.optimizer.loss_scale, target.dtype)
+        output_gradients = scale if output_gradients is None else output_gradients * scale
       gradients = tape.gradient(
         target,
         variables,
-        output_gradients=tf.cast(self.optimizer.loss_scale, target.dtype) if scale_loss else None,
+        output_gradients=output_gradients,
         unconnected_gradients=tf.UnconnectedGradients.ZERO,
       )
       if scale_loss:

@@ -20,8 +20,11 @@ def _request(balancer, losses_fn, variables, shared, step=0):
       task_loss_terms=tf.unstack(task_losses),
       task_objectives=tf.unstack(objectives),
       total_objective=tf.reduce_sum(objectives),
-      gradient=lambda target, vs: tape.gradient(
-        target, vs, unconnected_gradients=tf.UnconnectedGradients.ZERO
+      gradient=lambda target, vs, output_gradients=None: tape.gradient(
+        target,
+        vs,
+        output_gradients=output_gradients,
+        unconnected_gradients=tf.UnconnectedGradients.ZERO,
       ),
       variables=variables,
       shared_variables=shared,
@@ -159,33 +162,45 @@ def test_mgda_update_agrees_with_every_task_on_shared_and_sums_own_parameters(
   shared = tf.Variable([[0.3, -0.2], [0.5, 0.1], [-0.4, 0.2]])  # Z = x @ shared
   own = tf.Variable([1.0, 2.0, 3.0])
   x = tf.constant([[1.0, 2.0, -1.0], [0.5, -1.0, 1.5]])
-  heads = tf.constant([[1.0, 0.0], [-1.0, 1.0], [0.2, -1.5]])  # conflicting task directions
+  # Tasks 0 and 1 conflict; the origin is outside the hull of the three task
+  # gradients (with [0.2, -1.5] it was inside: a Pareto-stationary point, where
+  # MGDA's direction is zero). The min-norm point is 0.6 g0 + 0.4 g1.
+  heads = tf.constant([[1.0, 0.0], [-1.0, 1.0], [0.2, 1.5]])
+  # As in MultiTaskModel.train_step: the request is built while the tape
+  # records, the balancer's gradients are taken after it stopped.
   tape = tf.GradientTape(persistent=True)
   with tape:
     z = tf.matmul(x, shared)
     task_losses = tf.reduce_sum(z[None] * heads[:, None], axis=[1, 2]) + own
     objectives = balancer.task_objectives(task_losses)
-  request = balancing.GradientRequest(
-    task_losses=task_losses,
-    task_loss_terms=tf.unstack(task_losses),
-    task_objectives=tf.unstack(objectives),
-    total_objective=tf.reduce_sum(objectives),
-    gradient=lambda target, vs: tape.gradient(
-      target, vs, unconnected_gradients=tf.UnconnectedGradients.ZERO
-    ),
-    variables=[shared, own],
-    shared_variables=[shared],
-    last_shared_variables=[shared],
-    step=tf.constant(0, tf.int64),
-    representations=(z,) if use_representation else (),
-  )
+    request = balancing.GradientRequest(
+      task_losses=task_losses,
+      task_loss_terms=tf.unstack(task_losses),
+      task_objectives=tf.unstack(objectives),
+      total_objective=tf.reduce_sum(objectives),
+      gradient=lambda target, vs, output_gradients=None: tape.gradient(
+        target,
+        vs,
+        output_gradients=output_gradients,
+        unconnected_gradients=tf.UnconnectedGradients.ZERO,
+      ),
+      variables=[shared, own],
+      shared_variables=[shared],
+      last_shared_variables=[shared],
+      step=tf.constant(0, tf.int64),
+      representations=(z,) if use_representation else (),
+    )
   shared_update, own_update = balancer.gradients(request)
   alphas = balancer.alphas.numpy()
   assert np.all(alphas >= 0) and abs(alphas.sum() - 1) < 1e-5
-  for loss in request.task_loss_terms:
-    task_gradient = tape.gradient(loss, shared)
+  np.testing.assert_allclose(alphas, [0.6, 0.4, 0.0], atol=1e-4)
+  task_gradients = [tape.gradient(loss, shared) for loss in request.task_loss_terms]
+  for task_gradient in task_gradients:
     assert float(tf.reduce_sum(shared_update * task_gradient)) >= -1e-6
   assert float(tf.norm(shared_update)) > 0
+  # c_t = alpha_t * sum(loss_weight) = 3 alpha_t (normalization none).
+  expected = sum(3.0 * a * g for a, g in zip(alphas, task_gradients))
+  np.testing.assert_allclose(shared_update, expected, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(own_update, [1.0, 1.0, 1.0])
   np.testing.assert_allclose(balancer.loss_weights(), alphas * 3.0, rtol=1e-5)
 
@@ -204,8 +219,9 @@ def test_recorded_representation_carries_every_shared_gradient(tiny, architectur
     representations = list(model._representation_sink)
     object.__setattr__(model, "_representation_sink", None)
     task_losses, _ = model.task_losses(labels, logits)
+    per_task = tf.unstack(task_losses)  # while recording, or every gradient is zero
   assert representations
-  for loss in tf.unstack(task_losses):
+  for loss in per_task:
     direct = tape.gradient(loss, model.shared_variables, unconnected_gradients="zero")
     through = tape.gradient(
       representations,
@@ -213,6 +229,7 @@ def test_recorded_representation_carries_every_shared_gradient(tiny, architectur
       output_gradients=tape.gradient(loss, representations, unconnected_gradients="zero"),
       unconnected_gradients="zero",
     )
+    assert sum(float(tf.norm(tf.convert_to_tensor(g))) for g in direct) > 0
     for a, b in zip(direct, through):
       np.testing.assert_allclose(tf.convert_to_tensor(a), tf.convert_to_tensor(b), atol=1e-6)
 
@@ -222,8 +239,12 @@ def test_mgda_trains_and_keeps_its_weights_on_the_simplex(tiny, architecture):
   spec = tiny.make_spec(architecture, balancing="mgda", balancing_params={"normalization": "l2"})
   model = architectures.build_model(spec, tiny.VOCAB_SIZES)
   model.compile_for_spec(spec)
+  before = [v.numpy().copy() for v in model.shared_variables]
   history = model.fit(tiny.make_dataset(spec, n=512, batch_size=64), epochs=3, verbose=0).history
   assert history["loss"][-1] < history["loss"][0]
+  # The shared variables train too (the towers alone would lower the loss).
+  for value, variable in zip(before, model.shared_variables):
+    assert np.abs(variable.numpy() - value).max() > 0, variable.name
   alphas = model.balancer.alphas.numpy()
   assert np.all(alphas >= 0) and abs(alphas.sum() - 1) < 1e-5
   assert np.ptp(alphas) > 1e-3  # it moved off the uniform start
