@@ -253,3 +253,17 @@ def test_mgda_trains_and_keeps_its_weights_on_the_simplex(tiny, architecture):
 def test_mgda_refuses_an_unknown_normalization(tiny):
   with pytest.raises(ValueError, match="normalization"):
     tiny.make_spec("mmoe", balancing="mgda", balancing_params={"normalization": "max"})
+
+
+@pytest.mark.parametrize("architecture", ["mmoe", "stem"])
+def test_mgda_and_its_options_survive_the_model_config_round_trip(tiny, architecture):
+  spec = tiny.make_spec(
+    architecture,
+    balancing="mgda",
+    balancing_params={"normalization": "loss+", "max_iterations": 7},
+  )
+  model = architectures.build_model(spec, tiny.VOCAB_SIZES)
+  clone = type(model).from_config(model.get_config())
+  assert clone.get_config() == model.get_config() and clone.spec == spec
+  assert isinstance(clone.balancer, balancing.MGDA)
+  assert (clone.balancer.normalization, clone.balancer.max_iterations) == ("loss+", 7)
