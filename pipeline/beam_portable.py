@@ -17,11 +17,13 @@ run to run, so portable runs keep each other's cache.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Dict, Iterator, List
@@ -78,14 +80,20 @@ class PortableBeam:
   """The job server and worker pool of one run; use as a context manager."""
 
   def __init__(
-    self, log_dir: Path, job_endpoint: str | None = None, worker_pool: str | None = None
+    self,
+    log_dir: Path,
+    job_endpoint: str | None = None,
+    worker_pool: str | None = None,
+    ready_timeout: float = READY_TIMEOUT_SECONDS,
   ):
     self.log_dir = log_dir
+    self.ready_timeout = ready_timeout
     self.job_endpoint = job_endpoint
     self.worker_pool = worker_pool
     self._processes: List[subprocess.Popen] = []
     self._saved_env: Dict[str, str | None] = {}
     self._jobs_before: set = set()
+    self._saved_sigterm = None
 
   def _start(self, module: str, args: List[str], log_name: str) -> subprocess.Popen:
     self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -99,11 +107,15 @@ class PortableBeam:
         stderr=subprocess.STDOUT,
         env=env,
         start_new_session=True,  # its own group: stop() ends its workers too
+        preexec_fn=_die_with_parent,
       )
     self._processes.append(process)
     return process
 
   def start(self) -> PortableBeam:
+    if threading.current_thread() is threading.main_thread():
+      # A scheduler stops a task with SIGTERM: unwind, so stop() runs.
+      self._saved_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if self.job_endpoint is None:
       port = _free_port()
       self._start(JOB_SERVER_MODULE, [f"--port={port}"], "beam-job-server.log")
@@ -113,7 +125,7 @@ class PortableBeam:
       self._start(WORKER_POOL_MODULE, [f"--service_port={port}"], "beam-worker-pool.log")
       self.worker_pool = f"localhost:{port}"
     for endpoint in (self.job_endpoint, self.worker_pool):
-      wait_ready(endpoint)
+      wait_ready(endpoint, self.ready_timeout)
     self._jobs_before = {job["job_id"] for job in self._all_jobs()}
     for key, value in ((JOB_ENDPOINT_ENV, self.job_endpoint), (WORKER_POOL_ENV, self.worker_pool)):
       self._saved_env[key] = os.environ.get(key)
@@ -159,6 +171,9 @@ class PortableBeam:
       else:
         os.environ[key] = value
     self._saved_env.clear()
+    if self._saved_sigterm is not None:
+      signal.signal(signal.SIGTERM, self._saved_sigterm)
+      self._saved_sigterm = None
     for process in self._processes:
       _signal_group(process, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
@@ -181,6 +196,16 @@ class PortableBeam:
 
   def __exit__(self, *exc) -> None:
     self.stop()
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+  raise SystemExit(128 + signum)
+
+
+def _die_with_parent() -> None:
+  """In the child, before exec: SIGTERM when this process dies, even by SIGKILL (Linux)."""
+  with contextlib.suppress(OSError, AttributeError):
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:
