@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -40,21 +41,39 @@ class BeamServiceError(RuntimeError):
   """A job server or worker pool could not be started or reached."""
 
 
-def portable_pipeline_args() -> List:
-  """The PortableRunner's Beam arguments, endpoints read from the environment
-  when each component runs (TFX placeholders)."""
-  from tfx.dsl.placeholder import placeholder as ph
-
+def portable_pipeline_args() -> List[str]:
+  """The PortableRunner's Beam arguments; `${VAR}` stands for an endpoint that
+  each component reads from the environment when it runs (`with_placeholders`)."""
   return [
     "--runner=PortableRunner",
-    "--job_endpoint=" + ph.environment_variable(JOB_ENDPOINT_ENV),
+    f"--job_endpoint=${{{JOB_ENDPOINT_ENV}}}",
     "--environment_type=EXTERNAL",
-    "--environment_config=" + ph.environment_variable(WORKER_POOL_ENV),
+    f"--environment_config=${{{WORKER_POOL_ENV}}}",
     # One SDK worker per job: two cores, shared.
     "--sdk_worker_parallelism=1",
     # Else each job first runs `pip freeze` (the venv has no pip: a failure).
     "--experiments=disable_logging_submission_environment",
   ]
+
+
+_ENV_REFERENCE = re.compile(r"\$\{(MTLRANK_BEAM_[A-Z_]+)\}")
+
+
+def with_placeholders(args: List[str]) -> List:
+  """`args` with each `${MTLRANK_BEAM_...}` as TFX's environment-variable
+  placeholder, resolved when a component runs: the compiled arguments, part of
+  TFX's cache key, stay the same whatever ports a run gets."""
+  from tfx.dsl.placeholder import placeholder as ph
+
+  resolved: List = []
+  for arg in args:
+    match = _ENV_REFERENCE.search(arg)
+    if match is None:
+      resolved.append(arg)
+      continue
+    value = arg[: match.start()] + ph.environment_variable(match.group(1))
+    resolved.append(value + arg[match.end() :] if arg[match.end() :] else value)
+  return resolved
 
 
 def _free_port() -> int:

@@ -108,7 +108,7 @@ class BeamOptions:
   worker_pool: str | None = None
 
 
-def beam_pipeline_args(spec: RankingSpec, beam: BeamOptions) -> List:
+def beam_pipeline_args(spec: RankingSpec, beam: BeamOptions) -> List[str]:
   """The default arguments of the mode, then the spec's, then the command line's."""
   from pipeline import beam_portable
 
@@ -237,9 +237,13 @@ def _run_locked(
   progress = console.Progress()
   beam_args = beam_pipeline_args(spec, beam)
   build = functools.partial(
-    create_pipeline, spec, paths, enable_cache=enable_cache, beam_pipeline_args=beam_args
+    create_pipeline,
+    spec,
+    paths,
+    enable_cache=enable_cache,
+    beam_pipeline_args=beam_portable.with_placeholders(beam_args),
   )
-  beam_record: Dict[str, object] = {"mode": beam.mode, "args": [str(a) for a in beam_args]}
+  beam_record: Dict[str, object] = {"mode": beam.mode, "args": beam_args}
   try:
     with beam_portable.maybe_portable(
       beam.mode, log_file.parent, beam.job_endpoint, beam.worker_pool

@@ -28,3 +28,19 @@ def test_endpoints_need_the_portable_mode(capsys, tmp_path):
   )
   assert code == 2 and "need --beam portable" in capsys.readouterr().err
   assert not (tmp_path / "pipelines").exists()
+
+
+def test_endpoints_are_placeholders_resolved_from_the_environment_when_a_component_runs(
+  monkeypatch,
+):
+  from tfx.dsl.compiler import placeholder_utils
+
+  args = beam_portable.with_placeholders(beam_portable.portable_pipeline_args())
+  assert args[0] == "--runner=PortableRunner"  # plain flags stay strings
+  endpoint = args[1]
+  assert not isinstance(endpoint, str)  # the same compiled value whatever the port
+  monkeypatch.setenv(beam_portable.JOB_ENDPOINT_ENV, "localhost:12345")
+  resolved = placeholder_utils.resolve_placeholder_expression(
+    endpoint.encode(), placeholder_utils.ResolutionContext()
+  )
+  assert resolved == "--job_endpoint=localhost:12345"
