@@ -4,10 +4,12 @@
 pool (pipeline/beam_portable.py) and, per Beam job, for submitting it and
 starting an SDK worker process. This runs the same small job (Create, a Map, a
 GroupByKey, a CombinePerKey over `--elements` numbers) `--jobs` times on each
-runner, alternating, and prints the startup seconds, each runner's median job
-seconds, the per-job ratio and the load average (the machine is shared).
+runner, alternating, for each worker pool (`--workers`: SDK workers as threads
+of one pool process, or one process per job), and prints the startup seconds,
+each runner's median job seconds, the per-job ratio and the load average (the
+machine is shared).
 
-    uv run python -m benchmarks.beam_portable_overhead --jobs 3 --elements 20000
+    uv run python -m benchmarks.beam_portable_overhead --jobs 3 --elements 20000 --workers threads processes
 """
 
 from __future__ import annotations
@@ -43,11 +45,19 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--jobs", type=int, default=3)
   parser.add_argument("--elements", type=int, default=20000)
+  parser.add_argument(
+    "--workers", nargs="+", default=["threads", "processes"], choices=["threads", "processes"]
+  )
   args = parser.parse_args()
-  print(f"load average before: {os.getloadavg()}")
+  for workers in args.workers:
+    _measure(workers, args.jobs, args.elements)
+
+
+def _measure(workers: str, jobs: int, elements: int) -> None:
+  print(f"--- worker pool: {workers}; load average before: {os.getloadavg()}")
   with tempfile.TemporaryDirectory() as logs:
     started = time.perf_counter()
-    with beam_portable.PortableBeam(Path(logs)) as portable:
+    with beam_portable.PortableBeam(Path(logs), workers=workers) as portable:
       startup = time.perf_counter() - started
       portable_args = [
         "--runner=PortableRunner",
@@ -58,10 +68,10 @@ def main() -> None:
         "--experiments=disable_logging_submission_environment",
       ]
       in_memory, through_portable = [], []
-      for _ in range(args.jobs):
-        in_memory.append(_job(list(config.BEAM_PIPELINE_ARGS), args.elements))
-        through_portable.append(_job(portable_args, args.elements))
-      jobs = portable.jobs()
+      for _ in range(jobs):
+        in_memory.append(_job(list(config.BEAM_PIPELINE_ARGS), elements))
+        through_portable.append(_job(portable_args, elements))
+      seen = portable.jobs()
   memory_median, portable_median = statistics.median(in_memory), statistics.median(through_portable)
   print(f"job server + worker pool startup: {startup:.1f} s")
   print(
@@ -71,7 +81,7 @@ def main() -> None:
     f"portable job (s):   {', '.join(f'{s:.1f}' for s in through_portable)}  median {portable_median:.1f}"
   )
   print(f"portable / in-memory, per job: {portable_median / memory_median:.1f}x")
-  print(f"job server saw {len(jobs)} job(s), states {sorted({j['state'] for j in jobs})}")
+  print(f"job server saw {len(seen)} job(s), states {sorted({j['state'] for j in seen})}")
   print(f"load average after: {os.getloadavg()}")
 
 

@@ -32,7 +32,12 @@ from typing import Dict, Iterator, List
 JOB_ENDPOINT_ENV = "MTLRANK_BEAM_JOB_ENDPOINT"
 WORKER_POOL_ENV = "MTLRANK_BEAM_WORKER_POOL"
 JOB_SERVER_MODULE = "apache_beam.runners.portability.local_job_service_main"
-WORKER_POOL_MODULE = "apache_beam.runners.worker.worker_pool_main"
+# SDK workers: one process per job (Beam's pool, as on a cluster) or threads
+# of one long-lived pool process (pipeline/beam_thread_pool.py; imports once).
+WORKER_POOL_MODULES = {
+  "processes": "apache_beam.runners.worker.worker_pool_main",
+  "threads": "pipeline.beam_thread_pool",
+}
 READY_TIMEOUT_SECONDS = 120.0
 STOP_TIMEOUT_SECONDS = 15.0
 
@@ -104,7 +109,11 @@ class PortableBeam:
     job_endpoint: str | None = None,
     worker_pool: str | None = None,
     ready_timeout: float = READY_TIMEOUT_SECONDS,
+    workers: str = "threads",
   ):
+    if workers not in WORKER_POOL_MODULES:
+      raise ValueError(f"workers must be one of {', '.join(WORKER_POOL_MODULES)}, got {workers!r}")
+    self.workers = workers
     self.log_dir = log_dir
     self.ready_timeout = ready_timeout
     self.job_endpoint = job_endpoint
@@ -141,7 +150,9 @@ class PortableBeam:
       self.job_endpoint = f"localhost:{port}"
     if self.worker_pool is None:
       port = _free_port()
-      self._start(WORKER_POOL_MODULE, [f"--service_port={port}"], "beam-worker-pool.log")
+      self._start(
+        WORKER_POOL_MODULES[self.workers], [f"--service_port={port}"], "beam-worker-pool.log"
+      )
       self.worker_pool = f"localhost:{port}"
     for endpoint in (self.job_endpoint, self.worker_pool):
       wait_ready(endpoint, self.ready_timeout)
@@ -234,11 +245,15 @@ def _signal_group(process: subprocess.Popen, sig: int) -> None:
 
 @contextlib.contextmanager
 def maybe_portable(
-  mode: str, log_dir: Path, job_endpoint: str | None = None, worker_pool: str | None = None
+  mode: str,
+  log_dir: Path,
+  job_endpoint: str | None = None,
+  worker_pool: str | None = None,
+  workers: str = "threads",
 ) -> Iterator[PortableBeam | None]:
   """`PortableBeam` in portable mode, None in memory."""
   if mode != "portable":
     yield None
     return
-  with PortableBeam(log_dir, job_endpoint, worker_pool) as beam:
+  with PortableBeam(log_dir, job_endpoint, worker_pool, workers=workers) as beam:
     yield beam

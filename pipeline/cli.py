@@ -96,6 +96,7 @@ def _beam_options(args: argparse.Namespace):
     args=tuple(args.beam_arg or ()),
     job_endpoint=args.beam_job_endpoint,
     worker_pool=args.beam_worker_pool,
+    workers=args.beam_workers,
   )
 
 
@@ -118,6 +119,13 @@ def _add_beam_flags(parser: argparse.ArgumentParser) -> None:
     "--beam-job-endpoint",
     metavar="HOST:PORT",
     help="with --beam portable: use this job server instead of starting one",
+  )
+  parser.add_argument(
+    "--beam-workers",
+    choices=("threads", "processes"),
+    default="threads",
+    help="with --beam portable, the started worker pool's SDK workers: threads of one "
+    "pool process (default: imports TensorFlow once) or one process per job (Beam's worker_pool_main)",
   )
   parser.add_argument(
     "--beam-worker-pool",

@@ -106,6 +106,7 @@ class BeamOptions:
   args: Tuple[str, ...] = ()
   job_endpoint: str | None = None
   worker_pool: str | None = None
+  workers: str = "threads"  # a started pool's SDK workers: threads or processes
 
 
 def beam_pipeline_args(spec: RankingSpec, beam: BeamOptions) -> List[str]:
@@ -246,7 +247,7 @@ def _run_locked(
   beam_record: Dict[str, object] = {"mode": beam.mode, "args": beam_args}
   try:
     with beam_portable.maybe_portable(
-      beam.mode, log_file.parent, beam.job_endpoint, beam.worker_pool
+      beam.mode, log_file.parent, beam.job_endpoint, beam.worker_pool, beam.workers
     ) as portable:
       for earlier in window[:-1]:
         _run_tfx(
@@ -255,6 +256,7 @@ def _run_locked(
       _run_tfx(functools.partial(build, span=window[-1]), log_file, progress, verbose)
       if portable is not None:
         beam_record.update(
+          workers=portable.workers,
           job_endpoint=portable.job_endpoint,
           worker_pool=portable.worker_pool,
           jobs=portable.jobs(),

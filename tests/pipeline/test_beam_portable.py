@@ -34,6 +34,7 @@ def test_endpoints_are_placeholders_resolved_from_the_environment_when_a_compone
   monkeypatch,
 ):
   from tfx.dsl.compiler import placeholder_utils
+  from tfx.orchestration.portable import data_types
 
   args = beam_portable.with_placeholders(beam_portable.portable_pipeline_args())
   assert args[0] == "--runner=PortableRunner"  # plain flags stay strings
@@ -41,6 +42,6 @@ def test_endpoints_are_placeholders_resolved_from_the_environment_when_a_compone
   assert not isinstance(endpoint, str)  # the same compiled value whatever the port
   monkeypatch.setenv(beam_portable.JOB_ENDPOINT_ENV, "localhost:12345")
   resolved = placeholder_utils.resolve_placeholder_expression(
-    endpoint.encode(), placeholder_utils.ResolutionContext()
+    endpoint.encode(), placeholder_utils.ResolutionContext(exec_info=data_types.ExecutionInfo())
   )
   assert resolved == "--job_endpoint=localhost:12345"
