@@ -1,7 +1,10 @@
 """The training window: a run on span N trains on the spec's `data.num_spans`
 latest spans, the earlier ones backfilled by ingest-only runs of the same
 pipeline (a real, tiny simulator run through `mtlrank run --report`), with
-progress shown for every component and the report rendered by the same process."""
+progress shown for every component and the report rendered by the same process.
+Its --no-cache rerun also goes through Beam's PortableRunner and applies the
+spec's retention (pipeline/beam_portable.py, pipeline/retention.py): one run
+of this test covers both instead of a run each."""
 
 from __future__ import annotations
 
