@@ -29,6 +29,7 @@ SERVING_SIGNATURE = "serving_default"  # serialized raw tf.Examples in, per-task
 RAW_SIGNATURE = "raw_features"  # one typed tensor per raw feature
 TRANSFORM_SIGNATURE = "transform_features"  # the TFT output, for TFMA and debugging
 EVAL_SIGNATURE = "evaluation"  # logged examples, position included (TFMA only)
+SLICE_SIGNATURE = "slice_features"  # derived features' slice values (buckets), for TFMA
 CLASSIFY_SIGNATURE = "classification"  # TF Serving's Classify API
 REGRESS_SIGNATURE = "regression"  # TF Serving's Regress API
 

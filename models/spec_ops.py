@@ -23,8 +23,8 @@ class RetentionSpec:
   latest blessed model, the next run's baseline, are never removed. Without the
   section nothing is removed."""
 
-  keep_pushed_versions: int = DEFAULT_KEEP_PUSHED_VERSIONS
-  keep_runs: int = DEFAULT_KEEP_RUNS
+  keep_pushed_versions: int = DEFAULT_KEEP_PUSHED_VERSIONS  # newest pushed versions kept
+  keep_runs: int = DEFAULT_KEEP_RUNS  # newest runs whose pipeline artifacts are kept
   # A TF Serving ModelServerConfig text proto whose `specific` version policy
   # pins versions that must stay (optional).
   serving_model_config: str = ""
@@ -37,6 +37,7 @@ class BeamSpec:
   `--runner=DataflowRunner` with its project, region and temp_location moves
   every Beam component to Dataflow (docs/pipeline.md)."""
 
+  # Beam flags after the defaults, e.g. ["--runner=DataflowRunner", "--project=P"].
   args: Tuple[str, ...] = ()
 
 

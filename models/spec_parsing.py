@@ -21,6 +21,7 @@ from models.spec import (
   REGRESSION_LABEL_TRANSFORMS,
   REGRESSION_LOSSES,
   TASK_TYPES,
+  WITHOUT_PARENT_CHOICES,
   EvaluationSpec,
   FeatureSpec,
   InteractionSpec,
@@ -73,13 +74,20 @@ def parse(raw: Any, origin: str = "<spec>", source_path: str = "") -> RankingSpe
         "a feature; a label is never a model input"
       )
   _check_acyclic(tasks, origin)
+  # An unconditional task is its own task on every row, its declared parent
+  # checked above: no mask, no TFMA weight, no ESMM product.
+  tasks = [
+    dataclasses.replace(t, parent=None) if t.without_parent == "unconditional" else t for t in tasks
+  ]
 
   model = _parse_model(
     _Fields(top.get("model", dict, default={}), "model", origin), task_names, features
   )
   training = _parse_training(_Fields(top.get("training", dict, default={}), "training", origin))
   evaluation = _parse_evaluation(
-    _Fields(top.get("evaluation", dict, default={}), "evaluation", origin), tasks, feature_names
+    _Fields(top.get("evaluation", dict, default={}), "evaluation", origin),
+    tasks,
+    {f.name: f for f in features},
   )
   raw_columns = {f.column: f.dtype for f in features}
   raw_columns.update({t.label: "int" if t.is_binary else "float" for t in tasks})
@@ -151,6 +159,30 @@ def _check_acyclic(tasks: List[TaskSpec], origin: str) -> None:
       node = parents[node]
 
 
+# Feature fields read only for some kinds (or encodings, transforms): given for
+# another, they would be silently ignored, so they are an error at load.
+_FEATURE_FIELD_USE = {
+  "encoding": lambda s: s.kind == "categorical",
+  "top_k": lambda s: s.kind == "categorical" and s.encoding == "vocabulary",
+  "num_oov_buckets": lambda s: s.kind == "categorical" and s.encoding == "vocabulary",
+  "hash_buckets": lambda s: s.kind == "categorical" and s.encoding == "hash",
+  "transform": lambda s: s.kind == "numeric",
+  "num_buckets": lambda s: s.kind == "numeric" and s.transform == "bucketize",
+  "embedding_dim": lambda s: s.is_model_input and s.is_embedded,
+  "max_value": lambda s: s.kind == "position",
+}
+_FEATURE_FIELD_USERS = {
+  "encoding": "categorical features",
+  "top_k": "vocabulary-encoded categorical features",
+  "num_oov_buckets": "vocabulary-encoded categorical features",
+  "hash_buckets": "hash-encoded categorical features",
+  "transform": "numeric features",
+  "num_buckets": "numeric features with transform bucketize",
+  "embedding_dim": "embedded features (categorical, bucketized numeric)",
+  "max_value": "the position feature",
+}
+
+
 def _parse_feature(f: _Fields) -> FeatureSpec:
   name = f.get("name", str, required=True)
   kind = f.get("kind", str, required=True, choices=FEATURE_KINDS)
@@ -180,6 +212,9 @@ def _parse_feature(f: _Fields) -> FeatureSpec:
     description=f.get("description", str, default=""),
   )
   f.done()
+  for key, used in _FEATURE_FIELD_USE.items():
+    if key in f.raw and not used(spec):
+      f.fail(f"only {_FEATURE_FIELD_USERS[key]} read {key}; this one is {kind}", key)
   if spec.fill is not None and (kind != "numeric" or not math.isfinite(spec.fill)):
     f.fail("fill is for numeric features and must be a finite number", "fill")
   if spec.drift is not None and (kind not in ("categorical", "numeric") or not 0 < spec.drift <= 1):
@@ -215,9 +250,13 @@ def _parse_task(f: _Fields) -> TaskSpec:
       choices=("bce",) if task_type == "binary" else REGRESSION_LOSSES,
     ),
     min_positives=f.get("min_positives", int, default=1),
+    without_parent=f.get("without_parent", str, default="stop", choices=WITHOUT_PARENT_CHOICES),
     description=f.get("description", str, default=""),
   )
   f.done()
+  if spec.without_parent != "stop" and spec.parent is None:
+    f.fail("only a task with a parent takes without_parent", "without_parent")
+
   if spec.loss_weight < 0 or not math.isfinite(spec.loss_weight):
     f.fail("must be a finite number >= 0", "loss_weight")
   if spec.is_binary and spec.label_transform != "none":
@@ -299,6 +338,15 @@ def _parse_model(
     params=f.get("params", dict, default={}),
   )
   f.done()
+  for key, readers in options.ARCHITECTURE_FIELDS.items():
+    if key in f.raw and spec.architecture not in readers:
+      f.fail(
+        f"only architecture {' or '.join(readers)} reads {key} (this one is {spec.architecture!r})",
+        key,
+      )
+  for key in ("position_bias_task", "position_dropout"):
+    if key in f.raw and not spec.position_bias:
+      f.fail("is read only with position_bias: true", key)
   if spec.position_bias_task is not None and spec.position_bias_task not in task_names:
     f.fail(f"{spec.position_bias_task!r} is not a task", "position_bias_task")
   return spec
@@ -324,7 +372,24 @@ def _parse_training(f: _Fields) -> TrainingSpec:
   return TrainingSpec(**values)
 
 
-def _parse_evaluation(f: _Fields, tasks: List[TaskSpec], feature_names: set) -> EvaluationSpec:
+def _check_sliceable(f: _Fields, feature: FeatureSpec, where: str) -> None:
+  """TFMA slices on raw columns by name, and on model features derived from a
+  column (bucketized, renamed) through the export's `slice_features`
+  signature; an identifier or ground truth reading a column of another name is
+  neither."""
+  if feature.name == feature.column or feature.is_model_input:
+    return
+  f.fail(
+    f"{feature.name!r} reads column {feature.column!r} and is no model input ({feature.kind}): "
+    "TFMA slices on raw columns by their name, and on model features through the export; "
+    f"declare it with name {feature.column!r} to slice on it",
+    where,
+  )
+
+
+def _parse_evaluation(
+  f: _Fields, tasks: List[TaskSpec], feature_names: Mapping[str, FeatureSpec]
+) -> EvaluationSpec:
   def slices(key: str) -> Tuple[Tuple[str, ...], ...]:
     result = []
     for i, s in enumerate(f.get(key, list, default=[])):
@@ -334,6 +399,7 @@ def _parse_evaluation(f: _Fields, tasks: List[TaskSpec], feature_names: set) -> 
       for c in columns:
         if c not in feature_names:
           f.fail(f"{c!r} is not a declared feature", f"{key}[{i}]")
+        _check_sliceable(f, feature_names[c], f"{key}[{i}]")
       result.append(tuple(columns))
     return tuple(result)
 

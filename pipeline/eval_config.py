@@ -24,6 +24,13 @@ With a position-bias tower TFMA calls the export's `evaluation` signature, not
 not, so the position-biased task is judged with its position logit added (its
 fit to the logs); the other outputs, and the fused score, are the served ones
 (docs/evaluation.md).
+
+A slice on a bucketized feature (census's `age_bucket`) is a slice per
+bucket, and one on a feature reading a column of another name (Ali-CCP's
+`user_gender`, column `124`) a slice per value of that column, named after
+the feature: TFMA calls the export's `slice_features` signature for them. A
+slice on an identifier or ground truth of a column of another name is refused
+at load (models/spec_parsing.py): it is no model input, so not served.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from typing import Dict, List
 
 import tensorflow_model_analysis as tfma
 
-from contract import EVAL_SIGNATURE, FUSED_SCORE_OUTPUT, SERVING_SIGNATURE
+from contract import EVAL_SIGNATURE, FUSED_SCORE_OUTPUT, SERVING_SIGNATURE, SLICE_SIGNATURE
 from models.export import has_eval_signature
 from models.spec import RankingSpec, TaskSpec, Threshold
 from pipeline import tfma_metrics
@@ -68,6 +75,15 @@ REGRESSION_METRICS = (
   "MeanLabel",
   "MeanPrediction",
 )
+
+
+def sliced_derived_features(spec: RankingSpec) -> List[str]:
+  """The derived features a slice names (a bucketized feature, a feature
+  reading a column of another name): TFMA takes their values from the export's
+  `slice_features` signature (its transformed features, searched before the
+  raw ones), as the raw examples hold the column under its own name."""
+  derived = set(spec.derived_features)
+  return sorted({c for s in spec.evaluation.slices for c in s if c in derived})
 
 
 def slicing_specs(spec: RankingSpec) -> List[tfma.SlicingSpec]:
@@ -161,6 +177,7 @@ def eval_config_from_spec(spec: RankingSpec, with_gates: bool = True) -> tfma.Ev
     # TFMA's adaptive batching settles on batches of ~40 examples; one large
     # batch per inference call is several times faster on CPU.
     inference_batch_size=INFERENCE_BATCH_SIZE,
+    preprocessing_function_names=[SLICE_SIGNATURE] if sliced_derived_features(spec) else [],
   )
   metrics_specs = [
     tfma.MetricsSpec(output_names=[t.name], metrics=_metric_configs(spec, t, with_gates))
