@@ -60,6 +60,13 @@ WARMUP_FILENAME = "tf_serving_warmup_requests"
 WARM_START_DIRNAME = "WarmStart"
 WARM_START_REPORT_FILENAME = "warm_start.json"
 
+# --- The Evaluator's one TFMA pass (components/evaluator.py) -------------------
+# TFMA's model name of the single-task baseline (the candidate and the latest
+# blessed model keep TFMA's own, tfma.CANDIDATE_KEY and tfma.BASELINE_KEY).
+SINGLE_TASK_MODEL_NAME = "stl"
+# MTL - STL with paired bootstrap intervals, in the evaluation artifact.
+BASELINE_COMPARISON_FILENAME = "baseline_comparison.json"
+
 # --- Data layout ---------------------------------------------------------------
 TRAIN_SPLIT = "train"
 EVAL_SPLIT = "eval"
@@ -75,5 +82,4 @@ TRANSFORM_NODE = "Transform"
 TRAINER_NODE = "Trainer"
 EVALUATOR_NODE = "Evaluator"
 SINGLE_TASK_TRAINER_NODE = "SingleTaskTrainer"
-SINGLE_TASK_EVALUATOR_NODE = "SingleTaskEvaluator"
 PUSHER_NODE = "Pusher"

@@ -66,14 +66,26 @@ class GradNormOptions:
   learning_rate: float = 0.025  # learning rate of the task weights
 
 
+MGDA_NORMALIZATIONS = ("none", "l2", "loss", "loss+")
+
+
+@dataclasses.dataclass(frozen=True)
+class MGDAOptions:
+  # How each task gradient is divided before the min-norm problem (the
+  # authors' code's choices): none, l2 (its norm), loss, loss+ (loss * norm).
+  normalization: str = "none"
+  # Frank-Wolfe iterations for more than two tasks (two: closed form).
+  max_iterations: int = 50
+
+
 # `model` fields only some architectures read (every architecture reads
 # embedding_dim, expert_units, tower_units, dropout, interaction, position_*,
 # balancing): given to another, they are an error at load.
 ARCHITECTURE_FIELDS: Dict[str, Tuple[str, ...]] = {
   "num_experts": ("mmoe",),
-  "shared_experts": ("ple",),
-  "task_experts": ("ple",),
-  "levels": ("ple",),
+  "shared_experts": ("ple", "stem"),
+  "task_experts": ("ple", "stem"),
+  "levels": ("ple", "stem"),
 }
 ARCHITECTURE_OPTIONS: Dict[str, Type[Any]] = {
   "single_task": ModelOptions,
@@ -82,6 +94,7 @@ ARCHITECTURE_OPTIONS: Dict[str, Type[Any]] = {
   "ple": ModelOptions,
   "esmm": ESMMOptions,
   "aitm": AITMOptions,
+  "stem": ModelOptions,
 }
 # The architectures this package ships: the reference page (docs/spec.md)
 # documents these, not ones a user or a test registers at run time.
@@ -92,8 +105,16 @@ BALANCER_OPTIONS: Dict[str, Type[Any]] = {
   "uncertainty": UncertaintyOptions,
   "dwa": DWAOptions,
   "gradnorm": GradNormOptions,
+  "mgda": MGDAOptions,
 }
-_POSITIVE = {"steps_per_execution", "huber_delta", "window_steps", "temperature", "learning_rate"}
+_POSITIVE = {
+  "steps_per_execution",
+  "huber_delta",
+  "window_steps",
+  "temperature",
+  "learning_rate",
+  "max_iterations",
+}
 
 
 def register_architecture_options(name: str, options: Type[Any] = ModelOptions) -> None:
@@ -115,6 +136,8 @@ def parse_options(options: Type[Any], raw: Mapping[str, Any], where: str) -> Any
     default = getattr(defaults, key)
     if key in ("esmm_conversion_task",):
       ok = isinstance(value, str)
+    elif key == "normalization":
+      ok = value in MGDA_NORMALIZATIONS
     elif key == "aitm_chain":
       ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
       value = tuple(value) if ok else value

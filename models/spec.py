@@ -40,7 +40,7 @@ TASK_TYPES = ("binary", "regression")
 WITHOUT_PARENT_CHOICES = ("stop", "drop", "unconditional")
 REGRESSION_LABEL_TRANSFORMS = ("none", "log1p")
 REGRESSION_LOSSES = ("mse", "huber")
-BALANCING_STRATEGIES = ("fixed", "uncertainty", "gradnorm", "dwa", "pcgrad")
+BALANCING_STRATEGIES = ("fixed", "uncertainty", "gradnorm", "dwa", "pcgrad", "mgda")
 INTERACTION_KINDS = ("none", "dot", "cross")
 DATA_SOURCES = ("census", "simulator", "files")
 # The `data.params` each bundled source reads (pipeline/data/census.py,
@@ -193,9 +193,9 @@ class ModelSpec:
   num_experts: int = 4  # MMoE: experts shared by the task gates
   expert_units: Tuple[int, ...] = (32,)  # each expert's (shared bottom's) hidden layer widths
   tower_units: Tuple[int, ...] = (16,)  # each task tower's hidden layer widths
-  shared_experts: int = 1  # PLE: shared experts per level
-  task_experts: int = 1  # PLE: experts of each task per level
-  levels: int = 2  # PLE: extraction levels
+  shared_experts: int = 1  # PLE, STEM: shared experts per level
+  task_experts: int = 1  # PLE, STEM: experts of each task per level
+  levels: int = 2  # PLE: extraction levels; STEM: STEM levels
   dropout: float = 0.0  # dropout rate in experts and towers
   position_bias: bool = False  # train a position-bias tower (needs a position feature)
   position_dropout: float = 0.1  # position_bias: rate the position is dropped at in training

@@ -69,6 +69,7 @@ CHOICES: Dict[Tuple[str, str], Tuple[str, ...]] = {
   ("ModelSpec", "architecture"): options.BUILTIN_ARCHITECTURES,
   ("ModelSpec", "balancing"): spec.BALANCING_STRATEGIES,
   ("InteractionSpec", "kind"): spec.INTERACTION_KINDS,
+  ("MGDAOptions", "normalization"): options.MGDA_NORMALIZATIONS,
   ("Threshold", "metric"): tuple(spec.THRESHOLD_DIRECTIONS),
 }
 _FIELD_LINE = re.compile(r"^\s+(\w+):\s")
