@@ -85,7 +85,7 @@ def subsample(split: Path, rows: int, workdir: Path) -> Path:
 
 
 def run_multi(cfg: tfma.EvalConfig, split: Path, models: Dict[str, Path], out: Path) -> None:
-  """One TFMA pass over several named models, as components.evaluator runs it."""
+  """One TFMA pass over several named models, as pipeline.evaluator runs it."""
   import apache_beam as beam
   from apache_beam.options.pipeline_options import PipelineOptions
   from tfx_bsl.public import tfxio

@@ -60,7 +60,7 @@ WARMUP_FILENAME = "tf_serving_warmup_requests"
 WARM_START_DIRNAME = "WarmStart"
 WARM_START_REPORT_FILENAME = "warm_start.json"
 
-# --- The Evaluator's one TFMA pass (components/evaluator.py) -------------------
+# --- The Evaluator's one TFMA pass (pipeline/evaluator.py) -------------------
 # TFMA's model name of the single-task baseline (the candidate and the latest
 # blessed model keep TFMA's own, tfma.CANDIDATE_KEY and tfma.BASELINE_KEY).
 SINGLE_TASK_MODEL_NAME = "stl"

@@ -15,7 +15,7 @@ Transform's cache. DataGate gets the whole spec: the run's record of it.
 With `evaluation.single_task_baseline`, a second Trainer trains the
 `single_task` architecture on the same Transform output with the same budget,
 and the Evaluator evaluates it in the same TFMA pass as the candidate and the
-blessed model (components/evaluator.py: no gates on it) and writes MTL - STL
+blessed model (pipeline/evaluator.py: no gates on it) and writes MTL - STL
 with paired bootstrap intervals; it is reported, never pushed.
 """
 
@@ -32,7 +32,6 @@ from components import example_gen as example_gen_lib
 from components import pusher as pusher_lib
 from components import span_window
 from components.data_gate import DataGate
-from components.evaluator import RankingEvaluator
 from contract import (
   DATA_GATE_NODE,
   EVAL_SPLIT,
@@ -51,6 +50,7 @@ from models.features import SPEC_CONFIG_KEY
 from models.spec import RankingSpec
 from pipeline import config
 from pipeline.data import files as files_source
+from pipeline.evaluator import RankingEvaluator
 
 PREPROCESSING_FN = "models.features.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
