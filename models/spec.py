@@ -68,8 +68,11 @@ class FeatureSpec:
       never a model input.
     position: the displayed position; only the position-bias tower reads it,
       in training. Served scores never depend on it.
-    ground_truth: a simulator's true probability (float), kept for evaluation
-      against the truth; never a model input, never served.
+    ground_truth: a simulator's true value (float), kept for evaluation
+      against the truth; never a model input, never served. `truth_of` names
+      the task (or `score`, the fused score) whose position-free truth it is:
+      with `evaluation.query_key`, TFMA ranks each request's served output by
+      it (`pipeline.tfma_truth_metrics`).
 
   `column` is the raw column read (default: `name`), so one column can feed
   two features (age as a number and as buckets).
@@ -98,6 +101,7 @@ class FeatureSpec:
   max_value: int = 0
   fill: float | None = None
   drift: float | None = None
+  truth_of: str | None = None
   description: str = ""
 
   @property
@@ -203,7 +207,8 @@ class Threshold:
 
   @property
   def higher_is_better(self) -> bool:
-    return THRESHOLD_DIRECTIONS[self.metric] == "higher"
+    # The truth-based ranking metrics (models/spec_truth.py) are all higher-is-better.
+    return THRESHOLD_DIRECTIONS.get(self.metric, "higher") == "higher"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,6 +328,11 @@ class RankingSpec:
   @property
   def position_feature(self) -> FeatureSpec | None:
     return next((f for f in self.features if f.kind == "position"), None)
+
+  @property
+  def truth_features(self) -> Dict[str, FeatureSpec]:
+    """{task or `score`: the ground-truth feature holding its position-free truth}."""
+    return {f.truth_of: f for f in self.features if f.truth_of is not None}
 
   @property
   def task_names(self) -> Tuple[str, ...]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
+from contract import FUSED_SCORE_OUTPUT
 from models import options
 from models.spec import (
   BALANCING_STRATEGIES,
@@ -34,6 +35,7 @@ from models.spec import (
 )
 from models.spec_data import parse_data as _parse_data
 from models.spec_fields import Fields as _Fields
+from models.spec_truth import is_truth_metric, truth_metric_error
 
 
 def parse(raw: Any, origin: str = "<spec>", source_path: str = "") -> RankingSpec:
@@ -72,13 +74,17 @@ def parse(raw: Any, origin: str = "<spec>", source_path: str = "") -> RankingSpe
         "a feature; a label is never a model input"
       )
   _check_acyclic(tasks, origin)
+  _check_truths(features, task_names, origin)
 
   model = _parse_model(
     _Fields(top.get("model", dict, default={}), "model", origin), task_names, features
   )
   training = _parse_training(_Fields(top.get("training", dict, default={}), "training", origin))
   evaluation = _parse_evaluation(
-    _Fields(top.get("evaluation", dict, default={}), "evaluation", origin), tasks, feature_names
+    _Fields(top.get("evaluation", dict, default={}), "evaluation", origin),
+    tasks,
+    feature_names,
+    {f.truth_of for f in features if f.truth_of is not None},
   )
   raw_columns = {f.column: f.dtype for f in features}
   raw_columns.update({t.label: "int" if t.is_binary else "float" for t in tasks})
@@ -136,6 +142,25 @@ def _check_acyclic(tasks: List[TaskSpec], origin: str) -> None:
       node = parents[node]
 
 
+def _check_truths(features: List[FeatureSpec], task_names: List[str], origin: str) -> None:
+  """Each `truth_of` names a task or the fused score, once."""
+  targets = [*task_names, FUSED_SCORE_OUTPUT]
+  seen: Dict[str, str] = {}
+  for i, f in enumerate(features):
+    if f.truth_of is None:
+      continue
+    if f.truth_of not in targets:
+      raise SpecError(
+        f"{origin}: features[{i}].truth_of: {f.truth_of!r} is not a task or "
+        f"{FUSED_SCORE_OUTPUT!r} (tasks: {', '.join(task_names)})"
+      )
+    if f.truth_of in seen:
+      raise SpecError(
+        f"{origin}: features[{i}].truth_of: {f.truth_of!r} is already the truth of {seen[f.truth_of]!r}"
+      )
+    seen[f.truth_of] = f.name
+
+
 def _parse_feature(f: _Fields) -> FeatureSpec:
   name = f.get("name", str, required=True)
   kind = f.get("kind", str, required=True, choices=FEATURE_KINDS)
@@ -162,9 +187,12 @@ def _parse_feature(f: _Fields) -> FeatureSpec:
     max_value=f.get("max_value", int, default=0),
     fill=f.get("fill", float),
     drift=f.get("drift", float),
+    truth_of=f.get("truth_of", str),
     description=f.get("description", str, default=""),
   )
   f.done()
+  if spec.truth_of is not None and kind != "ground_truth":
+    f.fail("truth_of is for ground_truth features", "truth_of")
   if spec.fill is not None and (kind != "numeric" or not math.isfinite(spec.fill)):
     f.fail("fill is for numeric features and must be a finite number", "fill")
   if spec.drift is not None and (kind not in ("categorical", "numeric") or not 0 < spec.drift <= 1):
@@ -309,7 +337,9 @@ def _parse_training(f: _Fields) -> TrainingSpec:
   return TrainingSpec(**values)
 
 
-def _parse_evaluation(f: _Fields, tasks: List[TaskSpec], feature_names: set) -> EvaluationSpec:
+def _parse_evaluation(
+  f: _Fields, tasks: List[TaskSpec], feature_names: set, truth_targets: set = frozenset()
+) -> EvaluationSpec:
   def slices(key: str) -> Tuple[Tuple[str, ...], ...]:
     result = []
     for i, s in enumerate(f.get(key, list, default=[])):
@@ -330,17 +360,24 @@ def _parse_evaluation(f: _Fields, tasks: List[TaskSpec], feature_names: set) -> 
   by_name = {t.name: t for t in tasks}
   thresholds = []
   raw_thresholds = f.get("thresholds", dict, default={})
+  truth_gates = []
   for task_name, metrics in raw_thresholds.items():
-    if task_name not in by_name:
+    if task_name not in by_name and task_name not in truth_targets:
       f.fail(
         f"{task_name!r} is not a task (tasks: {', '.join(by_name)})", f"thresholds.{task_name}"
       )
     if not isinstance(metrics, Mapping):
       f.fail("must map metric names to {value, max_regression}", f"thresholds.{task_name}")
-    allowed = ("auc", "pr_auc", "log_loss") if by_name[task_name].is_binary else ("mse", "mae")
+    allowed = ()
+    if task_name in by_name:
+      allowed = ("auc", "pr_auc", "log_loss") if by_name[task_name].is_binary else ("mse", "mae")
     for metric, bounds in metrics.items():
       where = f"thresholds.{task_name}.{metric}"
-      if metric not in allowed:
+      if task_name in truth_targets and is_truth_metric(metric):
+        truth_gates.append((metric, where))
+      elif task_name not in by_name:
+        f.fail(f"{metric!r}: the fused score gates only truth metrics", where)
+      elif metric not in allowed:
         f.fail(
           f"{metric!r} is not a gateable metric for a "
           f"{by_name[task_name].type} task (use: {', '.join(allowed)})",
@@ -357,7 +394,7 @@ def _parse_evaluation(f: _Fields, tasks: List[TaskSpec], feature_names: set) -> 
       if threshold.value is None and threshold.max_regression is None:
         f.fail("give value and/or max_regression", where)
       if threshold.value is not None:
-        bounded = metric in ("auc", "pr_auc")
+        bounded = metric in ("auc", "pr_auc") or is_truth_metric(metric)
         if (
           not math.isfinite(threshold.value)
           or threshold.value < 0
@@ -381,6 +418,10 @@ def _parse_evaluation(f: _Fields, tasks: List[TaskSpec], feature_names: set) -> 
     isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in cutoffs
   ):
     f.fail("must be a non-empty list of positive integers", "ndcg_cutoffs")
+  for metric, where in truth_gates:
+    error = truth_metric_error(metric, cutoffs, query_key)
+    if error:
+      f.fail(error, where)
   gain_task = f.get("gain_task", str)
   if gain_task is not None and (gain_task not in by_name or not by_name[gain_task].is_binary):
     binary = ", ".join(t.name for t in tasks if t.is_binary)

@@ -20,6 +20,7 @@ from contract import (
   EVALUATOR_NODE,
   FUSED_SCORE_OUTPUT,
   PUSHER_NODE,
+  SERVED_OUTPUT_SUFFIX,
   SINGLE_TASK_EVALUATOR_NODE,
   TRAINER_NODE,
   TRANSFORM_NODE,
@@ -277,7 +278,10 @@ def slice_metrics(spec: RankingSpec, evaluation_uri: str) -> Dict[tuple, Dict[st
   """
   import tensorflow_model_analysis as tfma
 
-  outputs = set(spec.task_names) | {FUSED_SCORE_OUTPUT}
+  # The position-biased task's served output (`<task>_served`, ranked against
+  # the truth) reports under the task: its metric names start with `truth_`.
+  outputs = {t: t for t in (*spec.task_names, FUSED_SCORE_OUTPUT)}
+  outputs.update({t + SERVED_OUTPUT_SUFFIX: t for t in spec.task_names})
   result: Dict[tuple, Dict[str, float]] = {}
   for metrics in tfma.load_metrics(evaluation_uri):
     slice_name = _slice_name(metrics.slice_key)
@@ -287,7 +291,7 @@ def slice_metrics(spec: RankingSpec, evaluation_uri: str) -> Dict[tuple, Dict[st
         continue
       if kv.value.HasField("double_value"):
         name = _metric_name(key)
-        values = result.setdefault((key.output_name, slice_name), {})
+        values = result.setdefault((outputs[key.output_name], slice_name), {})
         values[name] = kv.value.double_value.value
         interval = kv.confidence_interval
         if interval.HasField("lower_bound") and interval.lower_bound.HasField("double_value"):
