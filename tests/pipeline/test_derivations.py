@@ -190,6 +190,9 @@ def test_evaluation_signature_adds_the_position_logit_to_click_only(spec, tft_ru
   )
   for task in ("conversion", "dwell", "score"):
     np.testing.assert_allclose(logged[task].numpy(), served[task].numpy(), rtol=1e-6)
+  # The served click stays beside it, for the ranking against the truth.
+  np.testing.assert_allclose(logged["click_served"].numpy(), served["click"].numpy(), rtol=1e-6)
+  assert "click_served" not in served
   # Without a position-bias tower there is nothing to add: no such signature.
   assert not export.has_eval_signature(
     spec.replace(model={"position_bias": False, "position_bias_task": None})
