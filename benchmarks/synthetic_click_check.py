@@ -48,7 +48,7 @@ from sklearn.metrics import roc_auc_score
 
 from benchmarks import esmm_experiment as experiment
 from benchmarks import simulator_truth
-from models import architectures, export
+from models import architectures, export, telemetry
 from models.spec import RankingSpec, load_spec, parse_spec, resolve_spec_path
 from pipeline import ranking_truth
 from pipeline.data import simulator, world
@@ -176,7 +176,7 @@ def train(
     verbose=0,
     callbacks=[
       keras.callbacks.EarlyStopping(
-        monitor="val_loss",
+        monitor=telemetry.early_stopping_monitor(spec),
         patience=spec.training.early_stopping_patience,
         restore_best_weights=True,
       )
@@ -188,7 +188,8 @@ def train(
     if k.startswith("val_") and k.endswith("_loss")
   }
   print(f"  validation losses per epoch: {curves}", flush=True)
-  return model, int(np.argmin(history.history["val_loss"])) + 1, len(history.epoch)
+  monitored = history.history[telemetry.early_stopping_monitor(spec)]
+  return model, int(np.argmin(monitored)) + 1, len(history.epoch)
 
 
 def scores(

@@ -182,6 +182,9 @@ class TrainingSpec:
   jit_compile: bool = False
   mixed_precision: bool = False
   early_stopping_patience: int = 2
+  # The validation loss early stopping watches: "" the spec-weighted sum of the
+  # task losses, else one task's (models.telemetry.early_stopping_monitor).
+  early_stopping_task: str = ""
   weight_decay: float = 0.0
   shuffle_buffer: int = 100_000
   telemetry_every_n_steps: int = 100

@@ -91,6 +91,11 @@ def parse(raw: Any, origin: str = "<spec>", source_path: str = "") -> RankingSpe
   data = _parse_data(_Fields(top.get("data", dict, required=True), "data", origin), raw_columns)
   serving = _parse_serving(_Fields(top.get("serving", dict, default={}), "serving", origin), tasks)
   top.done()
+  if training.early_stopping_task and training.early_stopping_task not in task_names:
+    raise SpecError(
+      f"{origin}: training.early_stopping_task: {training.early_stopping_task!r} is not a task "
+      f"(tasks: {', '.join(task_names)})"
+    )
   if model.position_bias and not any(f.kind == "position" for f in features):
     raise SpecError(f"{origin}: model.position_bias: needs a feature of kind 'position'")
   spec = RankingSpec(

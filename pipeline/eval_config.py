@@ -177,6 +177,9 @@ def truth_metrics_specs(spec: RankingSpec, with_gates: bool = True) -> List[tfma
       "position_key": position.column if position is not None else "",
       "cutoffs": list(spec.evaluation.ndcg_cutoffs),
     }
+    if target == FUSED_SCORE_OUTPUT:
+      # Each head of the score against the true utility: does fusing help?
+      config["also"] = {t: truth_output(spec, t) for t in spec.serving.score}
     metrics_spec = tfma.MetricsSpec(
       output_names=[output],
       query_key=spec.evaluation.query_key,

@@ -15,7 +15,10 @@ task) and per request, against that output's truth column:
 * `..._share`: (model - random) / (oracle - random) of the request means, the
   share of the oracle's lift over random the output reaches, and the same for
   the position order (`..._position_share`);
-* `truth_requests`: the requests averaged over.
+* `truth_requests`: the requests averaged over;
+* with `also` ({name: another output}), those outputs ranked against this
+  output's truth too (`truth_<metric>_by_<name>`, and `_by_<name>_share`): each
+  task head against the true utility, beside the fused score.
 
 An output missing from the predictions (a baseline exported before the
 `_served` output existed) contributes no request.
@@ -59,6 +62,7 @@ class TruthRanking(metric_types.Metric):
     truths: Mapping[str, str],
     position_key: str = "",
     cutoffs: Sequence[int] = (10,),
+    also: Mapping[str, str] | None = None,
     name: str = TRUTH_RANKING_NAME,
   ):
     super().__init__(
@@ -66,6 +70,7 @@ class TruthRanking(metric_types.Metric):
       truths=dict(truths),
       position_key=position_key,
       cutoffs=list(cutoffs),
+      also=dict(also or {}),
       name=name,
     )
 
@@ -77,6 +82,7 @@ def _truth_ranking(
   truths: Mapping[str, str],
   position_key: str = "",
   cutoffs: Sequence[int] = (10,),
+  also: Mapping[str, str] | None = None,
   name: str = TRUTH_RANKING_NAME,
   eval_config: config_pb2.EvalConfig | None = None,
   model_names: List[str] | None = None,
@@ -91,7 +97,8 @@ def _truth_ranking(
     for output_name in output_names or [""]:
       if output_name not in truths:
         raise ValueError(f"{name}: no truth for output {output_name!r} (truths: {dict(truths)})")
-      names = _result_names(cutoffs, bool(position_key))
+      also = dict(also or {})
+      names = _result_names(cutoffs, bool(position_key), tuple(also))
       keys = [
         metric_types.MetricKey(
           n, model_name=model_name, output_name=output_name, example_weighted=example_weighted
@@ -110,23 +117,31 @@ def _truth_ranking(
             truths[output_name],
             position_key,
             tuple(cutoffs),
+            also,
           ),
         )
       )
   return computations
 
 
-def _scores(with_position: bool) -> Tuple[str, ...]:
-  return ("model",) + (BASELINES if with_position else BASELINES[1:])
+def _scores(with_position: bool, also: Sequence[str] = ()) -> Tuple[str, ...]:
+  return (
+    ("model",) + (BASELINES if with_position else BASELINES[1:]) + tuple(f"by_{a}" for a in also)
+  )
 
 
-def _result_names(cutoffs: Sequence[int], with_position: bool) -> List[str]:
+def _shared(with_position: bool, also: Sequence[str]) -> Tuple[str, ...]:
+  """The scores whose oracle share is reported."""
+  return ("model",) + (("position",) if with_position else ()) + tuple(f"by_{a}" for a in also)
+
+
+def _result_names(
+  cutoffs: Sequence[int], with_position: bool, also: Sequence[str] = ()
+) -> List[str]:
   names = [TRUTH_REQUESTS]
   for metric in metric_names(cutoffs):
-    names += [result_name(metric, s) for s in _scores(with_position)]
-    names += [result_name(metric, share=True)]
-    if with_position:
-      names += [result_name(metric, "position", share=True)]
+    names += [result_name(metric, s) for s in _scores(with_position, also)]
+    names += [result_name(metric, s, share=True) for s in _shared(with_position, also)]
   return names
 
 
@@ -136,6 +151,7 @@ def summarise(
   requests: int,
   cutoffs: Sequence[int],
   with_position: bool,
+  also: Sequence[str] = (),
 ) -> Dict[str, float]:
   """The metric values by result name, from per-(score, metric) sums and counts
   of request values: means, and the shares of the oracle's lift over random."""
@@ -143,15 +159,12 @@ def summarise(
   for metric in metric_names(cutoffs):
     mean = {
       s: sums[(s, metric)] / counts[(s, metric)] if counts.get((s, metric)) else float("nan")
-      for s in _scores(with_position)
+      for s in _scores(with_position, also)
     }
     for s, value in mean.items():
       out[result_name(metric, s)] = value
-    out[result_name(metric, share=True)] = ranking_truth.oracle_share(mean["model"], mean["random"])
-    if with_position:
-      out[result_name(metric, "position", share=True)] = ranking_truth.oracle_share(
-        mean["position"], mean["random"]
-      )
+    for s in _shared(with_position, also):
+      out[result_name(metric, s, share=True)] = ranking_truth.oracle_share(mean[s], mean["random"])
   return out
 
 
@@ -166,8 +179,10 @@ class _TruthRankingCombiner(beam.CombineFn):
     truth_key: str,
     position_key: str,
     cutoffs: Tuple[int, ...],
+    also: Mapping[str, str],
   ):
     self._keys = keys
+    self._also = dict(also)
     self._model_name = model_name
     self._output_name = output_name
     self._truth_key = truth_key
@@ -177,9 +192,11 @@ class _TruthRankingCombiner(beam.CombineFn):
   def create_accumulator(self) -> List[Any]:
     return [{}, {}, 0]
 
-  def _prediction(self, element: metric_types.StandardMetricInputs) -> np.ndarray | None:
+  def _prediction(
+    self, element: metric_types.StandardMetricInputs, output_name: str
+  ) -> np.ndarray | None:
     prediction = element.prediction
-    for key in (self._model_name, self._output_name):
+    for key in (self._model_name, output_name):
       if key:
         if not isinstance(prediction, Mapping) or key not in prediction:
           return None
@@ -189,7 +206,7 @@ class _TruthRankingCombiner(beam.CombineFn):
   def add_input(
     self, accumulator: List[Any], element: metric_types.StandardMetricInputs
   ) -> List[Any]:
-    predictions = self._prediction(element)
+    predictions = self._prediction(element, self._output_name)
     if predictions is None:
       return accumulator
     features = element.combined_features
@@ -202,6 +219,10 @@ class _TruthRankingCombiner(beam.CombineFn):
     if self._position_key:
       position = util.get_by_keys(features, [self._position_key])
       scores["position"] = -np.asarray(position, np.float64).reshape(-1)
+    for label, output in self._also.items():
+      other = self._prediction(element, output)
+      if other is not None and other.size == predictions.size:
+        scores[f"by_{label}"] = other
     sums, counts, _ = accumulator
     for key, value in ranking_truth.request_metrics(truth, scores, self._cutoffs).items():
       sums[key] = sums.get(key, 0.0) + value
@@ -221,5 +242,7 @@ class _TruthRankingCombiner(beam.CombineFn):
 
   def extract_output(self, accumulator: List[Any]) -> Dict[metric_types.MetricKey, float]:
     sums, counts, requests = accumulator
-    values = summarise(sums, counts, requests, self._cutoffs, bool(self._position_key))
+    values = summarise(
+      sums, counts, requests, self._cutoffs, bool(self._position_key), tuple(self._also)
+    )
     return {self._keys[name]: value for name, value in values.items()}

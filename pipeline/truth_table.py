@@ -3,7 +3,7 @@ slice as rows, for the console summary and the run report: per output (the
 fused `score`, then each task) and metric (NDCG@k per cutoff, pairwise
 agreement), the model's value, the logged position order's, random's, the
 oracle's, and the model's and position's shares of the oracle's lift over
-random."""
+random; after the score's rows, each of its heads against the true utility."""
 
 from __future__ import annotations
 
@@ -57,6 +57,31 @@ def truth_rows(metrics: Mapping[str, Mapping[str, float]]) -> List[Dict[str, obj
       row.update({column: values[name] for column, name in names.items() if name in values})
       if "model" in row:
         rows.append(row)
+      rows += _head_rows(values, metric, row)
+  return rows
+
+
+def _head_rows(
+  values: Mapping[str, float], metric: str, score_row: Mapping[str, object]
+) -> List[Dict[str, object]]:
+  """The fused score's heads ranked against its truth (`..._by_<task>`), as
+  rows `<task> vs utility` beside the score's own row."""
+  prefix = result_name(metric, "by_")
+  heads = sorted(
+    n[len(prefix) :] for n in values if n.startswith(prefix) and not n.endswith("_share")
+  )
+  rows = []
+  for head in heads:
+    row: Dict[str, object] = {
+      "output": f"{head} vs utility",
+      "metric": metric,
+      "model": values[result_name(metric, f"by_{head}")],
+    }
+    share = result_name(metric, f"by_{head}", share=True)
+    if share in values:
+      row["share"] = values[share]
+    row.update({c: score_row[c] for c in ("position", "random", "oracle") if c in score_row})
+    rows.append(row)
   return rows
 
 
@@ -67,9 +92,9 @@ def console_lines(metrics: Mapping[str, Mapping[str, float]]) -> List[str]:
   lines = [
     "  ranking against the simulator's truth, per request (overall slice; share = of the "
     "oracle's lift over random):",
-    f"    {'output':<12}{'metric':<12}" + "".join(f"{c:>16}" for c in COLUMNS),
+    f"    {'output':<22}{'metric':<12}" + "".join(f"{c:>15}" for c in COLUMNS),
   ]
   for row in rows:
-    cells = "".join(f"{row[c]:>16.4f}" if c in row else f"{'-':>16}" for c in COLUMNS)
-    lines.append(f"    {row['output']:<12}{row['metric']:<12}{cells}")
+    cells = "".join(f"{row[c]:>15.4f}" if c in row else f"{'-':>15}" for c in COLUMNS)
+    lines.append(f"    {row['output']:<22}{row['metric']:<12}{cells}")
   return lines

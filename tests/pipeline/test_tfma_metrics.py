@@ -251,6 +251,13 @@ def test_truth_ranking_per_request_against_the_truth_with_baselines(
     metrics[("click", "overall")]["truth_agreement"]
     > metrics[("score", "overall")]["truth_agreement"]
   )
+  # The score's heads against the true utility (the conversion and dwell heads
+  # are not among this model's outputs: left out, not failed).
+  score = metrics[("score", "overall")]
+  by_click = np.mean([_agreement(m, "click_pred", "utility") for m in _by_request(rows)])
+  assert score["truth_agreement_by_click"] == pytest.approx(by_click, abs=1e-6)
+  assert score["truth_agreement_by_click_share"] == pytest.approx(2 * by_click - 1, abs=1e-6)
+  assert np.isnan(score["truth_agreement_by_conversion"])
   # Per slice: that slice's requests only.
   phone = _by_request(rows, lambda r: r["device"] == "phone")
   expected = np.mean([_agreement(m, "score_pred", "utility") for m in phone])
