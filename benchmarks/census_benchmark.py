@@ -1,5 +1,6 @@
-"""Census-Income (KDD): held-out AUC per task of single_task, shared_bottom, mmoe
-and ple, mean ± std over seeds, beside the published figures.
+"""Census-Income (KDD): held-out AUC per task of single_task, shared_bottom, mmoe,
+ple, stem and mmoe with MGDA-UB, mean ± std over seeds, beside the published
+figures.
 
 One Transform output serves every model: the latest `transformed_examples` and
 `transform_graph` recorded in a census pipeline root (run the pipeline first,
@@ -38,7 +39,8 @@ from models.inputs import make_input
 from models.spec import RankingSpec, load_spec
 from pipeline import config, results
 
-ARCHITECTURES = ("single_task", "shared_bottom", "mmoe", "ple")
+# A row is an architecture, or `<architecture>+<balancing>` (mmoe+mgda).
+ARCHITECTURES = ("single_task", "shared_bottom", "mmoe", "ple", "stem", "mmoe+mgda")
 # /work/shared/data/README.md: MMoE trained on the 199,523-row train split, and
 # a per-task logistic regression on an even/odd split of the test file.
 PUBLISHED = {
@@ -154,6 +156,7 @@ def main(argv=None) -> int:
   )
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   parser.add_argument("--architectures", nargs="+", default=list(ARCHITECTURES))
+  parser.add_argument("--epochs", type=int, help="a smaller budget than the spec's (quick checks)")
   parser.add_argument("--out", help="write the full result as JSON here")
   args = parser.parse_args(argv)
   started = time.perf_counter()
@@ -170,7 +173,11 @@ def main(argv=None) -> int:
   runs: Dict[str, List[Dict[str, float]]] = {}
   for architecture in args.architectures:
     for seed in args.seeds:
-      model_spec = spec.replace(model={"architecture": architecture}, training={"seed": seed})
+      name, _, balancing = architecture.partition("+")
+      model_spec = spec.replace(
+        model={"architecture": name, "balancing": balancing or "fixed"},
+        training={"seed": seed, "epochs": args.epochs or spec.training.epochs},
+      )
       begun = time.perf_counter()
       auc = train_and_score(model_spec, tft_output, examples_uri)
       runs.setdefault(architecture, []).append(auc)

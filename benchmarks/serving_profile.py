@@ -76,6 +76,15 @@ def instrument() -> None:
     return execute(self, tasks)
 
   batching.Batcher._execute = counted
+  runs_at_once = batching.Batcher._runs_at_once
+
+  def counted_alone(self, arrived):
+    alone = runs_at_once(self, arrived)
+    if alone:  # an idle batcher's request runs at once: a batch of one
+      BATCH_SIZES.append(1)
+    return alone
+
+  batching.Batcher._runs_at_once = counted_alone
 
 
 def thread_cpu() -> Dict[str, Tuple[str, float]]:

@@ -65,13 +65,27 @@ INPUTS = ("memory", "transform", "transform_streamed")
 
 NUM_NUMERIC, NUM_CATEGORICAL, MAX_VOCAB = 7, 33, 52
 TASKS = ("income", "never_married")
-ARCHITECTURES = ("single_task", "shared_bottom", "mmoe", "ple", "esmm", "aitm", "plain_mmoe")
+ARCHITECTURES = (
+  "single_task",
+  "shared_bottom",
+  "mmoe",
+  "ple",
+  "esmm",
+  "aitm",
+  "stem",
+  "mmoe_mgda",
+  "plain_mmoe",
+)
+# Rows that are another architecture with another balancer: (architecture, balancing).
+VARIANTS = {"plain_mmoe": ("mmoe", "fixed"), "mmoe_mgda": ("mmoe", "mgda")}
 
 
 def model_section(architecture: str, steps_per_execution: int) -> Dict[str, object]:
   """The benchmark's model sizes (the peers' census configuration)."""
+  architecture, balancing = VARIANTS.get(architecture, (architecture, "fixed"))
   return {
-    "architecture": "mmoe" if architecture == "plain_mmoe" else architecture,
+    "architecture": architecture,
+    "balancing": balancing,
     "embedding_dim": 8,
     "num_experts": 4,
     "expert_units": [32],

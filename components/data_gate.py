@@ -17,7 +17,9 @@ Pusher never start and nothing already pushed is touched) when
     `min_positives` (default 1; 0 turns the check off), or no negative:
     nothing to learn;
   * a conditional label is set while its parent's label is not (a conversion
-    without a click): a rule across columns, which TFDV cannot express, so
+    without a click), unless the task's `without_parent` is `drop` (counted,
+    logged and recorded as `rows_without_parent`) or `unconditional` (no
+    parent then): a rule across columns, which TFDV cannot express, so
     DataGate checks it by reading the label columns of every example.
 The message names every problem with its split, column and counts. Each
 binary label's positive rate, and its shift from the previous span, is logged
@@ -201,21 +203,19 @@ def label_rates(
   }
 
 
-def conditional_label_problems(spec: RankingSpec, file_pattern: str, split: str) -> List[str]:
-  """Counts rows whose conditional label is non-zero while the parent's is 0."""
+def rows_without_parent(spec: RankingSpec, file_pattern: str) -> Dict[str, int]:
+  """{conditional task: rows whose label is non-zero while its parent's is 0},
+  read from the split's GZIP TFRecords (a rule across columns, beyond TFDV)."""
   pairs = [(t, spec.task(t.parent)) for t in spec.tasks if t.parent]
-  if not pairs:
-    return []
-  columns = {c for t, p in pairs for c in (t.label, p.label)}
+  files = tf.io.gfile.glob(file_pattern) if pairs else []
+  if not files:
+    return {}
   dtypes = spec.raw_columns
   feature_spec = {
     c: tf.io.FixedLenFeature([], tf.int64 if dtypes[c] == "int" else tf.float32, default_value=0)
-    for c in columns
+    for c in {c for t, p in pairs for c in (t.label, p.label)}
   }
-  files = tf.io.gfile.glob(file_pattern)
-  violations = {t.name: 0 for t, _ in pairs}
-  if not files:
-    return []
+  counts = {t.name: 0 for t, _ in pairs}
   dataset = (
     tf.data.TFRecordDataset(files, compression_type="GZIP")
     .batch(_LABEL_READ_BATCH)
@@ -223,14 +223,47 @@ def conditional_label_problems(spec: RankingSpec, file_pattern: str, split: str)
   )
   for batch in dataset.as_numpy_iterator():
     for task, parent in pairs:
-      violations[task.name] += int(((batch[task.label] != 0) & (batch[parent.label] == 0)).sum())
-  return [
-    f"split {split!r}: {count} rows have {task.label!r} (task {task.name!r}) set "
-    f"while its parent {parent.label!r} (task {parent.name!r}) is 0; a "
-    f"{task.name} only exists after a {parent.name}"
-    for (task, parent) in pairs
-    if (count := violations[task.name])
-  ]
+      counts[task.name] += int(((batch[task.label] != 0) & (batch[parent.label] == 0)).sum())
+  return counts
+
+
+def without_parent_problem(spec: RankingSpec, task_name: str, count: int, split: str) -> str:
+  """What the rows are, and the spec choices that would accept them."""
+  task = spec.task(task_name)
+  parent = spec.task(task.parent)
+  field = f"tasks[{spec.task_names.index(task.name)}].without_parent"
+  return (
+    f"split {split!r}: {count} rows have {task.label!r} (task {task.name!r}) set while its "
+    f"parent {parent.label!r} (task {parent.name!r}) is 0: a {task.name} without a "
+    f"{parent.name}, which the spec says only exists after a {parent.name}. To accept such "
+    f"rows set {field}: drop (their {task.name} label is dropped; the {task.name} task "
+    f"learns and is judged on the {parent.name} rows only) or unconditional "
+    f"({task.name} becomes a task of its own on every row, without a parent)"
+  )
+
+
+def conditional_label_problems(
+  spec: RankingSpec, file_pattern: str, split: str
+) -> Tuple[List[str], Dict[str, int]]:
+  """(problems of the `stop` tasks, row counts of the `drop` tasks): the rows
+  whose conditional label is set while the parent's is 0."""
+  counts = rows_without_parent(spec, file_pattern)
+  problems, dropped = [], {}
+  for name, count in counts.items():
+    if not count:
+      continue
+    if spec.task(name).without_parent == "drop":
+      dropped[name] = count
+      logging.info(
+        "split %s: %d rows of task %s without a positive parent label: dropped from its "
+        "loss and metrics (without_parent: drop)",
+        split,
+        count,
+        name,
+      )
+    else:
+      problems.append(without_parent_problem(spec, name, count, split))
+  return problems, dropped
 
 
 class Executor(base_executor.BaseExecutor):
@@ -248,6 +281,7 @@ class Executor(base_executor.BaseExecutor):
     problems: List[str] = []
     splits = artifact_utils.decode_split_names(examples.split_names)
     current_train: statistics_pb2.DatasetFeatureStatistics | None = None
+    dropped: Dict[str, Dict[str, int]] = {}  # split -> task -> rows (without_parent: drop)
     for split in splits:
       stats = _read_stats(os.path.join(statistics.uri, f"Split-{split}", "FeatureStats.pb"))
       if split == TRAIN_SPLIT:
@@ -262,9 +296,12 @@ class Executor(base_executor.BaseExecutor):
       problems += non_finite_problems(spec, stats, split)
       if split == TRAIN_SPLIT:
         problems += label_class_problems(spec, stats, split)
-      problems += conditional_label_problems(
+      found_problems, found_dropped = conditional_label_problems(
         spec, os.path.join(examples.uri, f"Split-{split}", "*"), split
       )
+      problems += found_problems
+      if found_dropped:
+        dropped[split] = found_dropped
     result = artifact_utils.get_single_instance(output_dict["result"])
     previous_span, previous_profile = _previous_profile(result.uri, span)
     rates = {}
@@ -292,6 +329,7 @@ class Executor(base_executor.BaseExecutor):
     result.set_int_custom_property("span", span)
     result.set_int_custom_property("passed", 1)
     result.set_string_custom_property("label_rates", json.dumps(rates, sort_keys=True))
+    result.set_string_custom_property("rows_without_parent", json.dumps(dropped, sort_keys=True))
     if TRAIN_SPLIT in splits:  # the next span's drift baseline
       profile = os.path.join(result.uri, _PROFILE)
       fileio.makedirs(os.path.dirname(profile))

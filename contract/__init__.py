@@ -33,6 +33,7 @@ SERVING_SIGNATURE = "serving_default"  # serialized raw tf.Examples in, per-task
 RAW_SIGNATURE = "raw_features"  # one typed tensor per raw feature
 TRANSFORM_SIGNATURE = "transform_features"  # the TFT output, for TFMA and debugging
 EVAL_SIGNATURE = "evaluation"  # logged examples, position included (TFMA only)
+SLICE_SIGNATURE = "slice_features"  # derived features' slice values (buckets), for TFMA
 CLASSIFY_SIGNATURE = "classification"  # TF Serving's Classify API
 REGRESS_SIGNATURE = "regression"  # TF Serving's Regress API
 
@@ -63,6 +64,13 @@ WARMUP_FILENAME = "tf_serving_warmup_requests"
 WARM_START_DIRNAME = "WarmStart"
 WARM_START_REPORT_FILENAME = "warm_start.json"
 
+# --- The Evaluator's one TFMA pass (components/evaluator.py) -------------------
+# TFMA's model name of the single-task baseline (the candidate and the latest
+# blessed model keep TFMA's own, tfma.CANDIDATE_KEY and tfma.BASELINE_KEY).
+SINGLE_TASK_MODEL_NAME = "stl"
+# MTL - STL with paired bootstrap intervals, in the evaluation artifact.
+BASELINE_COMPARISON_FILENAME = "baseline_comparison.json"
+
 # --- Data layout ---------------------------------------------------------------
 TRAIN_SPLIT = "train"
 EVAL_SPLIT = "eval"
@@ -78,5 +86,4 @@ TRANSFORM_NODE = "Transform"
 TRAINER_NODE = "Trainer"
 EVALUATOR_NODE = "Evaluator"
 SINGLE_TASK_TRAINER_NODE = "SingleTaskTrainer"
-SINGLE_TASK_EVALUATOR_NODE = "SingleTaskEvaluator"
 PUSHER_NODE = "Pusher"

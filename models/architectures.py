@@ -80,6 +80,7 @@ class SharedBottomModel(MultiTaskModel):
 
   def task_logits(self, features: Tensors, training: bool | None) -> Tuple[Tensors, Tensors]:
     shared = self.bottom(self.embedding(features), training=training)[:, 0]
+    self.record_representation(shared)
     return _split_tasks(self.tasks, self.towers(shared, training=training)), {}
 
   @property
@@ -121,6 +122,8 @@ class MMoEModel(MultiTaskModel):
       x, [self.experts.first_kernel, self.gates.kernel]
     )
     experts = self.experts(x, training=training, first_matmul=first_layer)
+    # The shared variables reach the tasks through the experts and the gate logits.
+    self.record_representation(experts, gate_logits)
     mixtures, weights = self.gates(x, experts, logits=gate_logits)
     logits = _split_tasks(self.tasks, self.towers(mixtures, training=training))
     return logits, {f"gate_{t.name}": weights[:, i] for i, t in enumerate(self.tasks)}
@@ -207,7 +210,9 @@ class ESMMModel(MultiTaskModel):
     )
 
   def task_logits(self, features: Tensors, training: bool | None) -> Tuple[Tensors, Tensors]:
-    return _split_tasks(self.tasks, self.towers(self.embedding(features), training=training)), {}
+    x = self.embedding(features)
+    self.record_representation(x)
+    return _split_tasks(self.tasks, self.towers(x, training=training)), {}
 
   @property
   def shared_layers(self) -> List[keras.layers.Layer]:
@@ -321,3 +326,7 @@ class AITMModel(MultiTaskModel):
 
 
 aitm_chain = options.aitm_chain
+
+
+# STEM-Net lives in its own module; importing it registers `stem`.
+from models.stem import STEMModel  # noqa: E402, F401

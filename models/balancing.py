@@ -22,10 +22,12 @@ import tensorflow as tf
 import tf_keras as keras
 
 from models import losses as losses_lib
-from models import options
+from models import min_norm, options
 from models.spec import RankingSpec, TaskSpec
 
-GradientFn = Callable[[tf.Tensor, Sequence[tf.Variable]], List[tf.Tensor]]
+# gradient(target, variables, output_gradients=None); output_gradients seeds
+# the backward pass as in `tf.GradientTape.gradient`.
+GradientFn = Callable[..., List[tf.Tensor]]
 
 
 @dataclasses.dataclass
@@ -36,13 +38,19 @@ class GradientRequest:
     (recorded on the tape one by one in `task_loss_terms`).
   task_objectives: the T outputs of `task_objectives`, one scalar per task,
     recorded on the tape; `total_objective` is their sum, also recorded.
-  gradient: gradient(target, variables) -> dense-or-sparse gradients of a
-    recorded target, loss scaling (mixed precision) already undone; may be
-    called several times.
+  gradient: gradient(target, variables, output_gradients=None) ->
+    dense-or-sparse gradients of a recorded target, loss scaling (mixed
+    precision) already undone; may be called several times. It runs after the
+    tape stopped recording, so a target computed in `gradients` itself is
+    unconnected (zero gradients): a weighted sum of recorded targets is taken
+    as `gradient(stacked_targets, variables, output_gradients=weights)`.
   variables: every trainable variable, in the order gradients are returned.
   shared_variables: the variables shared by more than one task.
   last_shared_variables: the last shared layer's kernel(s) (GradNorm's W).
   step: the optimizer's iteration count.
+  representations: the shared representation, when the architecture records
+    one (`MultiTaskModel.record_representation`): tensors through which every
+    shared variable reaches every task loss (MGDA-UB differentiates them).
   """
 
   task_losses: tf.Tensor
@@ -54,6 +62,7 @@ class GradientRequest:
   shared_variables: Sequence[tf.Variable]
   last_shared_variables: Sequence[tf.Variable]
   step: tf.Tensor
+  representations: Sequence[tf.Tensor] = ()
 
 
 class LossBalancer(keras.layers.Layer):
@@ -266,6 +275,93 @@ class PCGrad(LossBalancer):
     return [own_gradients.get(id(v), shared_gradients.get(id(v))) for v in request.variables]
 
 
+class MGDA(LossBalancer):
+  """MGDA-UB (Sener & Koltun, NeurIPS 2018): the shared variables step along
+  the min-norm point of the convex hull of the task gradients, a direction
+  that lowers no task's loss less than |d|^2 to first order.
+
+  With a recorded shared representation Z (`request.representations`) the
+  task gradients are taken w.r.t. Z (the paper's upper-bound approximation:
+  one backward pass per task over the towers only); without one (PLE, AITM,
+  STEM) w.r.t. the shared variables (exact MGDA). Their [T, T] Gram matrix
+  (optionally normalised, `balancing_params.normalization`: none, l2, loss,
+  loss+ as in the authors' code) gives alpha on the simplex
+  (`models.min_norm`); the shared variables get the gradient of
+  sum_t c_t L_t, c_t = alpha_t / n_t * sum(loss_weight) (so that the step
+  compares with fixed weights; one backward pass of the recorded task losses
+  seeded with c), the task-specific ones their plain loss-weighted gradient. Under a strategy the Gram matrix (UB) or the task
+  gradients (exact) are all-reduced, so every replica solves the same problem.
+  """
+
+  def __init__(self, tasks: Sequence[TaskSpec], params: Mapping[str, Any], **kwargs: Any):
+    super().__init__(tasks, params, **kwargs)
+    typed = options.parse_options(options.MGDAOptions, params, "model.balancing_params")
+    self.normalization, self.max_iterations = typed.normalization, typed.max_iterations
+    self.coefficients = _state(self, "coefficients", [t.loss_weight for t in tasks])
+    self.alphas = _state(self, "alphas", [1.0 / len(tasks)] * len(tasks))
+
+  def loss_weights(self) -> tf.Tensor:
+    """The last step's c_t on the shared variables (telemetry)."""
+    return tf.convert_to_tensor(self.coefficients)
+
+  def task_objectives(self, task_losses: tf.Tensor) -> tf.Tensor:
+    return self.initial_weights * task_losses
+
+  def gradients(self, request: GradientRequest) -> List[tf.Tensor]:
+    shared_ids = {id(v) for v in request.shared_variables}
+    own = [v for v in request.variables if id(v) not in shared_ids]
+    by_id = dict(zip(map(id, own), request.gradient(request.total_objective, own)))
+    if not request.shared_variables:
+      return [by_id[id(v)] for v in request.variables]
+    if request.representations:
+      task_gradients = tf.stack(
+        [
+          flatten(request.gradient(loss, request.representations))
+          for loss in request.task_loss_terms
+        ]
+      )
+      gram = losses_lib.replica_sum(tf.matmul(task_gradients, task_gradients, transpose_b=True))
+    else:
+      task_gradients = losses_lib.replica_sum(
+        tf.stack(
+          [
+            flatten(request.gradient(loss, request.shared_variables))
+            for loss in request.task_loss_terms
+          ]
+        )
+      )
+      gram = tf.matmul(task_gradients, task_gradients, transpose_b=True)
+    scale = self._normalizers(gram, losses_lib.replica_sum(request.task_losses))
+    alpha = min_norm.min_norm_weights(gram / (scale[:, None] * scale[None, :]), self.max_iterations)
+    coefficients = tf.stop_gradient(alpha / scale * tf.reduce_sum(self.initial_weights))
+    self.alphas.assign(alpha)
+    self.coefficients.assign(coefficients)
+    # sum_t c_t dL_t/dshared: the recorded losses' backward pass seeded with c
+    # (a sum built here, after the tape stopped, would be unconnected: zero).
+    by_id.update(
+      zip(
+        map(id, request.shared_variables),
+        request.gradient(
+          request.task_losses,
+          request.shared_variables,
+          output_gradients=tf.cast(coefficients, request.task_losses.dtype),
+        ),
+      )
+    )
+    return [by_id[id(v)] for v in request.variables]
+
+  def _normalizers(self, gram: tf.Tensor, losses: tf.Tensor) -> tf.Tensor:
+    """[T] n_t dividing each task gradient before the min-norm problem."""
+    norms = tf.sqrt(tf.maximum(tf.linalg.diag_part(gram), 0.0))
+    scale = {
+      "none": tf.ones_like(losses),
+      "l2": norms,
+      "loss": losses,
+      "loss+": losses * norms,
+    }[self.normalization]
+    return tf.stop_gradient(tf.maximum(scale, 1e-12))
+
+
 def project_conflicting(task_gradients: tf.Tensor, order: tf.Tensor) -> tf.Tensor:
   """PCGrad's projection: [T, P] task gradients -> [T, P] projected ones.
   g_i loses its component along every original g_j (taken in `order`) with
@@ -306,6 +402,7 @@ STRATEGIES: Dict[str, type] = {
   "gradnorm": GradNorm,
   "dwa": DynamicWeightAverage,
   "pcgrad": PCGrad,
+  "mgda": MGDA,
 }
 
 

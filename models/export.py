@@ -8,6 +8,9 @@ for regression tasks) and the fused ranking `score` the spec declares.
 build `tf.Example`s. `classification` (or `regression`) serves the spec's
 `serving.classify_task` to TF Serving's Classify (Regress) API.
 `transform_features` returns the transformed features (TFMA and debugging).
+`slice_features` (only when the spec has derived features) returns each
+bucketized feature's bucket and each renamed feature's column value under the
+feature's name, which TFMA slices on (pipeline/eval_config.py).
 The position never enters a served request: served scores are position-free.
 `evaluation` (only when the spec has a position-bias tower) is for TFMA, not
 for serving: it reads logged examples, position included, and returns the same
@@ -42,6 +45,7 @@ from contract import (
   REGRESS_SIGNATURE,
   SERVED_OUTPUT_SUFFIX,
   SERVING_SIGNATURE,
+  SLICE_SIGNATURE,
   TRANSFORM_SIGNATURE,
 )
 from contract.signature_defs import set_signature_method_names
@@ -123,6 +127,20 @@ class ServingModule(tf.Module):
   def transform_features(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
     parsed = tf.io.parse_example(examples, self._transform_feature_spec)
     return self.tft_layer(parsed)
+
+  # Wrapped in export_serving_model: a spec without a derived feature has none.
+  def slice_features(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """Each derived feature's slice value, under its name: a bucketized
+    feature's bucket id, a renamed one's column value (the raw examples hold
+    the column, under its own name). Reads served columns only."""
+    parsed = tf.io.parse_example(examples, self._serving_feature_spec)
+    transformed = self.tft_layer(parsed)
+    values = {}
+    for name in self._spec.derived_features:
+      feature = self._spec.feature(name)
+      bucketized = feature.kind == "numeric" and feature.transform == "bucketize"
+      values[name] = tf.reshape(transformed[name] if bucketized else parsed[feature.column], [-1])
+    return values
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=CLASSIFY_INPUT)])
   def classify(self, inputs: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -208,6 +226,11 @@ def export_serving_model(
   if has_eval_signature(spec):
     signatures[EVAL_SIGNATURE] = tf.function(
       module.evaluate_logged,
+      input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)],
+    ).get_concrete_function()
+  if spec.derived_features:
+    signatures[SLICE_SIGNATURE] = tf.function(
+      module.slice_features,
       input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)],
     ).get_concrete_function()
   if classify_task.is_binary:

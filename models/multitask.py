@@ -92,6 +92,8 @@ class MultiTaskModel(keras.Model):
     self.telemetry_every_n_steps = max(1, spec.training.telemetry_every_n_steps)
     self.telemetry: telemetry.TelemetryState | None = None
     self.dense_gradients = False
+    # Set by train_step while it runs the forward pass (not tracked by Keras).
+    object.__setattr__(self, "_representation_sink", None)
 
   def build_variables(self) -> None:
     """Creates every variable now, in the caller's distribution scope, by
@@ -131,6 +133,13 @@ class MultiTaskModel(keras.Model):
     An architecture whose loss means something else for a task (ESMM, AITM)
     gives that task another head here."""
     return heads.default_heads(self.spec, self.huber_delta)
+
+  def record_representation(self, *tensors: tf.Tensor) -> None:
+    """Called by `task_logits` with the shared representation: tensors through
+    which every shared variable reaches every task's loss (MGDA-UB takes the
+    task gradients w.r.t. them). Kept only during a training step."""
+    if self._representation_sink is not None:
+      self._representation_sink.extend(tensors)
 
   # --- Common. ---------------------------------------------------------------
 
@@ -198,14 +207,21 @@ class MultiTaskModel(keras.Model):
     self.dense_gradients = bool(compile_options["jit_compile"])
 
   def _gradient_fn(self, tape: tf.GradientTape) -> balancing.GradientFn:
-    def gradient(target: tf.Tensor, variables: Sequence[tf.Variable]) -> List[tf.Tensor]:
+    def gradient(
+      target: tf.Tensor,
+      variables: Sequence[tf.Variable],
+      output_gradients: tf.Tensor | None = None,
+    ) -> List[tf.Tensor]:
       scale_loss = isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer)
       # Seeding backprop with the loss scale is scaling the loss, without an
       # op outside the tape.
+      if scale_loss:
+        scale = tf.cast(self.optimizer.loss_scale, target.dtype)
+        output_gradients = scale if output_gradients is None else output_gradients * scale
       gradients = tape.gradient(
         target,
         variables,
-        output_gradients=tf.cast(self.optimizer.loss_scale, target.dtype) if scale_loss else None,
+        output_gradients=output_gradients,
         unconnected_gradients=tf.UnconnectedGradients.ZERO,
       )
       if scale_loss:
@@ -223,7 +239,10 @@ class MultiTaskModel(keras.Model):
   def train_step(self, data: Any) -> Dict[str, tf.Tensor]:
     features, labels = data[0], losses.label_dict(self.spec, data[1])
     with tf.GradientTape(persistent=True) as tape:
+      object.__setattr__(self, "_representation_sink", [])
       logits, gates = self.forward(features, training=True, use_position=True)
+      representations = tuple(self._representation_sink)
+      object.__setattr__(self, "_representation_sink", None)
       task_losses, _ = self.task_losses(labels, logits)
       # Listed after the forward pass: an unbuilt model creates them there.
       variables = self.trainable_variables
@@ -239,6 +258,7 @@ class MultiTaskModel(keras.Model):
         shared_variables=self.shared_variables,
         last_shared_variables=self.last_shared_variables,
         step=self.optimizer.iterations,
+        representations=representations,
       )
       # Layers' own losses (kernel regularizers, activity losses): Keras adds
       # them to the training loss, and so does this step, whatever the balancer.

@@ -26,7 +26,7 @@ DEFAULT_STEPS_PER_EXECUTION = 16
 class ModelOptions:
   """Options every architecture reads."""
 
-  steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION
+  steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION  # training steps per tf.function call
   # Huber loss delta of the regression tasks, in the transformed label's units.
   huber_delta: float = 1.0
 
@@ -51,21 +51,42 @@ class NoBalancerOptions:
 
 @dataclasses.dataclass(frozen=True)
 class UncertaintyOptions:
-  initial_log_variance: float = 0.0
+  initial_log_variance: float = 0.0  # each task's starting log variance
 
 
 @dataclasses.dataclass(frozen=True)
 class DWAOptions:
-  window_steps: int = 100
-  temperature: float = 2.0
+  window_steps: int = 100  # steps averaged per loss-rate window
+  temperature: float = 2.0  # softmax temperature of the weights
 
 
 @dataclasses.dataclass(frozen=True)
 class GradNormOptions:
-  alpha: float = 1.5
-  learning_rate: float = 0.025
+  alpha: float = 1.5  # restoring force towards equal training rates
+  learning_rate: float = 0.025  # learning rate of the task weights
 
 
+MGDA_NORMALIZATIONS = ("none", "l2", "loss", "loss+")
+
+
+@dataclasses.dataclass(frozen=True)
+class MGDAOptions:
+  # How each task gradient is divided before the min-norm problem (the
+  # authors' code's choices): none, l2 (its norm), loss, loss+ (loss * norm).
+  normalization: str = "none"
+  # Frank-Wolfe iterations for more than two tasks (two: closed form).
+  max_iterations: int = 50
+
+
+# `model` fields only some architectures read (every architecture reads
+# embedding_dim, expert_units, tower_units, dropout, interaction, position_*,
+# balancing): given to another, they are an error at load.
+ARCHITECTURE_FIELDS: Dict[str, Tuple[str, ...]] = {
+  "num_experts": ("mmoe",),
+  "shared_experts": ("ple", "stem"),
+  "task_experts": ("ple", "stem"),
+  "levels": ("ple", "stem"),
+}
 ARCHITECTURE_OPTIONS: Dict[str, Type[Any]] = {
   "single_task": ModelOptions,
   "shared_bottom": ModelOptions,
@@ -73,15 +94,27 @@ ARCHITECTURE_OPTIONS: Dict[str, Type[Any]] = {
   "ple": ModelOptions,
   "esmm": ESMMOptions,
   "aitm": AITMOptions,
+  "stem": ModelOptions,
 }
+# The architectures this package ships: the reference page (docs/spec.md)
+# documents these, not ones a user or a test registers at run time.
+BUILTIN_ARCHITECTURES: Tuple[str, ...] = tuple(ARCHITECTURE_OPTIONS)
 BALANCER_OPTIONS: Dict[str, Type[Any]] = {
   "fixed": NoBalancerOptions,
   "pcgrad": NoBalancerOptions,
   "uncertainty": UncertaintyOptions,
   "dwa": DWAOptions,
   "gradnorm": GradNormOptions,
+  "mgda": MGDAOptions,
 }
-_POSITIVE = {"steps_per_execution", "huber_delta", "window_steps", "temperature", "learning_rate"}
+_POSITIVE = {
+  "steps_per_execution",
+  "huber_delta",
+  "window_steps",
+  "temperature",
+  "learning_rate",
+  "max_iterations",
+}
 
 
 def register_architecture_options(name: str, options: Type[Any] = ModelOptions) -> None:
@@ -103,6 +136,8 @@ def parse_options(options: Type[Any], raw: Mapping[str, Any], where: str) -> Any
     default = getattr(defaults, key)
     if key in ("esmm_conversion_task",):
       ok = isinstance(value, str)
+    elif key == "normalization":
+      ok = value in MGDA_NORMALIZATIONS
     elif key == "aitm_chain":
       ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
       value = tuple(value) if ok else value

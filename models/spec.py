@@ -34,11 +34,30 @@ DTYPES = ("string", "int", "float")
 CATEGORICAL_ENCODINGS = ("vocabulary", "hash")
 NUMERIC_TRANSFORMS = ("zscore", "log_zscore", "bucketize", "identity")
 TASK_TYPES = ("binary", "regression")
+# What a conditional task does with rows whose label is set while its parent's
+# is 0 (a purchase logged without a click): see TaskSpec.
+WITHOUT_PARENT_CHOICES = ("stop", "drop", "unconditional")
 REGRESSION_LABEL_TRANSFORMS = ("none", "log1p")
 REGRESSION_LOSSES = ("mse", "huber")
-BALANCING_STRATEGIES = ("fixed", "uncertainty", "gradnorm", "dwa", "pcgrad")
+BALANCING_STRATEGIES = ("fixed", "uncertainty", "gradnorm", "dwa", "pcgrad", "mgda")
 INTERACTION_KINDS = ("none", "dot", "cross")
 DATA_SOURCES = ("census", "simulator", "files")
+# The `data.params` each bundled source reads (pipeline/data/census.py,
+# pipeline/data/world.py); any other key is an error at load.
+SOURCE_PARAMS = {
+  "census": ("path", "eval_every"),
+  "simulator": (
+    "num_spans",
+    "requests_per_span",
+    "slate_size",
+    "num_users",
+    "num_items",
+    "latent_dim",
+    "seed",
+    "eval_fraction",
+    "intent_strength",
+  ),
+}
 FILE_FORMATS = ("csv", "parquet", "tfrecord")
 SPLIT_KINDS = ("patterns", "hash", "time")
 THRESHOLD_DIRECTIONS = {
@@ -87,22 +106,24 @@ class FeatureSpec:
   transform graph). Without it, DataGate stops a span holding such values.
   """
 
-  name: str
-  kind: str
-  dtype: str
+  name: str  # the feature's name: its transformed key and the model input's
+  kind: str  # what the column is (see above)
+  dtype: str  # the raw column's type (string, int, float)
   column: str = ""
-  encoding: str = "vocabulary"
-  top_k: int | None = None
-  num_oov_buckets: int = 1
-  hash_buckets: int = 0
-  num_buckets: int = 0
-  transform: str = "zscore"
+  encoding: str = "vocabulary"  # categorical only: vocabulary or hash
+  top_k: int | None = None  # vocabulary only: keep the k most frequent values (none: all)
+  num_oov_buckets: int = 1  # vocabulary only: ids for values outside the vocabulary
+  hash_buckets: int = 0  # hash only: the number of buckets
+  num_buckets: int = 0  # bucketize only: the number of quantile buckets
+  transform: str = "zscore"  # numeric only: the transform (see above)
+  # embedded features: this feature's width (none: model.embedding_dim)
   embedding_dim: int | None = None
-  max_value: int = 0
+  max_value: int = 0  # position only: the slate size (positions clip to 1..max_value)
   fill: float | None = None
   drift: float | None = None
+  # ground_truth only: the task (or `score`, the fused score) whose position-free truth it is
   truth_of: str | None = None
-  description: str = ""
+  description: str = ""  # free text (reports)
 
   @property
   def is_model_input(self) -> bool:
@@ -116,20 +137,36 @@ class FeatureSpec:
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
   """One objective. A task with `parent` is conditional: its label exists only
-  where the parent task's label is positive (conversion given click)."""
+  where the parent task's label is positive (conversion given click).
 
-  name: str
-  label: str
-  type: str = "binary"
+  `without_parent` says what rows whose label is set (non-zero) while the
+  parent's label is 0 mean (a purchase logged without its click):
+    stop:          DataGate stops the span before Transform, naming the rows
+                   (the default: the logs contradict the spec);
+    drop:          those rows' label of this task is dropped: the task's loss
+                   and metrics (Trainer and TFMA) cover the parent's positive
+                   rows only, as for every conditional task, and ESMM/AITM's
+                   product label is 0 there (the parent's 0); the rows stay
+                   for every other task. DataGate logs and records their count;
+    unconditional: the label is a task of its own, trained and judged on every
+                   row: the parent relation is dropped at load (`parent`
+                   becomes None: no mask, no TFMA weight, no ESMM product).
+  """
+
+  name: str  # the task's name: the model output, TFMA's output_name, the served key
+  label: str  # the label column
+  type: str = "binary"  # binary (sigmoid, BCE) or regression
+  # the task whose positive label this one's exists under (a conditional task)
   parent: str | None = None
-  loss_weight: float = 1.0
-  label_transform: str = "none"
-  loss: str = "bce"
+  loss_weight: float = 1.0  # the task's weight in the summed loss (fixed balancing)
+  label_transform: str = "none"  # regression only: log1p trains on log(1 + label)
+  loss: str = "bce"  # bce (binary); mse or huber (regression)
   # A binary task's train split needs at least this many positive labels (and
   # one negative): below it DataGate stops the span before Transform; 0 turns
   # the check off (a tiny sample).
   min_positives: int = 1
-  description: str = ""
+  without_parent: str = "stop"
+  description: str = ""  # free text (reports)
 
   @property
   def is_binary(self) -> bool:
@@ -148,47 +185,49 @@ class InteractionSpec:
     cross: `layers` DCN-v2 cross layers (Wang et al., 2021) on the whole input.
   """
 
-  kind: str = "none"
-  pairs: Tuple[Tuple[str, str], ...] = ()
-  layers: int = 1
+  kind: str = "none"  # none, dot or cross (see above)
+  pairs: Tuple[Tuple[str, str], ...] = ()  # dot only: pairs of embedded features
+  layers: int = 1  # cross only: DCN-v2 layers
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-  architecture: str = "mmoe"
-  embedding_dim: int = 8
-  num_experts: int = 4
-  expert_units: Tuple[int, ...] = (32,)
-  tower_units: Tuple[int, ...] = (16,)
-  shared_experts: int = 1
-  task_experts: int = 1
-  levels: int = 2
-  dropout: float = 0.0
-  position_bias: bool = False
-  position_dropout: float = 0.1
-  position_bias_task: str | None = None
-  interaction: InteractionSpec = InteractionSpec()
-  balancing: str = "fixed"
+  architecture: str = "mmoe"  # the network (docs/models.md)
+  embedding_dim: int = 8  # the width of every embedding without its own
+  num_experts: int = 4  # MMoE: experts shared by the task gates
+  expert_units: Tuple[int, ...] = (32,)  # each expert's (shared bottom's) hidden layer widths
+  tower_units: Tuple[int, ...] = (16,)  # each task tower's hidden layer widths
+  shared_experts: int = 1  # PLE, STEM: shared experts per level
+  task_experts: int = 1  # PLE, STEM: experts of each task per level
+  levels: int = 2  # PLE: extraction levels; STEM: STEM levels
+  dropout: float = 0.0  # dropout rate in experts and towers
+  position_bias: bool = False  # train a position-bias tower (needs a position feature)
+  position_dropout: float = 0.1  # position_bias: rate the position is dropped at in training
+  position_bias_task: str | None = None  # position_bias: the task it biases (none: the first)
+  interaction: InteractionSpec = InteractionSpec()  # explicit interactions (below)
+  balancing: str = "fixed"  # how task losses are weighted (docs/models.md)
+  # the balancing strategy's options (below)
   balancing_params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  # the architecture's options (below)
   params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingSpec:
-  batch_size: int = 512
-  epochs: int = 10
-  learning_rate: float = 1e-3
-  seed: int = 42
-  jit_compile: bool = False
-  mixed_precision: bool = False
-  early_stopping_patience: int = 2
-  # The validation loss early stopping watches: "" the spec-weighted sum of the
-  # task losses, else one task's (models.telemetry.early_stopping_monitor).
+  batch_size: int = 512  # examples per training step
+  epochs: int = 10  # passes over the training window
+  learning_rate: float = 1e-3  # Adam's (AdamW's) learning rate
+  seed: int = 42  # seeds the weights and the shuffle
+  jit_compile: bool = False  # XLA-compile the training step
+  mixed_precision: bool = False  # float16 compute, float32 variables
+  early_stopping_patience: int = 2  # epochs without eval improvement before stopping (0: off)
+  # the validation loss early stopping watches: "" the spec-weighted sum of the
+  # task losses, else this task's (models.telemetry.early_stopping_monitor)
   early_stopping_task: str = ""
-  weight_decay: float = 0.0
-  shuffle_buffer: int = 100_000
-  telemetry_every_n_steps: int = 100
-  eval_batch_size: int = 4096
+  weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay
+  shuffle_buffer: int = 100_000  # examples in tf.data's shuffle buffer
+  telemetry_every_n_steps: int = 100  # steps between gate and gradient telemetry summaries
+  eval_batch_size: int = 4096  # examples per eval step in the Trainer
   # Start from the latest blessed model (models/warm_start.py): matching
   # weights are loaded, embedding rows carried over by token.
   warm_start: bool = False
@@ -201,6 +240,11 @@ class Threshold:
   `value` is an absolute bound (a floor for higher-is-better metrics, a
   ceiling for lower-is-better ones); `max_regression` bounds how much worse
   than the latest blessed model the candidate may be.
+
+  Besides auc, pr_auc, log_loss (binary) and mse, mae (regression), a task or
+  the fused `score` with a ground-truth feature (`truth_of`) and a `query_key`
+  may gate the truth-based ranking metrics: `truth_ndcg@<k>` (k in
+  `ndcg_cutoffs`), `truth_agreement` and their `_share` (models/spec_truth.py).
   """
 
   task: str
@@ -216,9 +260,10 @@ class Threshold:
 
 @dataclasses.dataclass(frozen=True)
 class EvaluationSpec:
-  slices: Tuple[Tuple[str, ...], ...] = ()
+  slices: Tuple[Tuple[str, ...], ...] = ()  # TFMA slices: a column or a list of columns each
+  # the slices (of `slices`) the thresholds are also checked on
   gated_slices: Tuple[Tuple[str, ...], ...] = ()
-  thresholds: Tuple[Threshold, ...] = ()
+  thresholds: Tuple[Threshold, ...] = ()  # per task and metric: {value, max_regression} (below)
   # Slices with fewer examples are left out of summaries and the report; the
   # release gate still checks the gated slices whatever their size.
   min_slice_size: int = 200
@@ -226,8 +271,8 @@ class EvaluationSpec:
   # against the label of `gain_task` (default: the first binary task of the
   # score without a parent, the click).
   query_key: str | None = None
-  ndcg_cutoffs: Tuple[int, ...] = (5, 10)
-  gain_task: str | None = None
+  ndcg_cutoffs: Tuple[int, ...] = (5, 10)  # the k of NDCG@k
+  gain_task: str | None = None  # the ranking metrics' gain task (default: see query_key)
   # TFMA's bootstrap intervals on every metric: several times the Evaluator's cost.
   confidence_intervals: bool = False
   # Also train and evaluate one single-task network per task, same features and
@@ -248,11 +293,11 @@ class SplitSpec:
     span's time range on `column` (a numeric timestamp) go to eval.
   """
 
-  kind: str = ""
-  train: str = ""
-  eval: str = ""
-  column: str = ""
-  eval_percent: int = 20
+  kind: str = ""  # patterns, hash or time (see above)
+  train: str = ""  # patterns: the train split's file pattern
+  eval: str = ""  # patterns: the eval split's file pattern
+  column: str = ""  # hash: the column hashed; time: the numeric timestamp column
+  eval_percent: int = 20  # hash, time: the share of the span (hash buckets, time) in eval
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,14 +309,15 @@ class DataSpec:
   span) and optionally `{VERSION}`. `columns` names the fields of a headerless
   CSV in order."""
 
-  source: str
+  source: str  # census, simulator (bundled adapters) or files (your own logs)
+  # a bundled source's settings (below); none for files
   params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-  num_spans: int = 1
-  format: str = ""
-  root: str = ""
-  pattern: str = ""
-  columns: Tuple[str, ...] = ()
-  split: SplitSpec = SplitSpec()
+  num_spans: int = 1  # train on the latest N spans
+  format: str = ""  # files only: how the files are written
+  root: str = ""  # files only: the directory the patterns are under (relative: to the repository)
+  pattern: str = ""  # files only: the file pattern, with TFX's span/date/version placeholders
+  columns: Tuple[str, ...] = ()  # files only: a headerless CSV's field names, in order
+  split: SplitSpec = SplitSpec()  # files only: train/eval rule (`data.split`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,8 +325,10 @@ class ServingSpec:
   """`score` declares the fused ranking score as a product of task outputs
   raised to exponents: {click: 1, conversion: 1} means pCTR * pCVR."""
 
-  score: Mapping[str, float] = dataclasses.field(default_factory=dict)
-  classify_task: str | None = None
+  score: Mapping[str, float] = dataclasses.field(
+    default_factory=dict
+  )  # the fused score's exponent per task
+  classify_task: str | None = None  # the task TF Serving's Classify/Regress API serves
 
 
 SCHEDULE_PRESETS = ("@daily", "@weekly", "@monthly")
@@ -298,11 +346,11 @@ class ScheduleSpec:
   since `start_date` (off by default: only the latest one runs).
   """
 
-  start_date: str
-  interval: str = "@daily"
-  retries: int = 2
-  retry_delay_minutes: int = 5
-  catchup: bool = False
+  start_date: str  # the day of span 1 (an ISO date)
+  interval: str = "@daily"  # an Airflow preset or a five-field cron expression
+  retries: int = 2  # retries of a failed run
+  retry_delay_minutes: int = 5  # minutes between retries
+  catchup: bool = False  # also run the missed intervals since start_date
 
   def span_for(self, logical_date: datetime.date) -> int:
     """The span a run of `logical_date` trains up to: days since start_date, plus 1."""
@@ -311,8 +359,8 @@ class ScheduleSpec:
 
 @dataclasses.dataclass(frozen=True)
 class RankingSpec:
-  name: str
-  description: str
+  name: str  # the spec's name: the served model's name, the pipeline's and the data's directory
+  description: str  # one line on the use case (reports)
   features: Tuple[FeatureSpec, ...]
   tasks: Tuple[TaskSpec, ...]
   model: ModelSpec
@@ -321,7 +369,7 @@ class RankingSpec:
   data: DataSpec
   serving: ServingSpec
   source_path: str = ""
-  schedule: ScheduleSpec | None = None
+  schedule: ScheduleSpec | None = None  # when an orchestrator runs it (`schedule` below)
 
   # Derived views, so callers never re-derive names.
   @property
@@ -336,6 +384,18 @@ class RankingSpec:
   def truth_features(self) -> Dict[str, FeatureSpec]:
     """{task or `score`: the ground-truth feature holding its position-free truth}."""
     return {f.truth_of: f for f in self.features if f.truth_of is not None}
+
+  @property
+  def derived_features(self) -> Tuple[str, ...]:
+    """Model features whose slice value is not a raw column of their name:
+    bucketized numeric ones (sliced by bucket) and those reading a column of
+    another name (sliced by that column's value). TFMA reads both from the
+    export's `slice_features` signature."""
+    return tuple(
+      f.name
+      for f in self.model_features
+      if (f.kind == "numeric" and f.transform == "bucketize") or f.column != f.name
+    )
 
   @property
   def task_names(self) -> Tuple[str, ...]:

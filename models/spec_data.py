@@ -7,7 +7,14 @@ from __future__ import annotations
 import re
 from typing import Mapping, Tuple
 
-from models.spec import DATA_SOURCES, FILE_FORMATS, SPLIT_KINDS, DataSpec, SplitSpec
+from models.spec import (
+  DATA_SOURCES,
+  FILE_FORMATS,
+  SOURCE_PARAMS,
+  SPLIT_KINDS,
+  DataSpec,
+  SplitSpec,
+)
 from models.spec_fields import Fields as _Fields
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -24,6 +31,12 @@ def parse_data(f: _Fields, raw_columns: Mapping[str, str] | None = None) -> Data
     f.fail("must be >= 1", "num_spans")
   if source != "files":
     spec = DataSpec(source=source, params=f.get("params", dict, default={}), num_spans=num_spans)
+    unknown = sorted(set(spec.params) - set(SOURCE_PARAMS[source]))
+    if unknown:
+      f.fail(
+        f"{source} reads no {', '.join(unknown)} (its params: {', '.join(SOURCE_PARAMS[source])})",
+        f"params.{unknown[0]}",
+      )
     for key in _FILE_FIELDS:
       if key in f.raw:
         f.fail(f"only data.source files takes {key} (source is {source!r})", key)

@@ -22,6 +22,7 @@ from models.spec import (
   REGRESSION_LABEL_TRANSFORMS,
   REGRESSION_LOSSES,
   TASK_TYPES,
+  WITHOUT_PARENT_CHOICES,
   EvaluationSpec,
   FeatureSpec,
   InteractionSpec,
@@ -75,6 +76,11 @@ def parse(raw: Any, origin: str = "<spec>", source_path: str = "") -> RankingSpe
       )
   _check_acyclic(tasks, origin)
   _check_truths(features, task_names, origin)
+  # An unconditional task is its own task on every row, its declared parent
+  # checked above: no mask, no TFMA weight, no ESMM product.
+  tasks = [
+    dataclasses.replace(t, parent=None) if t.without_parent == "unconditional" else t for t in tasks
+  ]
 
   model = _parse_model(
     _Fields(top.get("model", dict, default={}), "model", origin), task_names, features
@@ -83,7 +89,7 @@ def parse(raw: Any, origin: str = "<spec>", source_path: str = "") -> RankingSpe
   evaluation = _parse_evaluation(
     _Fields(top.get("evaluation", dict, default={}), "evaluation", origin),
     tasks,
-    feature_names,
+    {f.name: f for f in features},
     {f.truth_of for f in features if f.truth_of is not None},
   )
   raw_columns = {f.column: f.dtype for f in features}
@@ -166,6 +172,32 @@ def _check_truths(features: List[FeatureSpec], task_names: List[str], origin: st
     seen[f.truth_of] = f.name
 
 
+# Feature fields read only for some kinds (or encodings, transforms): given for
+# another, they would be silently ignored, so they are an error at load.
+_FEATURE_FIELD_USE = {
+  "encoding": lambda s: s.kind == "categorical",
+  "top_k": lambda s: s.kind == "categorical" and s.encoding == "vocabulary",
+  "num_oov_buckets": lambda s: s.kind == "categorical" and s.encoding == "vocabulary",
+  "hash_buckets": lambda s: s.kind == "categorical" and s.encoding == "hash",
+  "transform": lambda s: s.kind == "numeric",
+  "num_buckets": lambda s: s.kind == "numeric" and s.transform == "bucketize",
+  "embedding_dim": lambda s: s.is_model_input and s.is_embedded,
+  "max_value": lambda s: s.kind == "position",
+  "truth_of": lambda s: s.kind == "ground_truth",
+}
+_FEATURE_FIELD_USERS = {
+  "encoding": "categorical features",
+  "top_k": "vocabulary-encoded categorical features",
+  "num_oov_buckets": "vocabulary-encoded categorical features",
+  "hash_buckets": "hash-encoded categorical features",
+  "transform": "numeric features",
+  "num_buckets": "numeric features with transform bucketize",
+  "embedding_dim": "embedded features (categorical, bucketized numeric)",
+  "max_value": "the position feature",
+  "truth_of": "ground_truth features",
+}
+
+
 def _parse_feature(f: _Fields) -> FeatureSpec:
   name = f.get("name", str, required=True)
   kind = f.get("kind", str, required=True, choices=FEATURE_KINDS)
@@ -196,8 +228,9 @@ def _parse_feature(f: _Fields) -> FeatureSpec:
     description=f.get("description", str, default=""),
   )
   f.done()
-  if spec.truth_of is not None and kind != "ground_truth":
-    f.fail("truth_of is for ground_truth features", "truth_of")
+  for key, used in _FEATURE_FIELD_USE.items():
+    if key in f.raw and not used(spec):
+      f.fail(f"only {_FEATURE_FIELD_USERS[key]} read {key}; this one is {kind}", key)
   if spec.fill is not None and (kind != "numeric" or not math.isfinite(spec.fill)):
     f.fail("fill is for numeric features and must be a finite number", "fill")
   if spec.drift is not None and (kind not in ("categorical", "numeric") or not 0 < spec.drift <= 1):
@@ -233,9 +266,13 @@ def _parse_task(f: _Fields) -> TaskSpec:
       choices=("bce",) if task_type == "binary" else REGRESSION_LOSSES,
     ),
     min_positives=f.get("min_positives", int, default=1),
+    without_parent=f.get("without_parent", str, default="stop", choices=WITHOUT_PARENT_CHOICES),
     description=f.get("description", str, default=""),
   )
   f.done()
+  if spec.without_parent != "stop" and spec.parent is None:
+    f.fail("only a task with a parent takes without_parent", "without_parent")
+
   if spec.loss_weight < 0 or not math.isfinite(spec.loss_weight):
     f.fail("must be a finite number >= 0", "loss_weight")
   if spec.is_binary and spec.label_transform != "none":
@@ -317,6 +354,15 @@ def _parse_model(
     params=f.get("params", dict, default={}),
   )
   f.done()
+  for key, readers in options.ARCHITECTURE_FIELDS.items():
+    if key in f.raw and spec.architecture not in readers:
+      f.fail(
+        f"only architecture {' or '.join(readers)} reads {key} (this one is {spec.architecture!r})",
+        key,
+      )
+  for key in ("position_bias_task", "position_dropout"):
+    if key in f.raw and not spec.position_bias:
+      f.fail("is read only with position_bias: true", key)
   if spec.position_bias_task is not None and spec.position_bias_task not in task_names:
     f.fail(f"{spec.position_bias_task!r} is not a task", "position_bias_task")
   return spec
@@ -339,11 +385,31 @@ def _parse_training(f: _Fields) -> TrainingSpec:
   for key in ("early_stopping_patience", "shuffle_buffer", "telemetry_every_n_steps"):
     if values[key] < (0 if key == "early_stopping_patience" else 1):
       f.fail("must be >= " + ("0" if key == "early_stopping_patience" else "1"), key)
+  if "early_stopping_task" in f.raw and values["early_stopping_patience"] == 0:
+    f.fail("is read only with early_stopping_patience > 0", "early_stopping_task")
   return TrainingSpec(**values)
 
 
+def _check_sliceable(f: _Fields, feature: FeatureSpec, where: str) -> None:
+  """TFMA slices on raw columns by name, and on model features derived from a
+  column (bucketized, renamed) through the export's `slice_features`
+  signature; an identifier or ground truth reading a column of another name is
+  neither."""
+  if feature.name == feature.column or feature.is_model_input:
+    return
+  f.fail(
+    f"{feature.name!r} reads column {feature.column!r} and is no model input ({feature.kind}): "
+    "TFMA slices on raw columns by their name, and on model features through the export; "
+    f"declare it with name {feature.column!r} to slice on it",
+    where,
+  )
+
+
 def _parse_evaluation(
-  f: _Fields, tasks: List[TaskSpec], feature_names: set, truth_targets: set = frozenset()
+  f: _Fields,
+  tasks: List[TaskSpec],
+  feature_names: Mapping[str, FeatureSpec],
+  truth_targets: set = frozenset(),
 ) -> EvaluationSpec:
   def slices(key: str) -> Tuple[Tuple[str, ...], ...]:
     result = []
@@ -354,6 +420,7 @@ def _parse_evaluation(
       for c in columns:
         if c not in feature_names:
           f.fail(f"{c!r} is not a declared feature", f"{key}[{i}]")
+        _check_sliceable(f, feature_names[c], f"{key}[{i}]")
       result.append(tuple(columns))
     return tuple(result)
 

@@ -13,6 +13,7 @@ from typing import List, Mapping, Tuple
 from models.spec import SpecError, load_spec
 from pipeline import config, report_cli
 from pipeline.data.errors import DataError
+from pipeline.draft import cli as draft_cli
 from pipeline.schedule import cli as schedule_cli
 from pipeline.schedule import dates
 from serving import cli as serving_cli
@@ -188,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
   prepare = commands.add_parser("prepare-data", help="write the spec's bundled data as spans")
   _add_location_flags(prepare)
   prepare.set_defaults(func=_prepare_data)
+  draft_cli.register(commands)
   report_cli.register(commands)
   schedule_cli.register(commands)
   serving_cli.register(commands, spec_columns=_spec_columns)

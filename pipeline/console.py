@@ -61,12 +61,17 @@ def render_summary(summary: RunSummary) -> str:
     )
   lines += truth_table.console_lines(summary.metrics)
   if summary.single_task_baseline:
-    lines.append("  multi-task (MTL) against single-task (STL) baselines, overall slice, one seed:")
-    lines.append(f"    {'task':<16}{'metric':<28}{'MTL':>10}{'STL':>10}{'MTL - STL':>12}")
+    lines.append(
+      "  multi-task (MTL) against single-task (STL) baselines, overall slice, one seed;"
+      " 95 % paired bootstrap interval of MTL - STL over the eval rows:"
+    )
+    lines.append(
+      f"    {'task':<16}{'metric':<28}{'MTL':>10}{'STL':>10}{'MTL - STL':>12}  {'interval':<20}"
+    )
     for row in summary.single_task_baseline:
       lines.append(
         f"    {row['task']:<16}{row['metric']:<28}{row['multi_task']:>10.4f}"
-        f"{row['single_task']:>10.4f}{row['delta']:>+12.4f}  {row['verdict']}"
+        f"{row['single_task']:>10.4f}{row['delta']:>+12.4f}  {_interval(row):<20}  {row['verdict']}"
       )
   if summary.blessed:
     lines.append("  blessed: yes")
@@ -155,3 +160,9 @@ class Progress(logging.Handler):
     else:
       self.seconds[node] = now - self.started.get(node, now)
       print(f"[mtlrank] {node} done in {self.seconds[node]:.1f} s", file=self.stream, flush=True)
+
+
+def _interval(row: Dict[str, object]) -> str:
+  """`[lower, upper]` of a comparison's difference, or `-` without one."""
+  lower, upper = row.get("delta_lower"), row.get("delta_upper")
+  return "-" if lower is None else f"[{lower:+.4f}, {upper:+.4f}]"

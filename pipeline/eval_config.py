@@ -18,14 +18,24 @@ both against the label of the spec's gain task (the click); with truth columns
 against its truth per request (`truth_metrics_specs`). With
 `evaluation.confidence_intervals`, TFMA computes an interval for every metric.
 
-`single_task_eval_config` is the same without gates, for the single-task
-baseline: it is compared, never released.
+`multi_model_eval_config` evaluates the candidate, the latest blessed model
+(when there is one) and the single-task baseline (when the spec asks for it)
+in one TFMA pass: the gated metrics on the candidate and the blessed model
+(the no-regression gate is candidate against blessed), the same metrics
+without gates on the single-task model, which is compared, never released.
 
 With a position-bias tower TFMA calls the export's `evaluation` signature, not
 `serving_default`: logged clicks are position-biased and served scores are
 not, so the position-biased task is judged with its position logit added (its
 fit to the logs); the other outputs, and the fused score, are the served ones
 (docs/evaluation.md).
+
+A slice on a bucketized feature (census's `age_bucket`) is a slice per
+bucket, and one on a feature reading a column of another name (Ali-CCP's
+`user_gender`, column `124`) a slice per value of that column, named after
+the feature: TFMA calls the export's `slice_features` signature for them. A
+slice on an identifier or ground truth of a column of another name is refused
+at load (models/spec_parsing.py): it is no model input, so not served.
 """
 
 from __future__ import annotations
@@ -35,7 +45,14 @@ from typing import Dict, List
 
 import tensorflow_model_analysis as tfma
 
-from contract import EVAL_SIGNATURE, FUSED_SCORE_OUTPUT, SERVED_OUTPUT_SUFFIX, SERVING_SIGNATURE
+from contract import (
+  EVAL_SIGNATURE,
+  FUSED_SCORE_OUTPUT,
+  SERVED_OUTPUT_SUFFIX,
+  SERVING_SIGNATURE,
+  SINGLE_TASK_MODEL_NAME,
+  SLICE_SIGNATURE,
+)
 from models.export import has_eval_signature
 from models.spec import RankingSpec, TaskSpec, Threshold
 from models.spec_truth import is_truth_metric
@@ -50,27 +67,41 @@ GATE_METRICS: Dict[str, tuple] = {
   "mse": ("MeanSquaredError", "mean_squared_error"),
   "mae": ("MeanAbsoluteError", "mean_absolute_error"),
 }
+# TFMA feeds every example of every slice to each distinct combiner, in Python:
+# per binary task three (example count, the calibration histogram that AUC,
+# PR-AUC, the plot, ECE and calibration share, log loss); a weighted
+# (conditional) task also counts its weight. Calibration, mean label and mean
+# prediction come from the histogram (tfma_metrics.HistogramCalibration), not
+# from TFMA's fourth combiner (docs/evaluation.md).
 BINARY_METRICS = (
   "ExampleCount",
-  "WeightedExampleCount",
   "AUC",
   "AUCPrecisionRecall",
   "BinaryCrossEntropy",
-  "Calibration",
-  "MeanLabel",
-  "MeanPrediction",
 )
+WEIGHTED_METRICS = ("WeightedExampleCount",)
 BINARY_PLOTS = ("CalibrationPlot",)
 CUSTOM_METRICS_MODULE = tfma_metrics.__name__
-BINARY_CUSTOM_METRICS = (tfma_metrics.ExpectedCalibrationError.__name__,)
+BINARY_CUSTOM_METRICS = (
+  tfma_metrics.ExpectedCalibrationError.__name__,
+  tfma_metrics.HistogramCalibration.__name__,
+)
 REGRESSION_METRICS = (
   "ExampleCount",
-  "WeightedExampleCount",
   "MeanSquaredError",
   "MeanAbsoluteError",
   "MeanLabel",
   "MeanPrediction",
 )
+
+
+def sliced_derived_features(spec: RankingSpec) -> List[str]:
+  """The derived features a slice names (a bucketized feature, a feature
+  reading a column of another name): TFMA takes their values from the export's
+  `slice_features` signature (its transformed features, searched before the
+  raw ones), as the raw examples hold the column under its own name."""
+  derived = set(spec.derived_features)
+  return sorted({c for s in spec.evaluation.slices for c in s if c in derived})
 
 
 def slicing_specs(spec: RankingSpec) -> List[tfma.SlicingSpec]:
@@ -109,6 +140,8 @@ def _metric_configs(
     if with_gates and t.task == task.name and t.metric in GATE_METRICS
   }
   names = (BINARY_METRICS + BINARY_PLOTS) if task.is_binary else REGRESSION_METRICS
+  if task.parent:
+    names = names[:1] + WEIGHTED_METRICS + names[1:]
   configs = []
   for class_name in names:
     config = tfma.MetricConfig(class_name=class_name)
@@ -214,6 +247,7 @@ def eval_config_from_spec(spec: RankingSpec, with_gates: bool = True) -> tfma.Ev
     # TFMA's adaptive batching settles on batches of ~40 examples; one large
     # batch per inference call is several times faster on CPU.
     inference_batch_size=INFERENCE_BATCH_SIZE,
+    preprocessing_function_names=[SLICE_SIGNATURE] if sliced_derived_features(spec) else [],
   )
   metrics_specs = [
     tfma.MetricsSpec(output_names=[t.name], metrics=_metric_configs(spec, t, with_gates))
@@ -233,3 +267,40 @@ def eval_config_from_spec(spec: RankingSpec, with_gates: bool = True) -> tfma.Ev
     metrics_specs=metrics_specs,
     options=options,
   )
+
+
+def multi_model_eval_config(
+  spec: RankingSpec, has_baseline: bool, has_single_task: bool
+) -> tfma.EvalConfig:
+  """One EvalConfig for the candidate, the blessed baseline and the single-task model.
+
+  Only the models present get a ModelSpec; TFMA names a lone model "". The
+  single-task model's metrics carry no threshold, so the blessing is the
+  candidate's against its value floors and the blessed model alone.
+  """
+  config = eval_config_from_spec(spec)
+  if not (has_baseline or has_single_task):
+    return config
+  candidate = config.model_specs[0]
+  candidate.name = tfma.CANDIDATE_KEY
+  gated_models = [tfma.CANDIDATE_KEY]
+  if has_baseline:
+    baseline = config.model_specs.add()
+    baseline.CopyFrom(candidate)
+    baseline.name, baseline.is_baseline = tfma.BASELINE_KEY, True
+    gated_models.append(tfma.BASELINE_KEY)
+  for metrics_spec in config.metrics_specs:
+    metrics_spec.model_names[:] = gated_models
+  if has_single_task:
+    single = config.model_specs.add()
+    single.CopyFrom(candidate)
+    single.name = SINGLE_TASK_MODEL_NAME
+    for task in spec.tasks:
+      config.metrics_specs.append(
+        tfma.MetricsSpec(
+          output_names=[task.name],
+          model_names=[SINGLE_TASK_MODEL_NAME],
+          metrics=_metric_configs(spec, task, with_gates=False),
+        )
+      )
+  return config

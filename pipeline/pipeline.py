@@ -14,8 +14,9 @@ Transform's cache. DataGate gets the whole spec: the run's record of it.
 
 With `evaluation.single_task_baseline`, a second Trainer trains the
 `single_task` architecture on the same Transform output with the same budget,
-and a second Evaluator (no gates, no baseline model) evaluates it on the same
-eval split; nothing downstream consumes it: it is reported, never pushed.
+and the Evaluator evaluates it in the same TFMA pass as the candidate and the
+blessed model (components/evaluator.py: no gates on it) and writes MTL - STL
+with paired bootstrap intervals; it is reported, never pushed.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from components import example_gen as example_gen_lib
 from components import pusher as pusher_lib
 from components import span_window
 from components.data_gate import DataGate
+from components.evaluator import RankingEvaluator
 from contract import (
   DATA_GATE_NODE,
   EVAL_SPLIT,
@@ -38,7 +40,6 @@ from contract import (
   EXAMPLE_GEN_NODE,
   EXAMPLE_VALIDATOR_NODE,
   PUSHER_NODE,
-  SINGLE_TASK_EVALUATOR_NODE,
   SINGLE_TASK_TRAINER_NODE,
   SPAN_DIR_PATTERN,
   STATISTICS_GEN_NODE,
@@ -50,7 +51,6 @@ from models.features import SPEC_CONFIG_KEY
 from models.spec import RankingSpec
 from pipeline import config
 from pipeline.data import files as files_source
-from pipeline.eval_config import eval_config_from_spec
 
 PREPROCESSING_FN = "models.features.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
@@ -172,12 +172,20 @@ def create_pipeline(
     # Warm start from the model the Evaluator compares against.
     base_model=baseline.outputs["model"] if spec.training.warm_start else None,
   ).with_id(TRAINER_NODE)
-  evaluator = tfx.components.Evaluator(
+  single_task_trainer = (
+    _trainer(spec.trainer_view(SINGLE_TASK_ARCHITECTURE), transform, curated_schema).with_id(
+      SINGLE_TASK_TRAINER_NODE
+    )
+    if spec.evaluation.single_task_baseline
+    else None
+  )
+  evaluator = RankingEvaluator(
     examples=example_gen.outputs["examples"],
     model=trainer.outputs["model"],
+    spec=spec,
     baseline_model=baseline.outputs["model"],
+    single_task_model=single_task_trainer.outputs["model"] if single_task_trainer else None,
     example_splits=[EVAL_SPLIT],
-    eval_config=eval_config_from_spec(spec),
   ).with_id(EVALUATOR_NODE)
 
   pusher = tfx.components.Pusher(
@@ -191,18 +199,8 @@ def create_pipeline(
     custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_lib.Executor),
   ).with_id(PUSHER_NODE)
 
-  components = ingestion + window_nodes + [transform, trainer, baseline, evaluator, pusher]
-  if spec.evaluation.single_task_baseline:
-    single_task_trainer = _trainer(
-      spec.trainer_view(SINGLE_TASK_ARCHITECTURE), transform, curated_schema
-    ).with_id(SINGLE_TASK_TRAINER_NODE)
-    single_task_evaluator = tfx.components.Evaluator(
-      examples=example_gen.outputs["examples"],
-      model=single_task_trainer.outputs["model"],
-      example_splits=[EVAL_SPLIT],
-      eval_config=eval_config_from_spec(spec, with_gates=False),
-    ).with_id(SINGLE_TASK_EVALUATOR_NODE)
-    components += [single_task_trainer, single_task_evaluator]
+  trainers = [trainer] + ([single_task_trainer] if single_task_trainer else [])
+  components = ingestion + window_nodes + [transform, *trainers, baseline, evaluator, pusher]
   return tfx.dsl.Pipeline(components=components, **pipeline_args)
 
 

@@ -17,11 +17,12 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from contract import (
+  BASELINE_COMPARISON_FILENAME,
   EVALUATOR_NODE,
   FUSED_SCORE_OUTPUT,
   PUSHER_NODE,
   SERVED_OUTPUT_SUFFIX,
-  SINGLE_TASK_EVALUATOR_NODE,
+  SINGLE_TASK_MODEL_NAME,
   TRAINER_NODE,
   TRANSFORM_NODE,
   WARM_START_DIRNAME,
@@ -73,6 +74,10 @@ class BaselineComparison:
   multi_task: float
   single_task: float
   higher_is_better: bool
+  # The paired bootstrap interval of MTL - STL (pipeline/model_comparison.py),
+  # None where it could not be computed.
+  delta_lower: float | None = None
+  delta_upper: float | None = None
 
   @property
   def delta(self) -> float:
@@ -81,7 +86,10 @@ class BaselineComparison:
 
   @property
   def verdict(self) -> str:
-    if self.delta == 0:
+    """ "tie" when the interval holds zero (or, without one, the values are equal)."""
+    if self.delta == 0 or (
+      self.delta_lower is not None and self.delta_lower <= 0 <= self.delta_upper
+    ):
       return "tie"
     return "MTL better" if (self.delta > 0) == self.higher_is_better else "STL better"
 
@@ -151,7 +159,12 @@ def latest_run(metadata_path: Path) -> RunOutcome:
 
   blessing = output_of(EVALUATOR_NODE, "ModelBlessing")
   evaluation = output_of(EVALUATOR_NODE, "ModelEvaluation")
-  single_task_evaluation = output_of(SINGLE_TASK_EVALUATOR_NODE, "ModelEvaluation")
+  # The single-task model is evaluated in the Evaluator's own TFMA pass.
+  single_task_evaluation = (
+    evaluation
+    if evaluation is not None and Path(evaluation.uri, BASELINE_COMPARISON_FILENAME).exists()
+    else None
+  )
   pushed = output_of(PUSHER_NODE, "PushedModel")
   blessed = bool(blessing and _int(blessing, "blessed"))
   reasons = []
@@ -269,9 +282,12 @@ def _metric_name(key) -> str:
   return name + ("_diff" if key.is_diff else "")
 
 
-def slice_metrics(spec: RankingSpec, evaluation_uri: str) -> Dict[tuple, Dict[str, float]]:
-  """{(task, slice name): {metric: value}} of the candidate model, on the overall
-  slice and every slice with at least `evaluation.min_slice_size` examples.
+def slice_metrics(
+  spec: RankingSpec, evaluation_uri: str, model: str | None = None
+) -> Dict[tuple, Dict[str, float]]:
+  """{(task, slice name): {metric: value}} of one model (default the candidate),
+  on the overall slice and every slice with at least `evaluation.min_slice_size`
+  examples.
 
   The fused score's ranking metrics come under the task `score`. Where TFMA
   computed a confidence interval, `<metric>_lower` and `<metric>_upper` hold it.
@@ -282,12 +298,15 @@ def slice_metrics(spec: RankingSpec, evaluation_uri: str) -> Dict[tuple, Dict[st
   # the truth) reports under the task: its metric names start with `truth_`.
   outputs = {t: t for t in (*spec.task_names, FUSED_SCORE_OUTPUT)}
   outputs.update({t + SERVED_OUTPUT_SUFFIX: t for t in spec.task_names})
+  # TFMA names a lone model "", the candidate "candidate" beside others.
+  model = model or tfma.CANDIDATE_KEY
+  names = {model, ""} if model == tfma.CANDIDATE_KEY else {model}
   result: Dict[tuple, Dict[str, float]] = {}
   for metrics in tfma.load_metrics(evaluation_uri):
     slice_name = _slice_name(metrics.slice_key)
     for kv in metrics.metric_keys_and_values:
       key = kv.key
-      if key.model_name == "baseline" or key.output_name not in outputs:
+      if key.model_name not in names or key.output_name not in outputs:
         continue
       if kv.value.HasField("double_value"):
         name = _metric_name(key)
@@ -310,19 +329,41 @@ def slice_metrics(spec: RankingSpec, evaluation_uri: str) -> Dict[tuple, Dict[st
   }
 
 
-def compare_with_single_task(
-  spec: RankingSpec, multi_task_uri: str, single_task_uri: str
-) -> List[BaselineComparison]:
+def compare_with_single_task(spec: RankingSpec, evaluation_uri: str) -> List[BaselineComparison]:
   """Per task, slice and compared metric: the multi-task model against the
-  single-task baseline evaluated on the same eval split."""
-  multi = slice_metrics(spec, multi_task_uri)
-  single = slice_metrics(spec, single_task_uri)
+  single-task baseline, both from the Evaluator's one TFMA pass on the same eval
+  split, with the paired bootstrap interval of the difference."""
+  multi = slice_metrics(spec, evaluation_uri)
+  single = slice_metrics(spec, evaluation_uri, model=SINGLE_TASK_MODEL_NAME)
+  intervals = bootstrap_intervals(evaluation_uri)
   comparisons = []
   for (task, slice_name), values in multi.items():
     other = single.get((task, slice_name), {})
     for metric, higher in COMPARED_METRICS.items():
       if metric in values and metric in other:
         comparisons.append(
-          BaselineComparison(task, slice_name, metric, values[metric], other[metric], higher)
+          _comparison(task, slice_name, metric, values[metric], other[metric], higher, intervals)
         )
   return comparisons
+
+
+def bootstrap_intervals(evaluation_uri: str) -> Dict[tuple, Dict[str, float]]:
+  """{(task, slice, metric): {estimate, lower, upper}} of MTL - STL, or {}."""
+  path = Path(evaluation_uri, BASELINE_COMPARISON_FILENAME)
+  if not path.exists():
+    return {}
+  rows = json.loads(path.read_text())["intervals"]
+  return {(r["task"], r["slice"], r["metric"]): r for r in rows}
+
+
+def _comparison(task, slice_name, metric, multi, single, higher, intervals) -> BaselineComparison:
+  """TFMA's values; the bootstrap's quantiles moved onto TFMA's difference (the
+  bootstrap's own estimators bucket the predictions, TFMA's differ slightly)."""
+  found = intervals.get((task, slice_name, metric))
+  if found is None:
+    return BaselineComparison(task, slice_name, metric, multi, single, higher)
+  shift = (multi - single) - found["estimate"]
+  return BaselineComparison(
+    task, slice_name, metric, multi, single, higher,
+    delta_lower=found["lower"] + shift, delta_upper=found["upper"] + shift,
+  )  # fmt: skip

@@ -261,9 +261,7 @@ def summarize(spec: RankingSpec, paths: config.PipelinePaths, wall_seconds: floa
   outcome = results.latest_run(paths.metadata_path)
   metrics = results.task_metrics(spec, outcome.evaluation_uri) if outcome.evaluation_uri else {}
   comparisons = (
-    results.compare_with_single_task(
-      spec, outcome.evaluation_uri, outcome.single_task_evaluation_uri
-    )
+    results.compare_with_single_task(spec, outcome.evaluation_uri)
     if outcome.evaluation_uri and outcome.single_task_evaluation_uri
     else []
   )
@@ -289,6 +287,8 @@ def summarize(spec: RankingSpec, paths: config.PipelinePaths, wall_seconds: floa
         "multi_task": c.multi_task,
         "single_task": c.single_task,
         "delta": c.delta,
+        "delta_lower": c.delta_lower,
+        "delta_upper": c.delta_upper,
         "verdict": c.verdict,
       }
       for c in comparisons

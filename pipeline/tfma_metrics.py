@@ -1,4 +1,5 @@
-"""Custom TFMA metrics: expected calibration error and per-request (grouped) AUC.
+"""Custom TFMA metrics: expected calibration error, calibration from the shared
+histogram, and per-request (grouped) AUC.
 
 TFMA 0.47 ships neither. Both are real TFMA metrics, computed by the Evaluator
 per slice like the built-in ones; `pipeline.eval_config` references them by
@@ -7,6 +8,8 @@ per slice like the built-in ones; `pipeline.eval_config` references them by
 * `ExpectedCalibrationError`: sum over `num_bins` equal-width prediction bins of
   (weight of the bin / total weight) * |mean label - mean prediction|, derived
   from TFMA's calibration histogram (the one CalibrationPlot already computes).
+* `HistogramCalibration`: calibration, mean label and mean prediction from
+  that same histogram's bucket sums, instead of TFMA's separate combiner.
 * `GroupedAUC`: used with a `MetricsSpec.query_key`; the mean over requests
   holding both a positive and a negative `label_key` of the AUC of the model's
   prediction within the request (ties count one half). A request with a
@@ -29,6 +32,9 @@ GROUPED_AUC_NAME = "grouped_auc"
 GROUPED_AUC_REQUESTS_NAME = "grouped_auc_requests"
 REQUESTS_NAME = "requests"
 DEFAULT_ECE_BINS = 10
+CALIBRATION_NAME = "calibration"
+MEAN_LABEL_NAME = "mean_label"
+MEAN_PREDICTION_NAME = "mean_prediction"
 
 
 class ExpectedCalibrationError(metric_types.Metric):
@@ -95,6 +101,75 @@ def _expected_calibration_error(
     return {key: expected_calibration_error(buckets, num_bins)}
 
   computations.append(metric_types.DerivedMetricComputation(keys=[key], result=result))
+  return computations
+
+
+class HistogramCalibration(metric_types.Metric):
+  """Calibration (mean prediction / mean label), mean label and mean prediction
+  from the calibration histogram AUC, PR-AUC, the plot and ECE already share.
+
+  TFMA's Calibration, MeanLabel and MeanPrediction feed every example of every
+  slice into one more combiner; the histogram's bucket sums hold the same
+  weighted totals, so these come at no per-example cost. Same names and values
+  as TFMA's (up to float summation order).
+  """
+
+  def __init__(self, name: str = CALIBRATION_NAME):
+    super().__init__(metric_util.merge_per_key_computations(_histogram_calibration), name=name)
+
+
+metric_types.register_metric(HistogramCalibration)
+
+
+def _histogram_calibration(
+  name: str = CALIBRATION_NAME,
+  eval_config: config_pb2.EvalConfig | None = None,
+  model_name: str = "",
+  output_name: str = "",
+  sub_key: metric_types.SubKey | None = None,
+  aggregation_type: metric_types.AggregationType | None = None,
+  class_weights: Dict[int, float] | None = None,
+  example_weighted: bool = False,
+) -> metric_types.MetricComputations:
+  keys = {
+    metric: metric_types.MetricKey(
+      name=metric,
+      model_name=model_name,
+      output_name=output_name,
+      sub_key=sub_key,
+      example_weighted=example_weighted,
+    )
+    for metric in (name, MEAN_LABEL_NAME, MEAN_PREDICTION_NAME)
+  }
+  # TFMA's default histogram (10,000 buckets on [0, 1]): the AUC's, so it is computed once.
+  computations = calibration_histogram.calibration_histogram(
+    eval_config=eval_config,
+    model_name=model_name,
+    output_name=output_name,
+    sub_key=sub_key,
+    left=0.0,
+    right=1.0,
+    aggregation_type=aggregation_type,
+    class_weights=class_weights,
+    example_weighted=example_weighted,
+  )
+  histogram_key = computations[-1].keys[-1]
+
+  def result(metrics: Dict[metric_types.MetricKey, Any]) -> Dict[metric_types.MetricKey, Any]:
+    buckets = metrics[histogram_key]
+    weight = sum(b.weighted_examples for b in buckets)
+    labels = sum(b.weighted_labels for b in buckets)
+    predictions = sum(b.weighted_predictions for b in buckets)
+    nan = float("nan")
+    return {
+      keys[name]: predictions / labels if labels else nan,
+      keys[MEAN_LABEL_NAME]: labels / weight if weight else nan,
+      keys[MEAN_PREDICTION_NAME]: predictions / weight if weight else nan,
+    }
+
+  computations.append(
+    metric_types.DerivedMetricComputation(keys=list(keys.values()), result=result)
+  )
   return computations
 
 

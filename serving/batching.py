@@ -10,8 +10,14 @@ UNAVAILABLE. A request larger than `max_batch_size` runs on its own instead of
 failing.
 
 There are no batch threads: the request that opens a batch leads it (waits,
-runs it and wakes the others), which saves two thread hand-offs per batch; a
-lone request therefore runs in its own thread after the timeout.
+runs it and wakes the others), which saves two thread hand-offs per batch.
+
+One departure from TF Serving: a request that finds no batch open, none
+waiting or running, and no other request arrived within the timeout before it
+runs at once in its own thread instead of waiting out the timeout (TF
+Serving's shared_batch_scheduler waits: IsOpenBatchSchedulable). Such a
+request had nothing to merge with by the time the last one arrived, so the
+wait would only add latency to a lone client.
 """
 
 from __future__ import annotations
@@ -45,18 +51,17 @@ class BatchingOptions:
 
 
 class _Task:
-  __slots__ = ("inputs", "size", "done", "outputs", "error")
+  __slots__ = ("inputs", "size", "outputs", "error")
 
   def __init__(self, inputs: Tensors, size: int):
     self.inputs = inputs
     self.size = size
-    self.done = threading.Event()
     self.outputs: Tensors | None = None
     self.error: BaseException | None = None
 
 
 class _Batch:
-  __slots__ = ("key", "tasks", "size", "closing")
+  __slots__ = ("key", "tasks", "size", "closing", "done")
 
   def __init__(self, key: tuple):
     self.key = key
@@ -64,6 +69,8 @@ class _Batch:
     self.size = 0
     # Set when the batch is full or must give way to an incompatible request.
     self.closing = threading.Event()
+    # One event for all followers: the leader sets it once the batch ran.
+    self.done = threading.Event()
 
 
 def batch_size_of(inputs: Tensors) -> int | None:
@@ -89,6 +96,8 @@ class Batcher:
     self._lock = threading.Lock()
     self._open: _Batch | None = None
     self._waiting_batches = 0
+    self._running_batches = 0
+    self._last_arrival = float("-inf")
     self._slots = threading.BoundedSemaphore(options.num_batch_threads)
 
   def __call__(self, inputs: Tensors) -> Tensors:
@@ -96,18 +105,44 @@ class Batcher:
     if size is None or size == 0 or size > self._options.max_batch_size:
       return self._run(inputs)
     task = _Task(inputs, size)
-    batch, leads = self._join(task, _merge_key(inputs))
-    if leads:
-      self._lead(batch, started=time.monotonic())
+    arrived = time.monotonic()
+    if self._runs_at_once(arrived):
+      try:
+        self._run_alone(task)
+      finally:
+        self._finish()
     else:
-      task.done.wait()
+      batch, leads = self._join(task, _merge_key(inputs), arrived)
+      if leads:
+        self._lead(batch, started=arrived)
+      else:
+        batch.done.wait()
     if task.error is not None:
       raise task.error
     return task.outputs
 
-  def _join(self, task: _Task, key: tuple):
+  def _runs_at_once(self, arrived: float) -> bool:
+    """Whether a request arriving now has nothing to wait for: the batcher is
+    idle and the previous request arrived more than the timeout ago. If so,
+    takes a batch slot (released by `_finish`) and records the arrival."""
+    with self._lock:
+      idle = self._open is None and self._waiting_batches == 0 and self._running_batches == 0
+      quiet = arrived - self._last_arrival > self._timeout
+      if not (idle and quiet and self._slots.acquire(blocking=False)):
+        return False
+      self._last_arrival = arrived
+      self._running_batches += 1
+      return True
+
+  def _finish(self) -> None:
+    with self._lock:
+      self._running_batches -= 1
+    self._slots.release()
+
+  def _join(self, task: _Task, key: tuple, arrived: float):
     """Adds the task to the open batch, or opens a batch it leads."""
     with self._lock:
+      self._last_arrival = arrived
       batch = self._open
       leads = (
         batch is None or batch.key != key or (batch.size + task.size > self._options.max_batch_size)
@@ -128,12 +163,17 @@ class Batcher:
 
   def _lead(self, batch: _Batch, started: float) -> None:
     batch.closing.wait(self._timeout - (time.monotonic() - started))
-    with self._slots:
+    self._slots.acquire()
+    try:
       with self._lock:
         if self._open is batch:
           self._open = None
         self._waiting_batches -= 1
+        self._running_batches += 1
       self._execute(batch.tasks)
+    finally:
+      batch.done.set()
+      self._finish()
 
   def _execute(self, tasks: List[_Task]) -> None:
     if len(tasks) > 1:
@@ -144,8 +184,6 @@ class Batcher:
           self._run_alone(task)
     else:
       self._run_alone(tasks[0])
-    for task in tasks:
-      task.done.set()
 
   def _run_alone(self, task: _Task) -> None:
     try:

@@ -8,7 +8,9 @@ version loads, replays its warm-up requests and only then takes traffic.
 Versions that are no longer picked unload only after their replacements are
 available, so a version that fails to load (a corrupt directory) never
 replaces a serving one; its failure shows in GetModelStatus until its
-directory changes, when it is tried again.
+directory changes, when it is tried again. A version whose directory is
+deleted leaves GetModelStatus once it no longer serves (TF Serving keeps it
+as END; see docs/serving.md, Version lifecycle).
 """
 
 from __future__ import annotations
@@ -197,7 +199,17 @@ class ModelManager:
     keep = self._desired(candidates - failed)
     for version in sorted(set(self._available) - keep):
       self._unload(version)
+    self._forget_deleted(scan)
     self._mark_aspired(scan, settled, candidates - failed)
+
+  def _forget_deleted(self, scan: Dict[int, Fingerprint | None]) -> None:
+    """Drops from GetModelStatus the versions whose directory is gone and
+    that no longer serve. TF Serving's ServableStateMonitor keeps them as END
+    forever; a deleted (rolled back) version is not coming back, and listing it
+    tells an operator it might. Versions the policy unloaded keep their END."""
+    with self._lock:
+      for version in [v for v in self._records if v not in scan and v not in self._available]:
+        del self._records[version]
 
   def _mark_aspired(
     self, scan: Dict[int, Fingerprint | None], settled: Set[int], candidates: Set[int]

@@ -5,7 +5,6 @@ input specs, outputs to `predictions`/`outputs`, and tf.Examples for
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
@@ -23,7 +22,7 @@ def _b64(value: Mapping[str, Any]) -> bytes:
     raise invalid_argument(f'an object value must be {{"{B64_KEY}": "<base64>"}}')
   try:
     return base64.b64decode(value[B64_KEY], validate=True)
-  except binascii.Error as error:
+  except ValueError as error:  # binascii.Error, or a non-ASCII string
     raise invalid_argument(f"invalid base64: {error}") from None
 
 

@@ -58,7 +58,8 @@ def small_census_spec(census_sample: Path) -> RankingSpec:
         Threshold(task="income", metric="auc", value=0.7, max_regression=0.05),
         Threshold(task="never_married", metric="auc", value=0.8, max_regression=0.05),
       ),
-      "slices": (("sex",),),
+      # age_bucket: a bucketized feature, sliced per bucket (tests/pipeline/test_bucket_slices.py).
+      "slices": (("sex",), ("age_bucket",)),
       "gated_slices": (("sex",),),
       "min_slice_size": 100,
       "single_task_baseline": True,

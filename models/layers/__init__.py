@@ -8,6 +8,7 @@ is written in the "fused" form that keeps CPU training fast.
   experts.py       ParallelMLP, ExpertGates, fused_matmul, CGCLayer,
                    AdaptiveInformationTransfer
   position.py      PositionBiasTower
+  stem.py          STEMLayer, aftb_mask
   weight_decay.py  decayed_variables
 """
 
@@ -21,6 +22,7 @@ from models.layers.experts import (
   fused_matmul,
 )
 from models.layers.position import PositionBiasTower
+from models.layers.stem import STEMLayer, aftb_mask
 from models.layers.weight_decay import decayed_variables
 
 __all__ = [
@@ -32,6 +34,8 @@ __all__ = [
   "FeatureEmbedding",
   "ParallelMLP",
   "PositionBiasTower",
+  "STEMLayer",
+  "aftb_mask",
   "build_sublayer",
   "decayed_variables",
   "fused_matmul",

@@ -256,7 +256,7 @@ def prepare_census(
   if spec.data.source != "census":
     raise DataError(f"spec {spec.name!r} has data.source {spec.data.source!r}, not 'census'")
   params = dict(spec.data.params)
-  unknown = sorted(set(params) - {"path", "eval_every"})
+  unknown = sorted(set(params) - set(spec_lib.SOURCE_PARAMS["census"]))
   if unknown:
     raise DataError(f"census: unknown data.params {unknown} (known: path, eval_every)")
   if "path" not in params:

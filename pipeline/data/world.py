@@ -78,7 +78,7 @@ from typing import Any, Dict, Tuple
 import numpy as np
 import pyarrow as pa
 
-from models.spec import RankingSpec
+from models.spec import SOURCE_PARAMS, RankingSpec
 
 SIMULATOR_VERSION = 3
 
@@ -102,17 +102,7 @@ COLUMNS: Dict[str, str] = {
   "conversion": "int",
   "dwell_seconds": "float",
 }
-PARAMS = (
-  "num_spans",
-  "requests_per_span",
-  "slate_size",
-  "num_users",
-  "num_items",
-  "latent_dim",
-  "seed",
-  "eval_fraction",
-  "intent_strength",
-)
+PARAMS = SOURCE_PARAMS["simulator"]
 FLOAT_PARAMS = ("eval_fraction", "intent_strength")
 
 SEGMENTS = ("new", "casual", "regular", "loyal", "premium")

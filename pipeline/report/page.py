@@ -11,6 +11,7 @@ from typing import Dict, List, Mapping, Tuple
 from contract import FUSED_SCORE_OUTPUT
 from models.spec import RankingSpec
 from pipeline import truth_table
+from pipeline.report import interval_chart
 from pipeline.report.plots import Series, _esc, bar_chart, heatmap, line_chart
 from pipeline.report.readers import ReportData, collect
 
@@ -229,22 +230,25 @@ def _baseline_section(data: ReportData) -> str:
   if not data.baseline:
     return "<p>The single-task baseline was not evaluated in this run.</p>"
   classes = {"MTL better": "better", "STL better": "worse"}
+  overall = [c for c in data.baseline if c.slice == "overall"]
   body = "".join(
     f'<tr class="{classes.get(c.verdict, "")}">'
-    f"<th>{_esc(c.task)}</th><td>{_esc(c.slice)}</td><td>{_esc(c.metric)}</td>"
+    f"<th>{_esc(c.task)}</th><td>{_esc(c.metric)}</td>"
     f"<td>{c.multi_task:.4f}</td><td>{c.single_task:.4f}</td><td>{c.delta:+.4f}</td>"
-    f"<td>{_esc(c.verdict)}</td></tr>"
-    for c in sorted(data.baseline, key=lambda c: (c.task, c.slice != "overall", c.slice, c.metric))
+    f"<td>{_esc(interval_chart.interval_text(c))}</td><td>{_esc(c.verdict)}</td></tr>"
+    for c in sorted(overall, key=lambda c: (c.task, c.metric))
   )
   return (
     "<p>The multi-task model (MTL) against one single-task network per task "
     "(STL, architecture single_task) trained in the same run on the same "
-    "Transform output with the same budget, evaluated on the same eval split. "
-    "One seed; MTL &minus; STL with its sign (lower is better for log loss, "
-    "ECE and errors).</p>"
-    '<div class="scroll"><table class="baseline"><thead><tr><th>task</th>'
-    "<th>slice</th><th>metric</th><th>MTL</th><th>STL</th><th>MTL &minus; STL</th>"
-    f"<th></th></tr></thead><tbody>{body}</tbody></table></div>"
+    "Transform output with the same budget, evaluated in the same TFMA pass on "
+    "the same eval split. One seed; MTL &minus; STL with its 95 % paired "
+    "bootstrap interval over the eval rows (both models' predictions on the same "
+    "resampled rows); an interval holding zero is a tie (lower is better for log "
+    "loss, ECE and errors).</p>"
+    '<table class="baseline"><thead><tr><th>task</th><th>metric (overall)</th>'
+    "<th>MTL</th><th>STL</th><th>MTL &minus; STL</th><th>interval</th>"
+    f"<th></th></tr></thead><tbody>{body}</tbody></table>" + interval_chart.charts(data.baseline)
   )
 
 
@@ -340,6 +344,7 @@ th:first-child { text-align: left; } thead th { background: #f3f3f3; }
 tr.better td:last-child { color: #1a7f37; } tr.worse td:last-child { color: #c62828; }
 .scroll { overflow-x: auto; }
 .verdict { font-size: 1.3em; font-weight: bold; }
+.delta-charts { display: flex; flex-wrap: wrap; gap: 8px; }
 .blessed { color: #1a7f37; } .not-blessed { color: #c62828; }
 .failures li { color: #c62828; }
 svg text { font: 11px system-ui, sans-serif; } svg .tick { fill: #555; }

@@ -159,7 +159,7 @@ def collect(pipeline_root: Path, spec: RankingSpec | None = None) -> ReportData:
     calibration=read_calibration(spec, evaluation) if evaluation else {},
     telemetry=telemetry,
     baseline=(
-      results.compare_with_single_task(spec, evaluation, outcome.single_task_evaluation_uri)
+      results.compare_with_single_task(spec, evaluation)
       if evaluation and outcome.single_task_evaluation_uri
       else []
     ),

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from models import options
 from models.spec import RankingSpec, parse_spec
 
 VOCAB_SIZES = {"cat_a": 6, "cat_b": 9, "bucket_y": 4}
@@ -56,8 +57,14 @@ def make_spec(
     "levels": 2,
     "shared_experts": 2,
     "task_experts": 1,
-    **model,
   }
+  # Fields another architecture reads are an error at load (options.ARCHITECTURE_FIELDS).
+  model_section = {
+    k: v
+    for k, v in model_section.items()
+    if architecture in options.ARCHITECTURE_FIELDS.get(k, (architecture,))
+  }
+  model_section.update(model)
   return parse_spec(
     {
       "name": "tiny",

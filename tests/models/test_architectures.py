@@ -9,7 +9,7 @@ import tf_keras as keras
 
 from models import architectures, layers
 
-ARCHITECTURES = ["single_task", "shared_bottom", "mmoe", "ple", "esmm", "aitm"]
+ARCHITECTURES = ["single_task", "shared_bottom", "mmoe", "ple", "esmm", "aitm", "stem"]
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
@@ -261,3 +261,33 @@ def test_aitm_chain_outputs_conditional_and_ordered_entire_space_probabilities(t
   _, gates = model.forward(features)
   assert set(gates) == {"ait_cart", "ait_purchase"}
   np.testing.assert_allclose(tf.reduce_sum(gates["ait_cart"], -1), np.ones(16), rtol=1e-6)
+
+
+@pytest.mark.parametrize("levels", [1, 2])
+def test_stem_shares_exactly_the_variables_several_task_losses_reach(tiny, levels):
+  """STEM's AFTB gates: with one level a task's embedding and experts reach
+  only its own loss, so `shared_layers` (what PCGrad, MGDA and the telemetry
+  treat as shared) is the shared embedding and experts; with two levels the
+  shared gate carries every lower branch to every task."""
+  spec = tiny.make_spec("stem", levels=levels)
+  model = architectures.build_model(spec, tiny.VOCAB_SIZES)
+  features, labels = tiny.make_batch(spec, n=64)
+  with tf.GradientTape(persistent=True) as tape:
+    logits, _ = model.forward(features, training=True)
+    task_losses, _ = model.task_losses(labels, logits)
+    # Unstacked while recording: outside the tape, each task's loss would be
+    # unconnected and every gradient zero.
+    per_task = tf.unstack(task_losses)
+  # Counted per element: the experts and towers of all tasks are slices of
+  # one fused variable each, every slice reached by its own task's loss only.
+  reached = {v.ref(): np.zeros(v.shape, np.int64) for v in model.trainable_variables}
+  for loss in per_task:
+    gradients = tape.gradient(loss, model.trainable_variables, unconnected_gradients="zero")
+    for v, g in zip(model.trainable_variables, gradients):
+      reached[v.ref()] += (tf.convert_to_tensor(g).numpy() != 0).astype(np.int64)
+  shared = {v.ref() for v in model.shared_variables}
+  several = {ref for ref, count in reached.items() if count.max() > 1}
+  assert several <= shared
+  assert {v.ref() for v in model.embedding.trainable_variables} <= several
+  own_embedding = {v.ref() for v in model.task_embeddings[1].trainable_variables}
+  assert (own_embedding <= several) == (levels > 1)

@@ -78,6 +78,28 @@ def test_cgc_levels_chain_and_only_the_last_drops_the_shared_gate():
   np.testing.assert_allclose(tf.reduce_sum(top["task_gates"], -1), np.ones((5, 3)), rtol=1e-6)
 
 
+def test_stem_gates_read_every_expert_forward_and_train_only_their_own_and_the_shared():
+  """AFTB: task 0's mixture changes with task 1's experts, yet its gradient
+  never reaches them; the shared gate's reaches every expert."""
+  layer = layers.STEMLayer(2, shared_experts=1, task_experts=1, units=[4], is_last=False)
+  x = tf.random.normal([6, 3, 5])  # [B, tasks + shared, U]
+  with tf.GradientTape(persistent=True) as tape:
+    out = layer(x)
+    task0, shared = out["outputs"][:, 0], out["outputs"][:, 2]
+  assert out["outputs"].shape == (6, 3, 4) and out["gates"].shape == (6, 3, 3)
+  np.testing.assert_allclose(tf.reduce_sum(out["gates"], -1), np.ones((6, 3)), rtol=1e-6)
+  np.testing.assert_array_equal(layer.aftb_mask_rows, [[1, 0, 1], [0, 1, 1], [1, 1, 1]])
+  experts = layer.task_expert_networks
+  own, other = (tape.gradient(task0, experts.biases[0])[n] for n in (0, 1))
+  assert float(tf.norm(own)) > 0 and float(tf.norm(other)) == 0.0
+  assert float(tf.norm(tape.gradient(shared, experts.biases[0])[1])) > 0
+  assert float(tf.norm(tape.gradient(task0, layer.shared_expert_networks.biases[0]))) > 0
+  # Forward, task 0's mixture does read task 1's expert.
+  before = layer(x)["outputs"][:, 0]
+  experts.biases[0].assign_add(tf.constant([[0.0] * 4, [1.0] * 4]))
+  assert float(tf.reduce_max(tf.abs(layer(x)["outputs"][:, 0] - before))) > 1e-4
+
+
 def test_position_bias_tower_drops_rows_only_in_training():
   tower = layers.PositionBiasTower(max_position=3, dropout_rate=0.5)
   position = tf.constant([[1]] * 1000, tf.int64)
@@ -95,6 +117,7 @@ def test_position_bias_tower_drops_rows_only_in_training():
     layers.ParallelMLP(3, [4, 1], last_activation=None, dropout=0.1, networks_per_input=3),
     layers.ExpertGates(2, [[0, 1], [1, 2]]),
     layers.CGCLayer(2, 1, 2, [4], is_last=True),
+    layers.STEMLayer(3, 1, 2, [4], is_last=False, dropout=0.1),
     layers.PositionBiasTower(10, 0.2),
     layers.AdaptiveInformationTransfer(6),
   ],

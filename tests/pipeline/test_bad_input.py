@@ -157,6 +157,7 @@ def test_conditional_label_without_its_parent(tmp_path, pushed_serving_dir):
   conversion[np.flatnonzero(columns["click"] == 0)[:5]] = 1  # five conversions without a click
   message = _run_on(spec, columns, spec.raw_columns, tmp_path, pushed_serving_dir)
   assert "5 rows have 'conversion'" in message and "'click'" in message
+  assert "tasks[1].without_parent: drop" in message  # the choice that would accept them
 
 
 def test_a_span_that_drifted_from_the_previous_one(tmp_path, pushed_serving_dir):

