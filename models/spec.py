@@ -26,6 +26,7 @@ from typing import Any, Dict, Mapping, Tuple
 import yaml
 
 from models import options
+from models.spec_ops import BeamSpec, RetentionSpec
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 
@@ -370,6 +371,8 @@ class RankingSpec:
   serving: ServingSpec
   source_path: str = ""
   schedule: ScheduleSpec | None = None  # when an orchestrator runs it (`schedule` below)
+  retention: RetentionSpec | None = None  # what a run may delete (`retention` below)
+  beam: BeamSpec = dataclasses.field(default_factory=BeamSpec)  # how Beam components run
 
   # Derived views, so callers never re-derive names.
   @property
@@ -451,12 +454,14 @@ class RankingSpec:
       serving=ServingSpec(),
       evaluation=EvaluationSpec(),
       schedule=None,
+      retention=None,
+      beam=BeamSpec(),
     )
 
   def trainer_view(self, architecture: str | None = None) -> RankingSpec:
     """The parts of the spec a Trainer reads: all but the evaluation section,
     whose changes keep the Trainer's cache; `architecture` overrides the model's."""
-    view = self.replace(evaluation=EvaluationSpec(), schedule=None)
+    view = self.replace(evaluation=EvaluationSpec(), schedule=None, retention=None, beam=BeamSpec())
     if architecture is not None:
       # Keep only the options the other architecture declares (e.g. the
       # single-task baseline of an ESMM spec has no ESMM task option).

@@ -45,6 +45,7 @@ def parse(raw: Any, origin: str = "<spec>", source_path: str = "") -> RankingSpe
   name = top.get("name", str, required=True)
   description = top.get("description", str, default="")
   schedule = _parse_schedule(top, origin)
+  retention, beam = _parse_ops(top, origin)
 
   features = []
   raw_features = top.get("features", list, required=True)
@@ -116,6 +117,8 @@ def parse(raw: Any, origin: str = "<spec>", source_path: str = "") -> RankingSpe
     serving=serving,
     source_path=source_path,
     schedule=schedule,
+    retention=retention,
+    beam=beam,
   )
   try:
     # The architecture's and balancer's typed options, and ESMM's and AITM's
@@ -132,6 +135,18 @@ def _parse_schedule(top: _Fields, origin: str):
 
   raw = top.get("schedule", dict)
   return None if raw is None else parse_schedule(_Fields(raw, "schedule", origin))
+
+
+def _parse_ops(top: _Fields, origin: str):
+  """The optional `retention` and `beam` sections (models/spec_ops.py)."""
+  from models.spec_ops import BeamSpec, parse_beam, parse_retention
+
+  raw_retention, raw_beam = top.get("retention", dict), top.get("beam", dict)
+  retention = (
+    None if raw_retention is None else parse_retention(_Fields(raw_retention, "retention", origin))
+  )
+  beam = BeamSpec() if raw_beam is None else parse_beam(_Fields(raw_beam, "beam", origin))
+  return retention, beam
 
 
 def _unique(names: List[str], where: str, origin: str) -> None:

@@ -41,6 +41,8 @@ SECTIONS: Tuple[Tuple[str, Any, Tuple[str, ...]], ...] = (
   ("evaluation.thresholds.TASK.METRIC", spec.Threshold, ("task", "metric")),
   ("serving", spec.ServingSpec, ()),
   ("schedule", spec.ScheduleSpec, ()),
+  ("retention", spec.RetentionSpec, ()),
+  ("beam", spec.BeamSpec, ()),
 )
 # Defaults the loader derives from other fields (models/spec_parsing.py).
 DERIVED_DEFAULTS: Dict[Tuple[str, str], str] = {
@@ -50,6 +52,7 @@ DERIVED_DEFAULTS: Dict[Tuple[str, str], str] = {
   ("ServingSpec", "score"): "{first task: 1}",
   ("ServingSpec", "classify_task"): "the first task",
   ("RankingSpec", "schedule"): "none (no schedule)",
+  ("RankingSpec", "retention"): "none (nothing is removed)",
 }
 # Choices of a field, from the spec's own tuples.
 CHOICES: Dict[Tuple[str, str], Tuple[str, ...]] = {

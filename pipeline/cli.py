@@ -53,6 +53,12 @@ def _run(args: argparse.Namespace) -> int:
   spec = load_spec(args.spec)
   paths = _paths(args, spec.name)
   span = args.span
+  if args.beam != "portable" and (args.beam_job_endpoint or args.beam_worker_pool):
+    print(
+      "mtlrank run: --beam-job-endpoint and --beam-worker-pool need --beam portable",
+      file=sys.stderr,
+    )
+    return 2
   if args.date is not None:
     try:
       span = dates.span_for_date(spec, args.date)
@@ -68,6 +74,7 @@ def _run(args: argparse.Namespace) -> int:
       enable_cache=not args.no_cache,
       verbose=args.verbose,
       wait=args.wait,
+      beam=_beam_options(args),
     )
   except runner.RunError as e:
     print(f"mtlrank run: {e}", file=sys.stderr)
@@ -80,6 +87,52 @@ def _run(args: argparse.Namespace) -> int:
     # In this process: TensorFlow and TFMA are already imported by the run.
     return report_cli.render(paths.pipeline_root, Path(args.report), spec)
   return 0
+
+
+def _beam_options(args: argparse.Namespace):
+  from pipeline import runner
+
+  return runner.BeamOptions(
+    mode=args.beam,
+    args=tuple(args.beam_arg or ()),
+    job_endpoint=args.beam_job_endpoint,
+    worker_pool=args.beam_worker_pool,
+    workers=args.beam_workers,
+  )
+
+
+def _add_beam_flags(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument(
+    "--beam",
+    choices=("in_memory", "portable"),
+    default="in_memory",
+    help="in_memory: Beam's FnApiRunner in this process (default); portable: "
+    "PortableRunner through a job server and a worker pool on loopback (docs/pipeline.md)",
+  )
+  parser.add_argument(
+    "--beam-arg",
+    action="append",
+    metavar="FLAG",
+    help="a Beam pipeline argument, after the spec's beam.args (repeat it; a later flag wins), "
+    "e.g. --beam-arg=--direct_num_workers=2",
+  )
+  parser.add_argument(
+    "--beam-job-endpoint",
+    metavar="HOST:PORT",
+    help="with --beam portable: use this job server instead of starting one",
+  )
+  parser.add_argument(
+    "--beam-workers",
+    choices=("threads", "processes"),
+    default="threads",
+    help="with --beam portable, the started worker pool's SDK workers: threads of one "
+    "pool process (default: imports TensorFlow once) or one process per job (Beam's worker_pool_main)",
+  )
+  parser.add_argument(
+    "--beam-worker-pool",
+    metavar="HOST:PORT",
+    help="with --beam portable: use this worker pool instead of starting one",
+  )
 
 
 def _backfill(args: argparse.Namespace) -> int:
@@ -173,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument(
     "--report", metavar="FILE", help="also render the run's HTML report here (as `mtlrank report`)"
   )
+  _add_beam_flags(run)
   run.set_defaults(func=_run)
 
   backfill = commands.add_parser(
@@ -184,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
   backfill.add_argument("--no-cache", action="store_true", help="rerun every component")
   backfill.add_argument("--wait", action="store_true", help="wait for a run holding the root")
   backfill.add_argument("--verbose", action="store_true", help="also show the libraries' log")
+  _add_beam_flags(backfill)
   backfill.set_defaults(func=_backfill, report=None, summary_json=None)
 
   prepare = commands.add_parser("prepare-data", help="write the spec's bundled data as spans")

@@ -86,11 +86,35 @@ def render_summary(summary: RunSummary) -> str:
     )
   else:
     lines.append("  pushed: nothing")
+  lines += _ops_lines(summary)
   lines.append("  component durations (s):")
   for name, seconds in summary.component_seconds.items():
     cached = " (cached)" if name in summary.cached_components else ""
     lines.append(f"    {name:<32}{seconds:>8.1f}{cached}")
   return "\n".join(lines)
+
+
+def _ops_lines(summary: RunSummary) -> list:
+  """Where Beam ran and what retention removed (pipeline/beam_portable.py,
+  pipeline/retention.py)."""
+  lines = []
+  if summary.beam.get("mode") == "portable":
+    lines.append(
+      f"  beam: PortableRunner via {summary.beam['job_endpoint']}, "
+      f"{len(summary.beam.get('jobs', []))} job(s)"
+    )
+  kept = summary.retention
+  if kept and "error" in kept:
+    lines.append(f"  retention: FAILED ({kept['error']}); nothing else changed")
+  elif kept:
+    removed = kept["removed_versions"]
+    lines.append(
+      "  retention: removed "
+      + (f"versions {', '.join(map(str, removed))}" if removed else "no version")
+      + f" (kept {', '.join(map(str, kept['kept_versions'])) or 'none'}), "
+      f"{len(kept['removed_artifacts'])} artifact(s) of older runs"
+    )
+  return lines
 
 
 SUMMARY_METRICS = (

@@ -136,7 +136,13 @@ def create_pipeline(
     metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
       str(paths.metadata_path)
     ),
-    beam_pipeline_args=beam_pipeline_args or config.BEAM_PIPELINE_ARGS,
+    # The in-memory defaults then the spec's `beam.args`, unless the caller
+    # (the runner: --beam portable, --beam-arg) gives the whole list.
+    beam_pipeline_args=(
+      beam_pipeline_args
+      if beam_pipeline_args is not None
+      else [*config.BEAM_PIPELINE_ARGS, *spec.beam.args]
+    ),
   )
   if ingest_only:
     return tfx.dsl.Pipeline(components=ingestion, **pipeline_args)

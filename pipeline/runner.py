@@ -21,7 +21,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 from contract import EVAL_SPLIT, TRAIN_SPLIT
 from models.spec import RankingSpec
@@ -55,6 +55,10 @@ class RunSummary:
   # The Examples artifact each span came from: {span, artifact_id, uri}.
   training_examples: List[Dict[str, object]] = dataclasses.field(default_factory=list)
   warm_start: Dict[str, object] | None = None
+  # What retention removed (pipeline/retention.py); None without `retention`.
+  retention: Dict[str, object] | None = None
+  # Beam's mode and arguments; in portable mode the job server's jobs.
+  beam: Dict[str, object] = dataclasses.field(default_factory=dict)
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -89,6 +93,32 @@ def check_spans(spec: RankingSpec, data_dir: Path, span: int | None) -> List[int
           f"(the spec trains on the latest {spec.data.num_spans} span(s))"
         )
   return window
+
+
+@dataclasses.dataclass(frozen=True)
+class BeamOptions:
+  """How the Beam components run: `mode` `in_memory` (the FnApiRunner in this
+  process) or `portable` (PortableRunner through a job server and a worker
+  pool, pipeline/beam_portable.py, started here unless given), and extra Beam
+  arguments after the spec's `beam.args` (a later flag wins)."""
+
+  mode: str = "in_memory"
+  args: Tuple[str, ...] = ()
+  job_endpoint: str | None = None
+  worker_pool: str | None = None
+  workers: str = "threads"  # a started pool's SDK workers: threads or processes
+
+
+def beam_pipeline_args(spec: RankingSpec, beam: BeamOptions) -> List[str]:
+  """The default arguments of the mode, then the spec's, then the command line's."""
+  from pipeline import beam_portable
+
+  base = (
+    beam_portable.portable_pipeline_args()
+    if beam.mode == "portable"
+    else list(config.BEAM_PIPELINE_ARGS)
+  )
+  return base + list(spec.beam.args) + list(beam.args)
 
 
 def _run_tfx(pipeline, log_file: Path, progress: console.Progress, verbose: bool = False) -> None:
@@ -150,6 +180,7 @@ def run(
   enable_cache: bool = True,
   verbose: bool = False,
   wait: bool = False,
+  beam: BeamOptions = BeamOptions(),
 ) -> RunSummary:
   """Runs the pipeline for `spec` on the latest span (or `span`), holding the
   pipeline root's run lock (`pipeline.run_lock`): a second run on the same
@@ -159,7 +190,7 @@ def run(
     with run_lock.hold(
       paths.pipeline_root, wait=wait, on_wait=lambda m: print(f"[mtlrank] {m}", flush=True)
     ):
-      return _run_locked(spec, paths, span, prepare, enable_cache, verbose, started)
+      return _run_locked(spec, paths, span, prepare, enable_cache, verbose, started, beam)
   except run_lock.RunLockedError as e:
     raise RunError(str(e)) from None
 
@@ -172,7 +203,9 @@ def _run_locked(
   enable_cache: bool,
   verbose: bool,
   started: float,
+  beam: BeamOptions = BeamOptions(),
 ) -> RunSummary:
+  from pipeline import beam_portable
   from pipeline.pipeline import create_pipeline
 
   if spec.data.source == "files":
@@ -203,25 +236,56 @@ def _run_locked(
     flush=True,
   )
   progress = console.Progress()
+  beam_args = beam_pipeline_args(spec, beam)
+  build = functools.partial(
+    create_pipeline,
+    spec,
+    paths,
+    enable_cache=enable_cache,
+    beam_pipeline_args=beam_portable.with_placeholders(beam_args),
+  )
+  beam_record: Dict[str, object] = {"mode": beam.mode, "args": beam_args}
   try:
-    for earlier in window[:-1]:
-      _run_tfx(
-        functools.partial(
-          create_pipeline, spec, paths, span=earlier, enable_cache=enable_cache, ingest_only=True
-        ),
-        log_file,
-        progress,
-        verbose,
-      )
-    _run_tfx(
-      functools.partial(create_pipeline, spec, paths, span=window[-1], enable_cache=enable_cache),
-      log_file,
-      progress,
-      verbose,
-    )
+    with beam_portable.maybe_portable(
+      beam.mode, log_file.parent, beam.job_endpoint, beam.worker_pool, beam.workers
+    ) as portable:
+      for earlier in window[:-1]:
+        _run_tfx(
+          functools.partial(build, span=earlier, ingest_only=True), log_file, progress, verbose
+        )
+      _run_tfx(functools.partial(build, span=window[-1]), log_file, progress, verbose)
+      if portable is not None:
+        beam_record.update(
+          workers=portable.workers,
+          job_endpoint=portable.job_endpoint,
+          worker_pool=portable.worker_pool,
+          jobs=portable.jobs(),
+        )
+  except beam_portable.BeamServiceError as e:
+    raise RunError(f"Beam's portable runner could not start: {e}") from None
   except Exception as e:  # pylint: disable=broad-except
     raise _stopped(spec, paths, window, e, log_file) from e
-  return summarize(spec, paths, time.perf_counter() - started)
+  summary = summarize(spec, paths, time.perf_counter() - started)
+  summary.beam = beam_record
+  summary.retention = _apply_retention(spec, paths, log_file)
+  summary.wall_seconds = time.perf_counter() - started
+  return summary
+
+
+def _apply_retention(
+  spec: RankingSpec, paths: config.PipelinePaths, log_file: Path
+) -> Dict[str, object] | None:
+  """The spec's retention after a successful run. A failure is reported, not
+  raised: the run itself (and its push) succeeded."""
+  from pipeline import retention
+
+  try:
+    report = retention.apply(spec, paths)
+  except Exception as e:  # pylint: disable=broad-except
+    with log_file.open("a") as f:
+      f.write("\nretention failed:\n" + "".join(traceback.format_exception(e)))
+    return {"error": f"{type(e).__name__}: {e}"}
+  return report.to_dict() if report is not None else None
 
 
 def _stopped(

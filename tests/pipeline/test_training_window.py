@@ -1,11 +1,15 @@
 """The training window: a run on span N trains on the spec's `data.num_spans`
 latest spans, the earlier ones backfilled by ingest-only runs of the same
 pipeline (a real, tiny simulator run through `mtlrank run --report`), with
-progress shown for every component and the report rendered by the same process."""
+progress shown for every component and the report rendered by the same process.
+Its --no-cache rerun also goes through Beam's PortableRunner and applies the
+spec's retention (pipeline/beam_portable.py, pipeline/retention.py): one run
+of this test covers both instead of a run each."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -80,8 +84,19 @@ def test_transform_reads_every_span_of_the_window(tmp_path, capfd):
   assert "ranking against the simulator's truth" in console
   assert 'id="truth"' in page and "position_share" in page
   # A rerun with --no-cache ingests both spans again: the window still holds
-  # each span once, in its newest ingestion, and the summary names it.
+  # each span once, in its newest ingestion, and the summary names it. This
+  # rerun also goes through Beam's PortableRunner (a job server and a worker
+  # pool on loopback), blesses with a floor any model passes, and applies the
+  # spec's retention: one run and one pushed version kept.
   first = {e["span"]: e["artifact_id"] for e in summary["training_examples"]}
+  raw = yaml.safe_load(spec_file.read_text())
+  raw["evaluation"]["thresholds"] = {"click": {"auc": {"value": 0.0}}}
+  raw["retention"] = {"keep_runs": 1, "keep_pushed_versions": 1}
+  spec_file.write_text(yaml.safe_dump(raw))
+  base = tmp_path / "home" / "serving" / raw["name"]
+  for old_version in (1, 2):  # two older pushes, as a long schedule leaves them
+    (base / str(old_version)).mkdir(parents=True)
+    (base / str(old_version) / "saved_model.pb").write_bytes(b"")
   assert (
     cli.main(
       [
@@ -91,6 +106,8 @@ def test_transform_reads_every_span_of_the_window(tmp_path, capfd):
         "--home",
         str(tmp_path / "home"),
         "--no-cache",
+        "--beam",
+        "portable",
         "--summary-json",
         str(summary_file),
       ]
@@ -101,4 +118,46 @@ def test_transform_reads_every_span_of_the_window(tmp_path, capfd):
   assert again["training_spans"] == [1, 2]
   second = {e["span"]: e["artifact_id"] for e in again["training_examples"]}
   assert sorted(second) == [1, 2] and all(second[s] > first[s] for s in (1, 2))
-  assert f"from Examples #{second[1]} (span 1), #{second[2]} (span 2)" in capfd.readouterr().out
+  console = capfd.readouterr().out
+  assert f"from Examples #{second[1]} (span 1), #{second[2]} (span 2)" in console
+  _check_portable_beam(again["beam"])
+  _check_retention(again, first, second, base, tmp_path / "home" / "pipelines" / raw["name"])
+  assert "retention: removed versions 1, 2" in console
+
+
+def _check_portable_beam(beam: dict) -> None:
+  """The job server ran every Beam job of the run, Transform's and the Evaluator's among them."""
+  assert beam["mode"] == "portable" and beam["args"][0] == "--runner=PortableRunner"
+  assert beam["workers"] == "threads"
+  assert beam["jobs"] and all(job["state"] == "DONE" for job in beam["jobs"])
+  transforms = [t for job in beam["jobs"] for t in job["transforms"]]
+  assert "Analyze" in transforms, transforms  # TFT's AnalyzeDatasetWithCache
+  assert "ExtractEvaluateAndWriteResults" in transforms, transforms  # TFMA
+  # The job server and the worker pool the run started are gone with it.
+  from pipeline.beam_portable import BeamServiceError, wait_ready
+
+  for endpoint in (beam["job_endpoint"], beam["worker_pool"]):
+    with pytest.raises(BeamServiceError):
+      wait_ready(endpoint, timeout=2)
+
+
+def _check_retention(summary: dict, first: dict, second: dict, base, pipeline_root) -> None:
+  """Only the newest push stays; the first run's artifacts are gone from disk
+  and DELETED in ML Metadata; this run's, the training window, stay LIVE."""
+  from ml_metadata.proto import metadata_store_pb2
+
+  from pipeline.results import open_store
+
+  kept = summary["retention"]
+  pushed = int(summary["pushed_model_dir"].rstrip("/").rsplit("/", 1)[-1])
+  assert summary["blessed"] and kept["removed_versions"] == [1, 2]
+  assert kept["kept_versions"] == [pushed] and sorted(p.name for p in base.iterdir()) == [
+    str(pushed)
+  ]
+  removed = {a["id"]: a["uri"] for a in kept["removed_artifacts"]}
+  assert {first[1], first[2]} <= set(removed)
+  assert all(not Path(uri).exists() for uri in removed.values())
+  store = open_store(pipeline_root / "metadata.sqlite")
+  states = {a.id: a.state for a in store.get_artifacts()}
+  assert all(states[i] == metadata_store_pb2.Artifact.DELETED for i in removed)
+  assert all(states[second[s]] == metadata_store_pb2.Artifact.LIVE for s in (1, 2))

@@ -26,11 +26,9 @@ from typing import Iterator
 
 import pytest
 
-from serving.config import ServerOptions
 from serving.examples import serialize_rows
-from serving.server import ModelServer
 from tests.serving.fakes import SYNTHETIC_COLUMNS, random_rows
-from tests.serving.helpers import AVAILABLE, MODEL_NAME, Endpoint, free_port, push_version
+from tests.serving.helpers import AVAILABLE, MODEL_NAME, Endpoint, local_server, push_version
 
 
 def _first_version() -> int:
@@ -57,24 +55,9 @@ def endpoint(tmp_path_factory) -> Iterator[Endpoint]:
     return
   model_dir = tmp_path_factory.mktemp("models") / MODEL_NAME
   model_dir.mkdir()
-  options = ServerOptions(
-    port=0,
-    rest_api_port=free_port(),
-    model_name=MODEL_NAME,
-    model_base_path=str(model_dir),
-    file_system_poll_wait_seconds=0.2,
-  )
   push_version(model_dir, MODEL_NAME, _first_version(), seed=1)
-  with ModelServer(options) as server:
-    endpoint = Endpoint(
-      f"127.0.0.1:{server.grpc_port}",
-      f"127.0.0.1:{server.rest_port}",
-      MODEL_NAME,
-      model_dir,
-      str(model_dir),
-    )
+  with local_server(model_dir) as (endpoint, _):
     yield endpoint
-    endpoint.channel.close()
 
 
 @pytest.fixture(scope="session")

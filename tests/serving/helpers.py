@@ -5,6 +5,7 @@ tests/serving/conftest.py explains how to point the tests at an endpoint."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import socket
@@ -12,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Iterator, Tuple
 
 import grpc
 import numpy as np
@@ -23,6 +24,8 @@ from tensorflow_serving.apis import (
   prediction_service_pb2_grpc,
 )
 
+from serving.config import ServerOptions
+from serving.server import ModelServer
 from tests.serving.fakes import build_ranking_model
 
 MODEL_NAME = "rank"
@@ -115,6 +118,35 @@ class Endpoint:
         **{next(iter(function.structured_input_signature[1])): tf.constant(examples)}
       ).items()
     }
+
+
+@contextlib.contextmanager
+def local_server(
+  model_dir: Path, poll_seconds: float = 0.2, **options: Any
+) -> Iterator[Tuple[Endpoint, ModelServer]]:
+  """mtlrank's server on loopback polling `model_dir` (versions pushed
+  before or after it starts), and the Endpoint that talks to it; `options`
+  are further ServerOptions fields."""
+  server_options = ServerOptions(
+    port=0,
+    rest_api_port=free_port(),
+    model_name=model_dir.name,
+    model_base_path=str(model_dir),
+    file_system_poll_wait_seconds=poll_seconds,
+    **options,
+  )
+  with ModelServer(server_options) as server:
+    endpoint = Endpoint(
+      f"127.0.0.1:{server.grpc_port}",
+      f"127.0.0.1:{server.rest_port}",
+      model_dir.name,
+      model_dir,
+      str(model_dir),
+    )
+    try:
+      yield endpoint, server
+    finally:
+      endpoint.channel.close()
 
 
 def assert_close(actual: Dict[str, np.ndarray], expected: Dict[str, np.ndarray]) -> None:

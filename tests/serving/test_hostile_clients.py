@@ -34,7 +34,6 @@ from tensorflow_serving.apis import (
 )
 
 from serving.client import examples_request
-from serving.config import ServerOptions
 from serving.rest import HostCheck
 from serving.server import ModelServer
 from tests.serving.fakes import CLASSIFY_SIGNATURE, REGRESS_SIGNATURE
@@ -45,8 +44,8 @@ from tests.serving.helpers import (
   Endpoint,
   closed_by_server,
   connect,
-  free_port,
   http_bytes,
+  local_server,
   push_corrupt_version,
   push_version,
   read_response,
@@ -72,29 +71,15 @@ def hostile(tmp_path_factory) -> Iterator[tuple]:
   model_dir = tmp_path_factory.mktemp("hostile") / MODEL_NAME
   model_dir.mkdir()
   push_version(model_dir, MODEL_NAME, 1, seed=1)
-  options = ServerOptions(
-    port=0,
-    rest_api_port=free_port(),
-    model_name=MODEL_NAME,
-    model_base_path=str(model_dir),
-    file_system_poll_wait_seconds=0.2,
+  with local_server(
+    model_dir,
     rest_api_num_threads=WORKERS,
     rest_api_max_connections=MAX_CONNECTIONS,
     rest_api_idle_timeout_seconds=IDLE_SECONDS,
     rest_api_header_timeout_seconds=HEADER_SECONDS,
     rest_api_allowed_hosts="serving.example,.corp.example",
-  )
-  server = ModelServer(options).start()
-  endpoint = Endpoint(
-    f"127.0.0.1:{server.grpc_port}",
-    f"127.0.0.1:{server.rest_port}",
-    MODEL_NAME,
-    model_dir,
-    str(model_dir),
-  )
-  yield endpoint, server
-  endpoint.channel.close()
-  server.stop()
+  ) as (endpoint, server):
+    yield endpoint, server
 
 
 def _no_open_connections(server: ModelServer) -> None:
@@ -299,21 +284,7 @@ def test_deleting_the_serving_version_rolls_back_to_the_newest_remaining(tmp_pat
   model_dir.mkdir()
   for version in (1, 2):
     push_version(model_dir, MODEL_NAME, version, seed=version)
-  options = ServerOptions(
-    port=0,
-    rest_api_port=free_port(),
-    model_name=MODEL_NAME,
-    model_base_path=str(model_dir),
-    file_system_poll_wait_seconds=0.2,
-  )
-  with ModelServer(options) as server:
-    endpoint = Endpoint(
-      f"127.0.0.1:{server.grpc_port}",
-      f"127.0.0.1:{server.rest_port}",
-      MODEL_NAME,
-      model_dir,
-      str(model_dir),
-    )
+  with local_server(model_dir) as (endpoint, _):
     assert endpoint.statuses()[2].state == AVAILABLE
     expected = endpoint.reference(1, examples[:2])
     push_version(model_dir, MODEL_NAME, 3, seed=3)

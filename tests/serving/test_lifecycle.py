@@ -17,18 +17,16 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from contract.warmup import write_warmup_requests
 from serving import inference
-from serving.config import ServerOptions
 from serving.errors import ServingError
 from serving.manager import ServerCore
-from serving.server import ModelServer
 from tests.serving.fakes import build_ranking_model
 from tests.serving.helpers import (
   AVAILABLE,
   END,
   MODEL_NAME,
   Endpoint,
-  free_port,
   http,
+  local_server,
   push_corrupt_version,
   push_version,
   wait_until,
@@ -256,17 +254,7 @@ def test_deleted_versions_leave_get_model_status_on_the_real_server(tmp_path):
   model_dir = tmp_path / MODEL_NAME
   model_dir.mkdir()
   push_version(model_dir, MODEL_NAME, 1, seed=1)
-  options = ServerOptions(
-    port=0,
-    rest_api_port=free_port(),
-    model_name=MODEL_NAME,
-    model_base_path=str(model_dir),
-    file_system_poll_wait_seconds=0.1,
-  )
-  with ModelServer(options) as server:
-    endpoint = Endpoint(
-      f"127.0.0.1:{server.grpc_port}", f"127.0.0.1:{server.rest_port}", MODEL_NAME, model_dir, ""
-    )
+  with local_server(model_dir, poll_seconds=0.1) as (endpoint, _):
     for version in (2, 3):
       push_version(model_dir, MODEL_NAME, version, seed=version)
       endpoint.wait_for_state(version, AVAILABLE)
