@@ -48,9 +48,10 @@ from sklearn.metrics import roc_auc_score
 
 from benchmarks import esmm_experiment as experiment
 from benchmarks import simulator_truth
-from models import architectures, export
+from models import architectures, export, telemetry
 from models.spec import RankingSpec, load_spec, parse_spec, resolve_spec_path
-from pipeline.data import simulator
+from pipeline import ranking_truth
+from pipeline.data import simulator, world
 from pipeline.tfma_metrics import request_auc
 
 CLICK = "click"
@@ -71,6 +72,17 @@ def grouped_auc(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> T
     if auc is not None
   ]
   return float(np.mean(aucs)), len(aucs)
+
+
+def true_attraction(test: Mapping[str, np.ndarray]) -> np.ndarray:
+  """The row's true attraction a = p_click / e(p) (the click probability if examined)."""
+  return test["p_click"] / test["position"].astype(np.float64) ** -world.EXAMINATION_DECAY
+
+
+def agreement_with_attraction(test: Mapping[str, np.ndarray], free: np.ndarray) -> float:
+  """Mean per-request pairwise agreement of a position-free score with the true a."""
+  means = ranking_truth.grouped_means(test["request_id"], true_attraction(test), {"s": free}, ())
+  return means[("s", ranking_truth.AGREEMENT)]
 
 
 def parse_variant(text: str) -> Tuple[str, Dict[str, Dict[str, object]]]:
@@ -109,16 +121,16 @@ def attraction_oracles(spec: RankingSpec, test: Mapping[str, np.ndarray]) -> Dic
   item match u.v: what a model that learns no collaborative signal (item
   bias, segment, device, hour, category) can reach at best."""
   params = simulator.SimParams.from_spec(spec)
-  world = simulator.make_world(params)
+  sim_world = simulator.make_world(params)
   hidden = {"attraction_logit_x": [], "intent": []}
   for span in range(1, params.num_spans + 1):
-    data = simulator.simulate_span(world, params, span)
+    data = simulator.simulate_span(sim_world, params, span)
     for name in hidden:
       hidden[name].append(data["hidden"][name][data["is_eval"]])
   logit = np.concatenate(hidden["attraction_logit_x"])
   users = np.array([int(u[1:]) for u in test["user_id"]])
   items = np.array([int(i[1:]) for i in test["item_id"]])
-  match = np.einsum("nd,nd->n", world.user_click[users], world.item_click[items])
+  match = np.einsum("nd,nd->n", sim_world.user_click[users], sim_world.item_click[items])
 
   def integrated(attraction_logit: np.ndarray) -> np.ndarray:
     return simulator_truth.x_only_conversion_targets(
@@ -164,7 +176,7 @@ def train(
     verbose=0,
     callbacks=[
       keras.callbacks.EarlyStopping(
-        monitor="val_loss",
+        monitor=telemetry.early_stopping_monitor(spec),
         patience=spec.training.early_stopping_patience,
         restore_best_weights=True,
       )
@@ -176,7 +188,8 @@ def train(
     if k.startswith("val_") and k.endswith("_loss")
   }
   print(f"  validation losses per epoch: {curves}", flush=True)
-  return model, int(np.argmin(history.history["val_loss"])) + 1, len(history.epoch)
+  monitored = history.history[telemetry.early_stopping_monitor(spec)]
+  return model, int(np.argmin(monitored)) + 1, len(history.epoch)
 
 
 def scores(
@@ -209,6 +222,7 @@ def report_row(
     f"{grouped_auc(requests, clicks, free)[0]:.4f}",
     f"{grouped_auc(requests, clicks, aware)[0]:.4f}",
     f"{grouped_auc(requests, clicks, fused)[0]:.4f}" if fused is not None else "",
+    f"{agreement_with_attraction(test, free):.4f}",
   ]
   return f"| {name} | " + " | ".join(cells) + f" | {note} |"
 
@@ -237,15 +251,15 @@ def main(argv: List[str] | None = None) -> int:
     test = experiment.read_split(spec, Path(data_dir), "eval")
   oracles = attraction_oracles(spec, test)
   attraction = oracles["features"]
-  examination = test["position"].astype(np.float64) ** -simulator.EXAMINATION_DECAY
+  examination = test["position"].astype(np.float64) ** -world.EXAMINATION_DECAY
   print(
     f"{len(train_rows[CLICK]):,} train rows, {len(test[CLICK]):,} test rows "
     f"({len(np.unique(test['request_id'])):,} requests), test CTR {test[CLICK].mean():.4f}"
   )
   header = (
     "| model | AUC position-free | AUC position-aware | grouped AUC pCTR | "
-    "grouped AUC pCTR+position | grouped AUC fused score | notes |\n"
-    "|---|---|---|---|---|---|---|"
+    "grouped AUC pCTR+position | grouped AUC fused score | pairwise agreement pCTR, true a | notes |\n"
+    "|---|---|---|---|---|---|---|---|"
   )
   rows = [
     report_row("oracle: position alone", test, -test["position"], -test["position"], None),

@@ -22,6 +22,10 @@ os.environ.setdefault(LEGACY_KERAS_ENV, "1")
 # Each task's output is named after the task (the spec declares them); the
 # fused ranking score the spec's `serving.score` declares is this output.
 FUSED_SCORE_OUTPUT = "score"
+# The `evaluation` signature replaces the position-biased task's output by its
+# fit to the logs (position logit added) and also returns the served,
+# position-free one under `<task>` + this suffix (ranked against the truth).
+SERVED_OUTPUT_SUFFIX = "_served"
 
 # --- Signatures of the exported SavedModel ----------------------------------
 SERVE_TAG = "serve"

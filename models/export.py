@@ -16,7 +16,8 @@ The position never enters a served request: served scores are position-free.
 for serving: it reads logged examples, position included, and returns the same
 outputs with the position logit added to the position-biased task, i.e. the
 model's fit to the logged, position-biased outcomes; the fused score stays the
-served one (docs/evaluation.md).
+served one, and the task's served output is also returned as `<task>_served`
+(docs/evaluation.md).
 Warm-up requests (`assets.extra/tf_serving_warmup_requests`) are written into
 the export, so a server replays them before a version takes traffic.
 """
@@ -42,6 +43,7 @@ from contract import (
   REGRESS_METHOD,
   REGRESS_OUTPUTS,
   REGRESS_SIGNATURE,
+  SERVED_OUTPUT_SUFFIX,
   SERVING_SIGNATURE,
   SLICE_SIGNATURE,
   TRANSFORM_SIGNATURE,
@@ -108,13 +110,15 @@ class ServingModule(tf.Module):
   # without a position feature has none to read (export_serving_model wraps it).
   def evaluate_logged(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
     """The served outputs (fused score included), except the position-biased
-    task's, which gets the position logit of the logged position."""
+    task's, which gets the position logit of the logged position; its served
+    output stays under `<task>_served`."""
     transformed = self.tft_layer(tf.io.parse_example(examples, self._transform_feature_spec))
     outputs = self.predict_transformed(transformed)
     position = self._spec.position_feature.name
     features = {name: transformed[name] for name in (*self._model_inputs, position)}
     logits, _ = self.model.forward(features, training=False, use_position=True)
     task = self._spec.task(self.model.position_task)
+    outputs[task.name + SERVED_OUTPUT_SUFFIX] = outputs[task.name]
     value = tf.reshape(tf.cast(self.model.heads(logits)[task.name], tf.float32), [-1])
     outputs[task.name] = value if task.is_binary else inverse_label_transform(task, value)
     return outputs

@@ -88,8 +88,11 @@ class FeatureSpec:
       never a model input.
     position: the displayed position; only the position-bias tower reads it,
       in training. Served scores never depend on it.
-    ground_truth: a simulator's true probability (float), kept for evaluation
-      against the truth; never a model input, never served.
+    ground_truth: a simulator's true value (float), kept for evaluation
+      against the truth; never a model input, never served. `truth_of` names
+      the task (or `score`, the fused score) whose position-free truth it is:
+      with `evaluation.query_key`, TFMA ranks each request's served output by
+      it (`pipeline.tfma_truth_metrics`).
 
   `column` is the raw column read (default: `name`), so one column can feed
   two features (age as a number and as buckets).
@@ -119,6 +122,8 @@ class FeatureSpec:
   max_value: int = 0  # position only: the slate size (positions clip to 1..max_value)
   fill: float | None = None
   drift: float | None = None
+  # ground_truth only: the task (or `score`, the fused score) whose position-free truth it is
+  truth_of: str | None = None
   description: str = ""  # free text (reports)
 
   @property
@@ -217,6 +222,9 @@ class TrainingSpec:
   jit_compile: bool = False  # XLA-compile the training step
   mixed_precision: bool = False  # float16 compute, float32 variables
   early_stopping_patience: int = 2  # epochs without eval improvement before stopping (0: off)
+  # the validation loss early stopping watches: "" the spec-weighted sum of the
+  # task losses, else this task's (models.telemetry.early_stopping_monitor)
+  early_stopping_task: str = ""
   weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay
   shuffle_buffer: int = 100_000  # examples in tf.data's shuffle buffer
   telemetry_every_n_steps: int = 100  # steps between gate and gradient telemetry summaries
@@ -233,6 +241,11 @@ class Threshold:
   `value` is an absolute bound (a floor for higher-is-better metrics, a
   ceiling for lower-is-better ones); `max_regression` bounds how much worse
   than the latest blessed model the candidate may be.
+
+  Besides auc, pr_auc, log_loss (binary) and mse, mae (regression), a task or
+  the fused `score` with a ground-truth feature (`truth_of`) and a `query_key`
+  may gate the truth-based ranking metrics: `truth_ndcg@<k>` (k in
+  `ndcg_cutoffs`), `truth_agreement` and their `_share` (models/spec_truth.py).
   """
 
   task: str
@@ -242,7 +255,8 @@ class Threshold:
 
   @property
   def higher_is_better(self) -> bool:
-    return THRESHOLD_DIRECTIONS[self.metric] == "higher"
+    # The truth-based ranking metrics (models/spec_truth.py) are all higher-is-better.
+    return THRESHOLD_DIRECTIONS.get(self.metric, "higher") == "higher"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -368,6 +382,11 @@ class RankingSpec:
   @property
   def position_feature(self) -> FeatureSpec | None:
     return next((f for f in self.features if f.kind == "position"), None)
+
+  @property
+  def truth_features(self) -> Dict[str, FeatureSpec]:
+    """{task or `score`: the ground-truth feature holding its position-free truth}."""
+    return {f.truth_of: f for f in self.features if f.truth_of is not None}
 
   @property
   def derived_features(self) -> Tuple[str, ...]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
+from contract import FUSED_SCORE_OUTPUT
 from models import options
 from models.spec import (
   BALANCING_STRATEGIES,
@@ -35,6 +36,7 @@ from models.spec import (
 )
 from models.spec_data import parse_data as _parse_data
 from models.spec_fields import Fields as _Fields
+from models.spec_truth import is_truth_metric, truth_metric_error
 
 
 def parse(raw: Any, origin: str = "<spec>", source_path: str = "") -> RankingSpec:
@@ -74,6 +76,7 @@ def parse(raw: Any, origin: str = "<spec>", source_path: str = "") -> RankingSpe
         "a feature; a label is never a model input"
       )
   _check_acyclic(tasks, origin)
+  _check_truths(features, task_names, origin)
   # An unconditional task is its own task on every row, its declared parent
   # checked above: no mask, no TFMA weight, no ESMM product.
   tasks = [
@@ -88,12 +91,18 @@ def parse(raw: Any, origin: str = "<spec>", source_path: str = "") -> RankingSpe
     _Fields(top.get("evaluation", dict, default={}), "evaluation", origin),
     tasks,
     {f.name: f for f in features},
+    {f.truth_of for f in features if f.truth_of is not None},
   )
   raw_columns = {f.column: f.dtype for f in features}
   raw_columns.update({t.label: "int" if t.is_binary else "float" for t in tasks})
   data = _parse_data(_Fields(top.get("data", dict, required=True), "data", origin), raw_columns)
   serving = _parse_serving(_Fields(top.get("serving", dict, default={}), "serving", origin), tasks)
   top.done()
+  if training.early_stopping_task and training.early_stopping_task not in task_names:
+    raise SpecError(
+      f"{origin}: training.early_stopping_task: {training.early_stopping_task!r} is not a task "
+      f"(tasks: {', '.join(task_names)})"
+    )
   if model.position_bias and not any(f.kind == "position" for f in features):
     raise SpecError(f"{origin}: model.position_bias: needs a feature of kind 'position'")
   spec = RankingSpec(
@@ -159,6 +168,25 @@ def _check_acyclic(tasks: List[TaskSpec], origin: str) -> None:
       node = parents[node]
 
 
+def _check_truths(features: List[FeatureSpec], task_names: List[str], origin: str) -> None:
+  """Each `truth_of` names a task or the fused score, once."""
+  targets = [*task_names, FUSED_SCORE_OUTPUT]
+  seen: Dict[str, str] = {}
+  for i, f in enumerate(features):
+    if f.truth_of is None:
+      continue
+    if f.truth_of not in targets:
+      raise SpecError(
+        f"{origin}: features[{i}].truth_of: {f.truth_of!r} is not a task or "
+        f"{FUSED_SCORE_OUTPUT!r} (tasks: {', '.join(task_names)})"
+      )
+    if f.truth_of in seen:
+      raise SpecError(
+        f"{origin}: features[{i}].truth_of: {f.truth_of!r} is already the truth of {seen[f.truth_of]!r}"
+      )
+    seen[f.truth_of] = f.name
+
+
 # Feature fields read only for some kinds (or encodings, transforms): given for
 # another, they would be silently ignored, so they are an error at load.
 _FEATURE_FIELD_USE = {
@@ -170,6 +198,7 @@ _FEATURE_FIELD_USE = {
   "num_buckets": lambda s: s.kind == "numeric" and s.transform == "bucketize",
   "embedding_dim": lambda s: s.is_model_input and s.is_embedded,
   "max_value": lambda s: s.kind == "position",
+  "truth_of": lambda s: s.kind == "ground_truth",
 }
 _FEATURE_FIELD_USERS = {
   "encoding": "categorical features",
@@ -180,6 +209,7 @@ _FEATURE_FIELD_USERS = {
   "num_buckets": "numeric features with transform bucketize",
   "embedding_dim": "embedded features (categorical, bucketized numeric)",
   "max_value": "the position feature",
+  "truth_of": "ground_truth features",
 }
 
 
@@ -209,6 +239,7 @@ def _parse_feature(f: _Fields) -> FeatureSpec:
     max_value=f.get("max_value", int, default=0),
     fill=f.get("fill", float),
     drift=f.get("drift", float),
+    truth_of=f.get("truth_of", str),
     description=f.get("description", str, default=""),
   )
   f.done()
@@ -369,6 +400,8 @@ def _parse_training(f: _Fields) -> TrainingSpec:
   for key in ("early_stopping_patience", "shuffle_buffer", "telemetry_every_n_steps"):
     if values[key] < (0 if key == "early_stopping_patience" else 1):
       f.fail("must be >= " + ("0" if key == "early_stopping_patience" else "1"), key)
+  if "early_stopping_task" in f.raw and values["early_stopping_patience"] == 0:
+    f.fail("is read only with early_stopping_patience > 0", "early_stopping_task")
   return TrainingSpec(**values)
 
 
@@ -388,7 +421,10 @@ def _check_sliceable(f: _Fields, feature: FeatureSpec, where: str) -> None:
 
 
 def _parse_evaluation(
-  f: _Fields, tasks: List[TaskSpec], feature_names: Mapping[str, FeatureSpec]
+  f: _Fields,
+  tasks: List[TaskSpec],
+  feature_names: Mapping[str, FeatureSpec],
+  truth_targets: set = frozenset(),
 ) -> EvaluationSpec:
   def slices(key: str) -> Tuple[Tuple[str, ...], ...]:
     result = []
@@ -411,17 +447,24 @@ def _parse_evaluation(
   by_name = {t.name: t for t in tasks}
   thresholds = []
   raw_thresholds = f.get("thresholds", dict, default={})
+  truth_gates = []
   for task_name, metrics in raw_thresholds.items():
-    if task_name not in by_name:
+    if task_name not in by_name and task_name not in truth_targets:
       f.fail(
         f"{task_name!r} is not a task (tasks: {', '.join(by_name)})", f"thresholds.{task_name}"
       )
     if not isinstance(metrics, Mapping):
       f.fail("must map metric names to {value, max_regression}", f"thresholds.{task_name}")
-    allowed = ("auc", "pr_auc", "log_loss") if by_name[task_name].is_binary else ("mse", "mae")
+    allowed = ()
+    if task_name in by_name:
+      allowed = ("auc", "pr_auc", "log_loss") if by_name[task_name].is_binary else ("mse", "mae")
     for metric, bounds in metrics.items():
       where = f"thresholds.{task_name}.{metric}"
-      if metric not in allowed:
+      if task_name in truth_targets and is_truth_metric(metric):
+        truth_gates.append((metric, where))
+      elif task_name not in by_name:
+        f.fail(f"{metric!r}: the fused score gates only truth metrics", where)
+      elif metric not in allowed:
         f.fail(
           f"{metric!r} is not a gateable metric for a "
           f"{by_name[task_name].type} task (use: {', '.join(allowed)})",
@@ -438,7 +481,7 @@ def _parse_evaluation(
       if threshold.value is None and threshold.max_regression is None:
         f.fail("give value and/or max_regression", where)
       if threshold.value is not None:
-        bounded = metric in ("auc", "pr_auc")
+        bounded = metric in ("auc", "pr_auc") or is_truth_metric(metric)
         if (
           not math.isfinite(threshold.value)
           or threshold.value < 0
@@ -462,6 +505,10 @@ def _parse_evaluation(
     isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in cutoffs
   ):
     f.fail("must be a non-empty list of positive integers", "ndcg_cutoffs")
+  for metric, where in truth_gates:
+    error = truth_metric_error(metric, cutoffs, query_key)
+    if error:
+      f.fail(error, where)
   gain_task = f.get("gain_task", str)
   if gain_task is not None and (gain_task not in by_name or not by_name[gain_task].is_binary):
     binary = ", ".join(t.name for t in tasks if t.is_binary)

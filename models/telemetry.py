@@ -227,6 +227,14 @@ class TelemetryCallback(keras.callbacks.Callback):
       self._writer.close()
 
 
+def early_stopping_monitor(spec: RankingSpec) -> str:
+  """`val_loss` (the spec-weighted sum), or `val_<task>_loss` with
+  `training.early_stopping_task`: one task's loss, when another task's head
+  overfits epochs before it (the synthetic spec's conversion before its click)."""
+  task = spec.training.early_stopping_task
+  return f"val_{task}_loss" if task else "val_loss"
+
+
 def callbacks(
   spec: RankingSpec, log_dir: str, early_stopping: bool = True, collapse_threshold: float = 0.9
 ) -> List[keras.callbacks.Callback]:
@@ -234,8 +242,7 @@ def callbacks(
   `spec.training.telemetry_every_n_steps` steps, epoch curves (train and
   validation) through Keras' TensorBoard callback, and, with `early_stopping`
   and `spec.training.early_stopping_patience` > 0, early stopping on
-  `val_loss` (the spec-weighted sum of the task losses) restoring the best
-  weights."""
+  `early_stopping_monitor(spec)` restoring the best weights."""
   result: List[keras.callbacks.Callback] = [
     StopOnNonFiniteLoss([t.name for t in spec.tasks]),
     TelemetryCallback(log_dir, spec.training.telemetry_every_n_steps, collapse_threshold),
@@ -244,7 +251,7 @@ def callbacks(
   if early_stopping and spec.training.early_stopping_patience > 0:
     result.append(
       keras.callbacks.EarlyStopping(
-        monitor="val_loss",
+        monitor=early_stopping_monitor(spec),
         patience=spec.training.early_stopping_patience,
         restore_best_weights=True,
       )

@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, Dict, List
 
 from contract import FUSED_SCORE_OUTPUT
+from pipeline import truth_table
 
 if TYPE_CHECKING:
   from pipeline.runner import RunSummary
@@ -58,6 +59,7 @@ def render_summary(summary: RunSummary) -> str:
         and not m.endswith(("_lower", "_upper", "_diff"))
       ),
     )
+  lines += truth_table.console_lines(summary.metrics)
   if summary.single_task_baseline:
     lines.append(
       "  multi-task (MTL) against single-task (STL) baselines, overall slice, one seed;"

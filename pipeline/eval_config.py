@@ -13,7 +13,9 @@ Per binary task the expected calibration error comes from our own TFMA metric
 (`pipeline.tfma_metrics`). With an `evaluation.query_key`, the fused `score`
 output is also judged as a ranking: TFMA groups the eval examples by request
 and computes NDCG@k for each of `evaluation.ndcg_cutoffs` and the grouped AUC,
-both against the label of the spec's gain task (the click). With
+both against the label of the spec's gain task (the click); with truth columns
+(ground-truth features with `truth_of`), every served output is also ranked
+against its truth per request (`truth_metrics_specs`). With
 `evaluation.confidence_intervals`, TFMA computes an interval for every metric.
 
 `multi_model_eval_config` evaluates the candidate, the latest blessed model
@@ -46,13 +48,15 @@ import tensorflow_model_analysis as tfma
 from contract import (
   EVAL_SIGNATURE,
   FUSED_SCORE_OUTPUT,
+  SERVED_OUTPUT_SUFFIX,
   SERVING_SIGNATURE,
   SINGLE_TASK_MODEL_NAME,
   SLICE_SIGNATURE,
 )
 from models.export import has_eval_signature
 from models.spec import RankingSpec, TaskSpec, Threshold
-from pipeline import tfma_metrics
+from models.spec_truth import is_truth_metric
+from pipeline import tfma_metrics, tfma_truth_metrics
 
 INFERENCE_BATCH_SIZE = 4096
 # Spec metric name -> (TFMA metric class, the name TFMA reports it under).
@@ -133,7 +137,7 @@ def _metric_configs(
   thresholds = {
     GATE_METRICS[t.metric][0]: t
     for t in spec.evaluation.thresholds
-    if with_gates and t.task == task.name
+    if with_gates and t.task == task.name and t.metric in GATE_METRICS
   }
   names = (BINARY_METRICS + BINARY_PLOTS) if task.is_binary else REGRESSION_METRICS
   if task.parent:
@@ -179,6 +183,56 @@ def ranking_metrics_spec(spec: RankingSpec) -> tfma.MetricsSpec | None:
   )
 
 
+def truth_output(spec: RankingSpec, target: str) -> str:
+  """The output ranked against `target`'s truth: the served one (under
+  `<task>_served` in the `evaluation` signature for the position-biased task)."""
+  if has_eval_signature(spec) and target == (spec.model.position_bias_task or spec.tasks[0].name):
+    return target + SERVED_OUTPUT_SUFFIX
+  return target
+
+
+def truth_metrics_specs(spec: RankingSpec, with_gates: bool = True) -> List[tfma.MetricsSpec]:
+  """Per output with a truth (`truth_of`), one MetricsSpec grouping by the query
+  key with `tfma_truth_metrics.TruthRanking`, and the spec's truth thresholds on
+  the overall slice and the gated slices (TFMA keys a MetricsSpec's thresholds
+  by metric name, so each output has its own spec). None without a query key."""
+  if spec.evaluation.query_key is None:
+    return []
+  position = spec.position_feature
+  gated_slices = [tfma.SlicingSpec()] + [
+    tfma.SlicingSpec(feature_keys=list(s)) for s in spec.evaluation.gated_slices
+  ]
+  specs = []
+  for target, feature in spec.truth_features.items():
+    output = truth_output(spec, target)
+    config = {
+      "truths": {output: feature.column},
+      "position_key": position.column if position is not None else "",
+      "cutoffs": list(spec.evaluation.ndcg_cutoffs),
+    }
+    if target == FUSED_SCORE_OUTPUT:
+      # Each head of the score against the true utility: does fusing help?
+      config["also"] = {t: truth_output(spec, t) for t in spec.serving.score}
+    metrics_spec = tfma.MetricsSpec(
+      output_names=[output],
+      query_key=spec.evaluation.query_key,
+      metrics=[
+        tfma.MetricConfig(
+          class_name=tfma_truth_metrics.TruthRanking.__name__,
+          module=tfma_truth_metrics.__name__,
+          config=json.dumps(config),
+        )
+      ],
+    )
+    for t in spec.evaluation.thresholds:
+      if with_gates and t.task == target and is_truth_metric(t.metric):
+        metrics_spec.per_slice_thresholds[t.metric].thresholds.append(
+          tfma.PerSliceMetricThreshold(slicing_specs=gated_slices, threshold=_metric_threshold(t))
+        )
+    specs.append(metrics_spec)
+  return specs
+
+
 def eval_config_from_spec(spec: RankingSpec, with_gates: bool = True) -> tfma.EvalConfig:
   """The candidate's EvalConfig; `with_gates=False` leaves every threshold out."""
   example_weight_keys = {t.name: spec.parent_label(t) for t in spec.tasks if t.parent}
@@ -201,6 +255,7 @@ def eval_config_from_spec(spec: RankingSpec, with_gates: bool = True) -> tfma.Ev
   ]
   if ranking is not None:
     metrics_specs.append(ranking)
+  metrics_specs += truth_metrics_specs(spec, with_gates)
   options = tfma.Options()
   options.compute_confidence_intervals.value = spec.evaluation.confidence_intervals
   # No TFMA min_slice_size: TFMA 0.47 reports every thresholded metric of a

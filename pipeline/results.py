@@ -21,6 +21,7 @@ from contract import (
   EVALUATOR_NODE,
   FUSED_SCORE_OUTPUT,
   PUSHER_NODE,
+  SERVED_OUTPUT_SUFFIX,
   SINGLE_TASK_MODEL_NAME,
   TRAINER_NODE,
   TRANSFORM_NODE,
@@ -293,7 +294,10 @@ def slice_metrics(
   """
   import tensorflow_model_analysis as tfma
 
-  outputs = set(spec.task_names) | {FUSED_SCORE_OUTPUT}
+  # The position-biased task's served output (`<task>_served`, ranked against
+  # the truth) reports under the task: its metric names start with `truth_`.
+  outputs = {t: t for t in (*spec.task_names, FUSED_SCORE_OUTPUT)}
+  outputs.update({t + SERVED_OUTPUT_SUFFIX: t for t in spec.task_names})
   # TFMA names a lone model "", the candidate "candidate" beside others.
   model = model or tfma.CANDIDATE_KEY
   names = {model, ""} if model == tfma.CANDIDATE_KEY else {model}
@@ -306,7 +310,7 @@ def slice_metrics(
         continue
       if kv.value.HasField("double_value"):
         name = _metric_name(key)
-        values = result.setdefault((key.output_name, slice_name), {})
+        values = result.setdefault((outputs[key.output_name], slice_name), {})
         values[name] = kv.value.double_value.value
         interval = kv.confidence_interval
         if interval.HasField("lower_bound") and interval.lower_bound.HasField("double_value"):

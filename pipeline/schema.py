@@ -4,7 +4,8 @@ The schema TFDV validates every span against is not inferred and hand-edited:
 it is written from the spec (`schema_from_spec`), so it cannot drift from the
 features and tasks the model is built from. Every declared column is required
 in every row with exactly one value of the declared type; binary labels must
-lie in {0, 1}; positions in 1..max_value; ground-truth probabilities in [0, 1].
+lie in {0, 1}; positions in 1..max_value; ground-truth probabilities in [0, 1], other
+ground truths (expected dwell, the true utility) >= 0.
 The pipeline still runs SchemaGen, whose inferred schema is kept beside the
 curated one for inspection.
 """
@@ -16,6 +17,14 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from models.spec import RankingSpec
 
 _TYPES = {"string": schema_pb2.BYTES, "int": schema_pb2.INT, "float": schema_pb2.FLOAT}
+
+
+def _is_probability(spec: RankingSpec, truth_of: str | None) -> bool:
+  """A ground truth is a probability unless it is a regression task's or the
+  fused score's (expected seconds, a product with them)."""
+  if truth_of is None:
+    return True
+  return truth_of in spec.task_names and spec.task(truth_of).is_binary
 
 
 def schema_from_spec(spec: RankingSpec) -> schema_pb2.Schema:
@@ -38,7 +47,8 @@ def schema_from_spec(spec: RankingSpec) -> schema_pb2.Schema:
       by_name[feature.column].int_domain.max = feature.max_value
     elif feature.kind == "ground_truth":
       by_name[feature.column].float_domain.min = 0.0
-      by_name[feature.column].float_domain.max = 1.0
+      if _is_probability(spec, feature.truth_of):
+        by_name[feature.column].float_domain.max = 1.0
   return schema
 
 

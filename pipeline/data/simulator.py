@@ -48,6 +48,35 @@ def _check_columns(spec: RankingSpec) -> Dict[str, str]:
   return wanted
 
 
+UTILITY = "utility"
+
+
+def truth_utility(spec: RankingSpec, columns: Mapping[str, Any]) -> np.ndarray:
+  """The spec's fused score applied to the truths: prod over `serving.score`'s
+  tasks of truth ** exponent, each task's truth the column of its `truth_of`
+  feature (`models.export.fused_score`'s formula, on the simulator's truths)."""
+  truths = spec.truth_features
+  missing = [t for t in spec.serving.score if t not in truths]
+  if missing:
+    raise ValueError(
+      f"simulator: the spec reads {UTILITY!r} but declares no ground_truth feature with "
+      f"truth_of {missing} (every task of serving.score needs one)"
+    )
+  log_utility = sum(
+    exponent * np.log(np.maximum(np.asarray(columns[truths[t].column], np.float64), 1e-7))
+    for t, exponent in spec.serving.score.items()
+  )
+  return np.exp(log_utility).astype(np.float32)
+
+
+def simulate_spec_span(spec: RankingSpec, world: World, p: SimParams, span: int) -> Dict[str, Any]:
+  """`simulate_span`, plus the spec's true `utility` column when the spec reads it."""
+  data = simulate_span(world, p, span)
+  if UTILITY in spec.raw_columns:
+    data["columns"][UTILITY] = truth_utility(spec, data["columns"])
+  return data
+
+
 def _take(values: Any, mask: np.ndarray) -> Any:
   if isinstance(values, pa.Array):
     return values.filter(pa.array(mask))
@@ -120,6 +149,7 @@ def simulate(
         "params": dataclasses.asdict(p),
         "span": span,
         "columns": columns_spec,
+        **({"utility_formula": dict(spec.serving.score)} if UTILITY in columns_spec else {}),
       }
     )
     if not overwrite:
@@ -143,7 +173,7 @@ def simulate(
           flush=True,
         )
       world = make_world(p)
-    data = simulate_span(world, p, span)
+    data = simulate_spec_span(spec, world, p, span)
     columns = {name: data["columns"][name] for name in columns_spec}
     is_eval = data["is_eval"]
     stats = {"span": span, "fingerprint": fp, **_span_stats(data["columns"], is_eval)}

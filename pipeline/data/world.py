@@ -53,6 +53,12 @@ For the item at position p (1..K):
                   log mean = ln 20 + 0.4 u.v + 0.3 u'.v'' + 0.3 conversion + device,
                   sigma 0.7; exactly 0 where there is no click.
 
+The position-free truths a ranker should order by, per impression (never
+features): `attraction` a (the click probability if examined at the top),
+`p_conv_given_click`, `expected_dwell` E[dwell | click] (the conversion's lift
+averaged over p_conv) and `utility`, the spec's `serving.score` formula applied
+to the truths of its tasks (written by `pipeline.data.simulator`).
+
 Base rates at the synthetic spec's parameters: CTR about 7 %, CVR given click
 about 10 %, median dwell about 25 s (docs/data.md has the measured figures).
 
@@ -74,7 +80,7 @@ import pyarrow as pa
 
 from models.spec import SOURCE_PARAMS, RankingSpec
 
-SIMULATOR_VERSION = 2
+SIMULATOR_VERSION = 3
 
 # The columns the simulator produces, with their dtypes.
 COLUMNS: Dict[str, str] = {
@@ -89,6 +95,9 @@ COLUMNS: Dict[str, str] = {
   "position": "int",
   "p_click": "float",
   "p_conv_given_click": "float",
+  "attraction": "float",
+  "expected_dwell": "float",
+  "utility": "float",
   "click": "int",
   "conversion": "int",
   "dwell_seconds": "float",
@@ -420,6 +429,10 @@ def simulate_span(world: World, p: SimParams, span: int) -> Dict[str, Any]:
     + DEVICE_DWELL[device][:, None]
   )
   dwell = np.where(click, np.exp(dwell_log_mean + rng.normal(0.0, DWELL_SIGMA, (n_req, k))), 0.0)
+  # E[dwell | click], the conversion's lift averaged over p_conv (position-free).
+  expected_dwell = np.exp(dwell_log_mean - 0.3 * conversion + DWELL_SIGMA**2 / 2) * (
+    1.0 + p_conv * (math.exp(0.3) - 1.0)
+  )
 
   request_of_row = np.repeat(np.arange(n_req), k)
   is_eval = np.repeat(eval_requests(p.seed, span, n_req, p.eval_fraction), k)
@@ -440,10 +453,13 @@ def simulate_span(world: World, p: SimParams, span: int) -> Dict[str, Any]:
     "position": position.reshape(-1).astype(np.int64),
     "p_click": p_click.reshape(-1).astype(np.float32),
     "p_conv_given_click": p_conv.reshape(-1).astype(np.float32),
+    "attraction": attraction.reshape(-1).astype(np.float32),
+    "expected_dwell": expected_dwell.reshape(-1).astype(np.float32),
     "click": click.reshape(-1).astype(np.int64),
     "conversion": conversion.reshape(-1).astype(np.int64),
     "dwell_seconds": dwell.reshape(-1).astype(np.float32),
   }
+  # `utility` depends on the spec's score formula: pipeline.data.simulator adds it.
   assert all(len(v) == n for v in columns.values())
   # Never written: what the logged features do not show (for the ESMM
   # experiment's x-only oracle, benchmarks/esmm_experiment.py).

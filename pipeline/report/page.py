@@ -10,6 +10,7 @@ from typing import Dict, List, Mapping, Tuple
 
 from contract import FUSED_SCORE_OUTPUT
 from models.spec import RankingSpec
+from pipeline import truth_table
 from pipeline.report import interval_chart
 from pipeline.report.plots import Series, _esc, bar_chart, heatmap, line_chart
 from pipeline.report.readers import ReportData, collect
@@ -47,7 +48,10 @@ def _ordered_metrics(rows: Mapping[str, Mapping[str, float]]) -> List[str]:
   """Metrics in METRIC_ORDER, then the others; the weighted example count only
   where it differs from the example count (a conditional task's weights)."""
   plain = {
-    n for values in rows.values() for n in values if not n.endswith(("_diff", "_lower", "_upper"))
+    n
+    for values in rows.values()
+    for n in values
+    if not n.endswith(("_diff", "_lower", "_upper")) and not truth_table.is_truth_metric_key(n)
   }
   if all(v.get("weighted_example_count") == v.get("example_count") for v in rows.values()):
     plain.discard("weighted_example_count")
@@ -186,7 +190,34 @@ def _ranking_section(data: ReportData) -> str:
     f"<code>{_esc(data.spec.gain_task.label)}</code>: {cutoffs}, and the grouped AUC "
     "(mean AUC within a request, over requests with both a positive and a "
     "negative; <code>grouped_auc_requests</code> counts them). A slice on a "
-    "per-item column holds every request with an item in it.</p>" + metrics_table(rows, "slice")
+    "per-item column holds every request with an item in it.</p>"
+    + metrics_table(rows, "slice")
+    + _truth_table(data)
+  )
+
+
+def _truth_table(data: ReportData) -> str:
+  """The served outputs ranked against the simulator's truth (overall slice)."""
+  overall = {task: v for (task, slice_name), v in data.metrics.items() if slice_name == "overall"}
+  rows = truth_table.truth_rows(overall)
+  if not rows:
+    return ""
+  head = "".join(f"<th>{_esc(c)}</th>" for c in ("output", "metric", *truth_table.COLUMNS))
+  body = "".join(
+    f"<tr><th>{_esc(row['output'])}</th><td>{_esc(row['metric'])}</td>"
+    + "".join(f"<td>{row[c]:.4f}</td>" if c in row else "<td>-</td>" for c in truth_table.COLUMNS)
+    + "</tr>"
+    for row in rows
+  )
+  return (
+    '<h3 id="truth">Against the simulator\'s truth</h3><p>Each served output (the click '
+    "without its position logit) ranks each request's items against its position-free "
+    "truth (<code>truth_of</code> features): NDCG@k and pairwise agreement, for the model, "
+    "the logged position order, a random order (expected) and the oracle (the truth "
+    "itself); <i>share</i> is the model's share of the oracle's lift over random, "
+    "<i>position_share</i> the position order's.</p>"
+    f'<div class="scroll"><table class="metrics truth"><thead><tr>{head}</tr></thead>'
+    f"<tbody>{body}</tbody></table></div>"
   )
 
 

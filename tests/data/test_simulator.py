@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks import simulator_throughput, simulator_truth
 from models.spec import load_spec
-from pipeline.data import io, simulator
+from pipeline.data import io, simulator, world
 
 K = 10
 
@@ -325,7 +325,7 @@ def _digest() -> str:
 
   spec = small_spec(num_spans=1, requests_per_span=200)
   params = simulator.SimParams.from_spec(spec)
-  columns = simulator.simulate_span(simulator.make_world(params), params, 1)["columns"]
+  columns = simulator.simulate_spec_span(spec, simulator.make_world(params), params, 1)["columns"]
   encoded = io.encode_examples(columns, spec.raw_columns)
   return hashlib.sha256(b"".join(encoded.to_pylist())).hexdigest()
 
@@ -346,3 +346,27 @@ def test_bytes_are_identical_across_processes():
 
 if __name__ == "__main__":
   print(_digest())
+
+
+def test_position_free_truths_match_the_generative_model():
+  """attraction = p_click / e(p); utility = serving.score's formula on the
+  truths; expected_dwell is the mean dwell of the clicked impressions."""
+  spec = small_spec(num_spans=1, requests_per_span=4000)
+  params = simulator.SimParams.from_spec(spec)
+  columns = simulator.simulate_spec_span(spec, simulator.make_world(params), params, 1)["columns"]
+  position = columns["position"].astype(np.float64)
+  examination = position**-world.EXAMINATION_DECAY
+  np.testing.assert_allclose(columns["attraction"] * examination, columns["p_click"], rtol=1e-5)
+  exponents = spec.serving.score
+  expected = (
+    columns["attraction"].astype(np.float64) ** exponents["click"]
+    * columns["p_conv_given_click"].astype(np.float64) ** exponents["conversion"]
+    * columns["expected_dwell"].astype(np.float64) ** exponents["dwell"]
+  )
+  np.testing.assert_allclose(columns["utility"], expected, rtol=1e-5)
+  clicked = columns["click"] == 1
+  assert clicked.sum() > 1000
+  mean_dwell = columns["dwell_seconds"][clicked].mean()
+  assert mean_dwell == pytest.approx(columns["expected_dwell"][clicked].mean(), rel=0.06)
+  # The utility is not the click: the tasks' truths order items differently.
+  assert np.corrcoef(columns["utility"], columns["attraction"])[0, 1] < 0.95

@@ -18,7 +18,7 @@ from tensorflow_transform.tf_metadata import metadata_io
 from models import export
 from models.features import SPEC_CONFIG_KEY, preprocessing_fn, vocab_sizes
 from models.spec import load_spec
-from pipeline.eval_config import eval_config_from_spec
+from pipeline.eval_config import eval_config_from_spec, multi_model_eval_config
 from pipeline.schema import schema_from_spec
 
 
@@ -55,6 +55,9 @@ def _rows(n: int):
       "position": i % 10 + 1,
       "p_click": 0.3,
       "p_conv_given_click": 0.1,
+      "attraction": 0.4,
+      "expected_dwell": 30.0,
+      "utility": 0.4 * 0.1 * 30.0**0.5,
       "click": click,
       "conversion": click * int(rng.random() < 0.2),
       "dwell_seconds": click * float(rng.uniform(1, 100)),
@@ -115,12 +118,28 @@ def test_eval_config_is_per_task_with_gates_only_on_named_slices(spec):
   }
   # Conditional tasks are judged on the rows where the parent happened.
   assert dict(model_spec.example_weight_keys) == {"conversion": "click", "dwell": "click"}
+  # Then one truth-ranking spec per `truth_of` (the position-biased click's
+  # served output, `click_served`, in the evaluation signature).
   assert [list(s.output_names) for s in config.metrics_specs] == [
     ["click"],
     ["conversion"],
     ["dwell"],
     ["score"],
+    ["conversion"],
+    ["click_served"],
+    ["dwell"],
+    ["score"],
   ]
+  assert [m.class_name for s in config.metrics_specs[4:] for m in s.metrics] == ["TruthRanking"] * 4
+  # In the one TFMA pass the truth metrics, like the ranking ones, cover the
+  # candidate and the blessed baseline, never the single-task model.
+  multi = multi_model_eval_config(spec, has_baseline=True, has_single_task=True)
+  truth_models = {
+    tuple(s.model_names)
+    for s in multi.metrics_specs
+    if any(m.class_name == "TruthRanking" for m in s.metrics)
+  }
+  assert truth_models == {("candidate", "baseline")}
   for task_spec in config.metrics_specs[:2]:
     assert "ExpectedCalibrationError" in [m.class_name for m in task_spec.metrics]
   ranking = config.metrics_specs[3]
@@ -190,6 +209,9 @@ def test_evaluation_signature_adds_the_position_logit_to_click_only(spec, tft_ru
   )
   for task in ("conversion", "dwell", "score"):
     np.testing.assert_allclose(logged[task].numpy(), served[task].numpy(), rtol=1e-6)
+  # The served click stays beside it, for the ranking against the truth.
+  np.testing.assert_allclose(logged["click_served"].numpy(), served["click"].numpy(), rtol=1e-6)
+  assert "click_served" not in served
   # Without a position-bias tower there is nothing to add: no such signature.
   assert not export.has_eval_signature(
     spec.replace(model={"position_bias": False, "position_bias_task": None})

@@ -220,3 +220,45 @@ def test_a_numeric_fill_replaces_non_finite_values_in_the_transform():
   np.testing.assert_array_equal(
     transform_feature(feature, values).numpy(), [[1.5], [-1], [-1], [-1]]
   )
+
+
+def test_truth_features_thresholds_and_early_stopping_task():
+  spec = load_spec("synthetic")
+  truths = {target: f.column for target, f in spec.truth_features.items()}
+  assert truths == {
+    "click": "attraction",
+    "conversion": "p_conv_given_click",
+    "dwell": "expected_dwell",
+    "score": "utility",
+  }
+  raw = _raw()
+  raw["evaluation"]["thresholds"]["score"] = {"truth_ndcg@10_share": {"value": 0.3}}
+  raw["evaluation"]["thresholds"]["click"]["truth_agreement"] = {"value": 0.6}
+  raw["training"]["early_stopping_task"] = "click"
+  parsed = parse_spec(raw)
+  gates = {(t.task, t.metric): t for t in parsed.evaluation.thresholds}
+  assert gates[("score", "truth_ndcg@10_share")].higher_is_better
+  assert gates[("click", "truth_agreement")].value == 0.6
+  assert parsed.training.early_stopping_task == "click"
+  bad = [
+    ("features", "truth_of", lambda r: r["features"][1].update(truth_of="click")),
+    ("truth_of", "not a task", lambda r: r["features"][-1].update(truth_of="income")),
+    ("already the truth", "", lambda r: r["features"][-2].update(truth_of="click")),
+    (
+      "ndcg_cutoffs",
+      "",
+      lambda r: r["evaluation"]["thresholds"].update(score={"truth_ndcg@3": {"value": 0.5}}),
+    ),
+    (
+      "gates only truth metrics",
+      "",
+      lambda r: r["evaluation"]["thresholds"].update(score={"auc": {"value": 0.5}}),
+    ),
+    ("early_stopping_task", "", lambda r: r["training"].update(early_stopping_task="ctr")),
+  ]
+  for first, second, change in bad:
+    broken = _raw()
+    change(broken)
+    with pytest.raises(SpecError, match=first) as error:
+      parse_spec(broken)
+    assert second in str(error.value)

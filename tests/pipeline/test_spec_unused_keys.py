@@ -67,7 +67,7 @@ CASES = {
   "levels-on-mmoe": (
     "census",
     lambda r: r["model"].update(levels=3),
-    "model.levels: only architecture ple reads levels",
+    "model.levels: only architecture ple or stem reads levels",
   ),
   "position-task-without-bias": (
     "synthetic",

@@ -1,4 +1,5 @@
-"""Our TFMA metrics (ECE, grouped AUC) and the spec's ranking MetricsSpec, in a
+"""Our TFMA metrics (ECE, grouped AUC, ranking against the truth) and the spec's
+ranking MetricsSpecs, in a
 real TFMA run (`tfma.run_model_analysis`, Beam in memory) on examples that
 carry their own predictions, against the same quantities computed by hand."""
 
@@ -13,8 +14,8 @@ import tensorflow_model_analysis as tfma
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from models.spec import load_spec
-from pipeline import config, results, tfma_metrics
-from pipeline.eval_config import CUSTOM_METRICS_MODULE, ranking_metrics_spec
+from pipeline import config, ranking_truth, results, tfma_metrics
+from pipeline.eval_config import CUSTOM_METRICS_MODULE, ranking_metrics_spec, truth_metrics_specs
 
 # Minutes of TensorFlow or Beam work: left out of `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -39,6 +40,10 @@ def logged(tmp_path_factory):
     relevance = rng.normal(size=SLATE)
     clicks = (rng.random(SLATE) < 1 / (1 + np.exp(-2 * relevance))).astype(int)
     click_pred = 1 / (1 + np.exp(-relevance + rng.normal(scale=0.5, size=SLATE)))
+    # Position-free truths: the attraction, and a utility the score only partly follows.
+    attraction = 1 / (1 + np.exp(-relevance))
+    utility = attraction * np.exp(rng.normal(scale=0.7, size=SLATE))
+    position = rng.permutation(SLATE) + 1
     for i in range(SLATE):
       rows.append(
         {
@@ -47,6 +52,9 @@ def logged(tmp_path_factory):
           "click": int(clicks[i]),
           "click_pred": float(click_pred[i]),
           "score_pred": float(click_pred[i] * 0.5),
+          "attraction": float(attraction[i]),
+          "utility": float(utility[i]),
+          "position": int(position[i]),
         }
       )
   path = tmp_path_factory.mktemp("tfma") / "examples.tfrecord"
@@ -60,7 +68,10 @@ def logged(tmp_path_factory):
         "click": tf.train.Feature(int64_list=tf.train.Int64List(value=[row["click"]])),
         "click_pred": tf.train.Feature(float_list=tf.train.FloatList(value=[row["click_pred"]])),
         "score_pred": tf.train.Feature(float_list=tf.train.FloatList(value=[row["score_pred"]])),
+        "position": tf.train.Feature(int64_list=tf.train.Int64List(value=[row["position"]])),
       }
+      for truth in ("attraction", "utility"):
+        feature[truth] = tf.train.Feature(float_list=tf.train.FloatList(value=[row[truth]]))
       writer.write(
         tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
       )
@@ -74,7 +85,11 @@ def evaluated(logged, ranking_spec, tmp_path_factory) -> Path:
     model_specs=[
       tfma.ModelSpec(
         label_keys={"click": "click", "score": "click"},
-        prediction_keys={"click": "click_pred", "score": "score_pred"},
+        prediction_keys={
+          "click": "click_pred",
+          "click_served": "click_pred",
+          "score": "score_pred",
+        },
       )
     ],
     slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["device"])],
@@ -97,6 +112,11 @@ def evaluated(logged, ranking_spec, tmp_path_factory) -> Path:
         ],
       ),
       ranking_metrics_spec(ranking_spec),
+      *(
+        s
+        for s in truth_metrics_specs(ranking_spec)
+        if s.output_names[0] in ("score", "click_served")
+      ),
     ],
     options=tfma.Options(compute_confidence_intervals={"value": True}),
   )
@@ -183,6 +203,105 @@ def test_confidence_intervals_bracket_the_value_when_asked(evaluated, ranking_sp
     values = metrics[(output, "overall")]
     assert values[metric + "_lower"] <= values[metric] <= values[metric + "_upper"], metric
     assert values[metric + "_lower"] < values[metric + "_upper"], metric
+
+
+def _by_request(rows, keep=lambda row: True):
+  requests = {}
+  for row in rows:
+    if keep(row):
+      requests.setdefault(row["request_id"], []).append(row)
+  return list(requests.values())
+
+
+def _ndcg(members, score: str, truth: str, k: int) -> float:
+  ranked = sorted(members, key=lambda r: -r[score])[:k]
+  ideal = sorted((r[truth] for r in members), reverse=True)[:k]
+  dcg = sum(r[truth] / np.log2(rank + 2) for rank, r in enumerate(ranked))
+  return dcg / sum(g / np.log2(rank + 2) for rank, g in enumerate(ideal))
+
+
+def _agreement(members, score: str, truth: str) -> float:
+  same = [
+    (a[score] - b[score]) * (a[truth] - b[truth]) > 0
+    for i, a in enumerate(members)
+    for b in members[i + 1 :]
+  ]
+  return float(np.mean(same))
+
+
+def test_truth_ranking_per_request_against_the_truth_with_baselines(
+  evaluated, logged, ranking_spec
+):
+  _, rows = logged
+  metrics = results.slice_metrics(ranking_spec, str(evaluated))
+  # The served click (`click_served`) reports under the click, the fused score under `score`.
+  for task, score, truth in (
+    ("click", "click_pred", "attraction"),
+    ("score", "score_pred", "utility"),
+  ):
+    values = metrics[(task, "overall")]
+    requests = _by_request(rows)
+    assert values["truth_requests"] == REQUESTS
+    ndcg = np.mean([_ndcg(m, score, truth, 3) for m in requests])
+    assert values["truth_ndcg@3"] == pytest.approx(ndcg, abs=1e-6)
+    by_position = np.mean([_ndcg(m, "position", truth, 3) for m in requests])
+    # Position 1 first: the position order's NDCG is that of -position.
+    for m in requests:
+      for r in m:
+        r["minus_position"] = -r["position"]
+    by_position = np.mean([_ndcg(m, "minus_position", truth, 3) for m in requests])
+    assert values["truth_ndcg@3_position"] == pytest.approx(by_position, abs=1e-6)
+    agreement = np.mean([_agreement(m, score, truth) for m in requests])
+    assert values["truth_agreement"] == pytest.approx(agreement, abs=1e-6)
+    assert values["truth_agreement_random"] == 0.5 and values["truth_agreement_oracle"] == 1.0
+    assert values["truth_ndcg@6_oracle"] == 1.0
+    random = np.mean(
+      [
+        np.mean([r[truth] for r in m])
+        * sum(1 / np.log2(i + 2) for i in range(3))
+        / sum(
+          g / np.log2(i + 2) for i, g in enumerate(sorted((r[truth] for r in m), reverse=True)[:3])
+        )
+        for m in requests
+      ]
+    )
+    assert values["truth_ndcg@3_random"] == pytest.approx(random, abs=1e-6)
+    share = (ndcg - random) / (1 - random)
+    assert values["truth_ndcg@3_share"] == pytest.approx(share, abs=1e-6)
+    assert values["truth_agreement_share"] == pytest.approx(2 * agreement - 1, abs=1e-6)
+  # The click prediction follows the attraction closely, the score the utility less.
+  assert metrics[("click", "overall")]["truth_agreement"] > 0.75
+  assert (
+    metrics[("click", "overall")]["truth_agreement"]
+    > metrics[("score", "overall")]["truth_agreement"]
+  )
+  # The score's heads against the true utility (the conversion and dwell heads
+  # are not among this model's outputs: left out, not failed).
+  score = metrics[("score", "overall")]
+  by_click = np.mean([_agreement(m, "click_pred", "utility") for m in _by_request(rows)])
+  assert score["truth_agreement_by_click"] == pytest.approx(by_click, abs=1e-6)
+  assert score["truth_agreement_by_click_share"] == pytest.approx(2 * by_click - 1, abs=1e-6)
+  assert np.isnan(score["truth_agreement_by_conversion"])
+  # Per slice: that slice's requests only.
+  phone = _by_request(rows, lambda r: r["device"] == "phone")
+  expected = np.mean([_agreement(m, "score_pred", "utility") for m in phone])
+  assert metrics[("score", "device=phone")]["truth_agreement"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_ranking_truth_math_on_small_cases():
+  gains = np.array([3.0, 1.0, 0.0])
+  assert ranking_truth.ndcg_at_k(gains, np.array([0.9, 0.5, 0.1]), 2) == 1.0
+  reversed_order = ranking_truth.ndcg_at_k(gains, np.array([0.1, 0.5, 0.9]), 2)
+  assert reversed_order == pytest.approx((1.0 / np.log2(3)) / (3.0 + 1.0 / np.log2(3)))
+  # Ties in the score rank the lower gain first: a constant earns no credit from row order.
+  assert ranking_truth.ndcg_at_k(gains, np.zeros(3), 1) == 0.0
+  assert ranking_truth.ndcg_at_k(np.zeros(3), np.arange(3.0), 2) is None
+  random = ranking_truth.random_ndcg_at_k(gains, 3)
+  assert random == pytest.approx((4 / 3) * (1 + 1 / np.log2(3) + 0.5) / (3 + 1 / np.log2(3)))
+  assert ranking_truth.pairwise_agreement(gains, np.array([0.9, 0.1, 0.5])) == (2 / 3, 3)
+  assert ranking_truth.pairwise_agreement(gains, np.array([0.5, 0.5, 0.1])) == (2.5 / 3, 3)
+  assert ranking_truth.pairwise_agreement(np.ones(3), np.arange(3.0)) is None
+  assert ranking_truth.oracle_share(0.8, 0.6) == pytest.approx(0.5)
 
 
 def test_request_auc_counts_ties_as_half_and_skips_single_class():

@@ -68,6 +68,21 @@ def test_transform_reads_every_span_of_the_window(tmp_path, capfd):
   page = report_file.read_text()
   assert "no release thresholds" in page
   assert all(f'<section id="{s}"' in page for s in ("outcome", "metrics", "durations"))
+  # The served outputs ranked against the simulator's position-free truth, per
+  # request: the fused score against the true utility, the served click (no
+  # position logit) against the true attraction, with their baselines.
+  metrics = summary["metrics"]
+  for output in ("score", "click", "conversion", "dwell"):
+    values = metrics[output]
+    assert 0 < values["truth_ndcg@10"] <= 1 and 0 <= values["truth_agreement"] <= 1, output
+    assert values["truth_ndcg@10_oracle"] == 1.0 and values["truth_agreement_random"] == 0.5
+    assert 0 < values["truth_ndcg@10_random"] < 1 and 0 < values["truth_ndcg@10_position"] < 1
+    assert values["truth_requests"] > 0
+  share = metrics["score"]["truth_ndcg@10_share"]
+  random = metrics["score"]["truth_ndcg@10_random"]
+  assert share == pytest.approx((metrics["score"]["truth_ndcg@10"] - random) / (1 - random))
+  assert "ranking against the simulator's truth" in console
+  assert 'id="truth"' in page and "position_share" in page
   # A rerun with --no-cache ingests both spans again: the window still holds
   # each span once, in its newest ingestion, and the summary names it. This
   # rerun also goes through Beam's PortableRunner (a job server and a worker
