@@ -23,13 +23,30 @@ the oracle's lift over random that a score reaches (0 = random, 1 = the truth).
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Tuple
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
 
 # What `request_metrics` returns per request, besides the scores' names.
 NDCG = "ndcg"
 AGREEMENT = "agreement"
+# The metric names TFMA reports (pipeline.tfma_truth_metrics) and the console
+# and report read (pipeline.truth_table): here, beside the math, so readers
+# need neither Beam nor TFMA.
+TRUTH_RANKING_NAME = "truth"
+TRUTH_REQUESTS = "truth_requests"
+BASELINES = ("position", "random", "oracle")
+
+
+def metric_names(cutoffs: Sequence[int]) -> List[str]:
+  """The ranking metrics per score: `ndcg@k` for each cutoff, then `agreement`."""
+  return [f"{NDCG}@{k}" for k in cutoffs] + [AGREEMENT]
+
+
+def result_name(metric: str, score: str = "model", share: bool = False) -> str:
+  """`truth_<metric>` for the model, `truth_<metric>_<baseline>` otherwise, `_share` after."""
+  name = f"{TRUTH_RANKING_NAME}_{metric}" + ("" if score == "model" else f"_{score}")
+  return name + ("_share" if share else "")
 
 
 def _discounts(n: int) -> np.ndarray:

@@ -35,21 +35,13 @@ from tensorflow_model_analysis.proto import config_pb2
 from tensorflow_model_analysis.utils import util
 
 from pipeline import ranking_truth
-
-TRUTH_RANKING_NAME = "truth"
-TRUTH_REQUESTS = "truth_requests"
-BASELINES = ("position", "random", "oracle")
-
-
-def metric_names(cutoffs: Sequence[int]) -> List[str]:
-  """The ranking metrics per score: `ndcg@k` for each cutoff, then `agreement`."""
-  return [f"{ranking_truth.NDCG}@{k}" for k in cutoffs] + [ranking_truth.AGREEMENT]
-
-
-def result_name(metric: str, score: str = "model", share: bool = False) -> str:
-  """`truth_<metric>` for the model, `truth_<metric>_<baseline>` otherwise, `_share` after."""
-  name = f"{TRUTH_RANKING_NAME}_{metric}" + ("" if score == "model" else f"_{score}")
-  return name + ("_share" if share else "")
+from pipeline.ranking_truth import (
+  BASELINES,
+  TRUTH_RANKING_NAME,
+  TRUTH_REQUESTS,
+  metric_names,
+  result_name,
+)
 
 
 class TruthRanking(metric_types.Metric):

@@ -11,7 +11,7 @@ import re
 from typing import Dict, List, Mapping, Tuple
 
 from contract import FUSED_SCORE_OUTPUT
-from pipeline.tfma_truth_metrics import metric_names, result_name
+from pipeline.ranking_truth import metric_names, result_name
 
 COLUMNS = ("model", "position", "random", "oracle", "share", "position_share")
 
