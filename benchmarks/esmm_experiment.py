@@ -334,6 +334,13 @@ def markdown(result: Dict[str, object]) -> str:
     result["truth"],
   ]
   lines = [
+    f"world: intent strength {result['intent_strength']:g}, conversion bias "
+    f"{result.get('conversion_bias', -2.95):g}, conversion click match "
+    f"{result.get('conversion_click_match', 0.3):g}, {result['requests_per_span']} requests "
+    f"per span; train {result['train_rows']} rows, {result['train_clicks']} clicks, "
+    f"{result['train_conversions']} conversions "
+    f"(CVR given click {result['train_conversions'] / max(result['train_clicks'], 1):.3f})",
+    "",
     f"| metric (mean ± std, {len(result['seeds'])} seeds) | naive CVR | ESMM | "
     "ESMM − naive | x-only P(conv given click, x) | x-only E_z p_conv(x, z) | truth |",
     "|---|---|---|---|---|---|---|",
@@ -399,6 +406,18 @@ def main(argv=None) -> int:
     help="the simulator's hidden intent strength (default: the spec's)",
   )
   parser.add_argument(
+    "--conversion-bias",
+    type=float,
+    help="the simulator's conversion bias gamma (default -2.95: CVR given click about 10 %%); "
+    "lower makes conversions sparse",
+  )
+  parser.add_argument(
+    "--conversion-click-match",
+    type=float,
+    help="the simulator's weight w1 of the click's user-item match in the conversion "
+    "logit (default 0.3); higher makes conversion share the click's factors",
+  )
+  parser.add_argument(
     "--esmm-monitor",
     default="val_loss",
     help="ESMM's early-stopping quantity: val_loss (the spec-weighted "
@@ -425,8 +444,9 @@ def main(argv=None) -> int:
 
   spec = load_spec("synthetic")
   params = {**spec.data.params, "requests_per_span": args.requests_per_span}
-  if args.intent_strength is not None:
-    params["intent_strength"] = args.intent_strength
+  for knob in ("intent_strength", "conversion_bias", "conversion_click_match"):
+    if getattr(args, knob) is not None:
+      params[knob] = getattr(args, knob)
   spec = spec.replace(data={"params": params})
   with tempfile.TemporaryDirectory(prefix="esmm-") as data_dir:
     simulator.simulate(spec, data_dir)
@@ -476,6 +496,8 @@ def main(argv=None) -> int:
   }
   result = {
     "intent_strength": simulator.SimParams.from_spec(spec).intent_strength,
+    "conversion_bias": simulator.SimParams.from_spec(spec).conversion_bias,
+    "conversion_click_match": simulator.SimParams.from_spec(spec).conversion_click_match,
     "requests_per_span": args.requests_per_span,
     "esmm_monitor": args.esmm_monitor,
     "oracles": oracles,

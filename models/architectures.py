@@ -25,6 +25,7 @@ from models.multitask import (  # noqa: F401  (re-exported: the architectures' p
   DEFAULT_STEPS_PER_EXECUTION,
   MultiTaskModel,
   Tensors,
+  _expert_levels,
   _split_tasks,
   _towers,
   build_model,
@@ -145,22 +146,8 @@ class PLEModel(MultiTaskModel):
 
   def __init__(self, spec: RankingSpec, vocab_sizes: Mapping[str, int], **kwargs: Any):
     super().__init__(spec, vocab_sizes, **kwargs)
-    m = spec.model
-    if m.levels < 1:
-      raise ValueError("ple needs model.levels >= 1")
     self.embedding = feature_embedding(spec, vocab_sizes)
-    self.levels = [
-      layers.CGCLayer(
-        len(spec.tasks),
-        m.shared_experts,
-        m.task_experts,
-        m.expert_units,
-        is_last=level == m.levels - 1,
-        dropout=m.dropout,
-        name=f"cgc_{level}",
-      )
-      for level in range(m.levels)
-    ]
+    self.levels = _expert_levels(spec, layers.CGCLayer, "cgc")
     self.towers = _towers(spec)
 
   def task_logits(self, features: Tensors, training: bool | None) -> Tuple[Tensors, Tensors]:

@@ -338,6 +338,26 @@ def _towers(spec: RankingSpec, name: str = "towers") -> layers.ParallelMLP:
   )
 
 
+def _expert_levels(spec: RankingSpec, level_cls: type, prefix: str) -> List[keras.layers.Layer]:
+  """`model.levels` stacked levels of task and shared experts (PLE's CGC,
+  STEM's level), the last one without a shared branch onwards."""
+  m = spec.model
+  if m.levels < 1:
+    raise ValueError(f"{spec.model.architecture} needs model.levels >= 1")
+  return [
+    level_cls(
+      len(spec.tasks),
+      m.shared_experts,
+      m.task_experts,
+      m.expert_units,
+      is_last=level == m.levels - 1,
+      dropout=m.dropout,
+      name=f"{prefix}_{level}",
+    )
+    for level in range(m.levels)
+  ]
+
+
 # Architecture name -> its MultiTaskModel subclass (`register_architecture`).
 ARCHITECTURES: Dict[str, type] = {}
 

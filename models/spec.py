@@ -57,6 +57,8 @@ SOURCE_PARAMS = {
     "seed",
     "eval_fraction",
     "intent_strength",
+    "conversion_bias",
+    "conversion_click_match",
   ),
 }
 FILE_FORMATS = ("csv", "parquet", "tfrecord")

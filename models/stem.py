@@ -19,6 +19,7 @@ from models.layers.stem import STEMLayer
 from models.multitask import (
   MultiTaskModel,
   Tensors,
+  _expert_levels,
   _split_tasks,
   _towers,
   feature_embedding,
@@ -37,25 +38,11 @@ class STEMModel(MultiTaskModel):
 
   def __init__(self, spec: RankingSpec, vocab_sizes: Mapping[str, int], **kwargs: Any):
     super().__init__(spec, vocab_sizes, **kwargs)
-    m = spec.model
-    if m.levels < 1:
-      raise ValueError("stem needs model.levels >= 1")
     self.task_embeddings = [
       feature_embedding(spec, vocab_sizes, f"embedding_{t.name}") for t in spec.tasks
     ]
     self.embedding = feature_embedding(spec, vocab_sizes, "embedding_shared")
-    self.levels = [
-      STEMLayer(
-        len(spec.tasks),
-        m.shared_experts,
-        m.task_experts,
-        m.expert_units,
-        is_last=level == m.levels - 1,
-        dropout=m.dropout,
-        name=f"stem_{level}",
-      )
-      for level in range(m.levels)
-    ]
+    self.levels = _expert_levels(spec, STEMLayer, "stem")
     self.towers = _towers(spec)
 
   def task_logits(self, features: Tensors, training: bool | None) -> Tuple[Tensors, Tensors]:

@@ -19,7 +19,7 @@ per slice like the built-in ones; `pipeline.eval_config` references them by
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -35,6 +35,32 @@ DEFAULT_ECE_BINS = 10
 CALIBRATION_NAME = "calibration"
 MEAN_LABEL_NAME = "mean_label"
 MEAN_PREDICTION_NAME = "mean_prediction"
+
+
+def _default_histogram(
+  eval_config: config_pb2.EvalConfig | None,
+  model_name: str,
+  output_name: str,
+  sub_key: metric_types.SubKey | None,
+  aggregation_type: metric_types.AggregationType | None,
+  class_weights: Dict[int, float] | None,
+  example_weighted: bool,
+) -> Tuple[metric_types.MetricComputations, metric_types.MetricKey]:
+  """TFMA's default calibration histogram (10,000 buckets on [0, 1]) and its
+  key: the one AUC, PR-AUC and CalibrationPlot use, so TFMA computes it once
+  for every metric built on it."""
+  computations = calibration_histogram.calibration_histogram(
+    eval_config=eval_config,
+    model_name=model_name,
+    output_name=output_name,
+    sub_key=sub_key,
+    left=0.0,
+    right=1.0,
+    aggregation_type=aggregation_type,
+    class_weights=class_weights,
+    example_weighted=example_weighted,
+  )
+  return computations, computations[-1].keys[-1]
 
 
 class ExpectedCalibrationError(metric_types.Metric):
@@ -82,18 +108,15 @@ def _expected_calibration_error(
     example_weighted=example_weighted,
   )
   # The same fine histogram as CalibrationPlot's, so TFMA computes it once.
-  computations = calibration_histogram.calibration_histogram(
-    eval_config=eval_config,
-    model_name=model_name,
-    output_name=output_name,
-    sub_key=sub_key,
-    left=0.0,
-    right=1.0,
-    aggregation_type=aggregation_type,
-    class_weights=class_weights,
-    example_weighted=example_weighted,
+  computations, histogram_key = _default_histogram(
+    eval_config,
+    model_name,
+    output_name,
+    sub_key,
+    aggregation_type,
+    class_weights,
+    example_weighted,
   )
-  histogram_key = computations[-1].keys[-1]
 
   def result(metrics: Dict[metric_types.MetricKey, Any]) -> Dict[metric_types.MetricKey, Any]:
     thresholds = [float("-inf")] + [i / num_bins for i in range(num_bins + 1)]
@@ -142,18 +165,15 @@ def _histogram_calibration(
     for metric in (name, MEAN_LABEL_NAME, MEAN_PREDICTION_NAME)
   }
   # TFMA's default histogram (10,000 buckets on [0, 1]): the AUC's, so it is computed once.
-  computations = calibration_histogram.calibration_histogram(
-    eval_config=eval_config,
-    model_name=model_name,
-    output_name=output_name,
-    sub_key=sub_key,
-    left=0.0,
-    right=1.0,
-    aggregation_type=aggregation_type,
-    class_weights=class_weights,
-    example_weighted=example_weighted,
+  computations, histogram_key = _default_histogram(
+    eval_config,
+    model_name,
+    output_name,
+    sub_key,
+    aggregation_type,
+    class_weights,
+    example_weighted,
   )
-  histogram_key = computations[-1].keys[-1]
 
   def result(metrics: Dict[metric_types.MetricKey, Any]) -> Dict[metric_types.MetricKey, Any]:
     buckets = metrics[histogram_key]

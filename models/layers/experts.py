@@ -267,23 +267,12 @@ class ExpertGates(keras.layers.Layer):
     }
 
 
-@keras.utils.register_keras_serializable(package="mtlrank")
-class CGCLayer(keras.layers.Layer):
-  """One Customized Gate Control level of PLE (Tang et al., RecSys 2020).
+class ExpertLevel(keras.layers.Layer):
+  """What a level of task and shared experts is configured by (PLE's CGC and
+  STEM's level): T tasks with `task_experts` each, `shared_experts` shared,
+  one MLP shape, and whether a shared branch goes on to a next level."""
 
-  Each task has `task_experts` experts of its own, all tasks share
-  `shared_experts`; task t's gate mixes its own and the shared experts. Below
-  the last level a shared gate mixes every expert into the next level's shared
-  input.
-
-  call(task_inputs, shared_input=None): at the first level task_inputs is
-  [B, U] and shared_input None: every branch reads task_inputs (the
-  embedding), so all experts' first layers and all gate logits are one
-  matmul; above it task_inputs is [B, T, U] and shared_input [B, U].
-  Returns {"tasks": [B, T, V], "task_gates": [B, T, task_experts +
-  shared_experts]} and, below the last level, {"shared": [B, V],
-  "shared_gate": [B, 1, T * task_experts + shared_experts]}.
-  """
+  kind = "expert level"
 
   def __init__(
     self,
@@ -303,7 +292,42 @@ class CGCLayer(keras.layers.Layer):
     self.is_last = bool(is_last)
     self.dropout = float(dropout)
     if self.shared_experts < 1 or self.task_experts < 1:
-      raise ValueError("CGC needs at least one shared and one task expert")
+      raise ValueError(f"{self.kind} needs at least one shared and one task expert")
+
+  def get_config(self) -> Dict[str, Any]:
+    return {
+      **super().get_config(),
+      "num_tasks": self.num_tasks,
+      "shared_experts": self.shared_experts,
+      "task_experts": self.task_experts,
+      "units": list(self.units),
+      "is_last": self.is_last,
+      "dropout": self.dropout,
+    }
+
+
+@keras.utils.register_keras_serializable(package="mtlrank")
+class CGCLayer(ExpertLevel):
+  """One Customized Gate Control level of PLE (Tang et al., RecSys 2020).
+
+  Each task has `task_experts` experts of its own, all tasks share
+  `shared_experts`; task t's gate mixes its own and the shared experts. Below
+  the last level a shared gate mixes every expert into the next level's shared
+  input.
+
+  call(task_inputs, shared_input=None): at the first level task_inputs is
+  [B, U] and shared_input None: every branch reads task_inputs (the
+  embedding), so all experts' first layers and all gate logits are one
+  matmul; above it task_inputs is [B, T, U] and shared_input [B, U].
+  Returns {"tasks": [B, T, V], "task_gates": [B, T, task_experts +
+  shared_experts]} and, below the last level, {"shared": [B, V],
+  "shared_gate": [B, 1, T * task_experts + shared_experts]}.
+  """
+
+  kind = "CGC"
+
+  def __init__(self, *args: Any, **kwargs: Any):
+    super().__init__(*args, **kwargs)
     num_task_experts = self.num_tasks * self.task_experts
     self.task_expert_networks = ParallelMLP(
       num_task_experts,
@@ -385,17 +409,6 @@ class CGCLayer(keras.layers.Layer):
     return [self.shared_expert_networks] + (
       [self.shared_gate] if self.shared_gate is not None else []
     )
-
-  def get_config(self) -> Dict[str, Any]:
-    return {
-      **super().get_config(),
-      "num_tasks": self.num_tasks,
-      "shared_experts": self.shared_experts,
-      "task_experts": self.task_experts,
-      "units": list(self.units),
-      "is_last": self.is_last,
-      "dropout": self.dropout,
-    }
 
 
 @keras.utils.register_keras_serializable(package="mtlrank")

@@ -10,13 +10,13 @@ the shared one.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from models.layers.experts import ExpertGates, ParallelMLP
+from models.layers.experts import ExpertGates, ExpertLevel, ParallelMLP
 
 
 def aftb_mask(
@@ -38,7 +38,7 @@ def aftb_mask(
 
 
 @keras.utils.register_keras_serializable(package="mtlrank")
-class STEMLayer(keras.layers.Layer):
+class STEMLayer(ExpertLevel):
   """One STEM level.
 
   call(inputs [B, T + 1, U]): branch t < T is task t's input (its own
@@ -54,25 +54,10 @@ class STEMLayer(keras.layers.Layer):
   Returns {"outputs": [B, T (+ 1 below the last level), V], "gates": [B, G, E]}.
   """
 
-  def __init__(
-    self,
-    num_tasks: int,
-    shared_experts: int,
-    task_experts: int,
-    units: Sequence[int],
-    is_last: bool,
-    dropout: float = 0.0,
-    **kwargs: Any,
-  ):
-    super().__init__(**kwargs)
-    self.num_tasks = int(num_tasks)
-    self.shared_experts = int(shared_experts)
-    self.task_experts = int(task_experts)
-    self.units = [int(u) for u in units]
-    self.is_last = bool(is_last)
-    self.dropout = float(dropout)
-    if self.shared_experts < 1 or self.task_experts < 1:
-      raise ValueError("STEM needs at least one shared and one task expert")
+  kind = "STEM"
+
+  def __init__(self, *args: Any, **kwargs: Any):
+    super().__init__(*args, **kwargs)
     num_experts = self.num_tasks * self.task_experts + self.shared_experts
     self.task_expert_networks = ParallelMLP(
       self.num_tasks * self.task_experts,
@@ -122,14 +107,3 @@ class STEMLayer(keras.layers.Layer):
   def shared_sublayers(self) -> List[keras.layers.Layer]:
     """The sublayers every task's loss reaches."""
     return [self.shared_expert_networks] + ([] if self.is_last else [self.gates])
-
-  def get_config(self) -> Dict[str, Any]:
-    return {
-      **super().get_config(),
-      "num_tasks": self.num_tasks,
-      "shared_experts": self.shared_experts,
-      "task_experts": self.task_experts,
-      "units": list(self.units),
-      "is_last": self.is_last,
-      "dropout": self.dropout,
-    }

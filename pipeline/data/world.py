@@ -3,7 +3,9 @@ after clicks and dwell times after clicks, with the ground truth.
 
 This module is the generative model: its parameters (`SimParams`, from
 `spec.data.params`: num_spans, requests_per_span, slate_size (K), num_users,
-num_items, latent_dim (d), seed, eval_fraction, intent_strength (s)), the
+num_items, latent_dim (d), seed, eval_fraction, intent_strength (s), and the
+optional conversion_bias (gamma, default -2.95) and conversion_click_match
+(w1, default 0.3)), the
 world (`make_world`) and one span's impressions (`simulate_span`).
 `pipeline.data.simulator.simulate` writes the spans.
 
@@ -34,11 +36,14 @@ For the item at position p (1..K):
 - examination     e(p) = 1 / p^0.7
 - click           = examined AND attracted, both sampled:  p_click = e(p) * a
 - conversion      only after a click, with
-                  p_conv_given_click = sigmoid(gamma + 0.3 u.v + 1.0 u'.v'' + q
+                  p_conv_given_click = sigmoid(gamma + w1 u.v + 1.0 u'.v'' + q
                                                - 0.8 * sensitivity(segment) * (log price - mean)
                                                + segment + device + hour)
-  so it shares little with the click (0.3 u.v only): a high-CTR item is not
-  necessarily a converter, and price lowers conversion but not attraction.
+  so at the default w1 = 0.3 it shares little with the click: a high-CTR item
+  is not necessarily a converter, and price lowers conversion but not
+  attraction. A larger w1 makes conversion follow the click's user-item match
+  (what ESMM's shared embeddings transfer), a lower gamma makes conversions
+  sparse (benchmarks/esmm_experiment.py's ESMM-premise setting).
 - hidden intent    z ~ N(0, 1) per impression, never logged, drawn after the
                    production ranker ordered the slate: s z is added to both the
                    attraction logit and the conversion logit (with offsets
@@ -103,7 +108,9 @@ COLUMNS: Dict[str, str] = {
   "dwell_seconds": "float",
 }
 PARAMS = SOURCE_PARAMS["simulator"]
-FLOAT_PARAMS = ("eval_fraction", "intent_strength")
+# Knobs a spec may leave out (SimParams' defaults: the bundled world).
+OPTIONAL_PARAMS = ("conversion_bias", "conversion_click_match")
+FLOAT_PARAMS = ("eval_fraction", "intent_strength", "conversion_bias", "conversion_click_match")
 
 SEGMENTS = ("new", "casual", "regular", "loyal", "premium")
 SEGMENT_SHARE = (0.15, 0.35, 0.25, 0.15, 0.10)
@@ -179,6 +186,8 @@ class SimParams:
   seed: int
   eval_fraction: float
   intent_strength: float
+  conversion_bias: float = CONV_BIAS
+  conversion_click_match: float = CONV_CLICK_MATCH
 
   @classmethod
   def from_spec(cls, spec: RankingSpec) -> SimParams:
@@ -192,10 +201,12 @@ class SimParams:
         f"data.num_spans ({spec.data.num_spans}) disagree"
       )
     raw.setdefault("num_spans", spec.data.num_spans)
-    missing = [p for p in PARAMS if p not in raw]
+    missing = [p for p in PARAMS if p not in raw and p not in OPTIONAL_PARAMS]
     if missing:
       raise ValueError(f"simulator: data.params is missing {missing}")
-    params = cls(**{p: (float(raw[p]) if p in FLOAT_PARAMS else int(raw[p])) for p in PARAMS})
+    params = cls(
+      **{p: (float(raw[p]) if p in FLOAT_PARAMS else int(raw[p])) for p in PARAMS if p in raw}
+    )
     params.validate()
     return params
 
@@ -397,8 +408,8 @@ def simulate_span(world: World, p: SimParams, span: int) -> Dict[str, Any]:
   log_price = np.log(world.item_price[items])
   mean_log_price = float(np.log(world.item_price).mean())
   conv_logit = (
-    CONV_BIAS
-    + CONV_CLICK_MATCH * click_match
+    p.conversion_bias
+    + p.conversion_click_match * click_match
     + CONV_OWN_MATCH * conv_match
     + world.item_quality[items]
     - PRICE_EFFECT * SEGMENT_PRICE_SENSITIVITY[segment][:, None] * (log_price - mean_log_price)
