@@ -10,7 +10,6 @@ and writes one million rows and prints rows/s.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping
@@ -146,7 +145,7 @@ def simulate(
       {
         "adapter": "simulator",
         "version": SIMULATOR_VERSION,
-        "params": dataclasses.asdict(p),
+        "params": p.fingerprinted(),
         "span": span,
         "columns": columns_spec,
         **({"utility_formula": dict(spec.serving.score)} if UTILITY in columns_spec else {}),

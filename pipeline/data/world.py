@@ -210,6 +210,14 @@ class SimParams:
     params.validate()
     return params
 
+  def fingerprinted(self) -> Dict[str, Any]:
+    """The parameters that determine a span's content: the optional knobs
+    only where they differ from the bundled world, so spans written before
+    the knobs existed keep their fingerprint."""
+    values = dataclasses.asdict(self)
+    defaults = {f.name: f.default for f in dataclasses.fields(self)}
+    return {k: v for k, v in values.items() if k not in OPTIONAL_PARAMS or v != defaults[k]}
+
   def validate(self) -> None:
     for name in ("num_spans", "requests_per_span", "slate_size", "num_users", "latent_dim"):
       if getattr(self, name) < 1:

@@ -228,6 +228,26 @@ def test_intent_keeps_base_rates():
     assert 0.085 < data["columns"]["conversion"][click].mean() < 0.125
 
 
+def test_conversion_knobs_make_conversions_sparse_and_click_driven():
+  """The ESMM-premise world (benchmarks/esmm_experiment.py): a lower
+  conversion_bias makes conversions sparse; a larger conversion_click_match
+  makes the true CVR follow the click's user-item match. At their defaults
+  they leave a span and its fingerprint as the bundled world's."""
+  bundled, params = _span()
+  assert set(params.fingerprinted()) == set(world.PARAMS) - set(world.OPTIONAL_PARAMS)
+  sparse, sparse_params = _span(conversion_bias=-5.0, conversion_click_match=1.0)
+  assert sparse_params.fingerprinted()["conversion_bias"] == -5.0
+  for name in ("user_id", "item_id", "position", "click"):
+    assert np.array_equal(np.asarray(bundled["columns"][name]), np.asarray(sparse["columns"][name]))
+  rate = lambda data: data["columns"]["conversion"].sum() / data["columns"]["click"].sum()
+  assert rate(sparse) < 0.5 * rate(bundled)
+
+  def match_correlation(data):
+    return np.corrcoef(data["hidden"]["conv_logit_x"], data["hidden"]["attraction_logit_x"])[0, 1]
+
+  assert match_correlation(sparse) > match_correlation(bundled) + 0.2
+
+
 def test_intent_has_its_own_random_stream():
   """The intent has its own random stream: the features, positions and clicks of
   a world without intent do not depend on whether the intent is drawn."""
