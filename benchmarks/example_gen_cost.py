@@ -60,14 +60,14 @@ def write_rows(spec: RankingSpec, rows: int, out: Path, formats: List[str]) -> D
   import pyarrow.parquet as pq
 
   from pipeline.data import io
-  from pipeline.data.simulator import _check_columns
-  from pipeline.data.world import SimParams, make_world, simulate_span
+  from pipeline.data.simulator import _check_columns, simulate_spec_span
+  from pipeline.data.world import SimParams, make_world
 
   params = SimParams.from_spec(spec)
   slate = params.slate_size
   params = SimParams(**{**params.__dict__, "num_spans": 1, "requests_per_span": rows // slate})
   columns_spec = _check_columns(spec)
-  data = simulate_span(make_world(params), params, 1)
+  data = simulate_spec_span(spec, make_world(params), params, 1)
   columns = {name: data["columns"][name] for name in columns_spec}
   is_eval = data["is_eval"]
   written = {}
@@ -97,7 +97,12 @@ def _peak_rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_case(case: str, source: str, output: str) -> Dict[str, Any]:
+def _cpu_seconds() -> float:
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  return usage.ru_utime + usage.ru_stime
+
+
+def run_case(case: str, source: str, output: str, beam_args: List[str] = ()) -> Dict[str, Any]:
   """Runs one ExampleGen executor's Do in this process; time and peak memory."""
   from tfx.dsl.components.base import base_beam_executor
   from tfx.proto import example_gen_pb2
@@ -137,14 +142,20 @@ def run_case(case: str, source: str, output: str) -> Dict[str, Any]:
   examples = standard_artifacts.Examples()
   examples.uri = output
   context = base_beam_executor.BaseBeamExecutor.Context(
-    beam_pipeline_args=config.BEAM_PIPELINE_ARGS, tmp_dir=output + "-tmp"
+    beam_pipeline_args=[*config.BEAM_PIPELINE_ARGS, *beam_args], tmp_dir=output + "-tmp"
   )
   executor = executor_class(context) if case != "copy" else executor_class()
-  before = _peak_rss_mb()
+  before, cpu = _peak_rss_mb(), _cpu_seconds()
   started = time.perf_counter()
   executor.Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, props)
   seconds = time.perf_counter() - started
-  return {"case": case, "seconds": seconds, "rss_before_mb": before, "peak_rss_mb": _peak_rss_mb()}
+  return {
+    "case": case,
+    "seconds": seconds,
+    "cpu_seconds": _cpu_seconds() - cpu,
+    "rss_before_mb": before,
+    "peak_rss_mb": _peak_rss_mb(),
+  }
 
 
 def measure(case: str, source: str, work: Path) -> Dict[str, Any]:
@@ -171,9 +182,15 @@ def main() -> None:
   parser.add_argument(
     "--case", nargs=3, metavar=("CASE", "SOURCE", "OUTPUT"), help=argparse.SUPPRESS
   )
+  parser.add_argument(
+    "--beam-arg",
+    action="append",
+    default=[],
+    help="a Beam argument after the pipeline's (e.g. --beam-arg=--direct_num_workers=2)",
+  )
   args = parser.parse_args()
   if args.case:
-    print(json.dumps(run_case(*args.case)))
+    print(json.dumps(run_case(*args.case, beam_args=args.beam_arg)))
     return
   work = Path(args.work or tempfile.mkdtemp(prefix="example_gen_cost-"))
   spec = load_spec("synthetic")
