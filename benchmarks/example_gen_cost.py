@@ -70,14 +70,24 @@ def write_rows(spec: RankingSpec, rows: int, out: Path, formats: List[str]) -> D
   data = simulate_spec_span(spec, make_world(params), params, 1)
   columns = {name: data["columns"][name] for name in columns_spec}
   is_eval = data["is_eval"]
-  written = {}
+  written, cost = {}, {}
   if "copy" in formats:
+    # What the copy path pays before its ExampleGen: the adapter's TFRecord
+    # writing in prepare-data (the simulator's `io.write_examples`), timed
+    # after TensorFlow's import.
+    import tensorflow  # noqa: F401  pylint: disable=unused-import,g-import-not-at-top
+
+    started, cpu = time.perf_counter(), time.process_time()
     for split, mask in (("train", ~is_eval), ("eval", is_eval)):
       part = {
         k: (v.filter(pa.array(mask)) if isinstance(v, pa.Array) else v[mask])
         for k, v in columns.items()
       }
       io.write_examples(part, columns_spec, out / "copy" / split / io.DATA_FILE)
+    cost["tfrecords"] = {
+      "seconds": time.perf_counter() - started,
+      "cpu_seconds": time.process_time() - cpu,
+    }
     written["copy"] = out / "copy"
   table = pa.table(dict(columns))
   if "csv" in formats:
@@ -90,7 +100,11 @@ def write_rows(spec: RankingSpec, rows: int, out: Path, formats: List[str]) -> D
     (out / "parquet").mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out / "parquet" / "span.parquet")
     written["parquet"] = out / "parquet"
-  return {"rows": int(table.num_rows), "dirs": {k: str(v) for k, v in written.items()}}
+  return {
+    "rows": int(table.num_rows),
+    "dirs": {k: str(v) for k, v in written.items()},
+    "cost": cost,
+  }
 
 
 def _peak_rss_mb() -> float:
@@ -158,12 +172,13 @@ def run_case(case: str, source: str, output: str, beam_args: List[str] = ()) -> 
   }
 
 
-def measure(case: str, source: str, work: Path) -> Dict[str, Any]:
+def measure(case: str, source: str, work: Path, beam_args: List[str] = ()) -> Dict[str, Any]:
   """`run_case` in a fresh process, with the load average around it."""
   output = tempfile.mkdtemp(prefix=f"{case}-", dir=work)
   load = os.getloadavg()[0]
   done = subprocess.run(
-    [sys.executable, "-m", "benchmarks.example_gen_cost", "--case", case, source, output],
+    [sys.executable, "-m", "benchmarks.example_gen_cost", "--case", case, source, output]
+    + [f"--beam-arg={a}" for a in beam_args],
     capture_output=True,
     text=True,
   )
@@ -177,7 +192,9 @@ def measure(case: str, source: str, work: Path) -> Dict[str, Any]:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--rows", type=int, default=300_000)
-  parser.add_argument("--large-rows", type=int, default=1_000_000)
+  parser.add_argument(
+    "--large-rows", type=int, nargs="*", default=[1_000_000], help="CSV-only sizes (memory growth)"
+  )
   parser.add_argument("--work", default="", help="a directory for the data (default: a temp dir)")
   parser.add_argument(
     "--case", nargs=3, metavar=("CASE", "SOURCE", "OUTPUT"), help=argparse.SUPPRESS
@@ -196,37 +213,58 @@ def main() -> None:
   spec = load_spec("synthetic")
   started = time.time()
   small = write_rows(spec, args.rows, work / "small", list(CASES))
-  large = write_rows(spec, args.large_rows, work / "large", ["csv"])
+  larges = [write_rows(spec, n, work / f"csv-{n}", ["csv"]) for n in args.large_rows]
+  sizes = ", ".join(f"{large['rows']:,}" for large in larges)
   print(
-    f"wrote {small['rows']:,} and {large['rows']:,} rows under {work} in {time.time() - started:.0f} s"
+    f"wrote {small['rows']:,} rows (and CSV of {sizes}) "
+    f"under {work} in {time.time() - started:.0f} s",
+    flush=True,
   )
-  results = [measure(case, small["dirs"][case], work) for case in CASES]
-  results.append({**measure("csv", large["dirs"]["csv"], work), "case": "csv (large)"})
-  rows = {"csv (large)": large["rows"]}
+  results = []
+  for case in CASES:
+    results.append({**measure(case, small["dirs"][case], work, args.beam_arg), "rows": small["rows"]})
+  for large in larges:
+    result = measure("csv", large["dirs"]["csv"], work, args.beam_arg)
+    results.append({**result, "case": f"csv {large['rows']:,}", "rows": large["rows"]})
+  write = small["cost"]["tfrecords"]
   print(
-    f"\n{'case':<12} {'rows':>10} {'seconds':>8} {'rows/s':>9} {'RSS before Do':>14} {'peak RSS':>9} {'load':>10}"
+    f"\n{'case':<14} {'rows':>10} {'seconds':>8} {'rows/s':>9} {'CPU s':>7} {'rows/CPU s':>10} "
+    f"{'RSS before Do':>14} {'peak RSS':>9} {'growth':>8} {'load':>10}"
+  )
+  print(
+    f"{'(TFRecords)':<14} {small['rows']:>10,} {write['seconds']:>8.1f} "
+    f"{small['rows'] / write['seconds']:>9,.0f} {write['cpu_seconds']:>7.1f} "
+    f"{small['rows'] / write['cpu_seconds']:>10,.0f}   (prepare-data's writing, in the parent)"
   )
   for r in results:
-    n = rows.get(r["case"], small["rows"])
+    n = r["rows"]
     print(
-      f"{r['case']:<12} {n:>10,} {r['seconds']:>8.1f} {n / r['seconds']:>9,.0f} "
+      f"{r['case']:<14} {n:>10,} {r['seconds']:>8.1f} {n / r['seconds']:>9,.0f} "
+      f"{r['cpu_seconds']:>7.1f} {n / max(r['cpu_seconds'], 1e-9):>10,.0f} "
       f"{r['rss_before_mb']:>11.0f} MB {r['peak_rss_mb']:>6.0f} MB "
+      f"{r['peak_rss_mb'] - r['rss_before_mb']:>5.0f} MB "
       f"{r['load_before']:>4.1f}-{r['load_after']:.1f}"
     )
   by = {r["case"]: r for r in results}
+  copy = by["copy"]
   for case in ("csv", "parquet"):
+    bare = [by[case][k] / copy[k] for k in ("seconds", "cpu_seconds")]
+    end = [by[case][k] / (copy[k] + write[k]) for k in ("seconds", "cpu_seconds")]
     print(
-      f"{case} / copy: time {by[case]['seconds'] / by['copy']['seconds']:.1f}x, "
-      f"peak RSS {by[case]['peak_rss_mb'] / by['copy']['peak_rss_mb']:.2f}x"
+      f"{case} / copy: bare (Do / copy's Do) {bare[0]:.0f}x wall, {bare[1]:.0f}x CPU; "
+      f"end to end (Do / (TFRecord writing + copy's Do)) {end[0]:.2f}x wall, {end[1]:.2f}x CPU; "
+      f"peak RSS {by[case]['peak_rss_mb'] / copy['peak_rss_mb']:.2f}x"
     )
-  grow = by["csv (large)"]["peak_rss_mb"] / by["csv"]["peak_rss_mb"]
-  extra = [by[c]["peak_rss_mb"] - by[c]["rss_before_mb"] for c in ("csv", "csv (large)")]
-  print(
-    f"csv {large['rows']:,} / {small['rows']:,} rows: time "
-    f"{by['csv (large)']['seconds'] / by['csv']['seconds']:.2f}x, peak RSS {grow:.2f}x "
-    f"(growth during Do: {extra[0]:.0f} MB -> {extra[1]:.0f} MB)"
-  )
-
+  base = by["csv"]
+  for large in larges:
+    r = by[f"csv {large['rows']:,}"]
+    print(
+      f"csv {large['rows']:,} / {small['rows']:,} rows: wall {r['seconds'] / base['seconds']:.2f}x, "
+      f"CPU {r['cpu_seconds'] / base['cpu_seconds']:.2f}x, peak RSS "
+      f"{r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x (growth during Do: "
+      f"{base['peak_rss_mb'] - base['rss_before_mb']:.0f} MB -> "
+      f"{r['peak_rss_mb'] - r['rss_before_mb']:.0f} MB)"
+    )
 
 if __name__ == "__main__":
   main()
