@@ -67,21 +67,6 @@ def example_gen_input_config() -> example_gen_pb2.Input:
   )
 
 
-def statistics_options():
-  """StatisticsGen's TFDV options: the sketch-based top-k and uniques
-  (Misra-Gries and KMV summaries of a fixed size per feature) instead of the
-  exact counts, whose combine holds every distinct string value of the span
-  (a request id per slate), so that StatisticsGen's memory does not grow with
-  the span (benchmarks/statistics_memory.py). The Misra-Gries sketch keeps as
-  many buckets as the rank histogram (1000), so a categorical column of up to
-  1000 values has the same top values and rank histogram (DataGate's drift
-  check, SchemaGen's string domains); `unique` is a KMV estimate, exact below
-  128 values."""
-  import tensorflow_data_validation as tfdv
-
-  return tfdv.StatsOptions(use_sketch_based_topk_uniques=True)
-
-
 def create_pipeline(
   spec: RankingSpec,
   paths: config.PipelinePaths,
@@ -120,9 +105,9 @@ def create_pipeline(
       custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen_lib.Executor),
     )
   example_gen = example_gen.with_id(EXAMPLE_GEN_NODE)
-  statistics_gen = tfx.components.StatisticsGen(
-    examples=example_gen.outputs["examples"], stats_options=statistics_options()
-  ).with_id(STATISTICS_GEN_NODE)
+  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(
+    STATISTICS_GEN_NODE
+  )
   inferred_schema = tfx.components.SchemaGen(
     statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
   ).with_id("inferred_schema_gen")
