@@ -197,7 +197,11 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--rows", type=int, default=100_000)
   parser.add_argument(
-    "--large-rows", type=int, nargs="*", default=[300_000, 1_000_000], help="CSV-only sizes (memory growth)"
+    "--large-rows",
+    type=int,
+    nargs="*",
+    default=[300_000, 1_000_000],
+    help="CSV-only sizes (memory growth)",
   )
   parser.add_argument("--work", default="", help="a directory for the data (default: a temp dir)")
   parser.add_argument(
@@ -226,7 +230,9 @@ def main() -> None:
   )
   results = []
   for case in CASES:
-    results.append({**measure(case, small["dirs"][case], work, args.beam_arg), "rows": small["rows"]})
+    results.append(
+      {**measure(case, small["dirs"][case], work, args.beam_arg), "rows": small["rows"]}
+    )
   for large in larges:
     result = measure("csv", large["dirs"]["csv"], work, args.beam_arg)
     results.append({**result, "case": f"csv {large['rows']:,}", "rows": large["rows"]})
@@ -269,6 +275,7 @@ def main() -> None:
       f"{base['peak_rss_mb'] - base['rss_before_mb']:.0f} MB -> "
       f"{r['peak_rss_mb'] - r['rss_before_mb']:.0f} MB)"
     )
+
 
 if __name__ == "__main__":
   main()
