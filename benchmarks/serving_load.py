@@ -13,7 +13,11 @@ Without --model_dir it serves a stand-in for the census MMoE (the census
 spec's 40 raw columns, 4 experts of 64 units, 2 tasks). Each client is its own
 process (Python clients in one process contend for the GIL) sending prebuilt
 requests in a closed loop over loopback; clients import only grpc, never
-TensorFlow. Every run is bounded in time and requests.
+TensorFlow. Batching off and on are served by two servers up at once, each
+load running on them alternately (--rounds times each), so that both see the
+same machine load. Every run is bounded in time and requests.
+The goals of issue 12 count on the pushed census MMoE (--model_dir, e.g.
+`mtlrank run --spec census` output): docs/serving.md.
 """
 
 from __future__ import annotations
