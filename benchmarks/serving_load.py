@@ -5,7 +5,7 @@ signature's ConcreteFunction and beside the transport floor (the same clients
 against an empty grpcio servicer); it ends with the batching ratio and its
 bound implied by the measured CPU per request.
 
-  uv run python -m benchmarks.serving_load [--seconds 5] [--api grpc|rest]
+  uv run python -m benchmarks.serving_load [--seconds 5] [--rounds 2] [--api grpc|rest]
       [--model_dir DIR --spec NAME]   # a pushed model instead of the stand-in
       [--server_flags="..."]          # `mtlrank serve` flags; '' for TensorFlow's pools
 
@@ -13,7 +13,11 @@ Without --model_dir it serves a stand-in for the census MMoE (the census
 spec's 40 raw columns, 4 experts of 64 units, 2 tasks). Each client is its own
 process (Python clients in one process contend for the GIL) sending prebuilt
 requests in a closed loop over loopback; clients import only grpc, never
-TensorFlow. Every run is bounded in time and requests.
+TensorFlow. Batching off and on are served by two servers up at once, each
+load running on them alternately (--rounds times each), so that both see the
+same machine load. Every run is bounded in time and requests.
+The goals of issue 12 count on the pushed census MMoE (--model_dir, e.g.
+`mtlrank run --spec census` output): docs/serving.md.
 """
 
 from __future__ import annotations
@@ -220,6 +224,12 @@ class Load:
   sent: int  # requests in all, warm-up included
   client_cpu_seconds: float  # summed over clients, measured requests only
   server_cpu_seconds: float  # the server process over the whole run
+
+  def add(self, other: Load) -> None:
+    self.latencies.extend(other.latencies)
+    self.sent += other.sent
+    self.client_cpu_seconds += other.client_cpu_seconds
+    self.server_cpu_seconds += other.server_cpu_seconds
 
   def cpu_ms_per_request(self) -> Dict[str, float]:
     return {
@@ -528,7 +538,6 @@ def _load_average() -> str:
 
 def _served_rows(
   base_path: Path,
-  batching: bool,
   workdir: Path,
   args: argparse.Namespace,
   requests: Dict[int, Path],
@@ -537,20 +546,37 @@ def _served_rows(
   rows: List[Dict[str, object]],
   on_server=None,
 ) -> None:
-  server, target = start_server(
-    base_path, args.batching_parameters if batching else None, workdir, args.api, args.server_flags
-  )
+  """Batching off and on, both servers up at once: each (batch, clients)
+  load runs on the two alternately, `args.rounds` times each, so that both
+  see the same machine load (on a shared machine it drifts within minutes)."""
+  servers = {}
   try:
+    for batching in (False, True):
+      workdir_mode = workdir / ("on" if batching else "off")
+      workdir_mode.mkdir(exist_ok=True)
+      servers[batching] = start_server(
+        base_path,
+        args.batching_parameters if batching else None,
+        workdir_mode,
+        args.api,
+        args.server_flags,
+      )
     if on_server is not None:
-      on_server(target)
+      on_server(servers[False][1])
+    served: Dict[tuple, Dict[str, object]] = {}
     for batch in args.batch_sizes:
       for count in args.clients:
-        load = run_clients(
-          count, args.api, target, requests[batch], args.seconds, rest_path, server.pid
-        )
-        result = summary(load.latencies, args.seconds, batch)
-        rows.append(
-          {
+        loads = {False: Load([], 0, 0.0, 0.0), True: Load([], 0, 0.0, 0.0)}
+        for _ in range(args.rounds):
+          for batching, (server, target) in servers.items():
+            loads[batching].add(
+              run_clients(
+                count, args.api, target, requests[batch], args.seconds, rest_path, server.pid
+              )
+            )
+        for batching, load in loads.items():
+          result = summary(load.latencies, args.seconds * args.rounds, batch)
+          served[batching, batch, count] = {
             "mode": f"served ({args.api})",
             "batching": "on" if batching else "off",
             "batch": batch,
@@ -559,11 +585,12 @@ def _served_rows(
             **load.cpu_ms_per_request(),
             "overhead_ms": result["p50_ms"] - baseline[batch] if count == 1 else None,
           }
-        )
-        print(format_table(rows[-1:]).splitlines()[-1], flush=True)
+          print(format_table([served[batching, batch, count]]).splitlines()[-1], flush=True)
+    rows.extend(served[key] for key in sorted(served))
   finally:
-    server.terminate()
-    server.wait(timeout=60)
+    for server, _ in servers.values():
+      server.terminate()
+      server.wait(timeout=60)
 
 
 def _floor_rows(
@@ -661,7 +688,6 @@ def orchestrate(args: argparse.Namespace) -> None:
 
       _served_rows(
         base_path,
-        False,
         workdir,
         args,
         requests,
@@ -670,7 +696,6 @@ def orchestrate(args: argparse.Namespace) -> None:
         rows,
         on_server=measure_paired if 1 in args.batch_sizes else None,
       )
-      _served_rows(base_path, True, workdir, args, requests, baseline, rest_path, rows)
       for batch, (floor, floor_target) in floors.items():
         _floor_rows(batch, floor, floor_target, args, requests, rows)
     finally:
@@ -709,6 +734,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
+  parser.add_argument(
+    "--rounds",
+    type=int,
+    default=2,
+    help="served runs per load and batching mode, off and on alternately",
+  )
   parser.add_argument("--api", choices=("grpc", "rest"), default="grpc")
   parser.add_argument(
     "--batch_sizes", type=int, nargs="+", default=list(BATCH_SIZES), choices=BATCH_SIZES

@@ -1,8 +1,10 @@
 """Where `mtlrank serve`'s CPU goes per request (not a timed test).
 
   uv run python -m benchmarks.serving_profile [--clients 1] [--batching] [--seconds 4]
+      [--model_dir DIR --spec NAME]   # a pushed model instead of the stand-in
 
-Runs the server in this process on the load test's stand-in model, drives it
+Runs the server in this process on the load test's stand-in model (or the
+newest version under --model_dir, e.g. a pushed census MMoE), drives it
 with client processes (benchmarks.serving_load's clients) sending batch-1
 Predict requests, and prints CPU milliseconds per request: per server thread
 group (from /proc/self/task: gRPC's poller, gRPC's worker threads that run
@@ -129,8 +131,14 @@ def profile(args: argparse.Namespace) -> None:
   configure_tensorflow_threads(threads)  # before building the model runs TensorFlow
   with tempfile.TemporaryDirectory() as tmp:
     workdir = Path(tmp)
-    base_path = workdir / serving_load.MODEL_NAME
-    columns = serving_load.stand_in_model(base_path)
+    if args.model_dir:
+      from models.spec import load_spec
+
+      base_path = Path(args.model_dir).resolve()
+      columns = {f.column: f.dtype for f in load_spec(args.spec).model_features}
+    else:
+      base_path = workdir / serving_load.MODEL_NAME
+      columns = serving_load.stand_in_model(base_path)
     examples = serialize_rows(random_rows(columns, 1, seed=1), columns)
     request_path = serving_load.build_requests(workdir, examples, "grpc")[1]
     batching_file = workdir / "batching.txt"
@@ -203,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--seconds", type=float, default=4.0)
   parser.add_argument("--batching", action="store_true")
   parser.add_argument("--batching_parameters", default=serving_load.BATCHING_PARAMETERS)
+  parser.add_argument("--model_dir", help="a model base path with numeric versions")
+  parser.add_argument("--spec", default="census", help="the spec typing --model_dir's examples")
   parser.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0)
   parser.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0)
   profile(parser.parse_args(argv))

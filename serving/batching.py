@@ -51,17 +51,22 @@ class BatchingOptions:
 
 
 class _Task:
-  __slots__ = ("inputs", "size", "outputs", "error")
+  __slots__ = ("inputs", "size", "outputs", "error", "ready")
 
   def __init__(self, inputs: Tensors, size: int):
     self.inputs = inputs
     self.size = size
     self.outputs: Tensors | None = None
     self.error: BaseException | None = None
+    # A follower's: held until the leader has run the batch. A bare lock per
+    # follower, not an Event: Event.wait allocates a lock and, once woken,
+    # every follower contends for the Event's condition lock, which the
+    # leader holds while it wakes the others (futex waits in perf).
+    self.ready: threading.Lock | None = None
 
 
 class _Batch:
-  __slots__ = ("key", "tasks", "size", "closing", "done")
+  __slots__ = ("key", "tasks", "size", "closing")
 
   def __init__(self, key: tuple):
     self.key = key
@@ -69,8 +74,6 @@ class _Batch:
     self.size = 0
     # Set when the batch is full or must give way to an incompatible request.
     self.closing = threading.Event()
-    # One event for all followers: the leader sets it once the batch ran.
-    self.done = threading.Event()
 
 
 def batch_size_of(inputs: Tensors) -> int | None:
@@ -116,7 +119,7 @@ class Batcher:
       if leads:
         self._lead(batch, started=arrived)
       else:
-        batch.done.wait()
+        task.ready.acquire()
     if task.error is not None:
       raise task.error
     return task.outputs
@@ -154,6 +157,9 @@ class Batcher:
           batch.closing.set()
         batch = self._open = _Batch(key)
         self._waiting_batches += 1
+      else:
+        task.ready = threading.Lock()
+        task.ready.acquire()
       batch.tasks.append(task)
       batch.size += task.size
       if batch.size >= self._options.max_batch_size:
@@ -172,7 +178,10 @@ class Batcher:
         self._running_batches += 1
       self._execute(batch.tasks)
     finally:
-      batch.done.set()
+      # The batch is closed (no longer open): its task list is final.
+      for task in batch.tasks:
+        if task.ready is not None:
+          task.ready.release()
       self._finish()
 
   def _execute(self, tasks: List[_Task]) -> None:

@@ -3,8 +3,10 @@ takes traffic, when, and what GetModelStatus reports."""
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
+import weakref
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -171,6 +173,24 @@ def test_latest_policy_serves_the_newest_versions(core_for, tmp_path, saved_mode
   shutil.rmtree(tmp_path / "3")
   poll_twice(core)
   assert states(core) == {2: AVAILABLE, 1: AVAILABLE}, "a deleted version leaves the status"
+
+
+def test_loaded_versions_are_frozen_and_unloaded_ones_freed(core_for, tmp_path, saved_model):
+  """A loaded version's objects are moved out of the cyclic garbage
+  collector's way (gc.freeze); an unloaded one is still freed."""
+  core = core_for(tmp_path)
+  copy_versions(saved_model, tmp_path, 1)
+  poll_twice(core)
+  first = core.model(MODEL_NAME).servable()
+  assert not any(o is first for o in gc.get_objects()), "frozen: no generation holds it"
+  assert gc.get_freeze_count() > 0
+  gone = weakref.ref(first)
+  del first
+  copy_versions(saved_model, tmp_path, 2)
+  poll_twice(core)
+  core.poll_all()
+  assert states(core) == {2: AVAILABLE, 1: END}
+  assert gone() is None, "the unloaded version is collected, not frozen"
 
 
 def test_specific_and_all_policies(core_for, tmp_path, saved_model):
