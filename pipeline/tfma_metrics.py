@@ -19,7 +19,7 @@ per slice like the built-in ones; `pipeline.eval_config` references them by
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -37,7 +37,9 @@ MEAN_LABEL_NAME = "mean_label"
 MEAN_PREDICTION_NAME = "mean_prediction"
 
 
-def _default_histogram(
+def _from_default_histogram(
+  names: Sequence[str],
+  from_buckets: Callable[[List[calibration_histogram.Bucket]], Dict[str, float]],
   eval_config: config_pb2.EvalConfig | None,
   model_name: str,
   output_name: str,
@@ -45,10 +47,20 @@ def _default_histogram(
   aggregation_type: metric_types.AggregationType | None,
   class_weights: Dict[int, float] | None,
   example_weighted: bool,
-) -> Tuple[metric_types.MetricComputations, metric_types.MetricKey]:
-  """TFMA's default calibration histogram (10,000 buckets on [0, 1]) and its
-  key: the one AUC, PR-AUC and CalibrationPlot use, so TFMA computes it once
-  for every metric built on it."""
+) -> metric_types.MetricComputations:
+  """Metrics `names` derived by `from_buckets` from TFMA's default calibration
+  histogram (10,000 buckets on [0, 1]): the one AUC, PR-AUC and
+  CalibrationPlot use, so TFMA computes it once for every metric built on it."""
+  keys = {
+    name: metric_types.MetricKey(
+      name=name,
+      model_name=model_name,
+      output_name=output_name,
+      sub_key=sub_key,
+      example_weighted=example_weighted,
+    )
+    for name in names
+  }
   computations = calibration_histogram.calibration_histogram(
     eval_config=eval_config,
     model_name=model_name,
@@ -60,7 +72,16 @@ def _default_histogram(
     class_weights=class_weights,
     example_weighted=example_weighted,
   )
-  return computations, computations[-1].keys[-1]
+  histogram_key = computations[-1].keys[-1]
+
+  def result(metrics: Dict[metric_types.MetricKey, Any]) -> Dict[metric_types.MetricKey, Any]:
+    values = from_buckets(metrics[histogram_key])
+    return {keys[name]: values[name] for name in names}
+
+  computations.append(
+    metric_types.DerivedMetricComputation(keys=list(keys.values()), result=result)
+  )
+  return computations
 
 
 class ExpectedCalibrationError(metric_types.Metric):
@@ -100,15 +121,14 @@ def _expected_calibration_error(
   class_weights: Dict[int, float] | None = None,
   example_weighted: bool = False,
 ) -> metric_types.MetricComputations:
-  key = metric_types.MetricKey(
-    name=name,
-    model_name=model_name,
-    output_name=output_name,
-    sub_key=sub_key,
-    example_weighted=example_weighted,
-  )
-  # The same fine histogram as CalibrationPlot's, so TFMA computes it once.
-  computations, histogram_key = _default_histogram(
+  def from_buckets(buckets: List[calibration_histogram.Bucket]) -> Dict[str, float]:
+    thresholds = [float("-inf")] + [i / num_bins for i in range(num_bins + 1)]
+    rebinned = calibration_histogram.rebin(thresholds, buckets, left=0.0, right=1.0)
+    return {name: expected_calibration_error(rebinned, num_bins)}
+
+  return _from_default_histogram(
+    [name],
+    from_buckets,
     eval_config,
     model_name,
     output_name,
@@ -117,14 +137,6 @@ def _expected_calibration_error(
     class_weights,
     example_weighted,
   )
-
-  def result(metrics: Dict[metric_types.MetricKey, Any]) -> Dict[metric_types.MetricKey, Any]:
-    thresholds = [float("-inf")] + [i / num_bins for i in range(num_bins + 1)]
-    buckets = calibration_histogram.rebin(thresholds, metrics[histogram_key], left=0.0, right=1.0)
-    return {key: expected_calibration_error(buckets, num_bins)}
-
-  computations.append(metric_types.DerivedMetricComputation(keys=[key], result=result))
-  return computations
 
 
 class HistogramCalibration(metric_types.Metric):
@@ -154,18 +166,20 @@ def _histogram_calibration(
   class_weights: Dict[int, float] | None = None,
   example_weighted: bool = False,
 ) -> metric_types.MetricComputations:
-  keys = {
-    metric: metric_types.MetricKey(
-      name=metric,
-      model_name=model_name,
-      output_name=output_name,
-      sub_key=sub_key,
-      example_weighted=example_weighted,
-    )
-    for metric in (name, MEAN_LABEL_NAME, MEAN_PREDICTION_NAME)
-  }
-  # TFMA's default histogram (10,000 buckets on [0, 1]): the AUC's, so it is computed once.
-  computations, histogram_key = _default_histogram(
+  def from_buckets(buckets: List[calibration_histogram.Bucket]) -> Dict[str, float]:
+    weight = sum(b.weighted_examples for b in buckets)
+    labels = sum(b.weighted_labels for b in buckets)
+    predictions = sum(b.weighted_predictions for b in buckets)
+    nan = float("nan")
+    return {
+      name: predictions / labels if labels else nan,
+      MEAN_LABEL_NAME: labels / weight if weight else nan,
+      MEAN_PREDICTION_NAME: predictions / weight if weight else nan,
+    }
+
+  return _from_default_histogram(
+    [name, MEAN_LABEL_NAME, MEAN_PREDICTION_NAME],
+    from_buckets,
     eval_config,
     model_name,
     output_name,
@@ -174,23 +188,6 @@ def _histogram_calibration(
     class_weights,
     example_weighted,
   )
-
-  def result(metrics: Dict[metric_types.MetricKey, Any]) -> Dict[metric_types.MetricKey, Any]:
-    buckets = metrics[histogram_key]
-    weight = sum(b.weighted_examples for b in buckets)
-    labels = sum(b.weighted_labels for b in buckets)
-    predictions = sum(b.weighted_predictions for b in buckets)
-    nan = float("nan")
-    return {
-      keys[name]: predictions / labels if labels else nan,
-      keys[MEAN_LABEL_NAME]: labels / weight if weight else nan,
-      keys[MEAN_PREDICTION_NAME]: predictions / weight if weight else nan,
-    }
-
-  computations.append(
-    metric_types.DerivedMetricComputation(keys=list(keys.values()), result=result)
-  )
-  return computations
 
 
 class GroupedAUC(metric_types.Metric):
