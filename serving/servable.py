@@ -4,6 +4,7 @@ input specs resolved once at load, so a request only checks and calls."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 from typing import Callable, Dict
@@ -182,7 +183,24 @@ class _LegacyGraphLoader(load_v1_in_v2._EagerSavedModelLoader):
     return meta_graph
 
 
+@functools.cache
+def register_op_libraries() -> tuple:
+  """Registers the custom op libraries TF Serving's model server links in
+  (TF Text: tokenizers, normalisers, sentence breakers) so that a model using
+  them loads here as it does there. Returns the libraries found; one that is
+  not installed is skipped, and a model needing it fails to load naming the op."""
+  found = []
+  try:
+    import tensorflow_text  # noqa: F401  (importing registers its kernels)
+
+    found.append("tensorflow_text")
+  except ImportError:
+    pass
+  return tuple(found)
+
+
 def _load_saved_model(path: str, saved_model: saved_model_pb2.SavedModel):
+  register_op_libraries()
   meta_graph = serving_meta_graph(saved_model)
   if not meta_graph.object_graph_def.nodes and _has_legacy_shapes(meta_graph):
     return _LegacyGraphLoader(path).load(tags=list(meta_graph.meta_info_def.tags))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence
@@ -272,6 +274,36 @@ def build_half_plus_two_tf2(export_dir: str | os.PathLike, offset: float = 2.0) 
   tf.saved_model.save(
     module, str(export_dir), signatures={"serving_default": module.predict, **signatures}
   )
+  return Path(export_dir)
+
+
+class TextTokens(tf.Module):
+  """A model whose graph runs TF Text's ops (case folding, whitespace
+  tokenizing), as TF Serving's tf_text_regression test model does: it loads
+  only where TF Text's kernels are registered."""
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+  def predict(self, text):
+    import tensorflow_text
+
+    folded = tensorflow_text.case_fold_utf8(text)
+    tokens = tensorflow_text.WhitespaceTokenizer().tokenize(folded)
+    return {"folded": folded, "tokens": tokens.row_lengths()}
+
+
+def save_tf_text_model(export_dir: str) -> None:
+  module = TextTokens()
+  tf.saved_model.save(module, export_dir, signatures={"serving_default": module.predict})
+
+
+def build_tf_text_model(export_dir: str | os.PathLike) -> Path:
+  """Saved in a child process, so that this (the server's) process has not
+  registered TF Text's kernels by building it: the server must do so."""
+  code = (
+    f"from tests.serving.fakes import save_tf_text_model; save_tf_text_model({str(export_dir)!r})"
+  )
+  root = Path(__file__).resolve().parents[2]
+  subprocess.run([sys.executable, "-c", code], cwd=root, check=True, capture_output=True)
   return Path(export_dir)
 
 

@@ -39,12 +39,18 @@ from serving import cli
 from serving.config import ServerOptions
 from serving.rest import RestServer
 from serving.server import ModelServer
-from tests.serving.fakes import SlowRestApi, build_half_plus_two_tf1, build_half_plus_two_tf2
+from tests.serving.fakes import (
+  SlowRestApi,
+  build_half_plus_two_tf1,
+  build_half_plus_two_tf2,
+  build_tf_text_model,
+)
 from tests.serving.helpers import AVAILABLE, free_port, http, wait_until
 
 EXTERNAL = os.environ.get("MTLRANK_TFSERVING_TARGET") is not None
 bundled_only = pytest.mark.skipif(EXTERNAL, reason="starts bundled servers with other flags")
 TF1, TF2, VERSIONS = "half_plus_two_tf1", "half_plus_two_tf2", "half_plus_two_versions"
+TF_TEXT = "tf_text_tokens"
 # Not a number: the endpoint's own model ignores this directory in its base path.
 MODELS_DIR = "_tfserving_models"
 LABELS = {"stable": 123, "canary": 124}
@@ -64,7 +70,7 @@ def _config(endpoint, labels: bool) -> model_server_config_pb2.ModelServerConfig
   models.add(
     name=endpoint.model_name, base_path=endpoint.server_model_dir, model_platform="tensorflow"
   )
-  for name in (TF1, TF2, VERSIONS):
+  for name in (TF1, TF2, VERSIONS, TF_TEXT):
     model = models.add(
       name=name,
       base_path=f"{endpoint.server_model_dir}/{MODELS_DIR}/{name}",
@@ -88,14 +94,15 @@ def served(endpoint) -> Iterator[object]:
   their versions are available, as TF Serving requires."""
   root = endpoint.model_dir / MODELS_DIR
   shutil.rmtree(root, ignore_errors=True)
-  for name in (TF1, TF2, VERSIONS):
+  for name in (TF1, TF2, VERSIONS, TF_TEXT):
     (root / name).mkdir(parents=True)
   _stage(root / TF1 / "00000123", build_half_plus_two_tf1)
   _stage(root / TF2 / "00000123", build_half_plus_two_tf2)
   _stage(root / VERSIONS / "00000123", build_half_plus_two_tf2)
   _stage(root / VERSIONS / "00000124", build_half_plus_two_tf2, offset=3.0)
+  _stage(root / TF_TEXT / "00000001", build_tf_text_model)
   _reload(endpoint, _config(endpoint, labels=False))
-  for name, versions in ((TF1, [123]), (TF2, [123]), (VERSIONS, [123, 124])):
+  for name, versions in ((TF1, [123]), (TF2, [123]), (VERSIONS, [123, 124]), (TF_TEXT, [1])):
     wait_until(
       lambda: all(
         (s := endpoint.statuses(name).get(v)) is not None and s.state == AVAILABLE for v in versions
@@ -164,6 +171,17 @@ def test_predict_what_the_graph_cannot_run_is_invalid_argument(served):
   with pytest.raises(grpc.RpcError) as error:
     served.prediction.Predict(request, 20)
   assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_model_using_tf_text_ops_loads_and_answers(served):
+  """TF Serving links TF Text's kernels in (its test_tf_text case); the
+  server registers them before loading, so such a model serves."""
+  request = predict_pb2.PredictRequest()
+  request.model_spec.name = TF_TEXT
+  request.inputs["text"].CopyFrom(tf.make_tensor_proto(["Hello TF Serving", "ONE"]))
+  response = served.prediction.Predict(request, 20)
+  assert tf.make_ndarray(response.outputs["tokens"]).tolist() == [3, 1]
+  assert tf.make_ndarray(response.outputs["folded"]).tolist() == [b"hello tf serving", b"one"]
 
 
 @pytest.mark.parametrize("model", [TF1, TF2])
