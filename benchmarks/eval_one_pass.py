@@ -75,12 +75,11 @@ def subsample(split: Path, rows: int, workdir: Path) -> Path:
   if out.exists():
     return out
   out.mkdir()
-  records = model_comparison.read_records(str(split))[:rows]
   import tensorflow as tf
 
   with tf.io.TFRecordWriter(str(out / "data.gz"), options="GZIP") as writer:
-    for record in records[:rows]:
-      writer.write(record)
+    for record in model_comparison.dataset([str(split)]).take(rows):
+      writer.write(record.numpy())
   return out
 
 
@@ -121,12 +120,13 @@ def run_variant(name: str, spec: RankingSpec, split: Path, mtl: Path, stl: Path,
     run_multi(cfg, split, {tfma.CANDIDATE_KEY: mtl, SINGLE_TASK_MODEL_NAME: stl}, out)
     return {m: (out, m) for m in (tfma.CANDIDATE_KEY, SINGLE_TASK_MODEL_NAME)}
   if name == "bootstrap":
-    records = model_comparison.read_records(str(split))
-    outputs = spec.task_names
-    signature = "serving_default"
-    multi = model_comparison.predict(str(mtl), signature, records, outputs)
-    single = model_comparison.predict(str(stl), signature, records, outputs)
-    model_comparison.compare(spec, records, multi, single)
+    models = {"multi": str(mtl), "single": str(stl)}
+    rows = model_comparison.sample_and_predict(
+      spec, [str(split)], models, "serving_default", spec.evaluation.comparison_max_rows
+    )
+    model_comparison.compare(
+      spec, rows.values, rows.predictions["multi"], rows.predictions["single"]
+    )
     return {}
   raise ValueError(name)
 
@@ -164,7 +164,7 @@ def main(argv: List[str] | None = None) -> int:
   stl = single_task_model(args.pipeline_root, workdir)
   if args.rows:
     split = subsample(split, args.rows, workdir)
-  count = len(model_comparison.read_records(str(split)))
+  count = model_comparison.count_records([str(split)])
   print(f"eval split {split}: {count} rows; load {eval_cost.load_average():.2f}", flush=True)
   timings: List[Tuple[str, float]] = []
   outputs: List[Dict[str, Tuple[Path, str]]] = []

@@ -281,6 +281,9 @@ class EvaluationSpec:
   # Also train and evaluate one single-task network per task, same features and
   # budget, to report MTL - STL per task and slice. Never gated nor pushed.
   single_task_baseline: bool = False
+  # MTL - STL intervals use at most this many eval rows (whole requests, a
+  # deterministic draw), so the Evaluator's memory does not grow with the span.
+  comparison_max_rows: int = 200_000
 
 
 @dataclasses.dataclass(frozen=True)

@@ -523,7 +523,10 @@ def _parse_evaluation(
     gain_task=gain_task,
     confidence_intervals=f.get("confidence_intervals", bool, default=False),
     single_task_baseline=f.get("single_task_baseline", bool, default=False),
+    comparison_max_rows=f.get("comparison_max_rows", int, default=200_000),
   )
+  if spec.comparison_max_rows < 1:
+    f.fail("must be a positive number of rows", "comparison_max_rows")
   f.done()
   return spec
 

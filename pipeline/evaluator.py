@@ -181,22 +181,28 @@ def _example_splits(exec_properties: Dict[str, Any]) -> List[str]:
 
 
 def _write_comparison(spec: RankingSpec, examples, splits, candidate, single_task, output_uri):
-  """MTL - STL per task, slice and metric with its paired bootstrap interval."""
+  """MTL - STL per task, slice and metric with its paired bootstrap interval,
+  on at most `evaluation.comparison_max_rows` rows of the split."""
   from pipeline import model_comparison
 
-  records = [
-    record
-    for split in splits
-    for uri in artifact_utils.get_split_uris(examples, split)
-    for record in model_comparison.read_records(uri)
-  ]
+  uris = [uri for split in splits for uri in artifact_utils.get_split_uris(examples, split)]
   signature = EVAL_SIGNATURE if has_eval_signature(spec) else SERVING_SIGNATURE
-  outputs = spec.task_names
-  multi = model_comparison.predict(_serving_path(candidate), signature, records, outputs)
-  single = model_comparison.predict(_serving_path(single_task), signature, records, outputs)
-  comparison = model_comparison.compare(spec, records, multi, single, seed=spec.training.seed)
+  models = {"multi": _serving_path(candidate), "single": _serving_path(single_task)}
+  rows = model_comparison.sample_and_predict(
+    spec, uris, models, signature, spec.evaluation.comparison_max_rows
+  )
+  comparison = model_comparison.compare(
+    spec,
+    rows.values,
+    rows.predictions["multi"],
+    rows.predictions["single"],
+    seed=spec.training.seed,
+  )
+  comparison.update(rows=rows.rows, split_rows=rows.split_rows)
   path = model_comparison.write(output_uri, comparison)
-  logging.info("MTL - STL intervals of %d rows written to %s", len(records), path)
+  logging.info(
+    "MTL - STL intervals of %d of %d rows written to %s", rows.rows, rows.split_rows, path
+  )
 
 
 class RankingEvaluator(base_beam_component.BaseBeamComponent):

@@ -2,8 +2,9 @@
 
 The Evaluator's TFMA pass gives each model's metrics; the difference needs
 both models' predictions on the same examples, which TFMA does not write out.
-This module reads the eval split once, runs both SavedModels' evaluation
-signature on it in large batches, and computes per task, slice (those with at
+This module streams the eval split once in batches, keeps at most
+`evaluation.comparison_max_rows` of its rows (whole requests, a deterministic
+draw), runs both SavedModels' evaluation signature on them, and computes per task, slice (those with at
 least `evaluation.min_slice_size` rows, as the report shows) and compared
 metric the paired bootstrap interval of MTL - STL
 (`pipeline.paired_bootstrap`). The result is a JSON file in the Evaluator's
@@ -12,7 +13,9 @@ evaluation artifact (`contract.BASELINE_COMPARISON_FILENAME`).
 
 from __future__ import annotations
 
+import dataclasses
 import glob
+import hashlib
 import itertools
 import json
 import os
@@ -28,11 +31,34 @@ from pipeline import paired_bootstrap
 BATCH_SIZE = 4096
 
 
-def read_records(split_uri: str) -> List[bytes]:
-  """Every serialized tf.Example of one split directory (TFX writes them gzipped)."""
-  files = sorted(glob.glob(os.path.join(split_uri, "*")))
-  dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
-  return [record.numpy() for record in dataset]
+@dataclasses.dataclass
+class ComparedRows:
+  """The eval rows both models are compared on: the columns the comparison
+  reads, each model's predictions, and how many rows the split had."""
+
+  values: Dict[str, List[object]]
+  predictions: Dict[str, Dict[str, np.ndarray]]  # model: {output: predictions}
+  split_rows: int
+
+  @property
+  def rows(self) -> int:
+    return len(next(iter(self.values.values()))) if self.values else 0
+
+
+def dataset(split_uris: Sequence[str]) -> tf.data.Dataset:
+  """The split directories' serialized tf.Examples, file by file."""
+  files = sorted(f for uri in split_uris for f in glob.glob(os.path.join(uri, "*")))
+  return tf.data.TFRecordDataset(files, compression_type="GZIP")  # TFX writes them gzipped
+
+
+def count_records(split_uris: Sequence[str]) -> int:
+  return int(dataset(split_uris).reduce(np.int64(0), lambda count, _: count + 1))
+
+
+def _keep_share(key: object, share: float) -> bool:
+  """A deterministic draw of `key` (a request or a row) with probability `share`."""
+  digest = hashlib.blake2b(str(key).encode(), digest_size=8).digest()
+  return int.from_bytes(digest, "little") < share * 2.0**64
 
 
 def _value(feature: tf.train.Feature):
@@ -55,16 +81,55 @@ def columns(records: Sequence[bytes], names: Iterable[str]) -> Dict[str, List[ob
   return out
 
 
-def predict(model_dir: str, signature: str, records: Sequence[bytes], outputs: Sequence[str]):
-  """{output: predictions} of one SavedModel signature over the records."""
-  fn = tf.saved_model.load(model_dir).signatures[signature]
-  parts: Dict[str, List[np.ndarray]] = {name: [] for name in outputs}
-  for start in range(0, len(records), BATCH_SIZE):
-    batch = tf.constant(list(records[start : start + BATCH_SIZE]))
-    result = fn(**{EXAMPLES_INPUT: batch})
-    for name in outputs:
-      parts[name].append(np.reshape(result[name].numpy(), [-1]))
-  return {name: np.concatenate(parts[name]).astype(np.float64) for name in outputs}
+def compared_columns(spec: RankingSpec) -> List[str]:
+  """Labels, parent labels, slice columns and the query key: what `compare` reads."""
+  names = [t.label for t in spec.tasks] + [spec.parent_label(t) for t in spec.tasks if t.parent]
+  names += list(itertools.chain.from_iterable(spec.evaluation.slices))
+  if spec.evaluation.query_key:
+    names.append(spec.evaluation.query_key)
+  return list(dict.fromkeys(names))
+
+
+def sample_and_predict(
+  spec: RankingSpec,
+  split_uris: Sequence[str],
+  model_dirs: Dict[str, str],
+  signature: str,
+  max_rows: int,
+) -> ComparedRows:
+  """Streams the split in batches: keeps at most about `max_rows` rows (whole
+  requests, drawn by a hash of the query key, else of the row's index, so the
+  draw is the same on every run), their compared columns and every model's
+  predictions on them. Memory is bounded by `max_rows`, not by the split."""
+  total = count_records(split_uris)
+  share = min(1.0, max_rows / total) if total else 1.0
+  query_key = spec.evaluation.query_key
+  names = compared_columns(spec)
+  outputs = spec.task_names
+  functions = {m: tf.saved_model.load(d).signatures[signature] for m, d in model_dirs.items()}
+  values: Dict[str, List[object]] = {name: [] for name in names}
+  parts = {m: {o: [] for o in outputs} for m in model_dirs}
+  index = 0
+  for batch in dataset(split_uris).batch(BATCH_SIZE):
+    records = list(batch.numpy())
+    found = columns(records, names)
+    keys = found[query_key] if query_key else range(index, index + len(records))
+    index += len(records)
+    keep = [share >= 1.0 or _keep_share(key, share) for key in keys]
+    records = [r for r, k in zip(records, keep) if k]
+    if not records:
+      continue
+    for name in names:
+      values[name].extend(v for v, k in zip(found[name], keep) if k)
+    for model, fn in functions.items():
+      result = fn(**{EXAMPLES_INPUT: tf.constant(records)})
+      for name in outputs:
+        parts[model][name].append(np.reshape(result[name].numpy(), [-1]))
+  predictions = {
+    m: {o: np.concatenate(p[o]).astype(np.float64) if p[o] else np.zeros(0) for o in outputs}
+    for m, p in parts.items()
+  }
+  return ComparedRows(values, predictions, total)
 
 
 def slice_masks(spec: RankingSpec, values: Dict[str, List[object]]) -> Dict[str, np.ndarray]:
@@ -85,17 +150,15 @@ def slice_masks(spec: RankingSpec, values: Dict[str, List[object]]) -> Dict[str,
 
 def compare(
   spec: RankingSpec,
-  records: Sequence[bytes],
+  values: Dict[str, List[object]],
   multi_task: Dict[str, np.ndarray],
   single_task: Dict[str, np.ndarray],
   replicates: int = paired_bootstrap.DEFAULT_REPLICATES,
   seed: int = 0,
 ) -> Dict[str, object]:
-  """The comparison's JSON: per task, slice and metric, MTL - STL and its interval."""
+  """The comparison's JSON: per task, slice and metric, MTL - STL and its
+  interval, on the rows of `values` (the columns of `compared_columns`)."""
   query_key = spec.evaluation.query_key
-  names = [t.label for t in spec.tasks] + [spec.parent_label(t) for t in spec.tasks if t.parent]
-  slice_columns = list(itertools.chain.from_iterable(spec.evaluation.slices))
-  values = columns(records, names + slice_columns + ([query_key] if query_key else []))
   groups = np.array([str(v) for v in values[query_key]]) if query_key else None
   intervals = []
   for slice_name, mask in slice_masks(spec, values).items():

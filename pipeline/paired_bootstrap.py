@@ -16,7 +16,7 @@ replicate costs a few vectorised sums over the rows, not a sort.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
@@ -119,6 +119,11 @@ def regression_metrics(weights, labels, example_weights, predictions) -> Dict[st
 
 
 MetricsFn = Callable[..., Dict[str, np.ndarray]]
+REPLICATE_CHUNK = 25
+
+
+def _stack(parts: List[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
+  return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 def paired_intervals(
@@ -134,7 +139,10 @@ def paired_intervals(
   ones = np.ones((1, labels.shape[0]), dtype=np.float32)
   args = (labels.astype(np.float64), example_weights.astype(np.float64))
   full_a, full_b = metrics_fn(ones, *args, first), metrics_fn(ones, *args, second)
-  boot_a, boot_b = metrics_fn(weights, *args, first), metrics_fn(weights, *args, second)
+  # Replicates a chunk at a time: the estimators' temporaries are (chunk, rows).
+  chunks = range(0, weights.shape[0], REPLICATE_CHUNK)
+  boot_a = _stack([metrics_fn(weights[i : i + REPLICATE_CHUNK], *args, first) for i in chunks])
+  boot_b = _stack([metrics_fn(weights[i : i + REPLICATE_CHUNK], *args, second) for i in chunks])
   tail = (1 - level) / 2
   result = {}
   for name in full_a:
