@@ -121,10 +121,9 @@ def evaluator_inputs(pipeline_root: Path, workdir: Path) -> Tuple[Path, Path]:
     for e in store.get_events_by_execution_ids([execution.id])
     if e.type == metadata_store_pb2.Event.INPUT
   ]
-  paths = {
-    e.path.steps[0].key: a.uri
-    for e, a in zip(events, store.get_artifacts_by_id([e.artifact_id for e in events]))
-  }
+  # get_artifacts_by_id does not keep the order of the ids it is given.
+  uris = {a.id: a.uri for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+  paths = {e.path.steps[0].key: uris[e.artifact_id] for e in events}
   split, model = workdir / "Split-eval", workdir / "Format-Serving"
   if not split.exists():
     shutil.copytree(Path(paths["examples"]) / f"Split-{EVAL_SPLIT}", split)

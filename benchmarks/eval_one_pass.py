@@ -61,7 +61,10 @@ def single_task_model(pipeline_root: Path, workdir: Path) -> Path:
   node = next(
     c for c in store.get_contexts_by_type("node") if c.name.endswith(SINGLE_TASK_TRAINER_NODE)
   )
-  models = [a for a in store.get_artifacts_by_context(node.id) if "Model" in a.uri]
+  # The Trainer's outputs: <node>/model/<id> (the model) and <node>/model_run/<id>.
+  models = [
+    a for a in store.get_artifacts_by_context(node.id) if Path(a.uri).parent.name == "model"
+  ]
   model = max(models, key=lambda a: a.id)
   out = workdir / "single-task-Format-Serving"
   if not out.exists():
