@@ -104,6 +104,19 @@ def sliced_derived_features(spec: RankingSpec) -> List[str]:
   return sorted({c for s in spec.evaluation.slices for c in s if c in derived})
 
 
+def evaluated_feature_columns(spec: RankingSpec) -> List[str]:
+  """The raw columns TFMA reads once labels and example weights are
+  extracted: the slices', the query key, and the ranking metrics' gain,
+  truth and position columns. Everything else can leave the extracts."""
+  columns = [c for s in spec.evaluation.slices for c in s]
+  if spec.evaluation.query_key is not None:
+    columns += [spec.evaluation.query_key, spec.gain_task.label]
+    columns += [feature.column for feature in spec.truth_features.values()]
+    if spec.position_feature is not None:
+      columns.append(spec.position_feature.column)
+  return list(dict.fromkeys(columns))
+
+
 def slicing_specs(spec: RankingSpec) -> List[tfma.SlicingSpec]:
   return [tfma.SlicingSpec()] + [
     tfma.SlicingSpec(feature_keys=list(s)) for s in spec.evaluation.slices

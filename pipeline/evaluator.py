@@ -80,7 +80,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     output_dict: Dict[str, List[types.Artifact]],
     exec_properties: Dict[str, Any],
   ) -> None:
-    from pipeline.eval_config import multi_model_eval_config
+    from pipeline.eval_config import evaluated_feature_columns, multi_model_eval_config
 
     spec = spec_from_json(exec_properties[SPEC_KEY])
     candidate = _single(input_dict, _SPECS.MODEL_KEY)
@@ -108,7 +108,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     ]
     output_uri = artifact_utils.get_single_uri(output_dict[_SPECS.EVALUATION_KEY])
     splits = _example_splits(exec_properties)
-    self._evaluate(input_dict[_SPECS.EXAMPLES_KEY], splits, models, eval_config, output_uri)
+    keep = evaluated_feature_columns(spec)
+    self._evaluate(input_dict[_SPECS.EXAMPLES_KEY], splits, models, eval_config, keep, output_uri)
     # As TFX's Evaluator: no threshold, no validation (a model is never blessed by default).
     if tfma.metrics.metric_thresholds_from_metrics_specs(
       eval_config.metrics_specs, eval_config=eval_config
@@ -118,13 +119,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       _write_comparison(spec, input_dict[_SPECS.EXAMPLES_KEY], splits, candidate, single_task,
                         output_uri)  # fmt: skip
 
-  def _evaluate(self, examples, splits, models, eval_config, output_uri: str) -> None:
+  def _evaluate(self, examples, splits, models, eval_config, keep, output_uri: str) -> None:
+    from pipeline.tfma_extracts import trimmed_extractors
+
     tfxio_factory = tfxio_utils.get_tfxio_factory_from_artifact(
       examples=examples,
       telemetry_descriptors=[EVALUATOR_NODE],
       schema=None,
       raw_record_column_name=tfma.constants.ARROW_INPUT_COLUMN,
     )
+    eval_shared_model = models[0] if len(models) == 1 else models
     with self._make_beam_pipeline() as pipeline:
       data = []
       for split in splits:
@@ -136,8 +140,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         | "FlattenExamples" >> beam.Flatten()
         | "ExtractEvaluateAndWriteResults"
         >> tfma.ExtractEvaluateAndWriteResults(
-          eval_shared_model=models[0] if len(models) == 1 else models,
+          eval_shared_model=eval_shared_model,
           eval_config=eval_config,
+          extractors=trimmed_extractors(eval_shared_model, eval_config, keep),
           output_path=output_uri,
         )
       )

@@ -14,8 +14,13 @@ import tensorflow_model_analysis as tfma
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from models.spec import load_spec
-from pipeline import config, ranking_truth, results, tfma_metrics
-from pipeline.eval_config import CUSTOM_METRICS_MODULE, ranking_metrics_spec, truth_metrics_specs
+from pipeline import config, ranking_truth, results, tfma_extracts, tfma_metrics
+from pipeline.eval_config import (
+  CUSTOM_METRICS_MODULE,
+  evaluated_feature_columns,
+  ranking_metrics_spec,
+  truth_metrics_specs,
+)
 
 # Minutes of TensorFlow or Beam work: left out of `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -80,8 +85,26 @@ def logged(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def evaluated(logged, ranking_spec, tmp_path_factory) -> Path:
+  return _run(logged, ranking_spec, tmp_path_factory, extractors=None)
+
+
+def _run(logged, ranking_spec, tmp_path_factory, extractors) -> Path:
   path, _ = logged
-  eval_config = tfma.EvalConfig(
+  eval_config = _eval_config(ranking_spec)
+  out = tmp_path_factory.mktemp("tfma-out")
+  tfma.run_model_analysis(
+    eval_config=eval_config,
+    data_location=str(path),
+    output_path=str(out),
+    extractors=extractors and extractors(eval_config),
+    random_seed_for_testing=1,
+    pipeline_options=PipelineOptions(config.BEAM_PIPELINE_ARGS),
+  )
+  return out
+
+
+def _eval_config(ranking_spec) -> tfma.EvalConfig:
+  return tfma.EvalConfig(
     model_specs=[
       tfma.ModelSpec(
         label_keys={"click": "click", "score": "click"},
@@ -120,15 +143,44 @@ def evaluated(logged, ranking_spec, tmp_path_factory) -> Path:
     ],
     options=tfma.Options(compute_confidence_intervals={"value": True}),
   )
-  out = tmp_path_factory.mktemp("tfma-out")
-  tfma.run_model_analysis(
-    eval_config=eval_config,
-    data_location=str(path),
-    output_path=str(out),
-    random_seed_for_testing=1,
-    pipeline_options=PipelineOptions(config.BEAM_PIPELINE_ARGS),
+
+
+def test_trimmed_extracts_give_the_same_metrics(evaluated, logged, ranking_spec, tmp_path_factory):
+  """The Evaluator drops the raw records and unread columns before TFMA
+  unbatches (pipeline/tfma_extracts.py): every metric, plot and slice stays."""
+  keep = evaluated_feature_columns(ranking_spec)
+  trimmed = _run(
+    logged,
+    ranking_spec,
+    tmp_path_factory,
+    extractors=lambda cfg: tfma_extracts.trimmed_extractors(None, cfg, keep),
   )
-  return out
+
+  def metrics(out):
+    return {
+      (str(key), name): value
+      for key, values in results.slice_metrics(ranking_spec, str(out)).items()
+      for name, value in values.items()
+    }
+
+  full, trim = metrics(evaluated), metrics(trimmed)
+  assert len(full) > 20 and full.keys() == trim.keys()
+  differ = {k: (full[k], trim[k]) for k in full if trim[k] != pytest.approx(full[k], nan_ok=True)}
+  assert not differ
+
+
+def test_trim_keeps_the_read_columns_only():
+  batch = {
+    tfma.constants.INPUT_KEY: np.array([b"raw"]),
+    tfma.constants.ARROW_RECORD_BATCH_KEY: object(),
+    tfma.constants.FEATURES_KEY: {"device": np.array([b"phone"]), "age": np.array([3])},
+    tfma.constants.LABELS_KEY: np.array([1]),
+  }
+  out = tfma_extracts.trim(batch, frozenset({"device"}))
+  assert set(out) == {tfma.constants.FEATURES_KEY, tfma.constants.LABELS_KEY}
+  assert set(out[tfma.constants.FEATURES_KEY]) == {"device"}
+  stages = [e.stage_name for e in tfma_extracts.trimmed_extractors(None, tfma.EvalConfig(), [])]
+  assert stages.index(tfma_extracts.TRIM_STAGE_NAME) + 1 == stages.index("ExtractUnbatchedInputs")
 
 
 def _ece(labels: np.ndarray, predictions: np.ndarray, bins: int = 10) -> float:
