@@ -62,6 +62,21 @@ SOURCE_PARAMS = {
     "conversion_click_match",
   ),
 }
+# The split settings of the bundled sources (docs/spec.md renders them): every
+# source writes train, validation and eval; a spec without the validation
+# setting gets about a tenth of the rows outside eval.
+SOURCE_PARAM_NOTES = {
+  ("census", "eval_every"): "row i goes to eval when i % eval_every == eval_every - 1 (default 5)",
+  ("census", "validation_every"): (
+    "of the rows not in eval, every validation_every-th (in file order) goes to validation "
+    "(default 10: a tenth of them)"
+  ),
+  ("simulator", "eval_fraction"): "the share of requests in eval (whole requests)",
+  ("simulator", "validation_fraction"): (
+    "the share of requests in validation, drawn after eval's so eval does not move "
+    "(default 0.1 * (1 - eval_fraction))"
+  ),
+}
 FILE_FORMATS = ("csv", "parquet", "tfrecord")
 SPLIT_KINDS = ("patterns", "hash", "time")
 THRESHOLD_DIRECTIONS = {
