@@ -125,12 +125,13 @@ def _parse_split(f: _Fields) -> SplitSpec:
   validation = f.get("validation", str, default="")
   if kind == "patterns":
     default_validation = 10
-    if validation and "validation_percent" in f.raw:
-      f.fail(
-        "give either split.validation (a pattern) or validation_percent (a share of train), "
-        "not both",
-        "validation_percent",
-      )
+    for key in ("validation_percent", "column"):
+      if validation and key in f.raw:
+        f.fail(
+          f"give either split.validation (a pattern) or {key} (validation carved out of "
+          "train), not both",
+          key,
+        )
   else:
     default_validation = max(1, round(0.1 * (100 - eval_percent)))
   spec = SplitSpec(

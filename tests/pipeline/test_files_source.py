@@ -556,6 +556,35 @@ def test_files_fields_parse_into_typed_objects():
     (_data(split={"kind": "random"}), "data.split.kind", "not one of: patterns, hash, time"),
     (_data(split={"kind": "patterns", "train": "t/*"}), "data.split.eval", "is required"),
     (
+      _data(
+        pattern=None,
+        split={
+          "kind": "patterns",
+          "train": "t/*",
+          "validation": "v/*",
+          "eval": "e/*",
+          "column": "x",
+        },
+      ),
+      "data.split.column",
+      "not both",
+    ),
+    (
+      _data(
+        pattern=None,
+        split={"kind": "patterns", "train": "t/{SPAN}", "validation": "v/*", "eval": "e/{SPAN}"},
+      ),
+      "data.split.validation",
+      "same placeholders",
+    ),
+    (
+      _data(
+        split={"kind": "hash", "column": "request_id", "eval_percent": 50, "validation_percent": 50}
+      ),
+      "data.split.validation_percent",
+      "1..49",
+    ),
+    (
       _data(split={"kind": "patterns", "train": "t/{SPAN}", "eval": "e/{SPAN}"}),
       "data.pattern",
       "not both",
