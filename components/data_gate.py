@@ -7,7 +7,8 @@ Pusher never start and nothing already pushed is touched) when
   * the schema derived from the spec is violated: a required column missing, a
     column of the wrong type, a binary label outside {0, 1}, ... (TFDV; a
     column the spec does not declare is no violation: it is never read);
-  * a split of the span holds no examples;
+  * a split of the span is missing (every span has train, validation and
+    eval) or holds no examples;
   * a numeric column holds NaN or +-inf (unless its feature declares `fill`),
     which would train to a NaN loss; a label never may;
   * a column's distribution drifted from the previous span's beyond its
@@ -43,7 +44,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils
 
-from contract import TRAIN_SPLIT
+from contract import SPLITS, TRAIN_SPLIT
 from models.spec import RankingSpec, spec_from_json
 
 _LABEL_READ_BATCH = 8192
@@ -266,6 +267,18 @@ def conditional_label_problems(
   return problems, dropped
 
 
+def missing_split_problems(splits: List[str], span: int) -> List[str]:
+  """The splits every span must have (train, validation, eval) that it lacks."""
+  missing = [s for s in SPLITS if s not in splits]
+  if not missing:
+    return []
+  return [
+    f"span {span} has no {s!r} split (it has {', '.join(map(repr, splits)) or 'none'}; "
+    f"every span needs {', '.join(map(repr, SPLITS))})"
+    for s in missing
+  ]
+
+
 class Executor(base_executor.BaseExecutor):
   def Do(
     self,
@@ -280,6 +293,7 @@ class Executor(base_executor.BaseExecutor):
     span = examples.get_int_custom_property("span")
     problems: List[str] = []
     splits = artifact_utils.decode_split_names(examples.split_names)
+    problems += missing_split_problems(splits, span)
     current_train: statistics_pb2.DatasetFeatureStatistics | None = None
     dropped: Dict[str, Dict[str, int]] = {}  # split -> task -> rows (without_parent: drop)
     for split in splits:

@@ -10,8 +10,18 @@ TimeSplitExecutor: TFX splits one input pattern by hash buckets only. This
 executor reads the span with the format's own executor (CSV, headerless CSV,
 Parquet or TFRecord), takes the minimum and maximum of the timestamp column
 over the span (one combine pass) and sends the rows of the latest
-`eval_percent` of that time range to eval, the rest to train: the model is
-judged on the span's most recent impressions, never trained on them.
+`eval_percent` of that time range to eval, those of the `validation_percent`
+just before it to validation, the rest to train: the model is judged on the
+span's most recent impressions, early-stopped on the ones before, and never
+trained on either.
+
+ShareSplitExecutor: a `patterns` split without a validation pattern. The
+input config names the train pattern twice (train and validation input
+splits, so TFX's driver and output artifact see three splits); this executor
+reads the train files once with the format's reader and sends
+`validation_percent` of the rows to validation by a hash (sha256, as TFX's
+own hash split) of `share_column` when set (one request on one side), else
+of the whole serialized row; the eval pattern is read as it is.
 
 ParquetExecutor: TFX's parquet_executor (Beam's ReadFromParquet, then
 `tfx.components.example_gen.utils.dict_to_example`), except that TFX 1.16's
@@ -21,12 +31,15 @@ stopped the run: `click` present in 32 % of the rows, its click rate). This
 executor converts rows with `row_to_example`, where only None (a Parquet null)
 is missing.
 
-HeaderlessCsvExecutor and TimeSplitExecutor read the spec's file settings from ExampleGen's `custom_config` (a
-`google.protobuf.Struct`: format, columns, time_column, eval_percent).
+HeaderlessCsvExecutor, TimeSplitExecutor and ShareSplitExecutor read the
+spec's file settings from ExampleGen's `custom_config` (a
+`google.protobuf.Struct`: format, columns, time_column, eval_percent,
+validation_percent, share_column).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any, Dict, Iterable
 
@@ -45,7 +58,7 @@ from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 from tfx_bsl.coders import csv_decoder
 
-from contract import EVAL_SPLIT, TRAIN_SPLIT
+from contract import EVAL_SPLIT, TRAIN_SPLIT, VALIDATION_SPLIT
 
 CUSTOM_CONFIG_KEY = "custom_config"
 
@@ -187,16 +200,34 @@ def _timestamp(record: Any, column: str) -> float:
 
 
 def _time_partition(record: Any, num_partitions: int, column: str, bounds) -> int:
-  """1 (eval) from the cutoff on; a span of one instant is all train."""
+  """2 (eval) from the eval cutoff on, 1 (validation) from the validation
+  cutoff on, else 0 (train); a span of one instant is all train."""
   del num_partitions
-  earliest, cutoff = bounds
+  earliest, validation_cutoff, eval_cutoff = bounds
   time = _timestamp(record, column)
-  return 1 if time >= cutoff and time > earliest else 0
+  if time <= earliest:
+    return 0
+  if time >= eval_cutoff:
+    return 2
+  return 1 if time >= validation_cutoff else 0
+
+
+def _read_configs(exec_properties: Dict[str, Any]):
+  input_config = example_gen_pb2.Input()
+  proto_utils.json_to_proto(
+    exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config
+  )
+  output_config = example_gen_pb2.Output()
+  proto_utils.json_to_proto(
+    exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config
+  )
+  return input_config, output_config
 
 
 class TimeSplitExecutor(BaseExampleGenExecutor):
   """One input pattern; the span's latest `eval_percent` of time on the
-  timestamp column to eval, the rest to train (see the module docstring)."""
+  timestamp column to eval, the `validation_percent` before it to
+  validation, the rest to train (see the module docstring)."""
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     raise NotImplementedError("GenerateExamplesByBeam picks the format's reader")
@@ -205,19 +236,15 @@ class TimeSplitExecutor(BaseExampleGenExecutor):
     self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
   ) -> Dict[str, beam.pvalue.PCollection]:
     settings = file_settings(exec_properties)
-    column, share = str(settings["time_column"]), float(settings["eval_percent"]) / 100.0
-    input_config = example_gen_pb2.Input()
-    proto_utils.json_to_proto(
-      exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config
-    )
-    output_config = example_gen_pb2.Output()
-    proto_utils.json_to_proto(
-      exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config
-    )
+    column = str(settings["time_column"])
+    eval_share = float(settings["eval_percent"]) / 100.0
+    validation_share = float(settings["validation_percent"]) / 100.0
+    input_config, output_config = _read_configs(exec_properties)
     names = utils.generate_output_split_names(input_config, output_config)
-    if len(input_config.splits) != 1 or names != [TRAIN_SPLIT, EVAL_SPLIT]:
+    expected = [TRAIN_SPLIT, VALIDATION_SPLIT, EVAL_SPLIT]
+    if len(input_config.splits) != 1 or names != expected:
       raise ValueError(
-        f"a time split reads one input pattern into {TRAIN_SPLIT!r} and {EVAL_SPLIT!r}, "
+        f"a time split reads one input pattern into {expected}, "
         f"got inputs {[s.name for s in input_config.splits]} and outputs {names}"
       )
     exec_properties["_beam_pipeline_args"] = self._beam_pipeline_args or []
@@ -234,9 +261,71 @@ class TimeSplitExecutor(BaseExampleGenExecutor):
     bounds = beam.pvalue.AsSingleton(
       pipeline
       | "One" >> beam.Create([None])
-      | "Cutoff" >> beam.Map(lambda _, lo, hi: (lo, hi - share * (hi - lo)), lo=low, hi=high)
+      | "Cutoffs"
+      >> beam.Map(
+        lambda _, lo, hi: (
+          lo,
+          hi - (eval_share + validation_share) * (hi - lo),
+          hi - eval_share * (hi - lo),
+        ),
+        lo=low,
+        hi=high,
+      )
     )
-    train, evaluation = records | "SplitByTime" >> beam.Partition(
-      _time_partition, 2, column, bounds
+    train, validation, evaluation = records | "SplitByTime" >> beam.Partition(
+      _time_partition, 3, column, bounds
     )
-    return {TRAIN_SPLIT: train, EVAL_SPLIT: evaluation}
+    return {TRAIN_SPLIT: train, VALIDATION_SPLIT: validation, EVAL_SPLIT: evaluation}
+
+
+def _share_key(record: Any, column: str) -> bytes:
+  example = tf.train.Example.FromString(record) if isinstance(record, bytes) else record
+  if not column:
+    return record if isinstance(record, bytes) else example.SerializeToString(deterministic=True)
+  if column not in example.features.feature:
+    raise ValueError(f"validation share: a row has no {column!r} (data.split.column)")
+  feature = example.features.feature[column]
+  values = feature.bytes_list.value or feature.int64_list.value or feature.float_list.value
+  return repr([v.decode("utf-8") if isinstance(v, bytes) else v for v in values]).encode()
+
+
+def share_bucket(record: Any, column: str) -> int:
+  """The row's hash bucket in 0..99 (sha256 of the key, as TFX's hash split)."""
+  return int(hashlib.sha256(_share_key(record, column)).hexdigest(), 16) % 100
+
+
+def _share_partition(record: Any, num_partitions: int, column: str, percent: int) -> int:
+  """1 (validation) for the rows in the lowest `percent` hash buckets, else 0 (train)."""
+  del num_partitions
+  return 1 if share_bucket(record, column) < percent else 0
+
+
+class ShareSplitExecutor(BaseExampleGenExecutor):
+  """Input splits train, validation (the train pattern again) and eval; the
+  train files' rows split by hash into train and validation (see the module
+  docstring)."""
+
+  def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+    raise NotImplementedError("GenerateExamplesByBeam picks the format's reader")
+
+  def GenerateExamplesByBeam(
+    self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
+  ) -> Dict[str, beam.pvalue.PCollection]:
+    settings = file_settings(exec_properties)
+    column, percent = str(settings.get("share_column") or ""), int(settings["validation_percent"])
+    input_config, _ = _read_configs(exec_properties)
+    patterns = {s.name: s.pattern for s in input_config.splits}
+    expected = [TRAIN_SPLIT, VALIDATION_SPLIT, EVAL_SPLIT]
+    if sorted(patterns) != sorted(expected) or patterns[TRAIN_SPLIT] != patterns[VALIDATION_SPLIT]:
+      raise ValueError(
+        f"a share split reads input splits {expected}, validation with train's pattern; "
+        f"got {patterns}"
+      )
+    exec_properties["_beam_pipeline_args"] = self._beam_pipeline_args or []
+    read = _format_transform(settings)
+    rows = pipeline | "InputToRecord[train]" >> read(exec_properties, patterns[TRAIN_SPLIT])
+    train, validation = rows | "SplitByShare" >> beam.Partition(
+      _share_partition, 2, column, percent
+    )
+    evaluation = pipeline | "InputToRecord[eval]" >> read(exec_properties, patterns[EVAL_SPLIT])
+    return {TRAIN_SPLIT: train, VALIDATION_SPLIT: validation, EVAL_SPLIT: evaluation}

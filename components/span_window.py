@@ -5,7 +5,9 @@ the window. A span ingested twice (a `--no-cache` rerun, a backfill repeated)
 then counts twice: Transform reads both copies and every row of that span is
 trained on twice. This strategy keeps, per span, only the newest artifact
 (highest `version`, then the latest ingested), so a re-ingested span replaces
-the old copy and an unchanged one is not doubled.
+the old copy and an unchanged one is not doubled. An ingestion that carries
+all three splits (train, validation, eval) wins over one that does not (a
+span ingested before the validation split existed), whatever their order.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from typing import Dict, List
 import ml_metadata as mlmd
 from tfx import types
 from tfx.dsl.components.common import resolver
+from tfx.types import artifact_utils
+
+from contract import SPLITS
 
 SPAN_PROPERTY = "span"
 VERSION_PROPERTY = "version"
@@ -28,6 +33,15 @@ def _int_property(artifact: types.Artifact, name: str) -> int:
   return int(text) if text else artifact.get_int_custom_property(name)
 
 
+def has_all_splits(artifact: types.Artifact) -> bool:
+  """Whether an Examples artifact holds train, validation and eval."""
+  try:
+    names = artifact_utils.decode_split_names(artifact.split_names)
+  except (AttributeError, ValueError):
+    return False
+  return all(split in names for split in SPLITS)
+
+
 def latest_spans(artifacts: List[types.Artifact], num_spans: int) -> List[types.Artifact]:
   """The newest artifact of each of the latest `num_spans` spans, newest span first."""
   newest: Dict[int, types.Artifact] = {}
@@ -35,9 +49,13 @@ def latest_spans(artifacts: List[types.Artifact], num_spans: int) -> List[types.
     if not artifact.has_custom_property(SPAN_PROPERTY):
       raise RuntimeError(f"artifact {artifact.id} ({artifact.uri}) has no span")
     span = _int_property(artifact, SPAN_PROPERTY)
-    key = (_int_property(artifact, VERSION_PROPERTY), artifact.id)
+    key = (has_all_splits(artifact), _int_property(artifact, VERSION_PROPERTY), artifact.id)
     held = newest.get(span)
-    if held is None or key > (_int_property(held, VERSION_PROPERTY), held.id):
+    if held is None or key > (
+      has_all_splits(held),
+      _int_property(held, VERSION_PROPERTY),
+      held.id,
+    ):
       newest[span] = artifact
   if not newest:
     return []

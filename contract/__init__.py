@@ -72,8 +72,13 @@ SINGLE_TASK_MODEL_NAME = "stl"
 BASELINE_COMPARISON_FILENAME = "baseline_comparison.json"
 
 # --- Data layout ---------------------------------------------------------------
+# Three splits of every span: the Trainer fits on train and selects (early
+# stopping, the best checkpoint) on validation; TFMA reports and gates on eval,
+# which nothing upstream of the Evaluator reads.
 TRAIN_SPLIT = "train"
+VALIDATION_SPLIT = "validation"
 EVAL_SPLIT = "eval"
+SPLITS = (TRAIN_SPLIT, VALIDATION_SPLIT, EVAL_SPLIT)
 SPAN_DIR_PATTERN = "span-{SPAN}"
 
 # --- Pipeline node ids (MLMD, the summary and the report read them) ----------

@@ -46,7 +46,7 @@ DATA_SOURCES = ("census", "simulator", "files")
 # The `data.params` each bundled source reads (pipeline/data/census.py,
 # pipeline/data/world.py); any other key is an error at load.
 SOURCE_PARAMS = {
-  "census": ("path", "eval_every"),
+  "census": ("path", "eval_every", "validation_every"),
   "simulator": (
     "num_spans",
     "requests_per_span",
@@ -56,9 +56,25 @@ SOURCE_PARAMS = {
     "latent_dim",
     "seed",
     "eval_fraction",
+    "validation_fraction",
     "intent_strength",
     "conversion_bias",
     "conversion_click_match",
+  ),
+}
+# The split settings of the bundled sources (docs/spec.md renders them): every
+# source writes train, validation and eval; a spec without the validation
+# setting gets about a tenth of the rows outside eval.
+SOURCE_PARAM_NOTES = {
+  ("census", "eval_every"): "row i goes to eval when i % eval_every == eval_every - 1 (default 5)",
+  ("census", "validation_every"): (
+    "of the rows not in eval, every validation_every-th (in file order) goes to validation "
+    "(default 10: a tenth of them)"
+  ),
+  ("simulator", "eval_fraction"): "the share of requests in eval (whole requests)",
+  ("simulator", "validation_fraction"): (
+    "the share of requests in validation, drawn after eval's so eval does not move "
+    "(default 0.1 * (1 - eval_fraction))"
   ),
 }
 FILE_FORMATS = ("csv", "parquet", "tfrecord")
@@ -288,22 +304,37 @@ class EvaluationSpec:
 
 @dataclasses.dataclass(frozen=True)
 class SplitSpec:
-  """How the files source divides a span into the train and eval splits.
+  """How the files source divides a span into the train, validation and eval
+  splits. The Trainer fits on train and early-stops (and restores its best
+  epoch) on validation; TFMA reports and gates on eval alone.
 
-  patterns: `train` and `eval` are two file patterns (relative to
-    `data.root`, with the same placeholders), one per split;
+  patterns: `train`, `validation` and `eval` are file patterns (relative to
+    `data.root`, with the same placeholders), one per split. Without
+    `validation`, `validation_percent` (default 10) of the train files' rows
+    go to validation, by a hash of `column` when given (all rows of one
+    request on one side), else of the whole row;
   hash:     one `data.pattern`, split by a hash of `column` (TFX's
     `partition_feature_name`): all rows with one value (a request, a user)
-    fall on one side; `eval_percent` of the hash buckets go to eval;
+    fall on one side; `eval_percent` of the hash buckets go to eval,
+    `validation_percent` (default: a tenth of the rest, rounded) to validation;
   time:     one `data.pattern`; the rows of the latest `eval_percent` of the
-    span's time range on `column` (a numeric timestamp) go to eval.
+    span's time range on `column` (a numeric timestamp) go to eval, those of
+    the `validation_percent` just before it (default: a tenth of the rest,
+    rounded) to validation.
   """
 
   kind: str = ""  # patterns, hash or time (see above)
   train: str = ""  # patterns: the train split's file pattern
+  # patterns: the validation split's file pattern (none: carved out of train)
+  validation: str = ""
   eval: str = ""  # patterns: the eval split's file pattern
-  column: str = ""  # hash: the column hashed; time: the numeric timestamp column
+  # hash, time: the column hashed / the numeric timestamp column; patterns
+  # without validation: the column hashed to carve validation out of train
+  column: str = ""
   eval_percent: int = 20  # hash, time: the share of the span (hash buckets, time) in eval
+  # hash, time: the share of the span in validation (default round(0.1 * (100 -
+  # eval_percent))); patterns without validation: the share of train's rows (default 10)
+  validation_percent: int = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,7 +354,7 @@ class DataSpec:
   root: str = ""  # files only: the directory the patterns are under (relative: to the repository)
   pattern: str = ""  # files only: the file pattern, with TFX's span/date/version placeholders
   columns: Tuple[str, ...] = ()  # files only: a headerless CSV's field names, in order
-  split: SplitSpec = SplitSpec()  # files only: train/eval rule (`data.split`)
+  split: SplitSpec = SplitSpec()  # files only: train/validation/eval rule (`data.split`)
 
 
 @dataclasses.dataclass(frozen=True)

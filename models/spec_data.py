@@ -61,6 +61,8 @@ def parse_data(f: _Fields, raw_columns: Mapping[str, str] | None = None) -> Data
         "give either split.train and split.eval (kind patterns) or pattern, not both", "pattern"
       )
     where = {"split.train": split.train, "split.eval": split.eval}
+    if split.validation:
+      where["split.validation"] = split.validation
   else:
     if not pattern:
       f.fail(
@@ -69,7 +71,8 @@ def parse_data(f: _Fields, raw_columns: Mapping[str, str] | None = None) -> Data
     where = {"pattern": pattern}
   placeholders = {key: _pattern_placeholders(f, key, value) for key, value in where.items()}
   if len(set(placeholders.values())) > 1:
-    f.fail("split.train and split.eval must have the same placeholders", "split.eval")
+    odd = next(k for k in where if placeholders[k] != placeholders["split.train"])
+    f.fail("split.train, split.validation and split.eval must have the same placeholders", odd)
   has_span = next(iter(placeholders.values()))[0]
   if num_spans > 1 and not has_span:
     f.fail(
@@ -90,7 +93,7 @@ def parse_data(f: _Fields, raw_columns: Mapping[str, str] | None = None) -> Data
       f.fail(
         f"the spec reads column(s) {', '.join(missing)}, which columns does not list", "columns"
       )
-  if split.kind in ("hash", "time"):
+  if split.column:
     if split.column not in raw_columns:
       f.fail(
         f"{split.column!r} is not a declared column (features' columns and labels: "
@@ -112,22 +115,45 @@ def parse_data(f: _Fields, raw_columns: Mapping[str, str] | None = None) -> Data
 
 def _parse_split(f: _Fields) -> SplitSpec:
   kind = f.get("kind", str, required=True, choices=SPLIT_KINDS)
-  allowed = {"patterns": ("train", "eval"), "hash": ("column", "eval_percent")}.get(
-    kind, ("column", "eval_percent")
-  )
-  for key in ("train", "eval", "column", "eval_percent"):
+  allowed = {
+    "patterns": ("train", "validation", "eval", "column", "validation_percent"),
+  }.get(kind, ("column", "eval_percent", "validation_percent"))
+  for key in ("train", "validation", "eval", "column", "eval_percent", "validation_percent"):
     if key in f.raw and key not in allowed:
-      f.fail(f"split kind {kind!r} takes {' and '.join(allowed)}, not {key}", key)
+      f.fail(f"split kind {kind!r} takes {', '.join(allowed)}, not {key}", key)
+  eval_percent = f.get("eval_percent", int, default=20)
+  validation = f.get("validation", str, default="")
+  if kind == "patterns":
+    default_validation = 10
+    for key in ("validation_percent", "column"):
+      if validation and key in f.raw:
+        f.fail(
+          f"give either split.validation (a pattern) or {key} (validation carved out of "
+          "train), not both",
+          key,
+        )
+  else:
+    default_validation = max(1, round(0.1 * (100 - eval_percent)))
   spec = SplitSpec(
     kind=kind,
     train=f.get("train", str, required=kind == "patterns", default=""),
+    validation=validation,
     eval=f.get("eval", str, required=kind == "patterns", default=""),
     column=f.get("column", str, required=kind != "patterns", default=""),
-    eval_percent=f.get("eval_percent", int, default=20),
+    eval_percent=eval_percent,
+    validation_percent=f.get("validation_percent", int, default=default_validation),
   )
   f.done()
   if not 1 <= spec.eval_percent <= 99:
     f.fail(f"must be in 1..99, got {spec.eval_percent}", "eval_percent")
+  if kind == "patterns" and not 1 <= spec.validation_percent <= 99:
+    f.fail(f"must be in 1..99, got {spec.validation_percent}", "validation_percent")
+  if kind != "patterns" and not 1 <= spec.validation_percent <= 99 - spec.eval_percent:
+    f.fail(
+      f"must be in 1..{99 - spec.eval_percent} (100 - eval_percent - 1, train keeps the rest), "
+      f"got {spec.validation_percent}",
+      "validation_percent",
+    )
   return spec
 
 

@@ -233,6 +233,9 @@ def render() -> str:
     for source, names in spec.SOURCE_PARAMS.items()
   )
   out += [f"`data.params` per bundled source: {params}.", ""]
+  out += ["| source | param | meaning |", "|---|---|---|"]
+  out += [f"| {src} | `{name}` | {note} |" for (src, name), note in spec.SOURCE_PARAM_NOTES.items()]
+  out += [""]
   out += _architectures()
   out += _options("each architecture's options", _builtin_architecture_options(), "model.params")
   out += _options(

@@ -27,6 +27,12 @@ def render_summary(summary: RunSummary) -> str:
         "    from Examples "
         + ", ".join(f"#{e['artifact_id']} (span {e['span']})" for e in summary.training_examples)
       )
+  if summary.split_rows:
+    lines.append(
+      "  rows: "
+      + " / ".join(f"{rows} {split}" for split, rows in summary.split_rows.items())
+      + f"; selected on {summary.selection_split}, evaluated on {summary.evaluation_split}"
+    )
   if summary.warm_start:
     w = summary.warm_start
     carried = ", ".join(

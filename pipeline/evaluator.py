@@ -33,6 +33,7 @@ from tfx.utils import io_utils, path_utils
 
 from contract import (
   EVAL_SIGNATURE,
+  EVAL_SPLIT,
   EVALUATOR_NODE,
   SERVING_SIGNATURE,
   SINGLE_TASK_MODEL_NAME,
@@ -182,7 +183,7 @@ def _serving_path(model: types.Artifact) -> str:
 def _example_splits(exec_properties: Dict[str, Any]) -> List[str]:
   from tfx.utils import json_utils
 
-  return json_utils.loads(exec_properties.get(_SPECS.EXAMPLE_SPLITS_KEY) or "null") or ["eval"]
+  return json_utils.loads(exec_properties.get(_SPECS.EXAMPLE_SPLITS_KEY) or "null") or [EVAL_SPLIT]
 
 
 def _write_comparison(spec: RankingSpec, examples, splits, candidate, single_task, output_uri):

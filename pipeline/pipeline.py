@@ -1,11 +1,14 @@
 """The TFX pipeline, built from a spec.
 
-ExampleGen ingests one span (a day) of impression logs; StatisticsGen,
-ExampleValidator (against the schema derived from the spec) and DataGate check
-it and stop the run on bad data; Transform and Trainer consume the latest
-`data.num_spans` spans; Evaluator judges the candidate on the newest span's
-eval split against the value thresholds and the latest blessed model; Pusher
-writes a blessed, not yet pushed model as a new TF Serving version.
+ExampleGen ingests one span (a day) of impression logs in three splits,
+train, validation and eval; StatisticsGen, ExampleValidator (against the
+schema derived from the spec) and DataGate check it and stop the run on bad
+data; Transform analyzes the train split of the latest `data.num_spans` spans
+and transforms all three; Trainer fits on train and selects on validation
+(early stopping, the best epoch restored); Evaluator judges the candidate on
+the newest span's eval split, which nothing before it reads, against the
+value thresholds and the latest blessed model; Pusher writes a blessed, not
+yet pushed model as a new TF Serving version.
 
 Each component gets only the part of the spec it reads (`RankingSpec.
 transform_view`, `trainer_view`), so that a change to the evaluation section
@@ -26,7 +29,7 @@ from typing import List
 from tfx import v1 as tfx
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
-from tfx.proto import example_gen_pb2, range_config_pb2
+from tfx.proto import example_gen_pb2, range_config_pb2, transform_pb2
 
 from components import example_gen as example_gen_lib
 from components import pusher as pusher_lib
@@ -45,6 +48,7 @@ from contract import (
   TRAIN_SPLIT,
   TRAINER_NODE,
   TRANSFORM_NODE,
+  VALIDATION_SPLIT,
 )
 from models.features import SPEC_CONFIG_KEY
 from models.spec import RankingSpec
@@ -61,8 +65,8 @@ def example_gen_input_config() -> example_gen_pb2.Input:
   span = SPAN_DIR_PATTERN
   return example_gen_pb2.Input(
     splits=[
-      example_gen_pb2.Input.Split(name=TRAIN_SPLIT, pattern=f"{span}/train/*"),
-      example_gen_pb2.Input.Split(name=EVAL_SPLIT, pattern=f"{span}/eval/*"),
+      example_gen_pb2.Input.Split(name=split, pattern=f"{span}/{split}/*")
+      for split in (TRAIN_SPLIT, VALIDATION_SPLIT, EVAL_SPLIT)
     ]
   )
 
@@ -163,6 +167,9 @@ def create_pipeline(
     # TF1 graph mode traces the preprocessing_fn once per phase instead of
     # as tf.functions: the census Transform ran ~2x faster (docs/pipeline.md).
     force_tf_compat_v1=True,
+    # The analyzers (vocabularies, means, quantiles) see train only; every
+    # split is transformed with them.
+    splits_config=transform_splits_config(),
   ).with_id(TRANSFORM_NODE)
   transform.add_upstream_node(data_gate)
 
@@ -210,15 +217,26 @@ def create_pipeline(
   return tfx.dsl.Pipeline(components=components, **pipeline_args)
 
 
+def transform_splits_config() -> transform_pb2.SplitsConfig:
+  """Transform analyzes train and transforms train, validation and eval."""
+  return transform_pb2.SplitsConfig(
+    analyze=[TRAIN_SPLIT], transform=[TRAIN_SPLIT, VALIDATION_SPLIT, EVAL_SPLIT]
+  )
+
+
 def _trainer(
   trainer_spec: RankingSpec, transform, schema_gen, base_model=None
 ) -> tfx.components.Trainer:
+  # fn_args.eval_files is validation: early stopping and the best-epoch
+  # restore never see the eval split TFMA reports on.
   return tfx.components.Trainer(
     run_fn=RUN_FN,
     examples=transform.outputs["transformed_examples"],
     transform_graph=transform.outputs["transform_graph"],
     schema=schema_gen.outputs["schema"],
     base_model=base_model,
+    train_args=tfx.proto.TrainArgs(splits=[TRAIN_SPLIT]),
+    eval_args=tfx.proto.EvalArgs(splits=[VALIDATION_SPLIT]),
     custom_config={SPEC_CONFIG_KEY: trainer_spec.to_json()},
   )
 

@@ -9,7 +9,9 @@ into plain Python values for the run summary and the report.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
+import struct
 from pathlib import Path
 from typing import Dict, List
 
@@ -18,13 +20,16 @@ from ml_metadata.proto import metadata_store_pb2
 
 from contract import (
   BASELINE_COMPARISON_FILENAME,
+  EVAL_SPLIT,
   EVALUATOR_NODE,
   FUSED_SCORE_OUTPUT,
   PUSHER_NODE,
   SERVED_OUTPUT_SUFFIX,
   SINGLE_TASK_MODEL_NAME,
+  TRAIN_SPLIT,
   TRAINER_NODE,
   TRANSFORM_NODE,
+  VALIDATION_SPLIT,
   WARM_START_DIRNAME,
   WARM_START_REPORT_FILENAME,
 )
@@ -191,6 +196,43 @@ def latest_run(metadata_path: Path) -> RunOutcome:
     training_examples=training_examples,
     warm_start=_warm_start_report(model.uri) if model is not None else None,
   )
+
+
+def count_records(path: Path) -> int:
+  """Records in one TFRecord file (GZIP or not), read by its framing (length,
+  length CRC, data, data CRC) without TensorFlow."""
+  with path.open("rb") as raw:
+    gzipped = raw.read(2) == b"\x1f\x8b"
+  count = 0
+  with gzip.open(path, "rb") if gzipped else path.open("rb") as f:
+    while True:
+      header = f.read(12)
+      if not header:
+        return count
+      if len(header) < 12:
+        raise ValueError(f"{path}: truncated TFRecord header after {count} records")
+      (length,) = struct.unpack("<Q", header[:8])
+      f.seek(length + 4, 1)
+      count += 1
+
+
+def _split_count(examples_uri: str, split: str) -> int:
+  directory = Path(examples_uri) / f"Split-{split}"
+  return sum(count_records(p) for p in sorted(directory.glob("*")) if p.is_file())
+
+
+def split_rows(training_examples: List[Dict[str, object]]) -> Dict[str, int]:
+  """Rows per split of a run: train and validation summed over the training
+  window's Examples (what the Trainer fit and selected on), eval of the newest
+  span (what the Evaluator read)."""
+  if not training_examples:
+    return {}
+  newest = max(training_examples, key=lambda e: (e["span"], e["artifact_id"]))
+  return {
+    TRAIN_SPLIT: sum(_split_count(str(e["uri"]), TRAIN_SPLIT) for e in training_examples),
+    VALIDATION_SPLIT: sum(_split_count(str(e["uri"]), VALIDATION_SPLIT) for e in training_examples),
+    EVAL_SPLIT: _split_count(str(newest["uri"]), EVAL_SPLIT),
+  }
 
 
 def _warm_start_report(model_uri: str) -> Dict[str, object] | None:

@@ -23,7 +23,7 @@ import traceback
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from contract import EVAL_SPLIT, TRAIN_SPLIT
+from contract import EVAL_SPLIT, SPLITS, VALIDATION_SPLIT
 from models.spec import RankingSpec
 from pipeline import config, console, run_lock
 from pipeline.data import prepare_data
@@ -57,6 +57,13 @@ class RunSummary:
   warm_start: Dict[str, object] | None = None
   # What retention removed (pipeline/retention.py); None without `retention`.
   retention: Dict[str, object] | None = None
+  # Rows per split: train and validation over the training window, eval of
+  # the newest span (pipeline.results.split_rows).
+  split_rows: Dict[str, int] = dataclasses.field(default_factory=dict)
+  # The split the Trainer selects on (early stopping, best epoch) and the one
+  # TFMA reports and gates on.
+  selection_split: str = VALIDATION_SPLIT
+  evaluation_split: str = EVAL_SPLIT
   # Beam's mode and arguments; in portable mode the job server's jobs.
   beam: Dict[str, object] = dataclasses.field(default_factory=dict)
 
@@ -85,7 +92,7 @@ def check_spans(spec: RankingSpec, data_dir: Path, span: int | None) -> List[int
   latest = span if span is not None else spans[-1]
   window = [s for s in range(latest - spec.data.num_spans + 1, latest + 1) if s >= 1]
   for s in window:
-    for split in (TRAIN_SPLIT, EVAL_SPLIT):
+    for split in SPLITS:
       split_dir = data_dir / f"span-{s}" / split
       if not split_dir.is_dir() or not any(p.is_file() for p in split_dir.iterdir()):
         raise RunError(
@@ -308,7 +315,7 @@ def _stopped(
     files = [
       p
       for s in window
-      for split in (TRAIN_SPLIT, EVAL_SPLIT)
+      for split in SPLITS
       for p in sorted((paths.data_dir / f"span-{s}" / split).glob("*"))
       if p.is_file()
     ]
@@ -343,6 +350,7 @@ def summarize(spec: RankingSpec, paths: config.PipelinePaths, wall_seconds: floa
     evaluation_uri=outcome.evaluation_uri,
     training_spans=outcome.training_spans,
     training_examples=outcome.training_examples,
+    split_rows=results.split_rows(outcome.training_examples),
     warm_start=outcome.warm_start,
     single_task_baseline=[
       {

@@ -11,12 +11,17 @@ beforehand nor held in memory).
             every 0 as a missing value (the negative labels lost);
   tfrecord  `tfx.components.ImportExampleGen` (tf.Example records).
 
-The split rule (`data.split`) is TFX's: two input patterns (`patterns`), or
-one pattern divided by ExampleGen's `output_config` on a hash of a column
-(`hash`, `partition_feature_name`: one request or user never straddles the
-splits). A `time` split (the span's latest rows on a timestamp column as eval)
-needs a pass over the span TFX's ExampleGens do not make:
-`components.file_example_gen.TimeSplitExecutor` wraps the format's executor.
+The split rule (`data.split`) makes three splits, train, validation and
+eval. It is TFX's: three input patterns (`patterns`), or one pattern divided
+by ExampleGen's `output_config` on a hash of a column (`hash`,
+`partition_feature_name`: one request or user never straddles the splits).
+A `time` split (the span's latest rows on a timestamp column as eval, the
+slice before them as validation) needs a pass over the span TFX's
+ExampleGens do not make: `components.file_example_gen.TimeSplitExecutor`
+wraps the format's executor. `patterns` without a validation pattern reads
+the train pattern as both train and validation input splits, and
+`components.file_example_gen.ShareSplitExecutor` keeps `validation_percent`
+of its rows (by hash) in validation and the rest in train.
 
 The runner calls `check_window` before it builds the pipeline: a pattern that
 matches no file, a span missing from one split, or a declared column the files
@@ -34,11 +39,11 @@ import os
 from pathlib import Path
 from typing import Dict, List
 
-from contract import EVAL_SPLIT, TRAIN_SPLIT
+from contract import EVAL_SPLIT, TRAIN_SPLIT, VALIDATION_SPLIT
 from models.spec import RankingSpec
 from pipeline.config import REPO_ROOT
 
-# The one input split a `hash` or `time` rule divides into train and eval.
+# The one input split a `hash` or `time` rule divides into train, validation and eval.
 ALL_SPLIT = "all"
 
 
@@ -54,11 +59,22 @@ def resolve_root(root: str) -> Path:
 
 
 def split_patterns(spec: RankingSpec) -> Dict[str, str]:
-  """The input pattern of each input split of ExampleGen."""
+  """The input pattern of each input split of ExampleGen. Without a
+  validation pattern, validation reads the train files (`carves_validation`)."""
   data = spec.data
   if data.split.kind == "patterns":
-    return {TRAIN_SPLIT: data.split.train, EVAL_SPLIT: data.split.eval}
+    return {
+      TRAIN_SPLIT: data.split.train,
+      VALIDATION_SPLIT: data.split.validation or data.split.train,
+      EVAL_SPLIT: data.split.eval,
+    }
   return {ALL_SPLIT: data.pattern}
+
+
+def carves_validation(spec: RankingSpec) -> bool:
+  """Whether validation is a hashed share of the train files' rows (a
+  `patterns` split without a validation pattern)."""
+  return spec.data.split.kind == "patterns" and not spec.data.split.validation
 
 
 def input_config(spec: RankingSpec):
@@ -74,8 +90,9 @@ def input_config(spec: RankingSpec):
 
 def output_config(spec: RankingSpec):
   """ExampleGen's output splits: the input splits as they are (`patterns`), or
-  `hash` buckets of the split column. A `time` split has one output split per
-  input split here; its executor assigns rows to train or eval itself."""
+  `hash` buckets of the split column, in the order train, validation, eval
+  (eval keeps the top `eval_percent` buckets). A `time` split has the same
+  three output splits here; its executor assigns rows by time itself."""
   from tfx.proto import example_gen_pb2
 
   split = spec.data.split
@@ -83,7 +100,12 @@ def output_config(spec: RankingSpec):
     return None
   buckets = example_gen_pb2.SplitConfig(
     splits=[
-      example_gen_pb2.SplitConfig.Split(name=TRAIN_SPLIT, hash_buckets=100 - split.eval_percent),
+      example_gen_pb2.SplitConfig.Split(
+        name=TRAIN_SPLIT, hash_buckets=100 - split.eval_percent - split.validation_percent
+      ),
+      example_gen_pb2.SplitConfig.Split(
+        name=VALIDATION_SPLIT, hash_buckets=split.validation_percent
+      ),
       example_gen_pb2.SplitConfig.Split(name=EVAL_SPLIT, hash_buckets=split.eval_percent),
     ],
   )
@@ -94,7 +116,8 @@ def output_config(spec: RankingSpec):
 
 def custom_config(spec: RankingSpec):
   """What the project's executors read: the headerless CSV's column names, the
-  time split's column and eval share, the format."""
+  time split's column and eval and validation shares, the share split's
+  column and validation share, the format."""
   from google.protobuf import any_pb2, struct_pb2
   from tfx.proto import example_gen_pb2
 
@@ -103,6 +126,8 @@ def custom_config(spec: RankingSpec):
     "columns": list(spec.data.columns),
     "time_column": spec.data.split.column if spec.data.split.kind == "time" else "",
     "eval_percent": spec.data.split.eval_percent,
+    "validation_percent": spec.data.split.validation_percent,
+    "share_column": spec.data.split.column if carves_validation(spec) else "",
   }
   struct = struct_pb2.Struct()
   struct.update(json.loads(json.dumps(values)))
@@ -144,6 +169,8 @@ def example_gen(spec: RankingSpec, range_config=None):
   custom_executor = None
   if data.split.kind == "time":
     custom_executor = file_example_gen.TimeSplitExecutor
+  elif carves_validation(spec):
+    custom_executor = file_example_gen.ShareSplitExecutor
   elif data.format == "csv" and data.columns:
     custom_executor = file_example_gen.HeaderlessCsvExecutor
   elif data.format == "parquet":
@@ -165,6 +192,8 @@ def example_gen(spec: RankingSpec, range_config=None):
 def _where(spec: RankingSpec, split: str, pattern: str) -> str:
   root = resolve_root(spec.data.root)
   field = "data.pattern" if split == ALL_SPLIT else f"data.split.{split}"
+  if split == VALIDATION_SPLIT and carves_validation(spec):
+    field = "data.split.train"
   return f"{os.path.join(str(root), pattern)} ({field} {pattern!r} under data.root {str(root)!r})"
 
 

@@ -4,6 +4,7 @@
 Layout (the contract with ImportExampleGen's `{SPAN}` patterns):
 
     <out_dir>/span-<N>/train/data-00000-of-00001.tfrecord.gz
+    <out_dir>/span-<N>/validation/data-00000-of-00001.tfrecord.gz
     <out_dir>/span-<N>/eval/data-00000-of-00001.tfrecord.gz
     <out_dir>/span-<N>/_summary.json      (row counts, rates and a params fingerprint)
 
@@ -38,9 +39,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from contract import EVAL_SPLIT, TRAIN_SPLIT
+from contract import SPLITS
 
-SPLITS = (TRAIN_SPLIT, EVAL_SPLIT)
 DATA_FILE = "data-00000-of-00001.tfrecord.gz"
 SUMMARY_FILE = "_summary.json"
 DTYPES = ("string", "int", "float")

@@ -1,5 +1,5 @@
 """Writes the simulator's spans: `simulate(spec, out_dir)` writes
-`<out_dir>/span-<N>/{train,eval}/data-*.tfrecord.gz` for N = 1..num_spans
+`<out_dir>/span-<N>/{train,validation,eval}/data-*.tfrecord.gz` for N = 1..num_spans
 (see `pipeline.data.io`) with the columns of `spec.raw_columns`
 (specs/synthetic.yaml), each span skipped when already written with the same
 parameters. The generative model is `pipeline.data.world`.
@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Mapping
 import numpy as np
 import pyarrow as pa
 
+from contract import EVAL_SPLIT, TRAIN_SPLIT, VALIDATION_SPLIT
 from models.spec import RankingSpec
 from pipeline.data import io
 from pipeline.data.world import (  # noqa: F401  (the simulator's public names)
@@ -82,11 +83,21 @@ def _take(values: Any, mask: np.ndarray) -> Any:
   return values[mask]
 
 
-def _span_stats(columns: Mapping[str, Any], is_eval: np.ndarray) -> Dict[str, Any]:
+def split_masks(data: Mapping[str, Any]) -> Dict[str, np.ndarray]:
+  """{train, validation, eval} row masks of a simulated span (whole requests each)."""
+  is_eval, is_validation = data["is_eval"], data["is_validation"]
+  return {
+    TRAIN_SPLIT: ~is_eval & ~is_validation,
+    VALIDATION_SPLIT: is_validation,
+    EVAL_SPLIT: is_eval,
+  }
+
+
+def _span_stats(columns: Mapping[str, Any], masks: Mapping[str, np.ndarray]) -> Dict[str, Any]:
   click = columns["click"].astype(bool)
   clicks = int(click.sum())
   stats = {
-    "rows": {"train": int((~is_eval).sum()), "eval": int(is_eval.sum())},
+    "rows": {split: int(mask.sum()) for split, mask in masks.items()},
     "requests": int((columns["position"] == 1).sum()),
     "ctr": float(click.mean()) if len(click) else float("nan"),
     "mean_p_click": float(columns["p_click"].mean()) if len(click) else float("nan"),
@@ -120,7 +131,7 @@ def simulate(
   """Writes spans 1..num_spans of simulated impression logs under `out_dir`.
 
   Returns a summary: {'source', 'out_dir', 'spans': [per-span stats: rows
-  {train, eval}, ctr, cvr_given_click, mean_p_click, ..., seconds, skipped],
+  {train, validation, eval}, ctr, cvr_given_click, mean_p_click, ..., seconds, skipped],
   'rows', 'ctr', 'cvr_given_click', 'seconds', 'rows_per_second'}. Complete
   existing spans written with the same parameters are kept (fast no-op)
   unless `overwrite`; one written with other parameters raises ValueError.
@@ -174,11 +185,11 @@ def simulate(
       world = make_world(p)
     data = simulate_spec_span(spec, world, p, span)
     columns = {name: data["columns"][name] for name in columns_spec}
-    is_eval = data["is_eval"]
-    stats = {"span": span, "fingerprint": fp, **_span_stats(data["columns"], is_eval)}
+    masks = split_masks(data)
+    stats = {"span": span, "fingerprint": fp, **_span_stats(data["columns"], masks)}
     generated = time.time()
     with io.atomic_span(out_dir, span) as tmp:
-      for split, mask in (("train", ~is_eval), ("eval", is_eval)):
+      for split, mask in masks.items():
         io.write_examples(
           {k: _take(v, mask) for k, v in columns.items()}, columns_spec, tmp / split / io.DATA_FILE
         )
@@ -196,7 +207,7 @@ def simulate(
       rows = sum(stats["rows"].values())
       print(
         f"simulator: span {span}/{p.num_spans}: {rows} rows ({stats['rows']['train']} train"
-        f" / {stats['rows']['eval']} eval), CTR {100 * stats['ctr']:.2f} %, CVR|click "
+        f" / {stats['rows']['validation']} validation / {stats['rows']['eval']} eval), CTR {100 * stats['ctr']:.2f} %, CVR|click "
         f"{100 * stats['cvr_given_click']:.2f} %, {seconds:.1f} s (generate "
         f"{generated - span_started:.1f} s; {rows / max(seconds, 1e-9):,.0f} rows/s) "
         f"-> {io.span_dir(out_dir, span)}",

@@ -69,9 +69,11 @@ about 10 %, median dwell about 25 s (docs/data.md has the measured figures).
 
 Randomness: the world from numpy Generator seeded with (seed, 0), span N from
 (seed, N), so every span is deterministic and independent of the others; all
-of it vectorized (no Python loop per row). The train/eval split takes whole
-requests: request r of span N goes to eval when splitmix64(seed, N, r) / 2^64 <
-eval_fraction.
+of it vectorized (no Python loop per row). The train/validation/eval split
+takes whole requests: with u = splitmix64(seed, N, r) / 2^64, request r of span
+N goes to eval when u < eval_fraction, to validation when eval_fraction <= u <
+eval_fraction + validation_fraction (default: a tenth of the rest, 0.1 * (1 -
+eval_fraction)), else to train.
 """
 
 from __future__ import annotations
@@ -85,7 +87,8 @@ import pyarrow as pa
 
 from models.spec import SOURCE_PARAMS, RankingSpec
 
-SIMULATOR_VERSION = 3
+# 4: three splits (train, validation, eval); spans of version 3 had two.
+SIMULATOR_VERSION = 4
 
 # The columns the simulator produces, with their dtypes.
 COLUMNS: Dict[str, str] = {
@@ -110,7 +113,15 @@ COLUMNS: Dict[str, str] = {
 PARAMS = SOURCE_PARAMS["simulator"]
 # Knobs a spec may leave out (SimParams' defaults: the bundled world).
 OPTIONAL_PARAMS = ("conversion_bias", "conversion_click_match")
-FLOAT_PARAMS = ("eval_fraction", "intent_strength", "conversion_bias", "conversion_click_match")
+# Derived from the others when left out (SimParams.from_spec).
+DERIVED_PARAMS = ("validation_fraction",)
+FLOAT_PARAMS = (
+  "eval_fraction",
+  "validation_fraction",
+  "intent_strength",
+  "conversion_bias",
+  "conversion_click_match",
+)
 
 SEGMENTS = ("new", "casual", "regular", "loyal", "premium")
 SEGMENT_SHARE = (0.15, 0.35, 0.25, 0.15, 0.10)
@@ -188,6 +199,8 @@ class SimParams:
   intent_strength: float
   conversion_bias: float = CONV_BIAS
   conversion_click_match: float = CONV_CLICK_MATCH
+  # The share of requests in validation; from_spec's default: 0.1 * (1 - eval_fraction).
+  validation_fraction: float = 0.0
 
   @classmethod
   def from_spec(cls, spec: RankingSpec) -> SimParams:
@@ -201,9 +214,13 @@ class SimParams:
         f"data.num_spans ({spec.data.num_spans}) disagree"
       )
     raw.setdefault("num_spans", spec.data.num_spans)
-    missing = [p for p in PARAMS if p not in raw and p not in OPTIONAL_PARAMS]
+    missing = [
+      p for p in PARAMS if p not in raw and p not in OPTIONAL_PARAMS and p not in DERIVED_PARAMS
+    ]
     if missing:
       raise ValueError(f"simulator: data.params is missing {missing}")
+    if "validation_fraction" not in raw:
+      raw["validation_fraction"] = round(0.1 * (1.0 - float(raw["eval_fraction"])), 6)
     params = cls(
       **{p: (float(raw[p]) if p in FLOAT_PARAMS else int(raw[p])) for p in PARAMS if p in raw}
     )
@@ -229,6 +246,11 @@ class SimParams:
       )
     if not 0.0 <= self.eval_fraction <= 1.0:
       raise ValueError("simulator: eval_fraction must be in [0, 1]")
+    if not 0.0 <= self.validation_fraction <= 1.0 - self.eval_fraction:
+      raise ValueError(
+        "simulator: validation_fraction must be in [0, 1 - eval_fraction] "
+        f"(got {self.validation_fraction}, eval_fraction {self.eval_fraction})"
+      )
     if self.seed < 0:
       raise ValueError("simulator: seed must be >= 0")
     if self.intent_strength < 0:
@@ -264,14 +286,28 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def eval_requests(seed: int, span: int, num_requests: int, eval_fraction: float) -> np.ndarray:
-  """Which requests of a span go to eval: a hash of (seed, span, request)."""
+def _request_hashes(seed: int, span: int, num_requests: int) -> np.ndarray:
+  """Each request's uniform [0, 1) draw, a hash of (seed, span, request)."""
   with np.errstate(over="ignore"):
     key = splitmix64(
       np.uint64(seed) * np.uint64(0x100000001B3) + np.uint64(span) + np.zeros(1, np.uint64)
     )
     h = splitmix64(np.arange(num_requests, dtype=np.uint64) ^ key)
-  return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53) < eval_fraction
+  return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def eval_requests(seed: int, span: int, num_requests: int, eval_fraction: float) -> np.ndarray:
+  """Which requests of a span go to eval: a hash of (seed, span, request)."""
+  return _request_hashes(seed, span, num_requests) < eval_fraction
+
+
+def validation_requests(
+  seed: int, span: int, num_requests: int, eval_fraction: float, validation_fraction: float
+) -> np.ndarray:
+  """Which requests of a span go to validation: the next `validation_fraction`
+  of the same draw after eval's, so eval is the same with or without it."""
+  u = _request_hashes(seed, span, num_requests)
+  return (u >= eval_fraction) & (u < eval_fraction + validation_fraction)
 
 
 @dataclasses.dataclass
@@ -369,7 +405,7 @@ def _distinct_slates(
 
 def simulate_span(world: World, p: SimParams, span: int) -> Dict[str, Any]:
   """All rows of one span, in request order then position order, plus an
-  `is_eval` row mask. Columns are numpy arrays or pyarrow string arrays."""
+  `is_eval` and `is_validation` row masks. Columns are numpy arrays or pyarrow string arrays."""
   rng = np.random.default_rng([p.seed, span])
   n_req, k = p.requests_per_span, p.slate_size
   n = n_req * k
@@ -455,6 +491,9 @@ def simulate_span(world: World, p: SimParams, span: int) -> Dict[str, Any]:
 
   request_of_row = np.repeat(np.arange(n_req), k)
   is_eval = np.repeat(eval_requests(p.seed, span, n_req, p.eval_fraction), k)
+  is_validation = np.repeat(
+    validation_requests(p.seed, span, n_req, p.eval_fraction, p.validation_fraction), k
+  )
   user_row = user[request_of_row]
 
   def vocab(names, index: np.ndarray) -> pa.Array:
@@ -487,4 +526,4 @@ def simulate_span(world: World, p: SimParams, span: int) -> Dict[str, Any]:
     "attraction_logit_x": attraction_logit_x.reshape(-1),
     "conv_logit_x": conv_logit_x.reshape(-1),
   }
-  return {"columns": columns, "is_eval": is_eval, "hidden": hidden}
+  return {"columns": columns, "is_eval": is_eval, "is_validation": is_validation, "hidden": hidden}

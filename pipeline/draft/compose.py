@@ -153,8 +153,9 @@ def assemble(
     split = {"kind": "patterns", **patterns}
     split_decision = Decision(
       "split",
-      f"patterns: train {patterns['train']!r}, eval {patterns['eval']!r}",
-      "the files are already split by name",
+      "patterns: " + ", ".join(f"{name} {pattern!r}" for name, pattern in patterns.items()),
+      "the files are already split by name"
+      + ("" if "validation" in patterns else "; validation: 10% of the train rows, by hash"),
     )
   decisions.append(split_decision)
   slices, slice_decision = decide.choose_slices(features, rows.stats)

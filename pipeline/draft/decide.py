@@ -30,6 +30,8 @@ HEAVY_TAIL_IQRS = 3.0
 SLICE_MAX_DISTINCT = 10
 MAX_SLICES = 3
 EVAL_PERCENT = 20
+# The split's share in validation (early stopping): a tenth of the rest.
+VALIDATION_PERCENT = 8
 
 _REQUEST = re.compile(
   r"(?i)^(request|req|query|search|session|impression|imp|event|page_?view|pv)_?id$"
@@ -292,37 +294,52 @@ def _parent(label: str, values: Mapping[str, np.ndarray], kinds: Mapping[str, st
   )
 
 
+_VALIDATION = {"validation_percent": VALIDATION_PERCENT}
+
+
 def choose_split(
   features: Sequence[Dict[str, Any]], stats: Mapping[str, ColumnStats]
 ) -> Tuple[Dict[str, Any], Decision]:
   """A hash split on a request id, else on a user id; else a time split on a
-  timestamp; else a hash split on the column with the most distinct values."""
+  timestamp (validation the slice just before eval); else a hash split on
+  the column with the most distinct values."""
   columns = [f.get("column", f["name"]) for f in features]
   request = next((c for c in columns if is_request_id(c)), None)
   if request:
-    return {"kind": "hash", "column": request, "eval_percent": EVAL_PERCENT}, Decision(
+    return {
+      "kind": "hash",
+      "column": request,
+      "eval_percent": EVAL_PERCENT,
+      **_VALIDATION,
+    }, Decision(
       "split",
-      f"hash on {request!r}, {EVAL_PERCENT}% eval",
+      f"hash on {request!r}, {EVAL_PERCENT}% eval, {VALIDATION_PERCENT}% validation",
       "a request id: all impressions of one request on one side",
     )
   user = next((c for c in columns if _USER.match(c)), None)
   if user:
-    return {"kind": "hash", "column": user, "eval_percent": EVAL_PERCENT}, Decision(
+    return {"kind": "hash", "column": user, "eval_percent": EVAL_PERCENT, **_VALIDATION}, Decision(
       "split",
-      f"hash on {user!r}, {EVAL_PERCENT}% eval",
+      f"hash on {user!r}, {EVAL_PERCENT}% eval, {VALIDATION_PERCENT}% validation",
       "no request id; a user id: all rows of one user on one side",
     )
   timestamp = next((c for c in columns if is_timestamp(stats[c])), None)
   if timestamp:
-    return {"kind": "time", "column": timestamp, "eval_percent": EVAL_PERCENT}, Decision(
+    return {
+      "kind": "time",
+      "column": timestamp,
+      "eval_percent": EVAL_PERCENT,
+      **_VALIDATION,
+    }, Decision(
       "split",
-      f"time on {timestamp!r}, the latest {EVAL_PERCENT}% eval",
+      f"time on {timestamp!r}, the latest {EVAL_PERCENT}% eval, the {VALIDATION_PERCENT}% "
+      "before it validation",
       "no request or user id; a timestamp: eval on the span's latest rows",
     )
   widest = max(columns, key=lambda c: stats[c].distinct)
-  return {"kind": "hash", "column": widest, "eval_percent": EVAL_PERCENT}, Decision(
+  return {"kind": "hash", "column": widest, "eval_percent": EVAL_PERCENT, **_VALIDATION}, Decision(
     "split",
-    f"hash on {widest!r}, {EVAL_PERCENT}% eval",
+    f"hash on {widest!r}, {EVAL_PERCENT}% eval, {VALIDATION_PERCENT}% validation",
     f"no request id, user id or timestamp; {widest!r} has the most distinct values "
     f"({stats[widest].distinct}): check that rows sharing it belong together",
   )

@@ -84,14 +84,18 @@ def find_layout(data: str, file_format: str | None = None) -> Layout:
 
 
 _SPLIT_WORD = re.compile(r"(?i)(?<![a-z])(train|training|eval|validation|valid|val|test)(?![a-z])")
-# The eval split's file among several held-out ones: validation before test.
-_EVAL_PREFERENCE = ("eval", "validation", "valid", "val", "test")
+# Which split a held-out file's word names: test (or eval) is the eval split,
+# val/valid/validation the validation split. Files named only val beside train
+# are the eval split (validation is then carved out of train).
+_EVAL_WORDS = ("eval", "test")
+_VALIDATION_WORDS = ("validation", "valid", "val")
 
 
 def split_by_name(relative: Sequence[str]) -> Tuple[Tuple[str, str], ...]:
-  """(("train", pattern), ("eval", pattern)) when one path component names
-  the split in every file (train and eval/validation/test), each pattern
-  generalised as `generalise` does and with the same placeholder; else ()."""
+  """(("train", pattern), ["validation", pattern,] ("eval", pattern)) when one
+  path component names the split in every file (train; val/valid/validation;
+  test/eval), each pattern generalised as `generalise` does and with the same
+  placeholder; else ()."""
   parts = [r.split("/") for r in relative]
   if len({len(p) for p in parts}) != 1:
     return ()
@@ -101,18 +105,19 @@ def split_by_name(relative: Sequence[str]) -> Tuple[Tuple[str, str], ...]:
       continue
     kinds = {v: m.group(1).lower() for v, m in words.items()}
     train = [v for v, k in kinds.items() if k.startswith("train")]
-    held_out = sorted(
-      (v for v, k in kinds.items() if not k.startswith("train")),
-      key=lambda v: _EVAL_PREFERENCE.index(kinds[v]),
-    )
-    if len(train) != 1 or not held_out:
+    evaluation = sorted(v for v, k in kinds.items() if k in _EVAL_WORDS)
+    validation = sorted(v for v, k in kinds.items() if k in _VALIDATION_WORDS)
+    if not evaluation and validation:
+      evaluation, validation = validation, []
+    if len(train) != 1 or len(evaluation) != 1 or len(validation) > 1:
       continue
-    chosen = {"train": train[0], "eval": held_out[0]}
+    chosen = {"train": train[0], **({"validation": validation[0]} if validation else {})}
+    chosen["eval"] = evaluation[0]
     patterns = {
       name: generalise([r for r, p in zip(relative, parts) if p[i] == value])
       for name, value in chosen.items()
     }
-    if patterns["train"][1] != patterns["eval"][1]:
+    if len({placeholder for _, placeholder in patterns.values()}) != 1:
       continue
     result = []
     for name, (pattern, _) in patterns.items():

@@ -89,14 +89,20 @@ def test_labels_on_hand_written_lines(tmp_path):
 def test_split_ratio_determinism_and_skip(small_file, tmp_path):
   spec = spec_for(small_file)
   summary = census.prepare_census(spec, tmp_path / "a")
-  # Rows 4, 9, 14, 19 (i % 5 == 4) go to eval.
-  assert summary["rows"] == {"train": 19, "eval": 4}
+  # Rows 4, 9, 14, 19 (i % 5 == 4) go to eval; of the other 19, the 10th
+  # (row 11) goes to validation.
+  assert summary["rows"] == {"train": 18, "validation": 1, "eval": 4}
   assert not summary["skipped"]
   eval_rows = io.read_examples(io.split_files(tmp_path / "a", 1, "eval"), spec.raw_columns)
   train_rows = io.read_examples(io.split_files(tmp_path / "a", 1, "train"), spec.raw_columns)
+  validation_rows = io.read_examples(
+    io.split_files(tmp_path / "a", 1, "validation"), spec.raw_columns
+  )
   assert eval_rows["age"].tolist() == [24.0, 29.0, 34.0, 39.0]
-  assert train_rows["age"].tolist() == [20.0 + i for i in range(23) if i % 5 != 4]
-  assert train_rows["income_50k"].tolist() == [int(i % 3 == 0) for i in range(23) if i % 5 != 4]
+  assert validation_rows["age"].tolist() == [31.0]
+  in_train = [i for i in range(23) if i % 5 != 4 and i != 11]
+  assert train_rows["age"].tolist() == [20.0 + i for i in in_train]
+  assert train_rows["income_50k"].tolist() == [int(i % 3 == 0) for i in in_train]
   assert summary["positive_rate"]["income_50k"] == pytest.approx(8 / 23)
   assert summary["positive_rate"]["is_never_married"] == pytest.approx(12 / 23)
 
@@ -112,6 +118,7 @@ def test_split_ratio_determinism_and_skip(small_file, tmp_path):
     "span-1/_summary.json",
     "span-1/eval/data-00000-of-00001.tfrecord.gz",
     "span-1/train/data-00000-of-00001.tfrecord.gz",
+    "span-1/validation/data-00000-of-00001.tfrecord.gz",
   ]
   assert sorted(os.listdir(tmp_path / "a")) == ["span-1"]
 
@@ -119,7 +126,7 @@ def test_split_ratio_determinism_and_skip(small_file, tmp_path):
   train_file = io.split_files(tmp_path / "a", 1, "train")[0]
   os.utime(train_file, (1, 1))
   again = census.prepare_census(spec, tmp_path / "a")
-  assert again["skipped"] and again["rows"] == {"train": 19, "eval": 4}
+  assert again["skipped"] and again["rows"] == {"train": 18, "validation": 1, "eval": 4}
   assert train_file.stat().st_mtime == 1
   census.prepare_census(spec, tmp_path / "a", overwrite=True)
   assert train_file.stat().st_mtime != 1
@@ -137,7 +144,7 @@ def test_written_tfrecords_parse_with_the_spec(small_file, tmp_path):
   census.prepare_census(spec, tmp_path / "out")
   path = io.split_files(tmp_path / "out", 1, "train")[0]
   records = [r.numpy() for r in tf.data.TFRecordDataset(str(path), compression_type="GZIP")]
-  assert len(records) == 19
+  assert len(records) == 18
   for record in records[:3]:
     example = tf.train.Example.FromString(record)
     # The canonical protobuf encoding: map entries in key order.
@@ -222,6 +229,15 @@ def test_real_file_base_rates():
   assert round(100 * columns["is_never_married"].mean(), 2) == 43.25
   is_eval = census.eval_mask(99_762, spec.data.params["eval_every"])
   assert int(is_eval.sum()) == 19_952
+  masks = census.split_masks(
+    99_762, spec.data.params["eval_every"], spec.data.params["validation_every"]
+  )
+  assert {s: int(m.sum()) for s, m in masks.items()} == {
+    "train": 71_829,
+    "validation": 7_981,
+    "eval": 19_952,
+  }
+  assert np.array_equal(masks["eval"], is_eval)
 
 
 @pytest.mark.parametrize(

@@ -64,10 +64,11 @@ def test_layout_and_columns(written):
       "_summary.json",
       "eval/data-00000-of-00001.tfrecord.gz",
       "train/data-00000-of-00001.tfrecord.gz",
+      "validation/data-00000-of-00001.tfrecord.gz",
     )
   ]
   assert sorted(os.listdir(out)) == ["span-1", "span-2"]
-  assert summary["rows"]["train"] + summary["rows"]["eval"] == 2 * 300 * K
+  assert sum(summary["rows"].values()) == 2 * 300 * K
   for (span, split), columns in rows.items():
     assert set(columns) == set(spec.raw_columns) == set(simulator.COLUMNS)
     assert len(columns["click"]) == summary["spans"][span - 1]["rows"][split]
@@ -106,10 +107,10 @@ def test_same_seed_gives_identical_bytes_and_rerun_is_a_noop(written, tmp_path):
   os.utime(target, (1, 1))
   summary = simulator.simulate(spec, tmp_path / "again", progress=False)
   assert summary["skipped"] and target.stat().st_mtime == 1
-  assert summary["rows"]["train"] + summary["rows"]["eval"] == 2 * 300 * K
+  assert sum(summary["rows"].values()) == 2 * 300 * K
   # ... unless asked to overwrite; and other parameters are refused.
   simulator.simulate(spec, tmp_path / "again", overwrite=True, progress=False)
-  assert target.stat().st_mtime != 1 and target.read_bytes() == second[4].read_bytes()
+  assert target.stat().st_mtime != 1 and target.read_bytes() == second[5].read_bytes()
   with pytest.raises(ValueError, match="other parameters"):
     simulator.simulate(small_spec(requests_per_span=301), tmp_path / "again", progress=False)
 
@@ -154,9 +155,11 @@ def test_slates_and_split_by_request(written):
       assert np.all(items[:, 1:] != items[:, :-1])
       request_ids[split] = set(ids.tolist())
     # A request is entirely in one split; all requests are somewhere.
-    assert not request_ids["train"] & request_ids["eval"]
-    assert len(request_ids["train"]) + len(request_ids["eval"]) == 300
-    assert 0.1 < len(request_ids["eval"]) / 300 < 0.3  # eval_fraction 0.2
+    train, validation, evaluation = (request_ids[s] for s in ("train", "validation", "eval"))
+    assert not train & evaluation and not train & validation and not validation & evaluation
+    assert len(train) + len(validation) + len(evaluation) == 300
+    assert 0.1 < len(evaluation) / 300 < 0.3  # eval_fraction 0.2
+    assert 0.03 < len(validation) / 300 < 0.14  # validation_fraction 0.08
 
 
 def test_eval_fraction_by_request_hash():
@@ -164,6 +167,21 @@ def test_eval_fraction_by_request_hash():
   assert abs(is_eval.mean() - 0.2) < 0.005
   assert np.array_equal(is_eval, simulator.eval_requests(7, 1, 100_000, 0.2))
   assert not np.array_equal(is_eval, simulator.eval_requests(7, 2, 100_000, 0.2))
+  # Validation is the next share of the same draw: eval does not move with it.
+  is_validation = world.validation_requests(7, 1, 100_000, 0.2, 0.08)
+  assert abs(is_validation.mean() - 0.08) < 0.005
+  assert not (is_validation & is_eval).any()
+
+
+def test_validation_fraction_defaults_to_a_tenth_of_the_rest():
+  params = simulator.SimParams.from_spec(load_spec("synthetic"))
+  assert params.validation_fraction == 0.08  # declared in specs/synthetic.yaml
+  left_out = {k: v for k, v in small_spec().data.params.items() if k != "validation_fraction"}
+  spec = load_spec("synthetic")
+  spec = spec.replace(data={"params": left_out, "num_spans": left_out["num_spans"]})
+  assert simulator.SimParams.from_spec(spec).validation_fraction == pytest.approx(0.08)
+  with pytest.raises(ValueError, match="validation_fraction"):
+    simulator.SimParams.from_spec(small_spec(validation_fraction=0.9))
 
 
 def _within(empirical, probabilities, sigmas=4.0):
@@ -278,7 +296,7 @@ def test_base_rates_at_the_spec_parameters():
   spec = load_spec("synthetic")
   params = simulator.SimParams.from_spec(spec)
   data = simulator.simulate_span(simulator.make_world(params), params, 1)
-  stats = simulator._span_stats(data["columns"], data["is_eval"])  # pylint: disable=protected-access
+  stats = simulator._span_stats(data["columns"], simulator.split_masks(data))  # pylint: disable=protected-access
   assert 0.05 <= stats["ctr"] <= 0.10
   assert 0.05 <= stats["cvr_given_click"] <= 0.15
   assert stats["requests"] == params.requests_per_span

@@ -39,6 +39,7 @@ def _distinctive_values() -> Dict[str, str]:
     "scores",
     "train",
     "eval",
+    "validation",
     "serve",
     "variables",
     "evaluation",

@@ -93,7 +93,7 @@ def test_a_registered_toy_architecture_trains_in_the_trainer_and_serves(
     exec_properties={
       keys.RUN_FN_KEY: "models.trainer.run_fn",
       keys.TRAIN_ARGS_KEY: json.dumps({"splits": ["train"]}),
-      keys.EVAL_ARGS_KEY: json.dumps({"splits": ["eval"]}),
+      keys.EVAL_ARGS_KEY: json.dumps({"splits": ["validation"]}),
       keys.CUSTOM_CONFIG_KEY: json.dumps({SPEC_CONFIG_KEY: spec.trainer_view().to_json()}),
     },
   )

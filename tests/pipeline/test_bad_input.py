@@ -11,7 +11,7 @@ from typing import Dict
 import numpy as np
 import pytest
 
-from contract import EVAL_SPLIT, TRAIN_SPLIT
+from contract import SPLITS, TRAIN_SPLIT, VALIDATION_SPLIT
 from models.spec import RankingSpec, load_spec
 from pipeline import config, runner
 from pipeline.data import read_examples, write_examples
@@ -57,10 +57,15 @@ def _run_on(
   dtypes: Dict[str, str],
   tmp_path: Path,
   serving_dir: Path,
+  split_columns: Dict[str, Dict[str, np.ndarray]] | None = None,
 ) -> str:
   data_dir = tmp_path / "data"
-  for split in (TRAIN_SPLIT, EVAL_SPLIT):
-    write_examples(columns, dtypes, data_dir / "span-1" / split / "data-00000.tfrecord.gz")
+  for split in SPLITS:
+    write_examples(
+      (split_columns or {}).get(split, columns),
+      dtypes,
+      data_dir / "span-1" / split / "data-00000.tfrecord.gz",
+    )
   paths = config.PipelinePaths(
     data_dir=data_dir, pipeline_root=tmp_path / "root", serving_dir=serving_dir
   )
@@ -172,7 +177,7 @@ def test_a_span_that_drifted_from_the_previous_one(tmp_path, pushed_serving_dir)
   )
   data_dir = tmp_path / "data"
   for span, device in ((1, ("ios", "android")), (2, ("ios",))):
-    for split in (TRAIN_SPLIT, EVAL_SPLIT):
+    for split in SPLITS:
       write_examples(
         _synthetic_columns(ROWS_PER_SPLIT, seed=span, device=device),
         spec.raw_columns,
@@ -197,7 +202,7 @@ def test_a_truncated_span_file_is_named(
   small_census_spec, census_columns, tmp_path, pushed_serving_dir
 ):
   data_dir = tmp_path / "data"
-  for split in (TRAIN_SPLIT, EVAL_SPLIT):
+  for split in SPLITS:
     write_examples(
       census_columns,
       small_census_spec.raw_columns,
@@ -225,6 +230,23 @@ def test_empty_span(small_census_spec, census_columns, tmp_path, pushed_serving_
     small_census_spec, empty, small_census_spec.raw_columns, tmp_path, pushed_serving_dir
   )
   assert "empty" in message and "span 1" in message
+
+
+def test_an_empty_validation_split_is_named(
+  small_census_spec, census_columns, tmp_path, pushed_serving_dir
+):
+  """Early stopping needs validation rows: DataGate names the empty split."""
+  empty = {k: v[:0] for k, v in census_columns.items()}
+  message = _run_on(
+    small_census_spec,
+    census_columns,
+    small_census_spec.raw_columns,
+    tmp_path,
+    pushed_serving_dir,
+    split_columns={VALIDATION_SPLIT: empty},
+  )
+  assert f"split {VALIDATION_SPLIT!r} of span 1 is empty" in message
+  assert f"split {TRAIN_SPLIT!r}" not in message
 
 
 def test_missing_span_directory(small_census_spec, tmp_path):

@@ -75,7 +75,15 @@ def test_a_layout_becomes_one_tfx_pattern(paths, pattern, placeholder):
     ),
     (
       ["ccp_train_sample.csv", "ccp_val_sample.csv", "ccp_test_sample.csv"],
-      {"train": "ccp_train_sample.csv", "eval": "ccp_val_sample.csv"},
+      {
+        "train": "ccp_train_sample.csv",
+        "validation": "ccp_val_sample.csv",
+        "eval": "ccp_test_sample.csv",
+      },
+    ),
+    (
+      ["train.csv", "valid.csv"],
+      {"train": "train.csv", "eval": "valid.csv"},
     ),
     (
       ["20261101/train.csv", "20261101/test.csv", "20261102/train.csv", "20261102/test.csv"],
@@ -84,7 +92,14 @@ def test_a_layout_becomes_one_tfx_pattern(paths, pattern, placeholder):
     (["a.csv", "b.csv"], {}),
     (["retrain.csv", "contest.csv"], {}),
   ],
-  ids=["dirs", "names-val-before-test", "daily", "none", "words-inside-names"],
+  ids=[
+    "dirs",
+    "val-to-validation-test-to-eval",
+    "val-alone-is-eval",
+    "daily",
+    "none",
+    "words-inside-names",
+  ],
 )
 def test_files_split_by_name_become_split_patterns(paths, patterns):
   assert dict(layout.split_by_name(paths)) == patterns
@@ -339,7 +354,7 @@ def test_init_prints_its_decisions_and_writes_a_spec_that_loads(tmp_path, capsys
     "[init] column 'user_id': categorical, hash - ",
     "[init] column 'item_price': numeric float, log_zscore - heavy right tail",
     "[init] task 'purchase': conditional on 'click' - ",
-    "[init] split: hash on 'request_id', 20% eval - ",
+    "[init] split: hash on 'request_id', 20% eval, 8% validation - ",
     "[init] slices: device, item_category - ",
   ):
     assert any(line.startswith(expected) for line in decisions), (expected, decisions)
@@ -385,10 +400,12 @@ def test_the_ali_ccp_sample_drafts_split_patterns_and_esmm_like_tasks():
   train/val/test files as split patterns, purchase given click."""
   drafted = compose.draft_spec(str(SHARED_DATA / "trh_ali_ccp_*.csv"), LABELS)
   spec = drafted.spec
-  assert (spec.data.split.kind, spec.data.split.train, spec.data.split.eval) == (
+  split = spec.data.split
+  assert (split.kind, split.train, split.validation, split.eval) == (
     "patterns",
     "trh_ali_ccp_train_sample.csv",
     "trh_ali_ccp_val_sample.csv",
+    "trh_ali_ccp_test_sample.csv",
   )
   assert spec.task("purchase").parent == "click"
   # Item ids: label-encoded integer codes, hashed; the sample's one user's

@@ -233,7 +233,7 @@ def test_init_drafts_a_spec_that_runs_daily_csv_spans_end_to_end(tmp_path):
   drafted = tmp_path / "drafted.yaml"
   printed = run_init(root, drafted, "--num-spans", "2")
   assert "[init] task 'purchase': conditional on 'click' - " in printed
-  assert "[init] split: hash on 'request_id', 20% eval - " in printed
+  assert "[init] split: hash on 'request_id', 20% eval, 8% validation - " in printed
   spec = load_spec(drafted)
   assert spec.data.pattern == "{YYYY}{MM}{DD}/*.csv" and spec.task("purchase").parent == "click"
   summary = run_cli(drafted, tmp_path / "home")
@@ -241,8 +241,10 @@ def test_init_drafts_a_spec_that_runs_daily_csv_spans_end_to_end(tmp_path):
   assert_pushed_and_scores(summary, spec, impressions(DAYS[2], 20, seed=9))
   # All impressions of one request fall on one side of the hash split.
   examples = _read_split_requests(tmp_path / "home" / "pipelines" / spec.name)
-  assert examples["train"] and examples["eval"]
+  assert examples["train"] and examples["validation"] and examples["eval"]
   assert not examples["train"] & examples["eval"]
+  assert not examples["train"] & examples["validation"]
+  assert not examples["validation"] & examples["eval"]
 
 
 def _read_split_requests(pipeline_root: Path) -> Dict[str, set]:
@@ -250,7 +252,7 @@ def _read_split_requests(pipeline_root: Path) -> Dict[str, set]:
 
   latest = max((pipeline_root / "ExampleGen" / "examples").iterdir(), key=lambda p: int(p.name))
   result = {}
-  for split in ("train", "eval"):
+  for split in ("train", "validation", "eval"):
     files = [str(p) for p in (latest / f"Split-{split}").glob("*.gz")]
     result[split] = {
       tf.train.Example.FromString(r).features.feature["request_id"].bytes_list.value[0]
@@ -273,16 +275,23 @@ def test_init_drafts_a_time_split_that_runs_parquet_spans_end_to_end(tmp_path):
     write_parquet(root / f"span-{span}" / "part-0.parquet", rows_of(day, 300, seed=span))
   drafted = tmp_path / "drafted.yaml"
   printed = run_init(root, drafted, "--num-spans", "1")
-  assert "[init] split: time on 'timestamp', the latest 20% eval - " in printed
+  assert (
+    "[init] split: time on 'timestamp', the latest 20% eval, the 8% before it validation - "
+    in printed
+  )
   spec = load_spec(drafted)
   assert (spec.data.format, spec.data.pattern) == ("parquet", "span-{SPAN}/*.parquet")
   summary = run_cli(drafted, tmp_path / "home")
   assert summary["training_spans"] == [2]
   assert_pushed_and_scores(summary, spec, rows_of(DAYS[1], 20, seed=9))
   times = _read_split_times(tmp_path / "home" / "pipelines" / spec.name)
-  # The latest fifth of the day's time range is the eval split.
-  assert max(times["train"]) < min(times["eval"])
-  assert 0.1 < len(times["eval"]) / (len(times["train"]) + len(times["eval"])) < 0.3
+  # The latest fifth of the day's time range is the eval split, the slice
+  # before it validation.
+  assert max(times["train"]) < min(times["validation"]) <= max(times["validation"])
+  assert max(times["validation"]) < min(times["eval"])
+  total = sum(len(t) for t in times.values())
+  assert 0.1 < len(times["eval"]) / total < 0.3
+  assert 0.04 < len(times["validation"]) / total < 0.12
 
 
 def _read_split_times(pipeline_root: Path) -> Dict[str, List[int]]:
@@ -290,7 +299,7 @@ def _read_split_times(pipeline_root: Path) -> Dict[str, List[int]]:
 
   latest = max((pipeline_root / "ExampleGen" / "examples").iterdir(), key=lambda p: int(p.name))
   result = {}
-  for split in ("train", "eval"):
+  for split in ("train", "validation", "eval"):
     files = [str(p) for p in (latest / f"Split-{split}").glob("*.gz")]
     result[split] = [
       tf.train.Example.FromString(r).features.feature["timestamp"].int64_list.value[0]
@@ -391,7 +400,7 @@ SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 @pytest.mark.parametrize(
   "name, eval_file, eval_rows",
   [
-    ("ali_ccp_sample", "trh_ali_ccp_val_sample.csv", 100),
+    ("ali_ccp_sample", "trh_ali_ccp_test_sample.csv", 50),
     ("aliexpress_sample", "fuxi_tiny_mtl_test.csv", 100),
   ],
 )
@@ -407,6 +416,7 @@ def test_bundled_real_data_samples_flow_end_to_end(tmp_path, name, eval_file, ev
     assert summary["component_seconds"][component] > 0, component
   assert summary["component_seconds"]["Evaluator"] > 0
   assert summary["metrics"]["click"]["example_count"] == eval_rows
+  assert summary["split_rows"]["eval"] == eval_rows and summary["split_rows"]["validation"] > 0
   with (SHARED_DATA / eval_file).open() as f:
     rows = list(csv.DictReader(f))
   assert_pushed_and_scores(summary, spec, rows)
@@ -545,6 +555,35 @@ def test_files_fields_parse_into_typed_objects():
     (_data(split={"kind": "hash", "column": "request_id", "train": "a"}), "data.split.train", ""),
     (_data(split={"kind": "random"}), "data.split.kind", "not one of: patterns, hash, time"),
     (_data(split={"kind": "patterns", "train": "t/*"}), "data.split.eval", "is required"),
+    (
+      _data(
+        pattern=None,
+        split={
+          "kind": "patterns",
+          "train": "t/*",
+          "validation": "v/*",
+          "eval": "e/*",
+          "column": "x",
+        },
+      ),
+      "data.split.column",
+      "not both",
+    ),
+    (
+      _data(
+        pattern=None,
+        split={"kind": "patterns", "train": "t/{SPAN}", "validation": "v/*", "eval": "e/{SPAN}"},
+      ),
+      "data.split.validation",
+      "same placeholders",
+    ),
+    (
+      _data(
+        split={"kind": "hash", "column": "request_id", "eval_percent": 50, "validation_percent": 50}
+      ),
+      "data.split.validation_percent",
+      "1..49",
+    ),
     (
       _data(split={"kind": "patterns", "train": "t/{SPAN}", "eval": "e/{SPAN}"}),
       "data.pattern",

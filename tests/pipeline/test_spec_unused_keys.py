@@ -22,7 +22,7 @@ CASES = {
   "census-params-unknown": (
     "census",
     lambda r: r["data"]["params"].update(file="x.gz"),
-    "data.params.file: census reads no file (its params: path, eval_every)",
+    "data.params.file: census reads no file (its params: path, eval_every, validation_every)",
   ),
   "simulator-params-unknown": (
     "synthetic",
