@@ -188,23 +188,55 @@ def _check_names(columns: Mapping[str, Any], spec_columns: Mapping[str, str]) ->
     raise ValueError(f"unknown dtype(s) {bad} (use one of {DTYPES})")
 
 
+# The payload of a Feature of each kind with no value: bytes_list = 1,
+# float_list = 2, int64_list = 3, each an empty list.
+_EMPTY_FEATURE = {"string": b"\x0a\x00", "float": b"\x12\x00", "int": b"\x1a\x00"}
+_FILL = {"string": b"", "float": 0.0, "int": 0}
+
+
+def _empty_entry(name: str, dtype: str) -> bytes:
+  """The `Features.feature` entry of `name` with an empty list of its kind."""
+  key = name.encode("utf-8")
+  feature = _EMPTY_FEATURE[dtype]
+  entry = b"\x0a" + _varint_bytes(len(key)) + key + b"\x12" + _varint_bytes(len(feature)) + feature
+  return b"\x0a" + _varint_bytes(len(entry)) + entry
+
+
+def _entry_or_empty(name: str, dtype: str, values: ColumnValues, n: int) -> pa.Array:
+  """`_feature_entry`, where a null of a pyarrow column is a feature of the
+  column's kind without a value (what CsvExampleGen writes for an empty cell)."""
+  if not isinstance(values, (pa.Array, pa.ChunkedArray)) or not values.null_count:
+    return _feature_entry(name, dtype, _numeric(values, dtype), n)
+  valid = values.is_valid()
+  filled = _numeric(values.fill_null(pa.scalar(_FILL[dtype], values.type)), dtype)
+  entries = _feature_entry(name, dtype, filled, n)
+  return pc.if_else(valid, entries, pa.scalar(_empty_entry(name, dtype), _BINARY))
+
+
+def _numeric(values: ColumnValues, dtype: str) -> ColumnValues:
+  if dtype != "string" and isinstance(values, (pa.Array, pa.ChunkedArray)):
+    return values.to_numpy(zero_copy_only=False)
+  return values
+
+
 def encode_examples(
-  columns: Mapping[str, ColumnValues], spec_columns: Mapping[str, str]
+  columns: Mapping[str, ColumnValues], spec_columns: Mapping[str, str], missing: bool = False
 ) -> pa.Array:
   """Serialized `tf.train.Example`s, one per row, as a pyarrow binary array.
 
   `columns` must have exactly the keys of `spec_columns` (name -> 'string' |
   'int' | 'float'); each column is a numpy array, a pyarrow array or a
   sequence. Features are written in sorted name order, so equal inputs give
-  equal bytes in any process.
+  equal bytes in any process. With `missing`, a null of a pyarrow column is
+  written as the column's feature with no value (an empty list of its kind);
+  without it a missing string is an error.
   """
   _check_names(columns, spec_columns)
   n = _num_rows(columns)
   if n == 0:
     return pa.array([], _BINARY)
-  entries = [
-    _feature_entry(name, spec_columns[name], columns[name], n) for name in sorted(spec_columns)
-  ]
+  encode = _entry_or_empty if missing else _feature_entry
+  entries = [encode(name, spec_columns[name], columns[name], n) for name in sorted(spec_columns)]
   features = _join(*entries)
   return _length_delimited(b"\x0a", features)  # Example.features = 1
 
