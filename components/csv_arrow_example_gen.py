@@ -18,7 +18,7 @@ ArrowCsvExecutor))` (TFX's extension point):
   header's names, or `data.columns` for a headerless file), one file per
   element of a `beam.Create` of the split's files: no file is ever in memory
   whole, files are the unit of parallelism;
-- encodes each block with `pipeline.data.io.encode_examples` (numpy and
+- encodes each block with `models.example_encoding.encode_examples` (numpy and
   pyarrow kernels, features in sorted name order: the same bytes in every
   process). tfx_bsl's C++ `RecordBatchToExamplesEncoder` was tried first: as
   fast to encode, but its records (hash-map feature order) compress 35 %
@@ -210,7 +210,7 @@ class CsvFileToExamples(beam.DoFn):
     return pacsv.open_csv(file, _read_options(self._headerless), parse, convert)
 
   def _records(self, batch: pa.RecordBatch) -> pa.Array:
-    from pipeline.data import io
+    from models import example_encoding as io
 
     names = batch.schema.names
     dtypes = {n: self._column_types.get(n, "string") for n in names}
