@@ -1,27 +1,31 @@
-"""ExampleGen's cost: the files source (TFX's CsvExampleGen, the Parquet
-executor) against the copying ExampleGen of the bundled sources, in one run.
+"""ExampleGen's cost: the files source's CSV executor (`ArrowCsvExecutor`,
+what `pipeline.data.files` builds for CSV) against the copying ExampleGen of
+the bundled sources, in one run.
 
-The synthetic spec's simulator draws one span of `--rows` rows (100,000: one
-of the spec's spans) and writes the same rows three
-ways: the GZIP TFRecords of train and eval the copying ExampleGen
-(`components/example_gen.py`) ingests, one CSV file with a header and one
-Parquet file, which the files source reads with a hash split on `request_id`
-(`pipeline.data.files`: the input, output and custom configs the pipeline
-passes).
+The synthetic spec's simulator draws one span of `--rows` rows (300,000: the
+spec's three spans of 100,000) and writes the same rows twice: the GZIP
+TFRecords of train and eval the copying ExampleGen (`components/example_gen.py`)
+ingests, and one CSV file with a header, which the files source reads with a
+hash split on `request_id` (`pipeline.data.files`: the executor, input,
+output and custom configs the pipeline uses). `--large-rows` sizes (default
+1,000,000) are written and measured both ways too; `--cases` adds `parquet`
+(`ParquetExecutor`, TFX's row-by-row conversion) at the first size.
 
 Each case runs the executor's `Do` in a fresh Python process (the pipeline's
 Beam arguments: the in-memory FnApiRunner), which reports its wall time, its
 CPU seconds (user + system: what the shared machine's load does not inflate)
-and its peak resident memory (`getrusage` high-water mark, the Beam workers
-included: they are threads of that process) before and after `Do`. The copy
-path's full cost is the adapter's TFRecord writing in prepare-data (timed
-here, after TensorFlow's import) plus the copy: each files case is printed
-against the copy's `Do` alone (bare) and against the writing plus the copy
-(end to end). More CSV sizes (`--large-rows`, CSV only) tell whether the
-memory grows with the span. The machine is shared: the 1-minute load average
-is printed with each case, and the ratios are within this one run.
+and two memory figures: the process's peak resident memory (`getrusage`
+high-water mark, the Beam workers included: they are threads of that
+process), and the largest resident memory sampled every 20 ms during `Do`
+minus the resident memory just before it (`growth`: what the import's
+high-water mark does not hide). The copy path's full cost is the adapter's
+TFRecord writing in prepare-data (timed here in the parent, after
+TensorFlow's import) plus the copy: each files case is printed against the
+copy's `Do` alone (bare) and against the writing plus the copy (end to end),
+at each size. The machine is shared: the 1-minute load average is printed with
+each case, and the ratios are within this one run.
 
-    uv run --frozen python -m benchmarks.example_gen_cost [--rows 100000] [--large-rows 300000 1000000]
+    uv run --frozen python -m benchmarks.example_gen_cost [--rows 300000] [--large-rows 1000000]
 
 Figures: docs/files.md ("What ingestion costs").
 """
@@ -35,6 +39,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -42,7 +47,8 @@ from typing import Any, Dict, List
 from models.spec import DataSpec, RankingSpec, SplitSpec, load_spec
 
 SPLIT_COLUMN = "request_id"
-CASES = ("copy", "csv", "parquet")
+CASES = ("copy", "csv")
+SAMPLE_SECONDS = 0.02
 
 
 def files_spec(base: RankingSpec, root: Path, file_format: str) -> RankingSpec:
@@ -115,6 +121,29 @@ def _peak_rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _rss_mb() -> float:
+  """The process's resident memory now (Linux /proc)."""
+  with open("/proc/self/statm") as f:
+    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class _RssSampler(threading.Thread):
+  """The largest resident memory seen every SAMPLE_SECONDS until stopped."""
+
+  def __init__(self):
+    super().__init__(daemon=True)
+    self.peak, self._done = _rss_mb(), threading.Event()
+
+  def run(self):
+    while not self._done.wait(SAMPLE_SECONDS):
+      self.peak = max(self.peak, _rss_mb())
+
+  def stop(self) -> float:
+    self._done.set()
+    self.join()
+    return max(self.peak, _rss_mb())
+
+
 def _cpu_seconds() -> float:
   usage = resource.getrusage(resource.RUSAGE_SELF)
   return usage.ru_utime + usage.ru_stime
@@ -127,7 +156,7 @@ def run_case(case: str, source: str, output: str, beam_args: List[str] = ()) -> 
   from tfx.types import standard_artifacts, standard_component_specs
   from tfx.utils import proto_utils
 
-  from components import example_gen, file_example_gen
+  from components import example_gen
   from pipeline import config
   from pipeline.data import files
 
@@ -144,10 +173,9 @@ def run_case(case: str, source: str, output: str, beam_args: List[str] = ()) -> 
     props[standard_component_specs.INPUT_CONFIG_KEY] = proto_utils.proto_to_json(split_input)
     props[standard_component_specs.OUTPUT_CONFIG_KEY] = "{}"
   else:
-    from tfx.components.example_gen.csv_example_gen import executor as csv_executor
-
     fspec = files_spec(spec, Path(source), case)
-    executor_class = csv_executor.Executor if case == "csv" else file_example_gen.ParquetExecutor
+    # The executor the pipeline's ExampleGen for this spec runs.
+    executor_class = files.example_gen(fspec).executor_spec.executor_class
     props[standard_component_specs.INPUT_CONFIG_KEY] = proto_utils.proto_to_json(
       files.input_config(fspec)
     )
@@ -163,16 +191,21 @@ def run_case(case: str, source: str, output: str, beam_args: List[str] = ()) -> 
     beam_pipeline_args=[*config.BEAM_PIPELINE_ARGS, *beam_args], tmp_dir=output + "-tmp"
   )
   executor = executor_class(context) if case != "copy" else executor_class()
-  before, cpu = _peak_rss_mb(), _cpu_seconds()
+  before, cpu, rss = _peak_rss_mb(), _cpu_seconds(), _rss_mb()
+  sampler = _RssSampler()
+  sampler.start()
   started = time.perf_counter()
   executor.Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, props)
   seconds = time.perf_counter() - started
+  peak_during = sampler.stop()
   return {
     "case": case,
+    "executor": f"{executor_class.__module__}.{executor_class.__name__}",
     "seconds": seconds,
     "cpu_seconds": _cpu_seconds() - cpu,
     "rss_before_mb": before,
     "peak_rss_mb": _peak_rss_mb(),
+    "growth_mb": peak_during - rss,
   }
 
 
@@ -195,13 +228,12 @@ def measure(case: str, source: str, work: Path, beam_args: List[str] = ()) -> Di
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--rows", type=int, default=100_000)
+  parser.add_argument("--rows", type=int, default=300_000)
   parser.add_argument(
-    "--large-rows",
-    type=int,
-    nargs="*",
-    default=[300_000, 1_000_000],
-    help="CSV-only sizes (memory growth)",
+    "--large-rows", type=int, nargs="*", default=[1_000_000], help="more sizes, copy and CSV"
+  )
+  parser.add_argument(
+    "--cases", nargs="+", default=list(CASES), help="at --rows: copy, csv, parquet"
   )
   parser.add_argument("--work", default="", help="a directory for the data (default: a temp dir)")
   parser.add_argument(
@@ -220,61 +252,55 @@ def main() -> None:
   work = Path(args.work or tempfile.mkdtemp(prefix="example_gen_cost-"))
   spec = load_spec("synthetic")
   started = time.time()
-  small = write_rows(spec, args.rows, work / "small", list(CASES))
-  larges = [write_rows(spec, n, work / f"csv-{n}", ["csv"]) for n in args.large_rows]
-  sizes = ", ".join(f"{large['rows']:,}" for large in larges)
+  sizes = [(args.rows, args.cases)] + [(n, ["copy", "csv"]) for n in args.large_rows]
+  written = [write_rows(spec, n, work / f"rows-{n}", cases) for n, cases in sizes]
+  counts = ", ".join(f"{w['rows']:,}" for w in written)
   print(
-    f"wrote {small['rows']:,} rows (and CSV of {sizes}) "
-    f"under {work} in {time.time() - started:.0f} s",
+    f"wrote {counts} rows under {work} in {time.time() - started:.0f} s",
     flush=True,
   )
   results = []
-  for case in CASES:
-    results.append(
-      {**measure(case, small["dirs"][case], work, args.beam_arg), "rows": small["rows"]}
-    )
-  for large in larges:
-    result = measure("csv", large["dirs"]["csv"], work, args.beam_arg)
-    results.append({**result, "case": f"csv {large['rows']:,}", "rows": large["rows"]})
-  write = small["cost"]["tfrecords"]
+  for w, (_, cases) in zip(written, sizes):
+    for case in cases:
+      result = measure(case, w["dirs"][case], work, args.beam_arg)
+      results.append({**result, "rows": w["rows"]})
+  by = {(r["case"], r["rows"]): r for r in results}
+  for r in results:
+    if r["case"] != "copy":
+      print(f"{r['case']}: {r['executor']}")
   print(
-    f"\n{'case':<14} {'rows':>10} {'seconds':>8} {'rows/s':>9} {'CPU s':>7} {'rows/CPU s':>10} "
+    f"\n{'case':<12} {'rows':>10} {'seconds':>8} {'rows/s':>9} {'CPU s':>7} {'rows/CPU s':>10} "
     f"{'RSS before Do':>14} {'peak RSS':>9} {'growth':>8} {'load':>10}"
   )
-  print(
-    f"{'(TFRecords)':<14} {small['rows']:>10,} {write['seconds']:>8.1f} "
-    f"{small['rows'] / write['seconds']:>9,.0f} {write['cpu_seconds']:>7.1f} "
-    f"{small['rows'] / write['cpu_seconds']:>10,.0f}   (prepare-data's writing, in the parent)"
-  )
-  for r in results:
-    n = r["rows"]
+  for w in written:
+    write = w["cost"]["tfrecords"]
     print(
-      f"{r['case']:<14} {n:>10,} {r['seconds']:>8.1f} {n / r['seconds']:>9,.0f} "
-      f"{r['cpu_seconds']:>7.1f} {n / max(r['cpu_seconds'], 1e-9):>10,.0f} "
-      f"{r['rss_before_mb']:>11.0f} MB {r['peak_rss_mb']:>6.0f} MB "
-      f"{r['peak_rss_mb'] - r['rss_before_mb']:>5.0f} MB "
-      f"{r['load_before']:>4.1f}-{r['load_after']:.1f}"
+      f"{'(TFRecords)':<12} {w['rows']:>10,} {write['seconds']:>8.1f} "
+      f"{w['rows'] / write['seconds']:>9,.0f} {write['cpu_seconds']:>7.1f} "
+      f"{w['rows'] / write['cpu_seconds']:>10,.0f}   (prepare-data's writing, in the parent)"
     )
-  by = {r["case"]: r for r in results}
-  copy = by["copy"]
-  for case in ("csv", "parquet"):
-    bare = [by[case][k] / copy[k] for k in ("seconds", "cpu_seconds")]
-    end = [by[case][k] / (copy[k] + write[k]) for k in ("seconds", "cpu_seconds")]
-    print(
-      f"{case} / copy: bare (Do / copy's Do) {bare[0]:.0f}x wall, {bare[1]:.0f}x CPU; "
-      f"end to end (Do / (TFRecord writing + copy's Do)) {end[0]:.2f}x wall, {end[1]:.2f}x CPU; "
-      f"peak RSS {by[case]['peak_rss_mb'] / copy['peak_rss_mb']:.2f}x"
-    )
-  base = by["csv"]
-  for large in larges:
-    r = by[f"csv {large['rows']:,}"]
-    print(
-      f"csv {large['rows']:,} / {small['rows']:,} rows: wall {r['seconds'] / base['seconds']:.2f}x, "
-      f"CPU {r['cpu_seconds'] / base['cpu_seconds']:.2f}x, peak RSS "
-      f"{r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x (growth during Do: "
-      f"{base['peak_rss_mb'] - base['rss_before_mb']:.0f} MB -> "
-      f"{r['peak_rss_mb'] - r['rss_before_mb']:.0f} MB)"
-    )
+    for r in (r for r in results if r["rows"] == w["rows"]):
+      n = r["rows"]
+      print(
+        f"{r['case']:<12} {n:>10,} {r['seconds']:>8.1f} {n / r['seconds']:>9,.0f} "
+        f"{r['cpu_seconds']:>7.1f} {n / max(r['cpu_seconds'], 1e-9):>10,.0f} "
+        f"{r['rss_before_mb']:>11.0f} MB {r['peak_rss_mb']:>6.0f} MB "
+        f"{r['growth_mb']:>5.0f} MB "
+        f"{r['load_before']:>4.1f}-{r['load_after']:.1f}"
+      )
+  print()
+  for w in written:
+    n, write = w["rows"], w["cost"]["tfrecords"]
+    copy = by[("copy", n)]
+    for r in (r for r in results if r["rows"] == n and r["case"] != "copy"):
+      bare = [r[k] / max(copy[k], 1e-9) for k in ("seconds", "cpu_seconds")]
+      end = [r[k] / (copy[k] + write[k]) for k in ("seconds", "cpu_seconds")]
+      print(
+        f"{r['case']} / copy at {n:,} rows: end to end (Do / (TFRecord writing + copy's Do)) "
+        f"{end[0]:.2f}x wall, {end[1]:.2f}x CPU; bare (Do / copy's Do) {bare[0]:.0f}x wall, "
+        f"{bare[1]:.0f}x CPU; growth during Do {r['growth_mb']:.0f} MB "
+        f"(copy {copy['growth_mb']:.0f} MB)"
+      )
 
 
 if __name__ == "__main__":

@@ -1,127 +1,49 @@
-"""What holds the span in CsvExampleGen's memory: TFX's own CSV graph (read,
-parse, type inference as a side input, tf.Example conversion, hash split on
-`request_id`, serialize, Reshuffle, write) rebuilt from TFX's pieces on the
-pipeline's Beam runner, with parts removed, one variant per fresh process:
+"""Whether the files source's CSV ExampleGen (`ArrowCsvExecutor`) holds the
+span in memory: its `Do` on one simulated synthetic span of each size
+(default 100,000, 300,000 and 1,000,000 rows, one CSV file with a header,
+hash split on `request_id`), each in a fresh process, with the largest
+resident memory sampled during `Do` minus the resident memory just before it.
+A streaming executor's growth stays flat as the span grows.
 
-  A  TFX's graph as CsvExampleGen's `Do` runs it;
-  B  A without the `Reshuffle` before the write (TFX's `WriteSplit`);
-  C  B with the column types fixed (inferred once from the first 1000 rows,
-     outside Beam) instead of the type-inference side input.
+    uv run --frozen python -m benchmarks.example_gen_memory [--rows 100000 300000 1000000] [--work DIR]
 
-    uv run --frozen python -m benchmarks.example_gen_memory CSV_DIR OUT_DIR [--variants C B A]
-
-CSV_DIR holds CSV files with a header and a `request_id` column (e.g. one
-written by `benchmarks.example_gen_cost --work`). Prints each variant's
-seconds and peak RSS added during the pipeline. Figures: docs/files.md
-("What ingestion costs").
+The cases run through `benchmarks.example_gen_cost` (its data writing and
+its measuring child process). Figures: docs/files.md ("What ingestion costs").
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import os
-import resource
-import subprocess
-import sys
-import time
+import tempfile
+from pathlib import Path
 
-
-def run(variant: str, source: str, out: str) -> dict:
-  import apache_beam as beam
-  from apache_beam.options.pipeline_options import PipelineOptions
-  from tfx.components.example_gen import base_example_gen_executor as base
-  from tfx.components.example_gen import write_split
-  from tfx.components.example_gen.csv_example_gen import executor as csv_executor
-  from tfx.proto import example_gen_pb2
-  from tfx.utils import io_utils
-  from tfx_bsl.coders import csv_decoder
-
-  from pipeline.config import BEAM_PIPELINE_ARGS
-
-  files = sorted(os.path.join(source, f) for f in os.listdir(source))
-  names = io_utils.load_csv_column_names(files[0])
-  split = example_gen_pb2.SplitConfig(
-    splits=[
-      example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=80),
-      example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=20),
-    ],
-    partition_feature_name="request_id",
-  )
-  inferrer = csv_decoder.ColumnTypeInferrer(names, skip_blank_lines=True)
-
-  def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-  before, started = rss_mb(), time.perf_counter()
-  with beam.Pipeline(options=PipelineOptions(BEAM_PIPELINE_ARGS)) as pipeline:
-    parsed = (
-      pipeline
-      | beam.Create(files)
-      | beam.ParDo(csv_executor._ReadCsvRecordsFromTextFile())  # pylint: disable=protected-access
-      | beam.ParDo(csv_decoder.ParseCSVLine(delimiter=","))
-      | beam.Keys()
-    )
-    if variant == "C":
-      with open(files[0], encoding="utf-8") as f:
-        reader = csv.reader(f)
-        next(reader)
-        accumulator = inferrer.create_accumulator()
-        for _, row in zip(range(1000), reader):
-          accumulator = inferrer.add_input(accumulator, [c.encode() for c in row])
-      infos = inferrer.extract_output(accumulator)
-    else:
-      infos = beam.pvalue.AsSingleton(parsed | beam.CombineGlobally(inferrer))
-    examples = parsed | beam.ParDo(csv_executor._ParsedCsvToTfExample(), infos)  # pylint: disable=protected-access
-    parts = examples | beam.Partition(base._PartitionFn, 2, [80, 100], split)  # pylint: disable=protected-access
-    for i, part in enumerate(parts):
-      records = part | f"Serialize{i}" >> beam.ParDo(write_split.MaybeSerialize())
-      if variant == "A":
-        records = records | f"Shuffle{i}" >> beam.Reshuffle()
-      _ = records | f"Write{i}" >> beam.io.WriteToTFRecord(
-        os.path.join(out, f"split{i}", "data"), file_name_suffix=".gz"
-      )
-  return {
-    "variant": variant,
-    "seconds": time.perf_counter() - started,
-    "added_mb": rss_mb() - before,
-  }
+from benchmarks.example_gen_cost import measure, write_rows
+from models.spec import load_spec
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("source")
-  parser.add_argument("out")
-  parser.add_argument("--variants", nargs="+", default=["C", "B", "A"])
-  parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+  parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
+  parser.add_argument("--work", default="", help="a directory for the data (default: a temp dir)")
   args = parser.parse_args()
-  if args.child:
-    print(json.dumps(run(args.variants[0], args.source, args.out)))
-    return
-  for variant in args.variants:
-    load = os.getloadavg()[0]
-    done = subprocess.run(
-      [
-        sys.executable,
-        "-m",
-        "benchmarks.example_gen_memory",
-        args.source,
-        os.path.join(args.out, variant),
-        "--variants",
-        variant,
-        "--child",
-      ],
-      check=True,
-      capture_output=True,
-      text=True,
-    )
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+  work = Path(args.work or tempfile.mkdtemp(prefix="example_gen_memory-"))
+  spec = load_spec("synthetic")
+  results = []
+  for n in args.rows:
+    written = write_rows(spec, n, work / f"csv-{n}", ["csv"])
+    r = measure("csv", written["dirs"]["csv"], work)
+    results.append(r)
     print(
-      f"{variant}: {result['seconds']:.1f} s, added {result['added_mb']:.0f} MB, "
-      f"load {load:.1f}-{os.getloadavg()[0]:.1f}",
+      f"{n:>10,} rows: {r['cpu_seconds']:.1f} CPU s, {r['seconds']:.1f} s, "
+      f"growth during Do {r['growth_mb']:.0f} MB, peak RSS {r['peak_rss_mb']:.0f} MB "
+      f"(before Do {r['rss_before_mb']:.0f} MB), load {r['load_before']:.1f}-{r['load_after']:.1f}",
       flush=True,
     )
+  first, last = results[0], results[-1]
+  print(
+    f"{args.rows[-1] / args.rows[0]:.0f}x the rows: growth {first['growth_mb']:.0f} -> "
+    f"{last['growth_mb']:.0f} MB; executor {last['executor']}"
+  )
 
 
 if __name__ == "__main__":

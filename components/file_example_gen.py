@@ -1,7 +1,9 @@
-"""ExampleGen executors for the `files` data source, where TFX's own fall short.
+"""ExampleGen executors for the `files` data source, where TFX's own fall short
+(CSV with a hash or patterns split: `components.csv_arrow_example_gen`).
 
-HeaderlessCsvExecutor: TFX's CsvExampleGen takes the column names from each
-file's first line and has no option for files without a header. This executor
+HeaderlessCsvExecutor (now only the time split's reader of a headerless CSV;
+the files source reads CSV with `ArrowCsvExecutor` otherwise): TFX's
+CsvExampleGen takes the column names from each file's first line and has no option for files without a header. This executor
 is TFX's CSV reading (tfx_bsl's CSV parser and column type inference, TFX's
 CSV-to-tf.Example conversion) with the names declared in the spec
 (`data.columns`), and no line skipped.

@@ -2,10 +2,12 @@
 TFX's own ExampleGens inside the pipeline (streamed by Beam, never converted
 beforehand nor held in memory).
 
-  csv       `tfx.components.CsvExampleGen` (the first line of each file is its
-            header); a headerless CSV (`data.columns`) goes through
-            `components.file_example_gen.HeaderlessCsvExecutor`, TFX's CSV
-            reading with the declared column names;
+  csv       `FileBasedExampleGen` with `components.csv_arrow_example_gen.
+            ArrowCsvExecutor` (a header line, or `data.columns` for a
+            headerless file): pyarrow's streaming CSV reader with the spec's
+            column types and tfx_bsl's C++ encoder, where TFX's CsvExampleGen
+            converts row by row in Python and holds the span in memory; a
+            `time` split still reads CSV with TFX's reading (below);
   parquet   `FileBasedExampleGen` with `components.file_example_gen.ParquetExecutor`:
             TFX's `parquet_executor`, but for its conversion, which writes
             every 0 as a missing value (the negative labels lost);
@@ -117,7 +119,8 @@ def output_config(spec: RankingSpec):
 def custom_config(spec: RankingSpec):
   """What the project's executors read: the headerless CSV's column names, the
   time split's column and eval and validation shares, the share split's
-  column and validation share, the format."""
+  column and validation share, the format, and the declared columns' dtypes
+  (the CSV executor's column types)."""
   from google.protobuf import any_pb2, struct_pb2
   from tfx.proto import example_gen_pb2
 
@@ -128,6 +131,7 @@ def custom_config(spec: RankingSpec):
     "eval_percent": spec.data.split.eval_percent,
     "validation_percent": spec.data.split.validation_percent,
     "share_column": spec.data.split.column if carves_validation(spec) else "",
+    "column_types": dict(spec.raw_columns),
   }
   struct = struct_pb2.Struct()
   struct.update(json.loads(json.dumps(values)))
@@ -157,7 +161,7 @@ def example_gen(spec: RankingSpec, range_config=None):
   from tfx.components.example_gen.component import FileBasedExampleGen
   from tfx.dsl.components.base import executor_spec
 
-  from components import file_example_gen
+  from components import csv_arrow_example_gen, file_example_gen
 
   data = spec.data
   common = dict(
@@ -171,13 +175,11 @@ def example_gen(spec: RankingSpec, range_config=None):
     custom_executor = file_example_gen.TimeSplitExecutor
   elif carves_validation(spec):
     custom_executor = file_example_gen.ShareSplitExecutor
-  elif data.format == "csv" and data.columns:
-    custom_executor = file_example_gen.HeaderlessCsvExecutor
+  elif data.format == "csv":
+    custom_executor = csv_arrow_example_gen.ArrowCsvExecutor
   elif data.format == "parquet":
     custom_executor = file_example_gen.ParquetExecutor
   if custom_executor is None:
-    if data.format == "csv":
-      return tfx.components.CsvExampleGen(**common)
     return tfx.components.ImportExampleGen(**common)
   # BeamExecutorSpec, not ExecutorClassSpec (as TFX's parquet_executor
   # docstring has it): only a Beam spec passes the pipeline's Beam args (the in-memory
