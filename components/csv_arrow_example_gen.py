@@ -53,7 +53,7 @@ import csv
 import hashlib
 import io
 import os
-from typing import Any, Dict, Iterable, List, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -66,11 +66,9 @@ from tfx.components.example_gen import utils, write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.components.util import examples_utils
 from tfx.dsl.io import fileio
-from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import proto_utils
 
-from components.file_example_gen import file_settings
+from components.file_example_gen import file_settings, read_configs
 
 # pyarrow's CSV block: the unit of parsing and encoding (~10k rows of a log).
 BLOCK_BYTES = 1 << 20
@@ -261,18 +259,6 @@ def _split_files(input_base: str, pattern: str, headerless: bool) -> List[str]:
   return files
 
 
-def _configs(exec_properties: Dict[str, Any]) -> Tuple[Any, Any]:
-  input_config = example_gen_pb2.Input()
-  proto_utils.json_to_proto(
-    exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config
-  )
-  output_config = example_gen_pb2.Output()
-  proto_utils.json_to_proto(
-    exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config
-  )
-  return input_config, output_config
-
-
 class ArrowCsvExecutor(BaseExampleGenExecutor):
   """CSV (header or `data.columns`) to GZIP TFRecords of tf.Example, streamed
   per file (see the module docstring)."""
@@ -288,7 +274,7 @@ class ArrowCsvExecutor(BaseExampleGenExecutor):
     if not column_types:
       raise ValueError("custom_config has no column_types (the spec's declared columns)")
     headerless = [str(c) for c in settings.get("columns") or []]
-    input_config, output_config = _configs(exec_properties)
+    input_config, output_config = read_configs(exec_properties)
     names = utils.generate_output_split_names(input_config, output_config)
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     split_config = output_config.split_config
@@ -334,7 +320,7 @@ class ArrowCsvExecutor(BaseExampleGenExecutor):
     """TFX's `BaseExampleGenExecutor.Do` without the `Reshuffle` of its
     `WriteSplit`: the records go to `WriteToTFRecord` as they are made."""
     self._log_startup(input_dict, output_dict, exec_properties)
-    input_config, output_config = _configs(exec_properties)
+    input_config, output_config = read_configs(exec_properties)
     examples = output_dict[standard_component_specs.EXAMPLES_KEY]
     artifact = artifact_utils.get_single_instance(examples)
     artifact.split_names = artifact_utils.encode_split_names(

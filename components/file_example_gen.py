@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, Dict, Iterable
+from typing import Any, Dict, Iterable, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -214,7 +214,10 @@ def _time_partition(record: Any, num_partitions: int, column: str, bounds) -> in
   return 1 if time >= validation_cutoff else 0
 
 
-def _read_configs(exec_properties: Dict[str, Any]):
+def read_configs(
+  exec_properties: Dict[str, Any],
+) -> Tuple[example_gen_pb2.Input, example_gen_pb2.Output]:
+  """ExampleGen's input and output configs, which exec_properties carry as JSON."""
   input_config = example_gen_pb2.Input()
   proto_utils.json_to_proto(
     exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config
@@ -241,7 +244,7 @@ class TimeSplitExecutor(BaseExampleGenExecutor):
     column = str(settings["time_column"])
     eval_share = float(settings["eval_percent"]) / 100.0
     validation_share = float(settings["validation_percent"]) / 100.0
-    input_config, output_config = _read_configs(exec_properties)
+    input_config, output_config = read_configs(exec_properties)
     names = utils.generate_output_split_names(input_config, output_config)
     expected = [TRAIN_SPLIT, VALIDATION_SPLIT, EVAL_SPLIT]
     if len(input_config.splits) != 1 or names != expected:
@@ -315,7 +318,7 @@ class ShareSplitExecutor(BaseExampleGenExecutor):
   ) -> Dict[str, beam.pvalue.PCollection]:
     settings = file_settings(exec_properties)
     column, percent = str(settings.get("share_column") or ""), int(settings["validation_percent"])
-    input_config, _ = _read_configs(exec_properties)
+    input_config, _ = read_configs(exec_properties)
     patterns = {s.name: s.pattern for s in input_config.splits}
     expected = [TRAIN_SPLIT, VALIDATION_SPLIT, EVAL_SPLIT]
     if sorted(patterns) != sorted(expected) or patterns[TRAIN_SPLIT] != patterns[VALIDATION_SPLIT]:
