@@ -9,7 +9,10 @@ loaded machine) and runs, in the order given:
   two_passes_legacy  what main ran before: one TFMA pass per model, with TFMA's
                      Calibration/MeanLabel/MeanPrediction and WeightedExampleCount
   two_passes         one pass per model, the pipeline's metric set now
-  one_pass           both models in one pass (pipeline.eval_config.multi_model_eval_config)
+  one_pass           both models in one TFMA pass, the single-task one ungated
+                     (what main ran before 2026-12-04)
+  candidate_only     the multi-task model alone, what the Evaluator's TFMA pass runs
+                     now (the single-task model is left to the bootstrap)
   bootstrap          the Evaluator's MTL - STL paired bootstrap (pipeline.model_comparison)
 
 and prints each variant's seconds with the load average before and after, the
@@ -17,7 +20,7 @@ ratios to the first variant, and the largest |difference| of each metric
 between a variant's outputs and the first's (both models, every task and slice).
 
     uv run --frozen python -m benchmarks.eval_one_pass --pipeline-root HOME/pipelines/census \\
-        --spec census --variants two_passes_legacy one_pass bootstrap two_passes_legacy one_pass
+        --spec census --variants one_pass candidate_only bootstrap one_pass candidate_only
 """
 
 from __future__ import annotations
@@ -110,6 +113,29 @@ def run_multi(cfg: tfma.EvalConfig, split: Path, models: Dict[str, Path], out: P
     )
 
 
+def with_single_task_model(spec: RankingSpec, cfg: tfma.EvalConfig) -> tfma.EvalConfig:
+  """The candidate's config with the single-task model beside it, its
+  per-task metrics ungated: the one TFMA pass main ran before 2026-12-04."""
+  cfg = copy.deepcopy(cfg)
+  candidate = cfg.model_specs[0]
+  candidate.name = tfma.CANDIDATE_KEY
+  single = cfg.model_specs.add()
+  single.CopyFrom(candidate)
+  single.name = SINGLE_TASK_MODEL_NAME
+  for metrics_spec in list(cfg.metrics_specs):
+    metrics_spec.model_names[:] = [tfma.CANDIDATE_KEY]
+    if metrics_spec.query_key or list(metrics_spec.output_names) not in (
+      [t] for t in spec.task_names
+    ):
+      continue
+    copied = cfg.metrics_specs.add()
+    copied.CopyFrom(metrics_spec)
+    copied.model_names[:] = [SINGLE_TASK_MODEL_NAME]
+    for metric in copied.metrics:
+      metric.ClearField("per_slice_thresholds")
+  return cfg
+
+
 def run_variant(name: str, spec: RankingSpec, split: Path, mtl: Path, stl: Path, out: Path):
   """{model: output dir} of one variant's evaluation."""
   base = eval_config.eval_config_from_spec(spec, with_gates=False)
@@ -119,9 +145,12 @@ def run_variant(name: str, spec: RankingSpec, split: Path, mtl: Path, stl: Path,
       eval_cost.run_tfma(cfg, split, model, out / model_name, config.BEAM_PIPELINE_ARGS)
     return {m: (out / m, "") for m in (tfma.CANDIDATE_KEY, SINGLE_TASK_MODEL_NAME)}
   if name == "one_pass":
-    cfg = eval_config.multi_model_eval_config(spec, has_baseline=False, has_single_task=True)
+    cfg = with_single_task_model(spec, base)
     run_multi(cfg, split, {tfma.CANDIDATE_KEY: mtl, SINGLE_TASK_MODEL_NAME: stl}, out)
     return {m: (out, m) for m in (tfma.CANDIDATE_KEY, SINGLE_TASK_MODEL_NAME)}
+  if name == "candidate_only":
+    eval_cost.run_tfma(base, split, mtl, out / tfma.CANDIDATE_KEY, config.BEAM_PIPELINE_ARGS)
+    return {tfma.CANDIDATE_KEY: (out / tfma.CANDIDATE_KEY, "")}
   if name == "bootstrap":
     models = {"multi": str(mtl), "single": str(stl)}
     rows = model_comparison.sample_and_predict(
@@ -137,6 +166,8 @@ def run_variant(name: str, spec: RankingSpec, split: Path, mtl: Path, stl: Path,
 def largest_differences(spec, reference, other) -> Dict[str, float]:
   worst: Dict[str, float] = {}
   for model, (ref_dir, ref_name) in reference.items():
+    if model not in other:
+      continue
     new_dir, new_name = other[model]
     ref = results.slice_metrics(spec, str(ref_dir), model=ref_name or tfma.CANDIDATE_KEY)
     new = results.slice_metrics(spec, str(new_dir), model=new_name or tfma.CANDIDATE_KEY)
@@ -155,8 +186,8 @@ def main(argv: List[str] | None = None) -> int:
   parser.add_argument(
     "--variants",
     nargs="+",
-    default=["two_passes_legacy", "one_pass", "bootstrap", "two_passes_legacy", "one_pass"],
-    choices=["two_passes_legacy", "two_passes", "one_pass", "bootstrap"],
+    default=["one_pass", "candidate_only", "bootstrap", "one_pass", "candidate_only"],
+    choices=["two_passes_legacy", "two_passes", "one_pass", "candidate_only", "bootstrap"],
   )
   parser.add_argument("--workdir", type=Path)
   args = parser.parse_args(argv)

@@ -50,7 +50,6 @@ from contract import (
   FUSED_SCORE_OUTPUT,
   SERVED_OUTPUT_SUFFIX,
   SERVING_SIGNATURE,
-  SINGLE_TASK_MODEL_NAME,
   SLICE_SIGNATURE,
 )
 from models.export import has_eval_signature
@@ -282,38 +281,22 @@ def eval_config_from_spec(spec: RankingSpec, with_gates: bool = True) -> tfma.Ev
   )
 
 
-def multi_model_eval_config(
-  spec: RankingSpec, has_baseline: bool, has_single_task: bool
-) -> tfma.EvalConfig:
-  """One EvalConfig for the candidate, the blessed baseline and the single-task model.
+def multi_model_eval_config(spec: RankingSpec, has_baseline: bool) -> tfma.EvalConfig:
+  """One EvalConfig for the candidate and, when there is one, the blessed baseline.
 
-  Only the models present get a ModelSpec; TFMA names a lone model "". The
-  single-task model's metrics carry no threshold, so the blessing is the
-  candidate's against its value floors and the blessed model alone.
+  Without a baseline TFMA names the lone model "". The single-task baseline is
+  not evaluated by TFMA: its MTL - STL comparison comes from the Evaluator's
+  own paired bootstrap on the same eval rows (`pipeline.model_comparison`),
+  which spared TFMA a third of its combiners.
   """
   config = eval_config_from_spec(spec)
-  if not (has_baseline or has_single_task):
+  if not has_baseline:
     return config
   candidate = config.model_specs[0]
   candidate.name = tfma.CANDIDATE_KEY
-  gated_models = [tfma.CANDIDATE_KEY]
-  if has_baseline:
-    baseline = config.model_specs.add()
-    baseline.CopyFrom(candidate)
-    baseline.name, baseline.is_baseline = tfma.BASELINE_KEY, True
-    gated_models.append(tfma.BASELINE_KEY)
+  baseline = config.model_specs.add()
+  baseline.CopyFrom(candidate)
+  baseline.name, baseline.is_baseline = tfma.BASELINE_KEY, True
   for metrics_spec in config.metrics_specs:
-    metrics_spec.model_names[:] = gated_models
-  if has_single_task:
-    single = config.model_specs.add()
-    single.CopyFrom(candidate)
-    single.name = SINGLE_TASK_MODEL_NAME
-    for task in spec.tasks:
-      config.metrics_specs.append(
-        tfma.MetricsSpec(
-          output_names=[task.name],
-          model_names=[SINGLE_TASK_MODEL_NAME],
-          metrics=_metric_configs(spec, task, with_gates=False),
-        )
-      )
+    metrics_spec.model_names[:] = [tfma.CANDIDATE_KEY, tfma.BASELINE_KEY]
   return config

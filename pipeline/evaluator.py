@@ -1,16 +1,18 @@
-"""The Evaluator: the candidate, the blessed model and the single-task baseline in one TFMA pass.
+"""The Evaluator: the candidate and the blessed model in one TFMA pass, and the
+single-task baseline against the candidate by a paired bootstrap.
 
 TFX's Evaluator takes at most two models (candidate and baseline), so the
 single-task baseline needed a second Evaluator: a second read of the eval
-split, a second inference setup and a second Beam pipeline, about a third of a
-census first run. This component adds an optional `single_task_model` input
-and evaluates every model present in one `tfma.ExtractEvaluateAndWriteResults`
-(`pipeline.eval_config.multi_model_eval_config`): the release gate is still the
-candidate's value floors and its change against the latest blessed model; the
-single-task model's metrics carry no threshold.
-
-With the single-task model, the executor also writes MTL - STL per task, slice
-and metric with a paired bootstrap interval (`pipeline.model_comparison`).
+split, a second inference setup and a second Beam pipeline. This component adds
+an optional `single_task_model` input. TFMA evaluates the candidate and the
+blessed baseline (`pipeline.eval_config.multi_model_eval_config`): the release
+gate is the candidate's value floors and its change against the latest blessed
+model. The single-task model never gates, and TFMA does not evaluate it: the
+executor predicts both the candidate and the single-task model on the eval
+rows (at most `evaluation.comparison_max_rows`) and writes MTL - STL per task,
+slice and metric with a paired bootstrap interval (`pipeline.model_comparison`);
+the single-task value the summary and report show is TFMA's candidate value
+minus that difference (`pipeline.results.compare_with_single_task`).
 Outputs, blessing file and properties are those of TFX's Evaluator, so the
 Pusher and the latest-blessed-model resolver read them unchanged.
 """
@@ -36,7 +38,6 @@ from contract import (
   EVAL_SPLIT,
   EVALUATOR_NODE,
   SERVING_SIGNATURE,
-  SINGLE_TASK_MODEL_NAME,
 )
 from models.export import has_eval_signature
 from models.spec import RankingSpec, spec_from_json
@@ -87,7 +88,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     candidate = _single(input_dict, _SPECS.MODEL_KEY)
     baseline = _single(input_dict, _SPECS.BASELINE_MODEL_KEY)
     single_task = _single(input_dict, SINGLE_TASK_MODEL_KEY)
-    eval_config = multi_model_eval_config(spec, baseline is not None, single_task is not None)
+    eval_config = multi_model_eval_config(spec, baseline is not None)
     # As TFX's Evaluator: without a blessed model the change thresholds are dropped.
     eval_config = tfma.utils.update_eval_config_with_defaults(
       eval_config, has_baseline=baseline is not None, rubber_stamp=True
@@ -97,7 +98,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       tfma.CANDIDATE_KEY: candidate,
       "": candidate,
       tfma.BASELINE_KEY: baseline,
-      SINGLE_TASK_MODEL_NAME: single_task,
     }
     models = [
       tfma.default_eval_shared_model(

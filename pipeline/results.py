@@ -25,7 +25,6 @@ from contract import (
   FUSED_SCORE_OUTPUT,
   PUSHER_NODE,
   SERVED_OUTPUT_SUFFIX,
-  SINGLE_TASK_MODEL_NAME,
   TRAIN_SPLIT,
   TRAINER_NODE,
   TRANSFORM_NODE,
@@ -373,18 +372,32 @@ def slice_metrics(
 
 def compare_with_single_task(spec: RankingSpec, evaluation_uri: str) -> List[BaselineComparison]:
   """Per task, slice and compared metric: the multi-task model against the
-  single-task baseline, both from the Evaluator's one TFMA pass on the same eval
-  split, with the paired bootstrap interval of the difference."""
+  single-task baseline, with the paired bootstrap interval of the difference.
+
+  The multi-task value is TFMA's (the one the summary reports and the gates
+  read). TFMA does not evaluate the single-task model: the Evaluator's paired
+  bootstrap predicts both models on the same eval rows, and the difference,
+  its interval and so the single-task value (TFMA's multi-task value minus the
+  difference) come from it. Its estimators bucket the predictions, TFMA's
+  differ slightly: the difference is the bootstrap's, not TFMA's."""
   multi = slice_metrics(spec, evaluation_uri)
-  single = slice_metrics(spec, evaluation_uri, model=SINGLE_TASK_MODEL_NAME)
   intervals = bootstrap_intervals(evaluation_uri)
   comparisons = []
   for (task, slice_name), values in multi.items():
-    other = single.get((task, slice_name), {})
     for metric, higher in COMPARED_METRICS.items():
-      if metric in values and metric in other:
+      found = intervals.get((task, slice_name, metric))
+      if metric in values and found is not None:
         comparisons.append(
-          _comparison(task, slice_name, metric, values[metric], other[metric], higher, intervals)
+          BaselineComparison(
+            task,
+            slice_name,
+            metric,
+            values[metric],
+            values[metric] - found["estimate"],
+            higher,
+            delta_lower=found["lower"],
+            delta_upper=found["upper"],
+          )
         )
   return comparisons
 
@@ -396,16 +409,3 @@ def bootstrap_intervals(evaluation_uri: str) -> Dict[tuple, Dict[str, float]]:
     return {}
   rows = json.loads(path.read_text())["intervals"]
   return {(r["task"], r["slice"], r["metric"]): r for r in rows}
-
-
-def _comparison(task, slice_name, metric, multi, single, higher, intervals) -> BaselineComparison:
-  """TFMA's values; the bootstrap's quantiles moved onto TFMA's difference (the
-  bootstrap's own estimators bucket the predictions, TFMA's differ slightly)."""
-  found = intervals.get((task, slice_name, metric))
-  if found is None:
-    return BaselineComparison(task, slice_name, metric, multi, single, higher)
-  shift = (multi - single) - found["estimate"]
-  return BaselineComparison(
-    task, slice_name, metric, multi, single, higher,
-    delta_lower=found["lower"] + shift, delta_upper=found["upper"] + shift,
-  )  # fmt: skip

@@ -132,8 +132,9 @@ def test_eval_config_is_per_task_with_gates_only_on_named_slices(spec):
   ]
   assert [m.class_name for s in config.metrics_specs[4:] for m in s.metrics] == ["TruthRanking"] * 4
   # In the one TFMA pass the truth metrics, like the ranking ones, cover the
-  # candidate and the blessed baseline, never the single-task model.
-  multi = multi_model_eval_config(spec, has_baseline=True, has_single_task=True)
+  # candidate and the blessed baseline; the single-task model is not in TFMA.
+  multi = multi_model_eval_config(spec, has_baseline=True)
+  assert [m.name for m in multi.model_specs] == ["candidate", "baseline"]
   truth_models = {
     tuple(s.model_names)
     for s in multi.metrics_specs

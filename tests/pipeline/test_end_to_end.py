@@ -15,7 +15,9 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
+from contract import SINGLE_TASK_MODEL_NAME
 from pipeline.data import split_files
+from pipeline.results import slice_metrics
 from serving.client import GrpcClient
 from serving.config import ServerOptions
 from serving.server import ModelServer
@@ -80,6 +82,9 @@ def test_single_task_baseline_is_evaluated_beside_the_multi_task_model(
   if not auc["delta_lower"] <= 0 <= auc["delta_upper"]:
     assert auc["verdict"] == ("MTL better" if auc["delta"] > 0 else "STL better")
   assert "MTL - STL" in summary.render()
+  # TFMA evaluated the candidate alone: the single-task values are the bootstrap's.
+  assert slice_metrics(small_census_spec, summary.evaluation_uri)
+  assert not slice_metrics(small_census_spec, summary.evaluation_uri, model=SINGLE_TASK_MODEL_NAME)
 
 
 def test_trainer_writes_gate_and_task_gradient_telemetry(first_run, small_census_spec):
