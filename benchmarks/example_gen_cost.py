@@ -1,5 +1,5 @@
-"""ExampleGen's cost: the files source's CSV executor (`ArrowCsvExecutor`,
-what `pipeline.data.files` builds for CSV) against the copying ExampleGen of
+"""ExampleGen's cost: the files source's executor (`ArrowFileExecutor`,
+what `pipeline.data.files` builds for CSV and Parquet) against the copying ExampleGen of
 the bundled sources, in one run.
 
 The synthetic spec's simulator draws one span of `--rows` rows (300,000: the
@@ -9,7 +9,8 @@ ingests, and one CSV file with a header, which the files source reads with a
 hash split on `request_id` (`pipeline.data.files`: the executor, input,
 output and custom configs the pipeline uses). `--large-rows` sizes (default
 1,000,000) are written and measured both ways too; `--cases` adds `parquet`
-(`ParquetExecutor`, TFX's row-by-row conversion) at the first size.
+(the same `ArrowFileExecutor` reading one Parquet file by record batches) at
+the first size.
 
 Each case runs the executor's `Do` in a fresh Python process (the pipeline's
 Beam arguments: the in-memory FnApiRunner), which reports its wall time, its

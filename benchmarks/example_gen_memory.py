@@ -1,4 +1,4 @@
-"""Whether the files source's CSV ExampleGen (`ArrowCsvExecutor`) holds the
+"""Whether the files source's CSV ExampleGen (`ArrowFileExecutor`) holds the
 span in memory: its `Do` on one simulated synthetic span of each size
 (default 100,000, 300,000 and 1,000,000 rows, one CSV file with a header,
 hash split on `request_id`), each in a fresh process, with the largest

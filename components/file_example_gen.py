@@ -1,8 +1,8 @@
 """ExampleGen executors for the `files` data source, where TFX's own fall short
-(CSV with a hash or patterns split: `components.csv_arrow_example_gen`).
+(CSV and Parquet with a hash or patterns split: `components.arrow_example_gen`).
 
 HeaderlessCsvExecutor (now only the time split's reader of a headerless CSV;
-the files source reads CSV with `ArrowCsvExecutor` otherwise): TFX's
+the files source reads CSV with `ArrowFileExecutor` otherwise): TFX's
 CsvExampleGen takes the column names from each file's first line and has no option for files without a header. This executor
 is TFX's CSV reading (tfx_bsl's CSV parser and column type inference, TFX's
 CSV-to-tf.Example conversion) with the names declared in the spec
@@ -25,13 +25,12 @@ reads the train files once with the format's reader and sends
 own hash split) of `share_column` when set (one request on one side), else
 of the whole serialized row; the eval pattern is read as it is.
 
-ParquetExecutor: TFX's parquet_executor (Beam's ReadFromParquet, then
-`tfx.components.example_gen.utils.dict_to_example`), except that TFX 1.16's
-`dict_to_example` tests `if not pyval` and so writes every scalar 0, 0.0 and
-"" as a missing value: every negative label of a Parquet file was lost (DataGate
-stopped the run: `click` present in 32 % of the rows, its click rate). This
-executor converts rows with `row_to_example`, where only None (a Parquet null)
-is missing.
+The time and share splits read Parquet with Beam's ReadFromParquet and
+convert rows with `row_to_example`, not TFX's `dict_to_example`: TFX 1.16's
+tests `if not pyval` and so writes every scalar 0, 0.0 and "" as a missing
+value, and every negative label of a Parquet file was lost. Here only None (a
+Parquet null) is missing. (Hash and pattern splits of Parquet go through
+`arrow_example_gen.ArrowFileExecutor`.)
 
 HeaderlessCsvExecutor, TimeSplitExecutor and ShareSplitExecutor read the
 spec's file settings from ExampleGen's `custom_config` (a
@@ -156,13 +155,6 @@ def _ParquetToExample(  # pylint: disable=invalid-name
     | "ReadFromParquet" >> beam.io.ReadFromParquet(pattern)
     | "ToTFExample" >> beam.Map(row_to_example)
   )
-
-
-class ParquetExecutor(BaseExampleGenExecutor):
-  """Parquet files, zeros kept (see the module docstring)."""
-
-  def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
-    return _ParquetToExample
 
 
 class HeaderlessCsvExecutor(BaseExampleGenExecutor):

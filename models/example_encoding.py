@@ -1,7 +1,7 @@
 """Vectorized `tf.train.Example` serialization from columns (numpy and
 pyarrow compute kernels), shared by the data adapters' writer
 (`pipeline.data.io`) and the files source's CSV executor
-(`components.csv_arrow_example_gen`).
+(`components.arrow_example_gen`).
 
 Why not tfx_bsl's `RecordBatchToExamplesEncoder`: it is fast, but it emits the
 `Features.feature` map in the iteration order of a C++ hash map, which changes

@@ -2,15 +2,16 @@
 TFX's own ExampleGens inside the pipeline (streamed by Beam, never converted
 beforehand nor held in memory).
 
-  csv       `FileBasedExampleGen` with `components.csv_arrow_example_gen.
-            ArrowCsvExecutor` (a header line, or `data.columns` for a
+  csv       `FileBasedExampleGen` with `components.arrow_example_gen.
+            ArrowFileExecutor` (a header line, or `data.columns` for a
             headerless file): pyarrow's streaming CSV reader with the spec's
             column types and tfx_bsl's C++ encoder, where TFX's CsvExampleGen
             converts row by row in Python and holds the span in memory; a
             `time` split still reads CSV with TFX's reading (below);
-  parquet   `FileBasedExampleGen` with `components.file_example_gen.ParquetExecutor`:
-            TFX's `parquet_executor`, but for its conversion, which writes
-            every 0 as a missing value (the negative labels lost);
+  parquet   the same `ArrowFileExecutor`, reading each file in bounded
+            batches (`ParquetFile.iter_batches`); only a null is missing (TFX
+            1.16's Parquet conversion writes every 0 as a missing value, the
+            negative labels lost);
   tfrecord  `tfx.components.ImportExampleGen` (tf.Example records).
 
 The split rule (`data.split`) makes three splits, train, validation and
@@ -161,7 +162,7 @@ def example_gen(spec: RankingSpec, range_config=None):
   from tfx.components.example_gen.component import FileBasedExampleGen
   from tfx.dsl.components.base import executor_spec
 
-  from components import csv_arrow_example_gen, file_example_gen
+  from components import arrow_example_gen, file_example_gen
 
   data = spec.data
   common = dict(
@@ -175,10 +176,8 @@ def example_gen(spec: RankingSpec, range_config=None):
     custom_executor = file_example_gen.TimeSplitExecutor
   elif carves_validation(spec):
     custom_executor = file_example_gen.ShareSplitExecutor
-  elif data.format == "csv":
-    custom_executor = csv_arrow_example_gen.ArrowCsvExecutor
-  elif data.format == "parquet":
-    custom_executor = file_example_gen.ParquetExecutor
+  elif data.format in arrow_example_gen.FORMATS:
+    custom_executor = arrow_example_gen.ArrowFileExecutor
   if custom_executor is None:
     return tfx.components.ImportExampleGen(**common)
   # BeamExecutorSpec, not ExecutorClassSpec (as TFX's parquet_executor

@@ -1,7 +1,8 @@
-"""`ArrowCsvExecutor` (components/csv_arrow_example_gen.py): the files
-source's CSV ExampleGen, run through its Beam pipeline on tiny CSVs (a
-header, none; an empty cell, a quoted comma, a quoted line break) and compared,
-split by split, with what TFX's CSV executors write from the same files."""
+"""`ArrowFileExecutor` (components/arrow_example_gen.py): the files
+source's CSV and Parquet ExampleGen, run through its Beam pipeline on tiny
+CSVs (a header, none; an empty cell, a quoted comma, a quoted line break),
+compared split by split with what TFX's CSV executors write from the same
+files, and on the same rows as Parquet."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ def _write(path: Path, header: bool, rows=ROWS) -> None:
   path.write_text("\n".join(lines) + "\n")
 
 
-def _props(root: Path, input_splits, output=None, columns=()) -> Dict[str, Any]:
+def _props(
+  root: Path, input_splits, output=None, columns=(), file_format: str = "csv"
+) -> Dict[str, Any]:
   import json
 
   from google.protobuf import any_pb2, struct_pb2
@@ -42,7 +45,7 @@ def _props(root: Path, input_splits, output=None, columns=()) -> Dict[str, Any]:
     json.loads(
       json.dumps(
         {
-          "format": "csv",
+          "format": file_format,
           "columns": list(columns),
           "time_column": "",
           "eval_percent": 20,
@@ -123,7 +126,7 @@ def _hash_output(column: str = "request_id"):
 def test_header_csv_with_a_hash_split_matches_csv_example_gen(tmp_path):
   from tfx.components.example_gen.csv_example_gen import executor as csv_executor
 
-  from components.csv_arrow_example_gen import ArrowCsvExecutor
+  from components.arrow_example_gen import ArrowFileExecutor
 
   _write(tmp_path / "in" / "a.csv", header=True)
   _write(
@@ -132,7 +135,7 @@ def test_header_csv_with_a_hash_split_matches_csv_example_gen(tmp_path):
     rows=[(f"q{i}", i, "1.0", i % 2, "n") for i in range(40)],
   )
   props = _props(tmp_path / "in", [("all", "*.csv")], _hash_output())
-  ours = _run(ArrowCsvExecutor, props, tmp_path / "ours")
+  ours = _run(ArrowFileExecutor, props, tmp_path / "ours")
   tfx = _run(csv_executor.Executor, props, tmp_path / "tfx")
   assert set(ours) == {"train", "eval"}
   for split in ours:
@@ -157,7 +160,7 @@ def test_header_csv_with_a_hash_split_matches_csv_example_gen(tmp_path):
 
 @pytest.mark.slow
 def test_headerless_csv_with_split_patterns_matches_tfx_reading(tmp_path):
-  from components.csv_arrow_example_gen import ArrowCsvExecutor
+  from components.arrow_example_gen import ArrowFileExecutor
   from components.file_example_gen import HeaderlessCsvExecutor
 
   _write(tmp_path / "in" / "train" / "part.csv", header=False)
@@ -166,7 +169,7 @@ def test_headerless_csv_with_split_patterns_matches_tfx_reading(tmp_path):
   props = _props(
     tmp_path / "in", [("train", "train/*.csv"), ("eval", "eval/*.csv")], columns=columns
   )
-  ours = _run(ArrowCsvExecutor, props, tmp_path / "ours")
+  ours = _run(ArrowFileExecutor, props, tmp_path / "ours")
   tfx = _run(HeaderlessCsvExecutor, props, tmp_path / "tfx")
   assert [len(ours["train"]), len(ours["eval"])] == [5, 2]
   for split in ours:
@@ -176,12 +179,12 @@ def test_headerless_csv_with_split_patterns_matches_tfx_reading(tmp_path):
 
 @pytest.mark.slow
 def test_a_bad_cell_names_the_file(tmp_path):
-  from components.csv_arrow_example_gen import ArrowCsvExecutor
+  from components.arrow_example_gen import ArrowFileExecutor
 
   _write(tmp_path / "in" / "bad.csv", header=True, rows=[("r1", "seven", "1.0", 1, "x")])
   props = _props(tmp_path / "in", [("all", "*.csv")], _hash_output())
   with pytest.raises(Exception, match=r"bad\.csv.*int64"):
-    _run(ArrowCsvExecutor, props, tmp_path / "ours")
+    _run(ArrowFileExecutor, props, tmp_path / "ours")
 
 
 def test_partition_keys_are_tfx_s():
@@ -189,7 +192,7 @@ def test_partition_keys_are_tfx_s():
   from tfx.components.example_gen import base_example_gen_executor as base
   from tfx.proto import example_gen_pb2
 
-  from components.csv_arrow_example_gen import partition_key
+  from components.arrow_example_gen import partition_key
 
   config = example_gen_pb2.SplitConfig(partition_feature_name="k")
 
@@ -214,7 +217,7 @@ def test_hash_splits_follow_tfx_s_partition_fn():
   from tfx.components.example_gen import base_example_gen_executor as base
   from tfx.proto import example_gen_pb2
 
-  from components.csv_arrow_example_gen import hash_splits
+  from components.arrow_example_gen import hash_splits
 
   config = example_gen_pb2.SplitConfig(partition_feature_name="k")
   ids = [f"req-{i // 3}".encode() for i in range(300)] + [None]
@@ -226,3 +229,49 @@ def test_hash_splits_follow_tfx_s_partition_fn():
     )
     assert index == base._PartitionFn(example, 3, [70, 90, 100], config)  # pylint: disable=protected-access
   assert set(got) == {0, 1, 2}
+
+
+@pytest.mark.slow
+def test_parquet_with_a_hash_split_keeps_zeros_and_splits_as_csv(tmp_path):
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+
+  from components.arrow_example_gen import ArrowFileExecutor
+
+  # Parquet's own narrower types (int32, float32, int8): cast to the spec's.
+  table = pa.table(
+    {
+      "request_id": pa.array([r[0] for r in ROWS], pa.string()),
+      "user": pa.array([min(r[1], 2**31 - 1) for r in ROWS], pa.int64()).cast(
+        pa.int32(), safe=False
+      ),
+      "price": pa.array([float(r[2]) if r[2] else None for r in ROWS], pa.float32()),
+      "click": pa.array([r[3] for r in ROWS], pa.int8()),
+      "note": pa.array(["plain", "a", "b", "", "x"], pa.string()),
+    }
+  )
+  (tmp_path / "pq").mkdir()
+  pq.write_table(table, tmp_path / "pq" / "a.parquet", row_group_size=2)
+  _write(tmp_path / "csv" / "a.csv", header=True)
+  split = _hash_output()
+  parquet = _run(
+    ArrowFileExecutor,
+    _props(tmp_path / "pq", [("all", "*.parquet")], split, file_format="parquet"),
+    tmp_path / "out-pq",
+  )
+  csv = _run(
+    ArrowFileExecutor, _props(tmp_path / "csv", [("all", "*.csv")], split), tmp_path / "out-csv"
+  )
+
+  def requests(examples):
+    return sorted(_values(e)["request_id"][1][0] for e in examples)
+
+  assert {k: requests(v) for k, v in parquet.items()} == {k: requests(v) for k, v in csv.items()}
+  rows = {_values(e)["note"][1][0]: _values(e) for s in parquet.values() for e in s}
+  # Only a null is missing: 0, 0.0 and "" are values (TFX 1.16's conversion drops them).
+  assert rows[b""]["price"] == ("float_list", [0.0])
+  assert rows[b""]["click"] == ("int64_list", [0])
+  assert rows[b"x"]["user"] == ("int64_list", [0])
+  assert rows[b"b"]["price"] == ("float_list", [])
+  assert rows[b"a"]["price"] == ("float_list", [2.25])
+  assert rows[b"plain"]["user"] == ("int64_list", [7])

@@ -1,12 +1,12 @@
-"""A streaming CSV ExampleGen executor for the `files` source: pyarrow's CSV
-reader, column types from the spec, vectorized tf.Example encoding.
+"""A streaming CSV and Parquet ExampleGen executor for the `files` source:
+pyarrow's readers, column types from the spec, vectorized tf.Example encoding.
 
 TFX's CsvExampleGen parses and converts row by row in Python (~4,500 rows per
 CPU second here), infers the column types in a pass whose result is a side
 input (on the in-memory FnApiRunner the parsed span is then held whole), and
 writes each split after a `Reshuffle` (the span held again). This executor,
 plugged in with `FileBasedExampleGen(custom_executor_spec=BeamExecutorSpec(
-ArrowCsvExecutor))` (TFX's extension point):
+ArrowFileExecutor))` (TFX's extension point):
 
 - takes the column types from the spec's declared features and labels
   (`RankingSpec.raw_columns`, passed in ExampleGen's `custom_config` as
@@ -14,10 +14,12 @@ ArrowCsvExecutor))` (TFX's extension point):
   double, stored as float32, as CsvExampleGen's `float(cell)`), string ->
   bytes_list. Columns the spec does not declare are carried as bytes: nothing
   reads them, and typing them would need the inference pass;
-- reads each file in blocks (BLOCK_BYTES) with `pyarrow.csv.open_csv` (the
-  header's names, or `data.columns` for a headerless file), one file per
-  element of a `beam.Create` of the split's files: no file is ever in memory
-  whole, files are the unit of parallelism;
+- reads each CSV file in blocks (BLOCK_BYTES) with `pyarrow.csv.open_csv` (the
+  header's names, or `data.columns` for a headerless file), each Parquet file
+  in batches of PARQUET_BATCH_ROWS rows (`ParquetFile.iter_batches`, declared
+  columns cast to the spec's types), one file per element of a `beam.Create`
+  of the split's files: no file is ever in memory whole, files are the unit of
+  parallelism;
 - encodes each block with `models.example_encoding.encode_examples` (numpy and
   pyarrow kernels, features in sorted name order: the same bytes in every
   process). tfx_bsl's C++ `RecordBatchToExamplesEncoder` was tried first: as
@@ -35,16 +37,19 @@ ArrowCsvExecutor))` (TFX's extension point):
   per record, and Beam's per-element work plus its Python framing and
   per-record zlib calls cost more CPU than the whole copying path.
 
-Empty cells are missing values, as in CsvExampleGen: a feature of the
+In CSV, empty cells are missing values, as in CsvExampleGen: a feature of the
 column's kind with no value (an empty string too: `""` and an empty field
 alike). Only an empty field is missing; `NA`, `null` and the like are values
 (a string, or a conversion error in a numeric column, naming the file).
+In Parquet only a null is missing: 0, 0.0 and "" are values (TFX 1.16's
+`dict_to_example` drops them, and with them every negative label).
 
 The split list is the one TFX's input and output configs give (any number of
 hash-bucket splits, or one input pattern per split). What this executor does
 not do is the time split (`data.split.kind: time`, which needs the span's
-time range before any row is assigned): that stays on
-`file_example_gen.TimeSplitExecutor`, TFX's CSV reading.
+time range before any row is assigned) and the share split (validation carved
+from the train pattern): those stay on `file_example_gen`'s executors, the
+format's TFX reading.
 """
 
 from __future__ import annotations
@@ -74,6 +79,8 @@ from components.file_example_gen import file_settings, read_configs
 BLOCK_BYTES = 1 << 20
 
 _ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "string": pa.binary()}
+PARQUET_BATCH_ROWS = 65_536
+FORMATS = ("csv", "parquet")
 
 
 def _varint(value: int) -> bytes:
@@ -171,19 +178,23 @@ class _TFRecordBlockSink(filebasedsink.FileBasedSink):
 
 
 @beam.typehints.with_input_types(str)
-class CsvFileToExamples(beam.DoFn):
-  """One CSV file -> its serialized tf.Examples, streamed: one pyarrow binary
-  array per block of the file; with `split_names` and a hash split, one per
-  output split of each block, tagged with the split."""
+class FileToExamples(beam.DoFn):
+  """One CSV or Parquet file -> its serialized tf.Examples, streamed: one
+  pyarrow binary array per block of the file; with `split_names` and a hash
+  split, one per output split of each block, tagged with the split."""
 
   def __init__(
     self,
+    file_format: str,
     column_types: Dict[str, str],
     headerless_columns: Sequence[str] = (),
     split_names: Sequence[str] = (),
     partition_column: str = "",
     buckets: Sequence[int] = (),
   ):
+    if file_format not in FORMATS:
+      raise ValueError(f"format {file_format!r}: this executor reads {', '.join(FORMATS)}")
+    self._format = file_format
     self._column_types = dict(column_types)
     self._headerless = list(headerless_columns)
     self._split_names = list(split_names)
@@ -193,7 +204,9 @@ class CsvFileToExamples(beam.DoFn):
   def setup(self):
     self._rows = beam.metrics.Metrics.counter(write_split.METRICS_NAMESPACE, "num_instances")
 
-  def _open(self, path: str, file):
+  def _open(self, path: str, file) -> Iterable[pa.RecordBatch]:
+    if self._format == "parquet":
+      return self._parquet_batches(file)
     from pyarrow import csv as pacsv
 
     names = self._headerless or header_names(path)
@@ -206,6 +219,20 @@ class CsvFileToExamples(beam.DoFn):
     )
     parse = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=True)
     return pacsv.open_csv(file, _read_options(self._headerless), parse, convert)
+
+  def _parquet_batches(self, file) -> Iterable[pa.RecordBatch]:
+    """The file's row groups in bounded batches, declared columns cast to the
+    spec's types (Parquet's own int32, float32 or string become the spec's)."""
+    import pyarrow.parquet as pq
+
+    for batch in pq.ParquetFile(file).iter_batches(batch_size=PARQUET_BATCH_ROWS):
+      columns = [
+        column.cast(_ARROW_TYPES[self._column_types[name]])
+        if name in self._column_types
+        else column
+        for name, column in zip(batch.schema.names, batch.columns)
+      ]
+      yield pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
   def _records(self, batch: pa.RecordBatch) -> pa.Array:
     from models import example_encoding as io
@@ -246,12 +273,12 @@ class CsvFileToExamples(beam.DoFn):
         yield beam.pvalue.TaggedOutput(name, part)
 
 
-def _split_files(input_base: str, pattern: str, headerless: bool) -> List[str]:
+def _split_files(input_base: str, pattern: str, header_csv: bool) -> List[str]:
   full = os.path.join(input_base, pattern)
   files = sorted(fileio.glob(full))
   if not files:
     raise RuntimeError(f"split pattern {full} matches no file")
-  if not headerless:
+  if header_csv:
     header = header_names(files[0])
     for other in files[1:]:
       if header_names(other) != header:
@@ -259,9 +286,9 @@ def _split_files(input_base: str, pattern: str, headerless: bool) -> List[str]:
   return files
 
 
-class ArrowCsvExecutor(BaseExampleGenExecutor):
-  """CSV (header or `data.columns`) to GZIP TFRecords of tf.Example, streamed
-  per file (see the module docstring)."""
+class ArrowFileExecutor(BaseExampleGenExecutor):
+  """CSV (header or `data.columns`) or Parquet to GZIP TFRecords of
+  tf.Example, streamed per file (see the module docstring)."""
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     raise NotImplementedError("GenerateExamplesByBeam reads the files itself")
@@ -273,7 +300,9 @@ class ArrowCsvExecutor(BaseExampleGenExecutor):
     column_types = {str(k): str(v) for k, v in dict(settings.get("column_types") or {}).items()}
     if not column_types:
       raise ValueError("custom_config has no column_types (the spec's declared columns)")
-    headerless = [str(c) for c in settings.get("columns") or []]
+    file_format = str(settings.get("format") or "csv")
+    headerless = [str(c) for c in settings.get("columns") or []] if file_format == "csv" else []
+    header_csv = file_format == "csv" and not headerless
     input_config, output_config = read_configs(exec_properties)
     names = utils.generate_output_split_names(input_config, output_config)
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
@@ -283,14 +312,15 @@ class ArrowCsvExecutor(BaseExampleGenExecutor):
         raise ValueError("hash buckets divide one input split, got several")
       if not split_config.HasField("partition_feature_name"):
         raise ValueError("this executor hash-splits on a column (partition_feature_name) only")
-      files = _split_files(input_base, input_config.splits[0].pattern, bool(headerless))
-      logging.info("Reading %d CSV file(s) into splits %s", len(files), names)
+      files = _split_files(input_base, input_config.splits[0].pattern, header_csv)
+      logging.info("Reading %d %s file(s) into splits %s", len(files), file_format, names)
       outputs = (
         pipeline
         | "CreateFilenames" >> beam.Create(files)
-        | "CsvToExamples"
+        | "FileToExamples"
         >> beam.ParDo(
-          CsvFileToExamples(
+          FileToExamples(
+            file_format,
             column_types,
             headerless,
             names,
@@ -302,12 +332,13 @@ class ArrowCsvExecutor(BaseExampleGenExecutor):
       return {name: outputs[name] for name in names}
     result = {}
     for split, name in zip(input_config.splits, names):
-      files = _split_files(input_base, split.pattern, bool(headerless))
-      logging.info("Reading %d CSV file(s) into split %s", len(files), name)
+      files = _split_files(input_base, split.pattern, header_csv)
+      logging.info("Reading %d %s file(s) into split %s", len(files), file_format, name)
       result[name] = (
         pipeline
         | f"CreateFilenames[{name}]" >> beam.Create(files)
-        | f"CsvToExamples[{name}]" >> beam.ParDo(CsvFileToExamples(column_types, headerless))
+        | f"FileToExamples[{name}]"
+        >> beam.ParDo(FileToExamples(file_format, column_types, headerless))
       )
     return result
 
