@@ -189,7 +189,8 @@ def run_case(case: str, source: str, output: str, beam_args: List[str] = ()) -> 
   examples = standard_artifacts.Examples()
   examples.uri = output
   context = base_beam_executor.BaseBeamExecutor.Context(
-    beam_pipeline_args=[*config.BEAM_PIPELINE_ARGS, *beam_args], tmp_dir=output + "-tmp"
+    beam_pipeline_args=config.with_local_workers([*config.BEAM_PIPELINE_ARGS, *beam_args]),
+    tmp_dir=output + "-tmp",
   )
   executor = executor_class(context) if case != "copy" else executor_class()
   before, cpu, rss = _peak_rss_mb(), _cpu_seconds(), _rss_mb()

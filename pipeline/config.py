@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import List
+from typing import Any, List, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_HOME = Path(".mtlrank")
@@ -19,6 +19,48 @@ BEAM_PIPELINE_ARGS: List[str] = [
   "--direct_running_mode=in_memory",
   "--direct_num_workers=1",
 ]
+
+# TFX's Beam executors ship TFX to remote workers: unless one of these flags is
+# given, each one's constructor copies the installed tfx tree to a fresh /tmp
+# directory and builds an sdist of it (`dependency_utils.
+# make_beam_dependency_flags`: ~1.3 s and 42 MB per Beam component, never
+# removed). Workers in this environment (the in-process runner, or an external
+# worker pool, which installs no staged package) have no use for it.
+TFX_DEPENDENCY_FLAGS = (
+  "extra_packages",
+  "setup_file",
+  "requirements_file",
+  "worker_harness_container_image",
+  "sdk_container_image",
+)
+LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner")
+# The flag that says so: an image name Beam only reads for Docker workers.
+LOCAL_WORKERS_FLAG = "--sdk_container_image=mtlrank-workers-in-this-environment"
+
+
+def _flag(args: Sequence[Any], name: str) -> str | None:
+  """The last value of `--name=value` in `args` (a later flag wins, as in Beam)."""
+  value = None
+  for arg in args:
+    if isinstance(arg, str) and arg.startswith(f"--{name}="):
+      value = arg.split("=", 1)[1]
+  return value
+
+
+def with_local_workers(args: Sequence[Any]) -> List[Any]:
+  """`args`, plus LOCAL_WORKERS_FLAG when the Beam workers run in this
+  environment and no dependency flag is given, so TFX builds no package."""
+  args = list(args)
+  runner = (_flag(args, "runner") or "DirectRunner").rsplit(".", 1)[-1]
+  local = runner in LOCAL_RUNNERS or (
+    runner == "PortableRunner" and _flag(args, "environment_type") in ("EXTERNAL", "LOOPBACK")
+  )
+  given = any(
+    isinstance(a, str)
+    and a.split("=", 1)[0].lstrip("-") in (*TFX_DEPENDENCY_FLAGS, "extra_package")
+    for a in args
+  )
+  return args + [LOCAL_WORKERS_FLAG] if local and not given else args
 
 
 @dataclasses.dataclass(frozen=True)

@@ -142,7 +142,7 @@ def create_pipeline(
     ),
     # The in-memory defaults then the spec's `beam.args`, unless the caller
     # (the runner: --beam portable, --beam-arg) gives the whole list.
-    beam_pipeline_args=(
+    beam_pipeline_args=config.with_local_workers(
       beam_pipeline_args
       if beam_pipeline_args is not None
       else [*config.BEAM_PIPELINE_ARGS, *spec.beam.args]
