@@ -30,12 +30,16 @@ ArrowFileExecutor))` (TFX's extension point):
   _PartitionFn`: SHA-256 of the partition feature serialized, modulo the
   total of the buckets), computed once per distinct value of the block, so
   a row lands in the split CsvExampleGen put it in;
-- writes each split through Beam's file sink (temporary files renamed into
-  place, TFX's `data_tfrecord-SSSSS-of-NNNNN.gz` names) without TFX's
-  `Reshuffle`, one element per block, each block's records written by
-  TensorFlow's C++ GZIP TFRecord writer: `WriteToTFRecord` takes one element
-  per record, and Beam's per-element work plus its Python framing and
-  per-record zlib calls cost more CPU than the whole copying path.
+- writes, in the DoFn that reads a file, one shard per output split for that
+  file (TFX's `data_tfrecord-SSSSS-of-NNNNN.gz` names, the file's index
+  among the split's files), with TensorFlow's C++ GZIP TFRecord writer, under
+  a temporary name renamed into place when the file is done: no `Reshuffle`
+  and no Beam file sink. `WriteToTFRecord` takes one element per record
+  (Beam's per-element work, Python framing and per-record zlib calls cost
+  more CPU than the whole copying path), and the sink's own stages
+  (initialize, write, pre-finalize, finalize, with side inputs) were most of
+  the executor's fixed cost on the in-memory runner. A retried file rewrites
+  the same shards; a failed one leaves none in place.
 
 In CSV, empty cells are missing values, as in CsvExampleGen: a feature of the
 column's kind with no value (an empty string too: `""` and an empty field
@@ -58,14 +62,13 @@ import csv
 import hashlib
 import io
 import os
-from typing import Any, Dict, Iterable, List, Sequence
+import uuid
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 from absl import logging
-from apache_beam.io import filebasedsink
-from apache_beam.io.filesystem import CompressionTypes
 from tfx import types
 from tfx.components.example_gen import utils, write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
@@ -151,44 +154,58 @@ def _read_options(names: Sequence[str] | None):
   return pacsv.ReadOptions(block_size=BLOCK_BYTES)
 
 
-class _TFRecordBlockSink(filebasedsink.FileBasedSink):
-  """Beam's file sink (temporary files renamed into place, TFX's shard names)
-  with TensorFlow's C++ GZIP TFRecord writer; an element is a block of
-  serialized records (a pyarrow binary array)."""
+def shard_name(index: int, count: int) -> str:
+  """TFX's shard file name: the `index`-th of `count` input files."""
+  return f"{write_split.DEFAULT_TF_RECORD_FILE_NAME}-{index:05d}-of-{count:05d}.gz"
 
-  def __init__(self, file_path_prefix: str):
-    super().__init__(
-      file_path_prefix,
-      coder=beam.coders.PickleCoder(),
-      file_name_suffix=".gz",
-      compression_type=CompressionTypes.UNCOMPRESSED,  # the writer compresses
-    )
 
-  def open(self, temp_path):
+class _ShardWriters:
+  """One GZIP TFRecord file per output split for one input file, written
+  under a temporary name and renamed into place when the file is done: a
+  retried file rewrites the same shard, a failed one leaves none."""
+
+  def __init__(self, split_dirs: Dict[str, str], name: str):
     import tensorflow as tf
 
-    return tf.io.TFRecordWriter(temp_path, options=tf.io.TFRecordOptions(compression_type="GZIP"))
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    self._final = {split: os.path.join(d, name) for split, d in split_dirs.items()}
+    self._temp = {split: f"{path}.tmp-{uuid.uuid4().hex}" for split, path in self._final.items()}
+    for d in split_dirs.values():
+      fileio.makedirs(d)
+    self._writers = {
+      split: tf.io.TFRecordWriter(t, options=options) for split, t in self._temp.items()
+    }
 
-  def write_record(self, file_handle, value):
-    for record in value.to_pylist():
-      file_handle.write(record)
+  def write(self, split: str, records: pa.Array) -> None:
+    writer = self._writers[split]
+    for record in records.to_pylist():
+      writer.write(record)
 
-  def close(self, file_handle):
-    file_handle.close()
+  def commit(self) -> None:
+    for split, writer in self._writers.items():
+      writer.close()
+      fileio.rename(self._temp[split], self._final[split], overwrite=True)
+
+  def abort(self) -> None:
+    for split, writer in self._writers.items():
+      writer.close()
+      if fileio.exists(self._temp[split]):
+        fileio.remove(self._temp[split])
 
 
-@beam.typehints.with_input_types(str)
 class FileToExamples(beam.DoFn):
-  """One CSV or Parquet file -> its serialized tf.Examples, streamed: one
-  pyarrow binary array per block of the file; with `split_names` and a hash
-  split, one per output split of each block, tagged with the split."""
+  """One CSV or Parquet file (its index among `file_count` and its path) ->
+  one shard of serialized tf.Examples per output split, streamed block by
+  block: with several `split_dirs` a hash split assigns each row, with one
+  every row goes to it."""
 
   def __init__(
     self,
     file_format: str,
     column_types: Dict[str, str],
+    split_dirs: Dict[str, str],
+    file_count: int,
     headerless_columns: Sequence[str] = (),
-    split_names: Sequence[str] = (),
     partition_column: str = "",
     buckets: Sequence[int] = (),
   ):
@@ -197,7 +214,9 @@ class FileToExamples(beam.DoFn):
     self._format = file_format
     self._column_types = dict(column_types)
     self._headerless = list(headerless_columns)
-    self._split_names = list(split_names)
+    self._split_dirs = dict(split_dirs)
+    self._split_names = list(split_dirs)
+    self._file_count = file_count
     self._partition_column = partition_column
     self._cumulative = np.cumsum(np.asarray(buckets, np.int64)) if buckets else None
 
@@ -241,22 +260,30 @@ class FileToExamples(beam.DoFn):
     dtypes = {n: self._column_types.get(n, "string") for n in names}
     return io.encode_examples(dict(zip(names, batch.columns)), dtypes, missing=True)
 
-  def process(self, path: str) -> Iterable[Any]:
-    with beam.io.filesystems.FileSystems.open(path) as file:
-      try:
-        reader = self._open(path, file)
-        for batch in reader:
+  def process(self, element: Tuple[int, str]) -> Iterable[Any]:
+    index, path = element
+    shards = _ShardWriters(self._split_dirs, shard_name(index, self._file_count))
+    try:
+      with beam.io.filesystems.FileSystems.open(path) as file:
+        for batch in self._open(path, file):
           if not batch.num_rows:
             continue
           self._rows.inc(batch.num_rows)
           if self._cumulative is None:
-            yield self._records(batch)
+            shards.write(self._split_names[0], self._records(batch))
             continue
-          yield from self._split(batch, path)
-      except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        raise ValueError(f"{path}: {e}") from e
+          for split, records in self._split(batch, path):
+            shards.write(split, records)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+      shards.abort()
+      raise ValueError(f"{path}: {e}") from e
+    except BaseException:
+      shards.abort()
+      raise
+    shards.commit()
+    return ()
 
-  def _split(self, batch: pa.RecordBatch, path: str) -> Iterable[Any]:
+  def _split(self, batch: pa.RecordBatch, path: str) -> Iterable[Tuple[str, pa.Array]]:
     if self._partition_column not in batch.schema.names:
       raise RuntimeError(
         f"{path}: no column {self._partition_column!r} to hash for the split "
@@ -269,8 +296,7 @@ class FileToExamples(beam.DoFn):
       mask = index == i
       count = int(mask.sum())
       if count:
-        part = records if count == len(records) else records.filter(pa.array(mask))
-        yield beam.pvalue.TaggedOutput(name, part)
+        yield name, records if count == len(records) else records.filter(pa.array(mask))
 
 
 def _split_files(input_base: str, pattern: str, header_csv: bool) -> List[str]:
@@ -291,11 +317,14 @@ class ArrowFileExecutor(BaseExampleGenExecutor):
   tf.Example, streamed per file (see the module docstring)."""
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
-    raise NotImplementedError("GenerateExamplesByBeam reads the files itself")
+    raise NotImplementedError("Do reads and writes the files itself")
 
-  def GenerateExamplesByBeam(
-    self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
-  ) -> Dict[str, beam.pvalue.PCollection]:
+  def GenerateExamplesByBeam(self, pipeline, exec_properties):
+    raise NotImplementedError("Do reads and writes the files itself (one shard per file and split)")
+
+  def _write_splits(
+    self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_dirs: Dict[str, str]
+  ) -> None:
     settings = file_settings(exec_properties)
     column_types = {str(k): str(v) for k, v in dict(settings.get("column_types") or {}).items()}
     if not column_types:
@@ -304,7 +333,6 @@ class ArrowFileExecutor(BaseExampleGenExecutor):
     headerless = [str(c) for c in settings.get("columns") or []] if file_format == "csv" else []
     header_csv = file_format == "csv" and not headerless
     input_config, output_config = read_configs(exec_properties)
-    names = utils.generate_output_split_names(input_config, output_config)
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     split_config = output_config.split_config
     if split_config.splits:
@@ -313,34 +341,35 @@ class ArrowFileExecutor(BaseExampleGenExecutor):
       if not split_config.HasField("partition_feature_name"):
         raise ValueError("this executor hash-splits on a column (partition_feature_name) only")
       files = _split_files(input_base, input_config.splits[0].pattern, header_csv)
-      logging.info("Reading %d %s file(s) into splits %s", len(files), file_format, names)
-      outputs = (
-        pipeline
-        | "CreateFilenames" >> beam.Create(files)
-        | "FileToExamples"
-        >> beam.ParDo(
-          FileToExamples(
-            file_format,
-            column_types,
-            headerless,
-            names,
-            split_config.partition_feature_name,
-            [s.hash_buckets for s in split_config.splits],
-          )
-        ).with_outputs(*names)
+      logging.info(
+        "Reading %d %s file(s) into splits %s", len(files), file_format, list(split_dirs)
       )
-      return {name: outputs[name] for name in names}
-    result = {}
-    for split, name in zip(input_config.splits, names):
+      to_examples = FileToExamples(
+        file_format,
+        column_types,
+        split_dirs,
+        len(files),
+        headerless,
+        split_config.partition_feature_name,
+        [s.hash_buckets for s in split_config.splits],
+      )
+      _ = (
+        pipeline
+        | "CreateFilenames" >> beam.Create(list(enumerate(files)))
+        | ("FileToExamples" >> beam.ParDo(to_examples))
+      )
+      return
+    for split, name in zip(input_config.splits, split_dirs):
       files = _split_files(input_base, split.pattern, header_csv)
       logging.info("Reading %d %s file(s) into split %s", len(files), file_format, name)
-      result[name] = (
-        pipeline
-        | f"CreateFilenames[{name}]" >> beam.Create(files)
-        | f"FileToExamples[{name}]"
-        >> beam.ParDo(FileToExamples(file_format, column_types, headerless))
+      to_examples = FileToExamples(
+        file_format, column_types, {name: split_dirs[name]}, len(files), headerless
       )
-    return result
+      _ = (
+        pipeline
+        | f"CreateFilenames[{name}]" >> beam.Create(list(enumerate(files)))
+        | (f"FileToExamples[{name}]" >> beam.ParDo(to_examples))
+      )
 
   def Do(
     self,
@@ -348,22 +377,19 @@ class ArrowFileExecutor(BaseExampleGenExecutor):
     output_dict: Dict[str, List[types.Artifact]],
     exec_properties: Dict[str, Any],
   ) -> None:
-    """TFX's `BaseExampleGenExecutor.Do` without the `Reshuffle` of its
-    `WriteSplit`: the records go to `WriteToTFRecord` as they are made."""
+    """TFX's `BaseExampleGenExecutor.Do` without its `WriteSplit` (a
+    `Reshuffle`, then Beam's file sink): each input file's shards are written
+    by the DoFn that reads it."""
     self._log_startup(input_dict, output_dict, exec_properties)
     input_config, output_config = read_configs(exec_properties)
     examples = output_dict[standard_component_specs.EXAMPLES_KEY]
     artifact = artifact_utils.get_single_instance(examples)
-    artifact.split_names = artifact_utils.encode_split_names(
-      utils.generate_output_split_names(input_config, output_config)
-    )
+    names = utils.generate_output_split_names(input_config, output_config)
+    artifact.split_names = artifact_utils.encode_split_names(names)
+    split_dirs = {name: artifact_utils.get_split_uri(examples, name) for name in names}
     exec_properties["_beam_pipeline_args"] = self._beam_pipeline_args or []
     with self._make_beam_pipeline() as pipeline:
-      for name, records in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
-        prefix = os.path.join(
-          artifact_utils.get_split_uri(examples, name), write_split.DEFAULT_TF_RECORD_FILE_NAME
-        )
-        _ = records | f"WriteSplit[{name}]" >> beam.io.Write(_TFRecordBlockSink(prefix))
+      self._write_splits(pipeline, exec_properties, split_dirs)
     payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
     file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
     for output in examples:

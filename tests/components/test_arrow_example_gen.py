@@ -142,6 +142,9 @@ def test_header_csv_with_a_hash_split_matches_csv_example_gen(tmp_path):
     # The same rows in the same split, with the same features, kinds and values.
     assert _canonical(ours[split]) == _canonical(tfx[split]), split
   assert sum(len(v) for v in ours.values()) == 45
+  for split in ours:  # one shard per input file and split, TFX's names
+    shards = sorted(p.name for p in (tmp_path / "ours" / f"Split-{split}").iterdir())
+    assert shards == [f"data_tfrecord-0000{i}-of-00002.gz" for i in (0, 1)], shards
   assert ours["eval"] and ours["train"]
 
   rows = {tuple(_values(e)["note"][1]): _values(e) for s in ours.values() for e in s}
@@ -181,10 +184,15 @@ def test_headerless_csv_with_split_patterns_matches_tfx_reading(tmp_path):
 def test_a_bad_cell_names_the_file(tmp_path):
   from components.arrow_example_gen import ArrowFileExecutor
 
+  _write(tmp_path / "in" / "a.csv", header=True)
   _write(tmp_path / "in" / "bad.csv", header=True, rows=[("r1", "seven", "1.0", 1, "x")])
   props = _props(tmp_path / "in", [("all", "*.csv")], _hash_output())
   with pytest.raises(Exception, match=r"bad\.csv.*int64"):
     _run(ArrowFileExecutor, props, tmp_path / "ours")
+  # The failed file left no shard and no temporary file (a.csv's shards may be in place).
+  left = sorted(p.name for p in (tmp_path / "ours").rglob("*") if p.is_file())
+  assert left and all(name.startswith("data_tfrecord-00000-of-00002.gz") for name in left), left
+  assert not [name for name in left if ".tmp-" in name]
 
 
 def test_partition_keys_are_tfx_s():
