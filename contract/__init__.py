@@ -63,6 +63,9 @@ WARMUP_FILENAME = "tf_serving_warmup_requests"
 # warm start, which the run summary reads.
 WARM_START_DIRNAME = "WarmStart"
 WARM_START_REPORT_FILENAME = "warm_start.json"
+# The Trainer's epoch-selection report (models/selection.py), beside the model.
+SELECTION_DIRNAME = "Selection"
+SELECTION_REPORT_FILENAME = "selection.json"
 
 # --- The Evaluator's one TFMA pass (pipeline/evaluator.py) -------------------
 # TFMA's model name of the single-task baseline (the candidate and the latest

@@ -66,6 +66,12 @@ class SingleTaskModel(MultiTaskModel):
   def last_shared_variables(self) -> List[tf.Variable]:
     return []
 
+  def task_variables(self, index: int) -> Tuple[List[tf.Variable], List[tf.Variable]]:
+    """Task `index`'s weights: its embedding's variables (its own), and the
+    per-task networks' stacked variables, whose row `index` is its
+    (`models.selection` keeps each task's weights from its own best epoch)."""
+    return list(self.embeddings[index].weights), list(self.networks.weights)
+
 
 @register_architecture("shared_bottom")
 class SharedBottomModel(MultiTaskModel):

@@ -191,6 +191,11 @@ class TaskSpec:
   def is_binary(self) -> bool:
     return self.type == "binary"
 
+  @property
+  def validation_metrics(self) -> Tuple[str, ...]:
+    """What its head reports on validation (models.heads): loss and AUC or MSE."""
+    return ("loss", "auc") if self.is_binary else ("loss", "mse")
+
 
 @dataclasses.dataclass(frozen=True)
 class InteractionSpec:
@@ -243,6 +248,17 @@ class TrainingSpec:
   # the validation loss early stopping watches: "" the spec-weighted sum of the
   # task losses, else this task's (models.telemetry.early_stopping_monitor)
   early_stopping_task: str = ""
+  # the validation monitor that picks the kept epoch (models/selection.py), e.g.
+  # {income: auc, never_married: {metric: auc, weight: 0.5}}: per task `loss`,
+  # `auc` (binary) or `mse` (regression), weight 1 unless given; the kept epoch
+  # maximises the weighted sum, a loss counting negatively. {}: the validation
+  # loss (early_stopping_task)
+  selection: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  # keep each task's weights from its own best validation epoch where the
+  # architecture shares nothing between tasks (single_task, the STL baseline);
+  # with a shared backbone one epoch is kept and the run summary gives each
+  # task's trade-off
+  per_task_selection: bool = False
   weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay
   shuffle_buffer: int = 100_000  # examples in tf.data's shuffle buffer
   telemetry_every_n_steps: int = 100  # steps between gate and gradient telemetry summaries

@@ -103,6 +103,9 @@ def parse(raw: Any, origin: str = "<spec>", source_path: str = "") -> RankingSpe
       f"{origin}: training.early_stopping_task: {training.early_stopping_task!r} is not a task "
       f"(tasks: {', '.join(task_names)})"
     )
+  training = dataclasses.replace(
+    training, selection=_parse_selection(training.selection, tasks, origin)
+  )
   if model.position_bias and not any(f.kind == "position" for f in features):
     raise SpecError(f"{origin}: model.position_bias: needs a feature of kind 'position'")
   spec = RankingSpec(
@@ -383,6 +386,31 @@ def _parse_model(
   return spec
 
 
+def _parse_selection(
+  raw: Mapping[str, Any], tasks: Sequence[TaskSpec], origin: str
+) -> Dict[str, Dict[str, Any]]:
+  """`training.selection` as {task: {metric, weight}}, every name checked."""
+  by_name = {t.name: t for t in tasks}
+  result = {}
+  for task_name, term in raw.items():
+    where = f"{origin}: training.selection.{task_name}"
+    if task_name not in by_name:
+      raise SpecError(f"{where}: not a task (tasks: {', '.join(by_name)})")
+    term = {"metric": term} if isinstance(term, str) else term
+    if not isinstance(term, Mapping) or set(term) - {"metric", "weight"} or "metric" not in term:
+      raise SpecError(f"{where}: must be a metric name or {{metric: M, weight: W}}, got {term!r}")
+    allowed = by_name[task_name].validation_metrics
+    if term["metric"] not in allowed:
+      raise SpecError(
+        f"{where}: metric {term['metric']!r} is not one of this task's ({', '.join(allowed)})"
+      )
+    weight = term.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+      raise SpecError(f"{where}: weight must be a number > 0, got {weight!r}")
+    result[task_name] = {"metric": term["metric"], "weight": float(weight)}
+  return result
+
+
 def _parse_training(f: _Fields) -> TrainingSpec:
   defaults = TrainingSpec()
   values = {}
@@ -402,6 +430,10 @@ def _parse_training(f: _Fields) -> TrainingSpec:
       f.fail("must be >= " + ("0" if key == "early_stopping_patience" else "1"), key)
   if "early_stopping_task" in f.raw and values["early_stopping_patience"] == 0:
     f.fail("is read only with early_stopping_patience > 0", "early_stopping_task")
+  if values["selection"] and values["early_stopping_task"]:
+    f.fail(
+      "is read only without a selection monitor (selection names the tasks)", "early_stopping_task"
+    )
   return TrainingSpec(**values)
 
 

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Sequence
 import tensorflow as tf
 import tf_keras as keras
 
-from models import balancing, losses
+from models import balancing, losses, selection
 from models.spec import RankingSpec
 
 log = logging.getLogger(__name__)
@@ -228,32 +228,45 @@ class TelemetryCallback(keras.callbacks.Callback):
 
 
 def early_stopping_monitor(spec: RankingSpec) -> str:
-  """`val_loss` (the spec-weighted sum), or `val_<task>_loss` with
+  """`val_selection` with a declared `training.selection` (models.selection),
+  else `val_loss` (the spec-weighted sum), or `val_<task>_loss` with
   `training.early_stopping_task`: one task's loss, when another task's head
   overfits epochs before it (the synthetic spec's conversion before its click)."""
+  if spec.training.selection:
+    return selection.SELECTION_LOG_KEY
   task = spec.training.early_stopping_task
   return f"val_{task}_loss" if task else "val_loss"
 
 
 def callbacks(
-  spec: RankingSpec, log_dir: str, early_stopping: bool = True, collapse_threshold: float = 0.9
+  spec: RankingSpec,
+  log_dir: str,
+  early_stopping: bool = True,
+  collapse_threshold: float = 0.9,
+  recorder: selection.SelectionRecorder | None = None,
 ) -> List[keras.callbacks.Callback]:
   """The training callbacks: a stop on a non-finite task loss, step telemetry every
   `spec.training.telemetry_every_n_steps` steps, epoch curves (train and
-  validation) through Keras' TensorBoard callback, and, with `early_stopping`
-  and `spec.training.early_stopping_patience` > 0, early stopping on
-  `early_stopping_monitor(spec)` restoring the best weights."""
+  validation) through Keras' TensorBoard callback, the epoch `recorder`
+  (models.selection; it writes the declared monitor into the epoch's logs, so
+  it comes before early stopping), and, with `early_stopping` and
+  `spec.training.early_stopping_patience` > 0, early stopping on
+  `early_stopping_monitor(spec)` restoring the best weights (unless the
+  recorder keeps each task's own best epoch)."""
   result: List[keras.callbacks.Callback] = [
     StopOnNonFiniteLoss([t.name for t in spec.tasks]),
     TelemetryCallback(log_dir, spec.training.telemetry_every_n_steps, collapse_threshold),
     keras.callbacks.TensorBoard(log_dir, update_freq="epoch", write_graph=False, profile_batch=0),
   ]
+  if recorder is not None:
+    result.append(recorder)
   if early_stopping and spec.training.early_stopping_patience > 0:
     result.append(
       keras.callbacks.EarlyStopping(
         monitor=early_stopping_monitor(spec),
+        mode="max" if spec.training.selection else "min",
         patience=spec.training.early_stopping_patience,
-        restore_best_weights=True,
+        restore_best_weights=not (recorder is not None and recorder.per_task),
       )
     )
   return result

@@ -17,7 +17,8 @@ import tf_keras as keras
 from absl import logging
 from tfx import v1 as tfx
 
-from models import architectures, distribute, export, inputs, telemetry, warm_start
+from contract import SELECTION_DIRNAME
+from models import architectures, distribute, export, inputs, selection, telemetry, warm_start
 from models.features import (
   SHARED_VOCABULARY,
   spec_from_custom_config,
@@ -52,17 +53,30 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   if spec.training.warm_start:
     _warm_start(model, spec, fn_args.base_model, vocabularies, model_uri)
   log_dir = os.path.join(fn_args.model_run_dir, "logs")
+  recorder = selection.SelectionRecorder(
+    spec, per_task=spec.training.per_task_selection and selection.shares_nothing(model)
+  )
+  if spec.training.per_task_selection and not recorder.per_task:
+    logging.info(
+      "training.per_task_selection: %s shares weights between tasks; one epoch is kept "
+      "for all and the selection report gives each task's trade-off",
+      spec.model.architecture,
+    )
+  fit_callbacks = telemetry.callbacks(spec, log_dir, recorder=recorder)
   started = time.perf_counter()
-  model.fit(
+  history = model.fit(
     train.dataset.repeat(),
     steps_per_epoch=train_steps,
     validation_data=evaluation.dataset,
     validation_steps=eval_steps,
     epochs=spec.training.epochs,
-    callbacks=telemetry.callbacks(spec, log_dir),
+    callbacks=fit_callbacks,
     verbose=2,
   )
   logging.info("Training took %.1f s", time.perf_counter() - started)
+  kept = selection.kept_epoch(fit_callbacks, len(history.epoch))
+  path = selection.write_report(recorder.report(kept), os.path.join(model_uri, SELECTION_DIRNAME))
+  logging.info("Epoch selection: %s", path)
   export.export_serving_model(model, spec, tft_output, fn_args.serving_model_dir)
   # What a later run warm-starts from (beside the SavedModel, never pushed).
   warm_start.save_bundle(model, spec, sizes, vocabularies, model_uri)

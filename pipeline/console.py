@@ -17,6 +17,30 @@ if TYPE_CHECKING:
   from pipeline.runner import RunSummary
 
 
+def _selection_lines(selection: Dict[str, Dict], split: str) -> List[str]:
+  """Per Trainer: the epoch kept and, per task, its own best epoch and what
+  the kept epoch gives up against it (models/selection.py)."""
+  lines = []
+  for node, report in sorted(selection.items()):
+    kept = (
+      "each task at its own best epoch"
+      if report["per_task"]
+      else f"kept epoch {report['kept_epoch']} of {report['epochs_run']}"
+    )
+    lines.append(f"  {node}: selected on {split} by {report['monitor']}; {kept}")
+    lines.append(
+      f"    {'task':<20}{'metric':<8}{'best epoch':>11}{'best':>10}{'kept':>10}{'given up':>10}"
+    )
+    for task, t in report["tasks"].items():
+      kept_value = "-" if t["kept"] is None else f"{t['kept']:.4f}"
+      given_up = "-" if t["given_up"] is None else f"{t['given_up']:.4f}"
+      lines.append(
+        f"    {task:<20}{t['metric']:<8}{t['best_epoch']:>11}{t['best']:>10.4f}"
+        f"{kept_value:>10}{given_up:>10}"
+      )
+  return lines
+
+
 def render_summary(summary: RunSummary) -> str:
   """The run summary as console lines: metrics, baseline, blessing, push, durations."""
   lines = [f"mtlrank run of spec {summary.spec!r}: {summary.wall_seconds:.0f} s"]
@@ -33,6 +57,7 @@ def render_summary(summary: RunSummary) -> str:
       + " / ".join(f"{rows} {split}" for split, rows in summary.split_rows.items())
       + f"; selected on {summary.selection_split}, evaluated on {summary.evaluation_split}"
     )
+  lines += _selection_lines(summary.selection, summary.selection_split)
   if summary.warm_start:
     w = summary.warm_start
     carried = ", ".join(

@@ -24,7 +24,10 @@ from contract import (
   EVALUATOR_NODE,
   FUSED_SCORE_OUTPUT,
   PUSHER_NODE,
+  SELECTION_DIRNAME,
+  SELECTION_REPORT_FILENAME,
   SERVED_OUTPUT_SUFFIX,
+  SINGLE_TASK_TRAINER_NODE,
   TRAIN_SPLIT,
   TRAINER_NODE,
   TRANSFORM_NODE,
@@ -66,6 +69,8 @@ class RunOutcome:
   training_examples: List[Dict[str, object]] = dataclasses.field(default_factory=list)
   # The Trainer's warm-start report (models/warm_start.py), None on a cold start.
   warm_start: Dict[str, object] | None = None
+  # The Trainers' epoch-selection reports (models/selection.py), by node.
+  selection: Dict[str, Dict[str, object]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +199,11 @@ def latest_run(metadata_path: Path) -> RunOutcome:
     training_spans=training_spans,
     training_examples=training_examples,
     warm_start=_warm_start_report(model.uri) if model is not None else None,
+    selection={
+      node: report
+      for node in (TRAINER_NODE, SINGLE_TASK_TRAINER_NODE)
+      if (report := _selection_report(output_of(node, "Model"))) is not None
+    },
   )
 
 
@@ -236,6 +246,13 @@ def split_rows(training_examples: List[Dict[str, object]]) -> Dict[str, int]:
 
 def _warm_start_report(model_uri: str) -> Dict[str, object] | None:
   path = Path(model_uri) / WARM_START_DIRNAME / WARM_START_REPORT_FILENAME
+  return json.loads(path.read_text()) if path.exists() else None
+
+
+def _selection_report(model: metadata_store_pb2.Artifact | None) -> Dict[str, object] | None:
+  if model is None:
+    return None
+  path = Path(model.uri) / SELECTION_DIRNAME / SELECTION_REPORT_FILENAME
   return json.loads(path.read_text()) if path.exists() else None
 
 

@@ -55,6 +55,8 @@ class RunSummary:
   # The Examples artifact each span came from: {span, artifact_id, uri}.
   training_examples: List[Dict[str, object]] = dataclasses.field(default_factory=list)
   warm_start: Dict[str, object] | None = None
+  # Per Trainer node, the epoch kept and each task's own best (models/selection.py).
+  selection: Dict[str, Dict[str, object]] = dataclasses.field(default_factory=dict)
   # What retention removed (pipeline/retention.py); None without `retention`.
   retention: Dict[str, object] | None = None
   # Rows per split: train and validation over the training window, eval of
@@ -352,6 +354,7 @@ def summarize(spec: RankingSpec, paths: config.PipelinePaths, wall_seconds: floa
     training_examples=outcome.training_examples,
     split_rows=results.split_rows(outcome.training_examples),
     warm_start=outcome.warm_start,
+    selection=outcome.selection,
     single_task_baseline=[
       {
         "task": c.task,

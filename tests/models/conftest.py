@@ -22,11 +22,14 @@ MAX_POSITION = 5
 
 
 def make_spec(
-  architecture: str = "mmoe", tasks: str = "click_conversion_dwell", **model: Any
+  architecture: str = "mmoe",
+  tasks: str = "click_conversion_dwell",
+  training: Dict[str, Any] | None = None,
+  **model: Any,
 ) -> RankingSpec:
   """A tiny spec. `tasks`: click_conversion_dwell (a conditional chain with a
   regression), two_binary (two independent binary tasks), single (click),
-  chain (click -> cart -> purchase)."""
+  chain (click -> cart -> purchase); `training` adds training fields."""
   task_sets = {
     "click_conversion_dwell": [
       {"name": "click", "label": "click"},
@@ -84,7 +87,7 @@ def make_spec(
       ],
       "tasks": task_sets[tasks],
       "model": model_section,
-      "training": {"batch_size": 64, "learning_rate": 0.01, "seed": 1},
+      "training": {"batch_size": 64, "learning_rate": 0.01, "seed": 1, **(training or {})},
     }
   )
 

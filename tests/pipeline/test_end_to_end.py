@@ -87,6 +87,25 @@ def test_single_task_baseline_is_evaluated_beside_the_multi_task_model(
   assert not slice_metrics(small_census_spec, summary.evaluation_uri, model=SINGLE_TASK_MODEL_NAME)
 
 
+def test_summary_gives_each_trainers_kept_epoch_and_each_tasks_best(first_run, small_census_spec):
+  _, summary = first_run
+  epochs = small_census_spec.training.epochs
+  joint, single = summary.selection["Trainer"], summary.selection["SingleTaskTrainer"]
+  # The MMoE shares its experts: one epoch for both tasks, each task's trade-off given.
+  assert not joint["per_task"] and 1 <= joint["kept_epoch"] <= joint["epochs_run"] <= epochs
+  assert len(joint["epochs"]) == joint["epochs_run"]
+  for task in small_census_spec.task_names:
+    t = joint["tasks"][task]
+    assert t["metric"] == "auc" and 1 <= t["best_epoch"] <= joint["epochs_run"]
+    assert t["best"] == max(e[f"val_{task}_auc"] for e in joint["epochs"])
+    assert t["given_up"] == pytest.approx(t["best"] - t["kept"])
+  # The single-task networks share nothing: each task keeps its own best epoch.
+  assert single["per_task"] == small_census_spec.training.per_task_selection
+  if single["per_task"]:
+    assert all(t["kept_epoch"] == t["best_epoch"] for t in single["tasks"].values())
+  assert "SingleTaskTrainer: selected on validation" in summary.render()
+
+
 def test_trainer_writes_gate_and_task_gradient_telemetry(first_run, small_census_spec):
   paths, _ = first_run
   # Later runs share the pipeline root: read the first run's Trainer execution.
