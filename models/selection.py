@@ -37,12 +37,19 @@ SELECTION_LOG_KEY = "val_selection"
 METRIC_HIGHER_IS_BETTER = {"auc": True, "loss": False, "mse": False}
 
 
-def task_metrics(task: TaskSpec) -> Tuple[str, ...]:
-  return task.validation_metrics
-
-
 def log_key(task: str, metric: str) -> str:
   return f"val_{task}_{metric}"
+
+
+def monitor_key(spec: RankingSpec) -> str:
+  """The log key early stopping watches: `val_selection` with a declared
+  monitor, else `val_loss` (the spec-weighted sum), or `val_<task>_loss` with
+  `training.early_stopping_task`: one task's loss, when another task's head
+  overfits epochs before it (the synthetic spec's conversion before its click)."""
+  if spec.training.selection:
+    return SELECTION_LOG_KEY
+  task = spec.training.early_stopping_task
+  return log_key(task, "loss") if task else "val_loss"
 
 
 def monitor_terms(spec: RankingSpec) -> List[Tuple[str, str, float]]:
@@ -68,7 +75,7 @@ def task_selection_metric(spec: RankingSpec, task: TaskSpec) -> str:
   """The metric a task's own best epoch is judged by: its monitor term's, else
   its head metric (AUC or MSE)."""
   term = spec.training.selection.get(task.name)
-  return term["metric"] if term else task_metrics(task)[1]
+  return term["metric"] if term else task.validation_metrics[1]
 
 
 class SelectionRecorder(keras.callbacks.Callback):
@@ -83,7 +90,8 @@ class SelectionRecorder(keras.callbacks.Callback):
     self.per_task = per_task
     self.epochs: List[Dict[str, float]] = []
     self._best: Dict[str, Tuple[float, int]] = {}
-    self._task_weights: Dict[int, List[np.ndarray]] = {}
+    # Per task index, with `per_task`: its best epoch's (own, stacked rows) values.
+    self._task_weights: Dict[int, Tuple[List[np.ndarray], List[np.ndarray]]] = {}
 
   def on_epoch_end(self, epoch: int, logs: Dict[str, Any] | None = None) -> None:
     logs = logs if logs is not None else {}
@@ -94,7 +102,7 @@ class SelectionRecorder(keras.callbacks.Callback):
     record = {
       log_key(t.name, m): float(logs[log_key(t.name, m)])
       for t in self.spec.tasks
-      for m in task_metrics(t)
+      for m in t.validation_metrics
       if log_key(t.name, m) in logs
     }
     if SELECTION_LOG_KEY in logs:
@@ -109,18 +117,21 @@ class SelectionRecorder(keras.callbacks.Callback):
       if task.name not in self._best or score > self._best[task.name][0]:
         self._best[task.name] = (score, epoch)
         if self.per_task:
-          self._task_weights[index] = _task_variables(self.model, index)
+          owned, stacked = self.model.task_variables(index)
+          self._task_weights[index] = (
+            [v.numpy() for v in owned],
+            [v[index].numpy() for v in stacked],
+          )
 
   def on_train_end(self, logs: Dict[str, Any] | None = None) -> None:
-    if not self.per_task or not self._task_weights:
-      return
-    for index, values in self._task_weights.items():
-      for variable, value in zip(_task_variables(self.model, index, as_slices=True), values):
+    """With `per_task`: each task's own variables, and its row (axis 0) of
+    the stacked ones, back to its best epoch's values."""
+    for index, (owned_values, rows) in self._task_weights.items():
+      owned, stacked = self.model.task_variables(index)
+      for variable, value in zip(owned, owned_values):
         variable.assign(value)
-
-  def best_epochs(self) -> Dict[str, int]:
-    """Each task's own best epoch, 0-based."""
-    return {task: epoch for task, (_, epoch) in self._best.items()}
+      for variable, row in zip(stacked, rows):
+        variable[index].assign(row)
 
   def report(self, kept_epoch: int | None) -> Dict[str, Any]:
     """What the run summary shows: the monitor, the epochs' validation
@@ -162,32 +173,12 @@ def _monitor_text(terms: Sequence[Tuple[str, str, float]], spec: RankingSpec) ->
       f"{weight:g} * {'' if METRIC_HIGHER_IS_BETTER[metric] else '-'}{log_key(task, metric)}"
       for task, metric, weight in terms
     )
-  task = spec.training.early_stopping_task
-  return f"-val_{task}_loss" if task else "-val_loss"
+  return f"-{monitor_key(spec)}"
 
 
 def shares_nothing(model: keras.Model) -> bool:
   """Whether every weight belongs to one task (what per-task selection needs)."""
   return hasattr(model, "task_variables") and not model.shared_layers
-
-
-def _task_variables(model: keras.Model, index: int, as_slices: bool = False) -> List[Any]:
-  """Task `index`'s weights: its own variables whole and its axis-0 slice of
-  the stacked ones, as values, or (`as_slices`) as assignable targets."""
-  owned, stacked = model.task_variables(index)
-  if as_slices:
-    return list(owned) + [_Row(v, index) for v in stacked]
-  return [v.numpy() for v in owned] + [v.numpy()[index] for v in stacked]
-
-
-class _Row:
-  """Row `index` (axis 0) of a variable, assignable."""
-
-  def __init__(self, variable: Any, index: int):
-    self.variable, self.index = variable, index
-
-  def assign(self, value: np.ndarray) -> None:
-    self.variable[self.index].assign(value)
 
 
 def kept_epoch(callbacks: Sequence[keras.callbacks.Callback], epochs_run: int) -> int | None:

@@ -246,7 +246,7 @@ class TrainingSpec:
   mixed_precision: bool = False  # float16 compute, float32 variables
   early_stopping_patience: int = 2  # epochs without eval improvement before stopping (0: off)
   # the validation loss early stopping watches: "" the spec-weighted sum of the
-  # task losses, else this task's (models.telemetry.early_stopping_monitor)
+  # task losses, else this task's (models.selection.monitor_key)
   early_stopping_task: str = ""
   # the validation monitor that picks the kept epoch (models/selection.py), e.g.
   # {income: auc, never_married: {metric: auc, weight: 0.5}}: per task `loss`,

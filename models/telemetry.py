@@ -228,14 +228,8 @@ class TelemetryCallback(keras.callbacks.Callback):
 
 
 def early_stopping_monitor(spec: RankingSpec) -> str:
-  """`val_selection` with a declared `training.selection` (models.selection),
-  else `val_loss` (the spec-weighted sum), or `val_<task>_loss` with
-  `training.early_stopping_task`: one task's loss, when another task's head
-  overfits epochs before it (the synthetic spec's conversion before its click)."""
-  if spec.training.selection:
-    return selection.SELECTION_LOG_KEY
-  task = spec.training.early_stopping_task
-  return f"val_{task}_loss" if task else "val_loss"
+  """The log key early stopping watches (models.selection.monitor_key)."""
+  return selection.monitor_key(spec)
 
 
 def callbacks(

@@ -198,11 +198,16 @@ def latest_run(metadata_path: Path) -> RunOutcome:
     single_task_evaluation_uri=(single_task_evaluation.uri if single_task_evaluation else None),
     training_spans=training_spans,
     training_examples=training_examples,
-    warm_start=_warm_start_report(model.uri) if model is not None else None,
+    warm_start=_report_beside(model, WARM_START_DIRNAME, WARM_START_REPORT_FILENAME),
     selection={
       node: report
       for node in (TRAINER_NODE, SINGLE_TASK_TRAINER_NODE)
-      if (report := _selection_report(output_of(node, "Model"))) is not None
+      if (
+        report := _report_beside(
+          output_of(node, "Model"), SELECTION_DIRNAME, SELECTION_REPORT_FILENAME
+        )
+      )
+      is not None
     },
   )
 
@@ -244,16 +249,12 @@ def split_rows(training_examples: List[Dict[str, object]]) -> Dict[str, int]:
   }
 
 
-def _warm_start_report(model_uri: str) -> Dict[str, object] | None:
-  path = Path(model_uri) / WARM_START_DIRNAME / WARM_START_REPORT_FILENAME
-  return json.loads(path.read_text()) if path.exists() else None
-
-
-def _selection_report(model: metadata_store_pb2.Artifact | None) -> Dict[str, object] | None:
-  if model is None:
-    return None
-  path = Path(model.uri) / SELECTION_DIRNAME / SELECTION_REPORT_FILENAME
-  return json.loads(path.read_text()) if path.exists() else None
+def _report_beside(
+  model: metadata_store_pb2.Artifact | None, dirname: str, filename: str
+) -> Dict[str, object] | None:
+  """A JSON report the Trainer wrote into its Model artifact, if any."""
+  path = Path(model.uri) / dirname / filename if model is not None else None
+  return json.loads(path.read_text()) if path is not None and path.exists() else None
 
 
 def _int(artifact: metadata_store_pb2.Artifact, key: str) -> int:
